@@ -1,0 +1,51 @@
+"""runproc: a declarative runbook engine.
+
+    import engine
+    proc = engine.load("procedures/db-migration.yml")      # engine.ProcedureError, with locations
+    result = engine.run(proc, params={...}, dry_run=True, on_event=print)
+    result.ok, result.exit_code, result.steps["migrate"].status
+
+Names are imported on first use, so ``runproc --version`` and embedding stay fast.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+__all__ = ["Executor", "Procedure", "ProcedureError", "RunResult", "StepResult", "load", "register_executor",
+           "run", "__version__"]
+
+_LAZY = {
+    "load": "engine.loader",
+    "run": "engine.runner",
+    "Procedure": "engine.model",
+    "RunResult": "engine.results",
+    "StepResult": "engine.results",
+    "Executor": "engine.executors.base",
+    "register_executor": "engine.executors",
+    "ProcedureError": "engine.errors",
+}
+
+if TYPE_CHECKING:
+    from .errors import ProcedureError
+    from .executors import register_executor
+    from .executors.base import Executor
+    from .loader import load
+    from .model import Procedure
+    from .results import RunResult, StepResult
+    from .runner import run
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'engine' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -1,0 +1,268 @@
+"""Semantic checks after the schema: ids, needs, cycles, connections, expressions and names."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from graphlib import CycleError
+from typing import Any
+
+from . import expressions as ex
+from . import graph
+from .errors import Problem
+from .model import Body, Check, Procedure, Step
+from .suggest import did_you_mean
+from .window import WindowError, parse_window
+from .yamlsrc import Path_, Source
+
+JINJA_GLOBALS = frozenset({"range", "dict", "lipsum", "cycler", "joiner", "namespace", "true", "false",
+                           "none", "True", "False", "None"})
+
+
+class _Scope:
+    """What names an expression may use where it stands."""
+
+    def __init__(self, *, steps: set[str] | None, self_id: str | None = None, upstream_of: str | None = None,
+                 host: bool = False, result: bool = False) -> None:
+        self.steps = steps or set()
+        self.self_id = self_id
+        self.upstream_of = upstream_of
+        self.host = host
+        self.result = result
+
+
+def check_semantics(proc: Procedure, source: Source) -> list[Problem]:
+    problems: list[Problem] = []
+    sections = [("steps", proc.steps), ("finally", proc.finally_), ("on_failure", proc.on_failure)]
+    seen: dict[str, Path_] = {}
+    for section, steps in sections:
+        for i, step in enumerate(steps):
+            if step.id in seen:
+                problems.append(source.problem((section, i, "id"), f"{section}[{i}]: duplicate step id "
+                                               f"{step.id!r} (first at line {source.where(seen[step.id])[0]})"))
+            else:
+                seen[step.id] = (section, i, "id")
+    dag: graph.Dag | None = None
+    for section, steps in sections:
+        ids = {s.id for s in steps}
+        bad = False
+        for i, step in enumerate(steps):
+            for j, need in enumerate(step.needs or []):
+                if need not in ids:
+                    where = "" if section == "steps" else f" in {section}"
+                    problems.append(source.problem((section, i, "needs", j), f"{section}[{i}]: needs unknown "
+                                                   f"step {need!r}{where}{did_you_mean(need, ids)}"))
+                    bad = True
+        if bad:
+            continue
+        try:
+            built = graph.build(steps)
+        except CycleError as exc:
+            first = exc.args[1][0]
+            idx = next(i for i, s in enumerate(steps) if s.id == first)
+            problems.append(source.problem((section, idx, "needs"), f"{section}: dependency cycle: {exc.args[0]}"))
+            continue
+        if section == "steps":
+            dag = built
+    problems.extend(_check_connections(proc, source))
+    if proc.window:
+        try:
+            parse_window(proc.window)
+        except WindowError as exc:
+            problems.append(source.problem(("window",), f"window: {exc}"))
+    problems.extend(_check_expressions(proc, source, dag))
+    return problems
+
+
+def _check_connections(proc: Procedure, source: Source) -> list[Problem]:
+    from . import executors
+
+    out: list[Problem] = []
+    for path, body in _bodies(proc):
+        action = body.action
+        if action is None:
+            continue
+        name = getattr(action.options, "connection", None)
+        cls = executors.get_executor(action.kind)
+        opt_path = getattr(action, "paths", {}).get("connection", path)
+        if name is None:
+            continue
+        if name not in proc.connections:
+            out.append(source.problem(opt_path, f"{_label(path)}: unknown connection {name!r}"
+                                      f"{did_you_mean(name, proc.connections)}"))
+        elif cls.connection_kinds and proc.connections[name].kind not in cls.connection_kinds:
+            out.append(source.problem(opt_path, f"{_label(path)}: connection {name!r} is "
+                                      f"{proc.connections[name].kind}; {action.kind} needs "
+                                      f"{' or '.join(cls.connection_kinds)}"))
+    return out
+
+
+def _label(path: Path_) -> str:
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _bodies(proc: Procedure) -> Iterator[tuple[Path_, Body]]:
+    for i, check in enumerate(proc.preconditions):
+        yield ("preconditions", i), check
+    for section, steps in (("steps", proc.steps), ("finally", proc.finally_), ("on_failure", proc.on_failure)):
+        for i, step in enumerate(steps):
+            yield from _step_bodies((section, i), step)
+
+
+def _step_bodies(path: Path_, step: Step) -> Iterator[tuple[Path_, Body]]:
+    yield path, step
+    for nested in ("preconditions", "verify"):
+        for j, check in enumerate(getattr(step, nested)):
+            yield (*path, nested, j), check
+    if step.rollback is not None:
+        yield (*path, "rollback"), step.rollback
+
+
+# ---------------------------------------------------------------- expressions
+
+
+def _strings(value: Any, path: Path_) -> Iterator[tuple[Path_, str]]:
+    if isinstance(value, str):
+        yield path, value
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            yield from _strings(k, (*path, k)) if isinstance(k, str) and ex.is_template(k) else iter(())
+            yield from _strings(v, (*path, k))
+    elif isinstance(value, list | tuple):
+        for i, v in enumerate(value):
+            yield from _strings(v, (*path, i))
+
+
+def body_sources(body: Body, path: Path_) -> Iterator[tuple[Path_, str, bool, bool]]:
+    """(path, text, is_expression, uses_result) for every expression and template in a body."""
+    from . import executors
+
+    if body.name and ex.is_template(body.name):
+        yield (*path, "name"), body.name, False, False
+    for k, v in body.env.items():
+        if isinstance(v, str) and ex.is_template(v):
+            yield (*path, "env", k), v, False, False
+    if body.retry and body.retry.until:
+        yield (*path, "retry", "until"), body.retry.until, True, True
+    if isinstance(body, Check) and body.expect:
+        yield (*path, "expect"), body.expect, True, True
+    if isinstance(body, Step) and body.when:
+        yield (*path, "when"), body.when, True, False
+    if isinstance(body, Step) and body.on and ex.is_template(body.on):
+        yield (*path, "on"), body.on, False, False
+    action = body.action
+    if action is None:
+        return
+    cls = executors.get_executor(action.kind)
+    paths: dict[str, Path_] = getattr(action, "paths", {})
+    for opt, value in action.options.model_dump(exclude_defaults=True).items():
+        base = paths.get(opt, path)
+        as_expression = opt in cls.expression_options
+        for p, text in _strings(value, base):
+            if as_expression:
+                yield p, text, True, False
+            elif ex.is_template(text):
+                yield p, text, False, False
+
+
+def _check_expressions(proc: Procedure, source: Source, dag: graph.Dag | None) -> list[Problem]:
+    problems: list[Problem] = []
+    main_ids = {s.id for s in proc.steps}
+    var_names = list(proc.vars)
+
+    def check(path: Path_, text: str, expression: bool, scope: _Scope, refs_out: set[str] | None) -> None:
+        analysis = ex.analyse(text, expression=expression)
+        line, col = source.where(path)
+        if analysis.error:
+            extra = analysis.error_line - 1 if not expression else 0
+            problems.append(Problem(source.file, line + extra, col, f"{_label(path)}: {analysis.error}"))
+            return
+        for ref in analysis.references:
+            msg = _reference_problem(ref, proc, scope, dag, var_names, path)
+            if msg:
+                problems.append(Problem(source.file, line, col, f"{_label(path)}: {msg}"))
+            elif ref.root == "steps" and ref.name and refs_out is not None:
+                refs_out.add(ref.name)
+
+    for i, (name, value) in enumerate(proc.vars.items()):
+        scope = _Scope(steps=None)
+        for p, text in _strings(value, ("vars", name)):
+            if ex.is_template(text):
+                # a var may use the vars declared before it
+                check(p, text, False, scope, None)
+        del i
+    for name, conn in proc.connections.items():
+        paths = conn.__dict__.get("_paths", {})
+        for opt, value in conn.model_dump(exclude_defaults=True).items():
+            for p, text in _strings(value, paths.get(opt, ("connections", name))):
+                if ex.is_template(text):
+                    check(p, text, False, _Scope(steps=None), None)
+    if proc.inventory and ex.is_template(proc.inventory):
+        check(("inventory",), proc.inventory, False, _Scope(steps=None), None)
+    for i, c in enumerate(proc.preconditions):
+        for p, text, expression, uses_result in body_sources(c, ("preconditions", i)):
+            check(p, text, expression, _Scope(steps=None, result=uses_result), None)
+    for section, steps in (("steps", proc.steps), ("finally", proc.finally_), ("on_failure", proc.on_failure)):
+        earlier: set[str] = set()
+        for i, step in enumerate(steps):
+            refs: set[str] = set()
+            host = step.on is not None
+            for path, body in _step_bodies((section, i), step):
+                in_self = path != (section, i) and path[2] in ("verify", "rollback")
+                for p, text, expression, uses_result in body_sources(body, path):
+                    if section == "steps":
+                        scope = _Scope(steps=main_ids, self_id=step.id if in_self or uses_result else None,
+                                       upstream_of=step.id, host=host, result=uses_result)
+                    else:
+                        scope = _Scope(steps=main_ids | earlier | ({step.id} if in_self else set()),
+                                       host=host, result=uses_result)
+                    check(p, text, expression, scope, refs)
+            proc._references[step.id] = refs
+            earlier.add(step.id)
+    return problems
+
+
+def _reference_problem(ref: ex.Reference, proc: Procedure, scope: _Scope, dag: graph.Dag | None,
+                       var_names: list[str], path: Path_) -> str | None:
+    root, name = ref.root, ref.name
+    if root in JINJA_GLOBALS:
+        return None
+    if root not in ex.ROOT_NAMES:
+        return f"unknown name {root!r}{did_you_mean(root, ex.ROOT_NAMES)}"
+    if name is None:
+        return None
+    if root == "params" and name not in proc.params:
+        return f"undeclared param {name!r}{did_you_mean(name, proc.params)}"
+    if root == "vars":
+        if path[0] == "vars":
+            idx = var_names.index(path[1])
+            if name not in var_names[:idx]:
+                return (f"var {name!r} is not declared before this one"
+                        if name in var_names else f"unknown var {name!r}{did_you_mean(name, var_names)}")
+        elif name not in proc.vars:
+            return f"unknown var {name!r}{did_you_mean(name, var_names)}"
+    if root == "secrets" and name not in proc.secrets:
+        return f"undeclared secret {name!r}{did_you_mean(name, proc.secrets)}"
+    if root == "run" and name not in ex.RUN_FIELDS:
+        return f"run has no field {name!r}{did_you_mean(name, ex.RUN_FIELDS)}"
+    if root == "host":
+        if not scope.host:
+            return "'host' is only defined in a step with 'on:' (a fanned-out step)"
+        if name not in ex.HOST_FIELDS:
+            return f"host has no field {name!r}{did_you_mean(name, ex.HOST_FIELDS)}"
+    if root == "result" and not scope.result:
+        return "'result' is only defined in 'expect', 'until' and checks"
+    if root == "steps":
+        if not scope.steps:
+            return "no step results exist here (it runs before any step)"
+        if name not in scope.steps:
+            return f"unknown step {name!r}{did_you_mean(name, scope.steps)}"
+        if scope.upstream_of and name != scope.self_id and dag is not None:
+            if name == scope.upstream_of:
+                return f"a step cannot use its own result here (steps.{name})"
+            if not dag.is_upstream(name, scope.upstream_of):
+                return (f"uses steps.{name} but does not (transitively) need it; its value would "
+                        f"depend on timing: add {name!r} to 'needs'")
+    return None

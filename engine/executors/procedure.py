@@ -1,0 +1,40 @@
+"""``procedure``: run another procedure file (relative to this one) with ``params``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .base import Executor, Options, Result, StepContext
+
+
+class ProcedureOptions(Options):
+    file: str
+    params: dict[str, Any] = {}
+
+
+class ProcedureExecutor(Executor):
+    name = "procedure"
+    main_option = "file"
+    Options = ProcedureOptions
+    result_fields = ("steps", "run_status")
+
+    def describe(self, options: ProcedureOptions, ctx: StepContext) -> str:
+        params = ctx.render(options.params)
+        shown = " ".join(f"-p {k}={v}" for k, v in params.items())
+        return f"runproc {ctx.render(options.file)} {shown}".rstrip()
+
+    def _run(self, options: ProcedureOptions, ctx: StepContext, dry_run: bool) -> Result:
+        if ctx.run_child is None:
+            return Result(False, {}, "child procedures need the runner")
+        child = ctx.run_child(ctx.render(options.file), ctx.render(options.params), dry_run=dry_run)
+        fields = {"steps": {sid: s.as_fields() for sid, s in child.steps.items()},
+                  "run_status": child.status}
+        if child.ok:
+            return Result(True, fields, planned=dry_run)
+        return Result(False, fields, f"child procedure {child.procedure} ended {child.status}: {child.error}")
+
+    def execute(self, options: ProcedureOptions, ctx: StepContext) -> Result:
+        return self._run(options, ctx, dry_run=False)
+
+    def rehearse(self, options: ProcedureOptions, ctx: StepContext) -> Result | None:
+        return self._run(options, ctx, dry_run=True)

@@ -1,0 +1,361 @@
+"""The Jinja2 sandbox: expressions, templates, quoting for shell and SQL, unknowns, redaction.
+
+Values never become code. Each rendering mode has its own environment whose ``finalize``
+turns every ``{{ }}`` value into data for its target: shell-quoted text (``| raw`` opts out),
+SQL bind parameters (``| ident`` quotes an identifier), or plain text. All environments are
+sandboxed with ``StrictUndefined``: a misspelled name is an error, never an empty string.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import json
+import re
+import shlex
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import lru_cache
+from typing import Any
+
+from jinja2 import StrictUndefined, TemplateSyntaxError, nodes
+from jinja2.exceptions import TemplateError, UndefinedError
+from jinja2.sandbox import SandboxedEnvironment
+
+ROOT_NAMES = frozenset({"params", "vars", "secrets", "env", "steps", "run", "host", "result", "now"})
+RUN_FIELDS = frozenset({"id", "dry_run", "started_at", "error", "procedure"})
+HOST_FIELDS = frozenset({"name", "address", "port", "user", "vars", "groups"})
+
+
+class ExpressionError(Exception):
+    """An expression or template failed to compile or to evaluate."""
+
+
+class UnknownValueError(ExpressionError):
+    """An expression needed the result of a step that a dry run only planned."""
+
+    def __init__(self, unknown: Unknown) -> None:
+        self.unknown = unknown
+        super().__init__(f"unknown until the run: {unknown.label}")
+
+
+class Unknown:
+    """Stands for a result a dry run cannot know. Reading it is fine; deciding on it is not."""
+
+    __slots__ = ("label",)
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+
+    def __getattr__(self, name: str) -> Unknown:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        return Unknown(f"{self.label}.{name}")
+
+    def __getitem__(self, key: Any) -> Unknown:
+        return Unknown(f"{self.label}[{key!r}]")
+
+    def __str__(self) -> str:
+        return f"<unknown: {self.label}>"
+
+    __repr__ = __str__
+
+    def _decide(self, *_: Any) -> Any:
+        raise UnknownValueError(self)
+
+    __bool__ = __eq__ = __ne__ = __lt__ = __le__ = __gt__ = __ge__ = _decide  # type: ignore[assignment]
+    __iter__ = __len__ = __contains__ = __int__ = __float__ = _decide  # type: ignore[assignment]
+    __add__ = __radd__ = __sub__ = __rsub__ = __mul__ = __truediv__ = _decide  # type: ignore[assignment]
+    __hash__ = object.__hash__
+
+
+@dataclass(frozen=True)
+class RawValue:
+    """A value the author chose to insert into a shell command unquoted (``| raw``)."""
+
+    value: Any
+
+
+@dataclass(frozen=True)
+class SqlIdent:
+    """An identifier to quote as such in SQL (``| ident``)."""
+
+    name: str
+
+
+@dataclass(frozen=True)
+class SqlParam:
+    value: Any
+
+
+def to_text(value: Any) -> str:
+    """How a value reads when inserted in text: JSON for containers, lower-case booleans."""
+    if isinstance(value, RawValue):
+        value = value.value
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, dict | list | tuple):
+        return json.dumps(value, default=str)
+    return str(value)
+
+
+_sql_parts: contextvars.ContextVar[list[Any]] = contextvars.ContextVar("sql_parts")
+_SQL_TOKEN = re.compile(r"\x00(\d+)\x00")
+
+
+def _finalize_text(value: Any) -> str:
+    return to_text(value)
+
+
+def _finalize_shell(value: Any) -> str:
+    if isinstance(value, RawValue | Unknown):
+        return to_text(value)
+    return shlex.quote(to_text(value))
+
+
+def _finalize_sql(value: Any) -> str:
+    if isinstance(value, Unknown):
+        return str(value)
+    parts = _sql_parts.get()
+    if isinstance(value, RawValue):  # in SQL even a raw value stays a bind parameter
+        value = value.value
+    parts.append(value if isinstance(value, SqlIdent) else SqlParam(value))
+    return f"\x00{len(parts) - 1}\x00"
+
+
+class _Environment(SandboxedEnvironment):
+    """Sandbox where ``a.b`` on a mapping reads the key first, so ``json.items`` is data."""
+
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        if isinstance(obj, Mapping) and attribute in obj:
+            return obj[attribute]
+        return super().getattr(obj, attribute)
+
+
+def _now(fmt: str = "%Y-%m-%dT%H:%M:%SZ") -> str:
+    return datetime.now(UTC).strftime(fmt)
+
+
+def _make_env(finalize: Any) -> _Environment:
+    env = _Environment(undefined=StrictUndefined, finalize=finalize, autoescape=False,
+                       keep_trailing_newline=True)
+    env.filters.update({
+        "raw": RawValue,
+        "ident": lambda v: SqlIdent(str(v)),
+        "to_json": lambda v: json.dumps(v, default=str),
+        "from_json": json.loads,
+        "quote": lambda v: shlex.quote(to_text(v)),
+        "to_text": to_text,
+    })
+    env.globals["now"] = _now
+    return env
+
+
+@lru_cache(maxsize=None)
+def environment(mode: str = "text") -> _Environment:
+    finalize = {"text": _finalize_text, "shell": _finalize_shell, "sql": _finalize_sql}[mode]
+    return _make_env(finalize)
+
+
+def is_template(text: str) -> bool:
+    return "{{" in text or "{%" in text
+
+
+_WHOLE = re.compile(r"^\{\{(.*)\}\}$", re.S)
+
+
+@lru_cache(maxsize=4096)
+def _compiled_template(mode: str, source: str) -> Any:
+    try:
+        return environment(mode).from_string(source)
+    except TemplateError as exc:
+        raise ExpressionError(f"template error: {exc}") from None
+
+
+@lru_cache(maxsize=4096)
+def _compiled_expression(source: str) -> Any:
+    try:
+        return environment("text").compile_expression(source, undefined_to_none=False)
+    except TemplateError as exc:
+        raise ExpressionError(f"expression error: {exc}") from None
+
+
+def evaluate(source: str, namespace: Mapping[str, Any]) -> Any:
+    """Evaluate an expression (``when``, ``expect``, ``until``, ``assert``)."""
+    try:
+        return _compiled_expression(source)(**namespace)
+    except UnknownValueError:
+        raise
+    except UndefinedError as exc:
+        raise ExpressionError(f"in `{source.strip()}`: {exc.message}") from None
+    except ExpressionError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - anything a user's expression can raise
+        raise ExpressionError(f"in `{source.strip()}`: {type(exc).__name__}: {exc}") from None
+
+
+def render(source: str, namespace: Mapping[str, Any], mode: str = "text") -> str:
+    if not is_template(source):
+        return source
+    try:
+        return _compiled_template(mode, source).render(**namespace)
+    except UnknownValueError:
+        raise
+    except UndefinedError as exc:
+        raise ExpressionError(f"in `{source.strip()}`: {exc.message}") from None
+    except ExpressionError:
+        raise
+    except Exception as exc:  # noqa: BLE001
+        raise ExpressionError(f"in `{source.strip()}`: {type(exc).__name__}: {exc}") from None
+
+
+def render_value(value: Any, namespace: Mapping[str, Any]) -> Any:
+    """Render templates inside a value; a string that is one ``{{ expr }}`` keeps its type."""
+    if isinstance(value, str):
+        if not is_template(value):
+            return value
+        whole = _WHOLE.match(value.strip())
+        if whole and "{{" not in whole.group(1) and "}}" not in whole.group(1):
+            result = evaluate(whole.group(1), namespace)
+            return result.value if isinstance(result, RawValue) else result
+        return render(value, namespace)
+    if isinstance(value, dict):
+        return {render_value(k, namespace): render_value(v, namespace) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [render_value(v, namespace) for v in value]
+    return value
+
+
+def render_sql(source: str, namespace: Mapping[str, Any]) -> list[str | SqlParam | SqlIdent]:
+    """Split a SQL template into literal text, bind parameters and identifiers."""
+    if not is_template(source):
+        return [source]
+    parts: list[Any] = []
+    token = _sql_parts.set(parts)
+    try:
+        text = render(source, namespace, mode="sql")
+    finally:
+        _sql_parts.reset(token)
+    out: list[str | SqlParam | SqlIdent] = []
+    pos = 0
+    for m in _SQL_TOKEN.finditer(text):
+        if m.start() > pos:
+            out.append(text[pos:m.start()])
+        out.append(parts[int(m.group(1))])
+        pos = m.end()
+    if pos < len(text):
+        out.append(text[pos:])
+    return out
+
+
+# ---------------------------------------------------------------- static analysis
+
+
+@dataclass
+class Reference:
+    root: str
+    name: str | None  # the first attribute or constant key, when static
+
+
+@dataclass
+class Analysis:
+    roots: set[str]
+    references: list[Reference]
+    error: str | None = None
+    error_line: int = 1
+
+
+@lru_cache(maxsize=8192)
+def analyse(source: str, *, expression: bool) -> Analysis:
+    """Parse without rendering: syntax, unknown filters/tests, and the names used."""
+    env = environment("text")
+    text = "{{ (" + source + ") }}" if expression else source
+    try:
+        tree = env.parse(text)
+    except TemplateSyntaxError as exc:
+        return Analysis(set(), [], f"syntax error: {exc.message}", exc.lineno or 1)
+    if expression and len(tree.body) != 1:
+        return Analysis(set(), [], "syntax error: not a single expression", 1)
+    from jinja2 import meta
+
+    for node in tree.find_all((nodes.Filter, nodes.Test)):
+        table = env.filters if isinstance(node, nodes.Filter) else env.tests
+        if node.name not in table:
+            kind = "filter" if isinstance(node, nodes.Filter) else "test"
+            from .suggest import did_you_mean
+
+            return Analysis(set(), [], f"no {kind} named '{node.name}'{did_you_mean(node.name, table)}",
+                            node.lineno)
+    roots = set(meta.find_undeclared_variables(tree))
+    refs: list[Reference] = []
+    for node in tree.find_all((nodes.Getattr, nodes.Getitem)):
+        if isinstance(node.node, nodes.Name):
+            root = node.node.name
+            if root not in roots:
+                continue
+            if isinstance(node, nodes.Getattr):
+                refs.append(Reference(root, node.attr))
+            elif isinstance(node.arg, nodes.Const) and isinstance(node.arg.value, str):
+                refs.append(Reference(root, node.arg.value))
+    for name in roots:
+        if not any(r.root == name for r in refs):
+            refs.append(Reference(name, None))
+    return Analysis(roots, refs)
+
+
+def step_references(sources: Iterable[str]) -> set[str]:
+    """Ids of steps named as ``steps.<id>`` in the given expressions/templates."""
+    out: set[str] = set()
+    for src in sources:
+        for ref in analyse(src, expression=not is_template(src)).references:
+            if ref.root == "steps" and ref.name:
+                out.add(ref.name)
+    return out
+
+
+# ---------------------------------------------------------------- redaction
+
+
+class Redactor:
+    """Replaces every secret value, and the forms it takes once quoted or encoded, by ***."""
+
+    MASK = "***"
+
+    def __init__(self, secrets: Iterable[str] = ()) -> None:
+        self._forms: set[str] = set()
+        self._pattern: re.Pattern[str] | None = None
+        for s in secrets:
+            self.add(s)
+
+    def add(self, secret: Any) -> None:
+        text = to_text(secret)
+        if len(text) < 3:  # masking "a" everywhere would destroy output and reveal nothing
+            return
+        from urllib.parse import quote
+
+        self._forms.update({text, shlex.quote(text), quote(text, safe=""), json.dumps(text)[1:-1]})
+        self._forms.discard("")
+        alternatives = sorted(self._forms, key=len, reverse=True)
+        self._pattern = re.compile("|".join(re.escape(f) for f in alternatives))
+
+    def __bool__(self) -> bool:
+        return self._pattern is not None
+
+    def __call__(self, text: str) -> str:
+        if self._pattern is None or not isinstance(text, str):
+            return text
+        return self._pattern.sub(self.MASK, text)
+
+    def deep(self, value: Any) -> Any:
+        """Redact every string inside a JSON-like value."""
+        if self._pattern is None:
+            return value
+        if isinstance(value, str):
+            return self(value)
+        if isinstance(value, dict):
+            return {k: self.deep(v) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [self.deep(v) for v in value]
+        return value

@@ -1,0 +1,230 @@
+"""pydantic v2 models of the procedure format (../shared/spec/procedure-format.md).
+
+Types are strict: YAML is read with 1.2 core rules (see yamlsrc), and nothing is coerced,
+so ``readonly: "yes"`` is an error rather than a surprise. A step's executor part (its key,
+its short or long form, options beside it) is split off and validated by that executor's
+own ``Options`` model in the loader; here it is carried as an ``Action``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
+
+from .durations import Duration
+
+ID_PATTERN = r"^[a-z_][a-z0-9_]*$"
+NAME_PATTERN = r"^[a-z0-9][a-z0-9-]*$"
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, arbitrary_types_allowed=True,
+                              populate_by_name=True)
+
+
+@dataclass
+class Action:
+    """A validated executor call: the key used in the step and its options model."""
+
+    kind: str
+    options: Any
+
+
+# ---------------------------------------------------------------- params, secrets
+
+ParamType = Literal["str", "int", "float", "bool", "list"]
+
+
+class Param(Strict):
+    type: ParamType = "str"
+    required: bool = False
+    default: Any = None
+    pattern: str | None = None
+    min: int | float | None = None
+    max: int | float | None = None
+    choices: list[Any] | None = None
+    help: str | None = None
+    secret: bool = False
+
+    @field_validator("pattern")
+    @classmethod
+    def _regex(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                re.compile(value)
+            except re.error as exc:
+                raise ValueError(f"invalid regular expression: {exc}") from None
+        return value
+
+
+class Secret(Strict):
+    env: str | None = None
+    file: str | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> Secret:
+        if (self.env is None) == (self.file is None):
+            raise ValueError("a secret takes exactly one of 'env' or 'file'")
+        return self
+
+
+# ---------------------------------------------------------------- connections
+
+
+class ConnectionBase(Strict):
+    kind: ClassVar[str]
+    main: ClassVar[str]
+
+
+class PostgresConnection(ConnectionBase):
+    kind: ClassVar[str] = "postgres"
+    main: ClassVar[str] = "dsn"
+    dsn: str
+    password: str | None = None
+    connect_timeout: Duration | None = None
+    statement_timeout: Duration | None = None
+    sslmode: Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"] | None = None
+
+
+class SqliteConnection(ConnectionBase):
+    kind: ClassVar[str] = "sqlite"
+    main: ClassVar[str] = "path"
+    path: str
+    timeout: Duration | None = None
+
+
+class HttpConnection(ConnectionBase):
+    kind: ClassVar[str] = "http"
+    main: ClassVar[str] = "base_url"
+    base_url: str
+    headers: dict[str, str] = Field(default_factory=dict)
+    timeout: Duration | None = None
+    verify: bool | str = True
+
+
+class KubernetesConnection(ConnectionBase):
+    kind: ClassVar[str] = "kubernetes"
+    main: ClassVar[str] = "context"
+    context: str | None = None
+    namespace: str | None = None
+    kubeconfig: str | None = None
+
+
+class S3Connection(ConnectionBase):
+    kind: ClassVar[str] = "s3"
+    main: ClassVar[str] = "bucket"
+    bucket: str | None = None
+    region: str | None = None
+    endpoint_url: str | None = None
+    profile: str | None = None
+
+
+CONNECTION_KINDS: dict[str, type[ConnectionBase]] = {
+    c.kind: c for c in (PostgresConnection, SqliteConnection, HttpConnection,
+                        KubernetesConnection, S3Connection)
+}
+
+
+# ---------------------------------------------------------------- steps
+
+Pattern = str
+HostCount = int | Pattern  # a number, or a percentage such as "25%"
+
+
+class Retry(Strict):
+    attempts: int = Field(1, ge=1, le=100_000)
+    delay: Duration = 0.0
+    backoff: float | int = Field(1.0, ge=1.0)
+    max_delay: Duration | None = None
+    until: str | None = None
+
+
+class Body(Strict):
+    """An executor call with the keys every body may carry (a rollback is one)."""
+
+    COMMON: ClassVar[frozenset[str]] = frozenset({"name", "timeout", "retry", "env"})
+    name: str | None = None
+    timeout: Duration | None = None
+    retry: Retry | None = None
+    env: dict[str, str | int | float] = Field(default_factory=dict)
+    action: Action | None = None
+
+
+class Check(Body):
+    """A precondition or verification: a body plus ``expect`` (an expression over ``result``)."""
+
+    COMMON: ClassVar[frozenset[str]] = Body.COMMON | {"expect"}
+    expect: str | None = None
+
+
+class Step(Body):
+    COMMON: ClassVar[frozenset[str]] = Body.COMMON | {
+        "id", "needs", "when", "on", "serial", "max_fail", "preconditions", "verify",
+        "readonly", "continue_on_error", "rollback"}
+    id: str = Field(pattern=ID_PATTERN)
+    needs: list[str] | None = None
+    when: str | None = None
+    on: str | None = None
+    serial: HostCount | None = None
+    max_fail: HostCount | None = None
+    preconditions: list[Check] = Field(default_factory=list)
+    verify: list[Check] = Field(default_factory=list)
+    readonly: bool = False
+    continue_on_error: bool = False
+    rollback: Body | None = None
+
+    @field_validator("serial", "max_fail")
+    @classmethod
+    def _count_or_percent(cls, value: HostCount | None) -> HostCount | None:
+        if isinstance(value, str) and not re.fullmatch(r"\d{1,3}%", value):
+            raise ValueError("expected a number of hosts or a percentage such as '25%'")
+        if isinstance(value, int) and value < 0:
+            raise ValueError("cannot be negative")
+        return value
+
+
+# ---------------------------------------------------------------- procedure
+
+
+class Procedure(Strict):
+    procedure: str = Field(pattern=NAME_PATTERN)
+    description: str | None = None
+    owner: str | None = None
+    params: dict[str, Param] = Field(default_factory=dict)
+    vars: dict[str, Any] = Field(default_factory=dict)
+    secrets: dict[str, Secret] = Field(default_factory=dict)
+    connections: dict[str, Any] = Field(default_factory=dict)
+    inventory: str | None = None
+    lock: str | None = None
+    window: str | None = None
+    concurrency: int | None = Field(None, ge=1, le=256)
+    preconditions: list[Check] = Field(default_factory=list)
+    steps: list[Step] = Field(min_length=1)
+    finally_: list[Step] = Field(default_factory=list, alias="finally")
+    on_failure: list[Step] = Field(default_factory=list)
+
+    _path: Path | None = PrivateAttr(default=None)
+    _source: Any = PrivateAttr(default=None)
+    _references: dict[str, set[str]] = PrivateAttr(default_factory=dict)
+
+    @property
+    def path(self) -> Path | None:
+        """The file the procedure was loaded from (None when built in code)."""
+        return self._path
+
+    @property
+    def workdir(self) -> Path:
+        return self._path.parent if self._path else Path.cwd()
+
+    def all_steps(self) -> list[Step]:
+        return [*self.steps, *self.finally_, *self.on_failure]
+
+    def step(self, step_id: str) -> Step:
+        for s in self.all_steps():
+            if s.id == step_id:
+                return s
+        raise KeyError(step_id)

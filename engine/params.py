@@ -1,0 +1,154 @@
+"""Typed params from ``-p name=value`` and ``--params-file``, and secrets from env or file."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+from .errors import Problem, ProcedureError
+from .model import Param, Procedure
+from .suggest import did_you_mean
+
+_TRUE = {"true", "yes", "1", "on"}
+_FALSE = {"false", "no", "0", "off"}
+
+
+def parse_cli_params(items: list[str]) -> dict[str, str]:
+    """``-p name=value`` items to a mapping; a malformed item is a ProcedureError."""
+    out: dict[str, str] = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip():
+            raise ProcedureError(Problem("-p", 0, 0, f"expected name=value, got {item!r}"))
+        out[name.strip()] = value
+    return out
+
+
+def read_params_file(path: str) -> dict[str, Any]:
+    from .yamlsrc import read_file
+
+    source = read_file(path)  # JSON is YAML, so one reader serves both
+    if not isinstance(source.data, dict):
+        raise ProcedureError(Problem(path, 1, 1, "a params file is a mapping of name: value"))
+    return source.data
+
+
+def _where(proc: Procedure, name: str) -> tuple[str, int, int]:
+    src = proc._source
+    file = src.file if src else "<params>"
+    line, col = src.where(("params", name), key=True) if src else (0, 0)
+    return file, line, col
+
+
+def coerce(name: str, spec: Param, value: Any, *, from_text: bool) -> Any:
+    """Convert and check one value; raise ValueError with what was expected."""
+    t = spec.type
+    if from_text and isinstance(value, str):
+        text = value.strip()
+        try:
+            if t == "int":
+                value = int(text)
+            elif t == "float":
+                value = float(text)
+            elif t == "bool":
+                if text.lower() not in _TRUE | _FALSE:
+                    raise ValueError
+                value = text.lower() in _TRUE
+            elif t == "list":
+                value = json.loads(text) if text.startswith("[") else [v.strip() for v in text.split(",") if v.strip()]
+        except ValueError:
+            raise ValueError(f"expected {_word(t)}, got {value!r}") from None
+    ok = {"str": isinstance(value, str), "int": isinstance(value, int) and not isinstance(value, bool),
+          "float": isinstance(value, int | float) and not isinstance(value, bool),
+          "bool": isinstance(value, bool), "list": isinstance(value, list)}[t]
+    if not ok:
+        raise ValueError(f"expected {_word(t)}, got {value!r}")
+    if t == "float":
+        value = float(value)
+    if spec.pattern is not None and t == "str" and not re.search(spec.pattern, value):
+        raise ValueError(f"{value!r} does not match the pattern {spec.pattern!r}")
+    if spec.min is not None and t in ("int", "float") and value < spec.min:
+        raise ValueError(f"{value} is below the minimum {spec.min}")
+    if spec.max is not None and t in ("int", "float") and value > spec.max:
+        raise ValueError(f"{value} is above the maximum {spec.max}")
+    if spec.choices is not None and value not in spec.choices:
+        raise ValueError(f"{value!r} is not one of {', '.join(map(repr, spec.choices))}")
+    return value
+
+
+def _word(t: str) -> str:
+    return {"str": "a string", "int": "an integer", "float": "a number", "bool": "true or false",
+            "list": "a list (a,b,c or a JSON list)"}[t]
+
+
+def resolve_params(proc: Procedure, cli: dict[str, str] | None = None,
+                   values: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Merge file/API values and CLI text (CLI wins) with defaults; all problems at once."""
+    problems: list[Problem] = []
+    given: dict[str, tuple[Any, bool]] = {k: (v, False) for k, v in (values or {}).items()}
+    given.update({k: (v, True) for k, v in (cli or {}).items()})
+    out: dict[str, Any] = {}
+    for name in given:
+        if name not in proc.params:
+            hint = did_you_mean(name, proc.params)
+            file = proc._source.file if proc._source else "<params>"
+            declared = ", ".join(proc.params) or "none"
+            problems.append(Problem(file, 0, 0, f"unknown param {name!r}{hint}",
+                                    None if hint else f"this procedure declares: {declared}"))
+    for name, spec in proc.params.items():
+        file, line, col = _where(proc, name)
+        if name in given:
+            value, from_text = given[name]
+            try:
+                out[name] = coerce(name, spec, value, from_text=from_text)
+            except ValueError as exc:
+                problems.append(Problem(file, line, col, f"param {name!r}: {exc}", spec.help))
+        elif spec.required:
+            problems.append(Problem(file, line, col, f"param {name!r} is required ({_word(spec.type)})",
+                                    f"pass -p {name}=VALUE" + (f"; {spec.help}" if spec.help else "")))
+        elif spec.default is not None:
+            try:
+                out[name] = coerce(name, spec, spec.default, from_text=False)
+            except ValueError as exc:
+                problems.append(Problem(file, line, col, f"param {name!r}: default: {exc}"))
+        else:
+            out[name] = None
+    if problems:
+        raise ProcedureError(problems)
+    return out
+
+
+def resolve_secrets(proc: Procedure, *, allow_missing: bool = False) -> dict[str, str]:
+    """Read every secret; a missing one is an error before anything runs (unless offline)."""
+    problems: list[Problem] = []
+    out: dict[str, str] = {}
+    for name, spec in proc.secrets.items():
+        src = proc._source
+        file = src.file if src else "<secrets>"
+        line, col = src.where(("secrets", name), key=True) if src else (0, 0)
+        value: str | None = None
+        if spec.env is not None:
+            value = os.environ.get(spec.env)
+            missing = f"secret {name!r}: environment variable {spec.env} is not set"
+        else:
+            path = Path(spec.file or "")
+            if not path.is_absolute():
+                path = proc.workdir / path
+            missing = f"secret {name!r}: file {path} cannot be read"
+            try:
+                value = path.read_text().rstrip("\n")
+            except OSError as exc:
+                missing += f" ({exc.strerror})"
+        if value is None:
+            if allow_missing:
+                out[name] = "***"
+                continue
+            problems.append(Problem(file, line, col, missing))
+        else:
+            out[name] = value
+    if problems:
+        raise ProcedureError(problems)
+    return out

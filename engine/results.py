@@ -1,0 +1,85 @@
+"""What a run produced: one StepResult per step (and per host), one RunResult per run."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+STEP_STATUSES = ("ok", "failed", "timed_out", "skipped", "planned", "cancelled", "rolled_back",
+                 "rollback_failed")
+RUN_STATUSES = ("ok", "failed", "refused", "rollback_incomplete", "interrupted", "planned")
+DONE = frozenset({"ok", "skipped", "planned"})  # lets dependents start
+
+
+@dataclass
+class StepResult:
+    id: str
+    status: str = "pending"
+    phase: str = "step"  # step | finally | on_failure
+    started_at: str | None = None
+    duration: float = 0.0
+    attempts: int = 0
+    error: str | None = None
+    fields: dict[str, Any] = field(default_factory=dict)
+    description: str | None = None
+    hosts: dict[str, StepResult] | None = None
+    notes: list[str] = field(default_factory=list)
+    rollback: StepResult | None = None
+    completed_at: float | None = None  # monotonic, orders rollbacks
+
+    @property
+    def ok(self) -> bool:
+        return self.status in DONE
+
+    def as_fields(self) -> dict[str, Any]:
+        """The step as templates see it: ``steps.<id>.rc``, ``.status``, ``.ok``, ``.hosts``."""
+        out = dict(self.fields)
+        out.update(status=self.status, ok=self.status == "ok", error=self.error, attempts=self.attempts,
+                   duration=self.duration)
+        if self.hosts is not None:
+            out["hosts"] = {h: r.as_fields() for h, r in self.hosts.items()}
+        return out
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"id": self.id, "status": self.status, "phase": self.phase,
+                               "started_at": self.started_at, "duration": round(self.duration, 4),
+                               "attempts": self.attempts, "error": self.error}
+        if self.description is not None:
+            out["action"] = self.description
+        out.update(self.fields)
+        if self.hosts is not None:
+            out["hosts"] = {h: {k: v for k, v in r.to_json().items() if k != "id"} for h, r in self.hosts.items()}
+        if self.notes:
+            out["notes"] = list(self.notes)
+        if self.rollback is not None:
+            out["rollback"] = {k: v for k, v in self.rollback.to_json().items() if k != "id"}
+        return out
+
+
+@dataclass
+class RunResult:
+    procedure: str
+    run_id: str
+    status: str
+    exit_code: int
+    dry_run: bool
+    started_at: str
+    duration: float
+    steps: dict[str, StepResult]
+    error: str | None = None
+    root_cause: str | None = None
+    rolled_back: list[str] = field(default_factory=list)
+    not_undone: list[str] = field(default_factory=list)
+    kept: list[str] = field(default_factory=list)  # completed writes with no rollback defined
+    offline: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == 0
+
+    def to_json(self) -> dict[str, Any]:
+        return {"procedure": self.procedure, "run_id": self.run_id, "status": self.status,
+                "exit_code": self.exit_code, "dry_run": self.dry_run, "started_at": self.started_at,
+                "duration": round(self.duration, 4), "error": self.error, "root_cause": self.root_cause,
+                "rolled_back": self.rolled_back, "not_undone": self.not_undone, "kept": self.kept,
+                "steps": [s.to_json() for s in self.steps.values()]}

@@ -1,0 +1,203 @@
+"""Executing one step: ``when``, dry-run decisions, preconditions, retries, verify, rollback.
+
+This module decides what happens to a single step; the scheduler (runner.py) decides when.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from . import expressions as ex
+from .executors import get_executor
+from .executors.base import Effect, Executor, Result, StepContext
+from .executors.confirm import Refusal
+from .results import StepResult
+
+if TYPE_CHECKING:
+    from .model import Body, Check, Step
+    from .runner import Run
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def result_view(res: Result) -> dict[str, Any]:
+    """``result`` as checks and ``until`` see it."""
+    status = "ok" if res.ok else ("timed_out" if res.timed_out else "failed")
+    return {**res.fields, "ok": res.ok, "status": status, "error": res.error}
+
+
+class StepRunner:
+    """Runs bodies for one Run; stateless apart from the Run it serves."""
+
+    def __init__(self, run: Run) -> None:
+        self.run = run
+
+    # ------------------------------------------------------------ contexts
+
+    def context(self, step_id: str, body: Body, ns: dict[str, Any], *, host: Any = None,
+                readonly: bool = False, rollback: bool = False) -> StepContext:
+        run = self.run
+        red = run.redactor
+        timeout = body.timeout
+        cancel = run.rollback_cancel if rollback else run.cancel
+        host_name = getattr(host, "name", None)
+
+        def on_output(stream: str, text: str) -> None:
+            run.output(step_id, stream, red(text), host_name)
+
+        def on_progress(message: str) -> None:
+            run.progress(step_id, red(message), host_name)
+
+        return StepContext(
+            step_id=step_id, workdir=run.workdir, dry_run=run.dry_run, offline=run.offline,
+            deadline=time.monotonic() + timeout if timeout else None, cancel=cancel,
+            env={k: str(v) for k, v in body.env.items()}, connections=run.proc.connections,
+            resources=run.resources, log_dir=run.log_dir, host=host, yes=run.yes,
+            interactive=run.ask is not None, ask=run.ask, readonly=readonly,
+            render=lambda v: ex.render_value(v, ns), render_shell=lambda t: ex.render(t, ns, "shell"),
+            render_sql=lambda t, style="": ex.render_sql(t, ns),  # type: ignore[misc]
+            evaluate=lambda e: ex.evaluate(e, ns), redact=red, on_output=on_output,
+            on_progress=on_progress, run_child=run.run_child)
+
+    def describe(self, executor: Executor, options: Any, ctx: StepContext) -> str:
+        try:
+            return self.run.redactor(executor.describe(options, ctx))
+        except ex.ExpressionError as exc:
+            return f"<cannot render: {self.run.redactor(str(exc))}>"
+
+    # ------------------------------------------------------------ actions with retry
+
+    def attempt(self, step_id: str, body: Body, ns: dict[str, Any], *, host: Any = None,
+                readonly: bool = False, rollback: bool = False, until: str | None = None,
+                rehearse: bool = False) -> tuple[Result, int, str]:
+        """Execute a body's action with its retry policy; return (result, attempts, description)."""
+        assert body.action is not None
+        executor = get_executor(body.action.kind)()
+        options = body.action.options
+        retry = body.retry
+        attempts = retry.attempts if retry else 1
+        delay = retry.delay if retry else 0.0
+        until = until if until is not None else (retry.until if retry else None)
+        description = ""
+        res = Result(False, {}, "not run")
+        n = 0
+        for n in range(1, attempts + 1):
+            ctx = self.context(step_id, body, ns, host=host, readonly=readonly, rollback=rollback)
+            if n == 1:
+                description = self.describe(executor, options, ctx)
+            try:
+                if rehearse:
+                    rehearsed = executor.rehearse(options, ctx)
+                    res = rehearsed if rehearsed is not None else Result(True, {}, planned=True)
+                else:
+                    res = executor.execute(options, ctx)
+            except ex.UnknownValueError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - an executor's unexpected error is the step's error
+                res = Result(False, {}, f"{type(exc).__name__}: {exc}")
+            res.error = self.run.redactor(res.error) if res.error else res.error
+            res.fields = self.run.redactor.deep(res.fields)
+            if res.ok and until and not res.planned:
+                try:
+                    if not ex.evaluate(until, {**ns, "result": result_view(res)}):
+                        res = Result(False, res.fields, f"until not met: {until.strip()}")
+                except ex.ExpressionError as exc:
+                    res = Result(False, res.fields, str(exc))
+            if res.ok or res.cancelled or isinstance(res, Refusal) or n == attempts:
+                break
+            cancel = self.run.rollback_cancel if rollback else self.run.cancel
+            if cancel.is_set():
+                break
+            self.run.retrying(step_id, n, delay, res.error)
+            if cancel.wait(delay):
+                break
+            if retry:
+                delay = delay * retry.backoff
+                if retry.max_delay is not None:
+                    delay = min(delay, retry.max_delay)
+        return res, n, description
+
+    # ------------------------------------------------------------ checks
+
+    def check(self, step_id: str, check: Check, ns: dict[str, Any], *, host: Any = None) -> tuple[bool, str | None]:
+        """Run a precondition or verification; (passed, reason)."""
+        assert check.action is not None
+        label = check.name or self._default_name(check)
+        if self.run.offline:
+            return True, None
+        until = check.retry.until if check.retry and check.retry.until else check.expect
+        res, _, _ = self.attempt(step_id, check, ns, host=host, readonly=True, until=until)
+        if res.ok:
+            return True, None
+        reason = res.error or "failed"
+        if check.expect and reason.startswith("until not met"):
+            reason = f"expected {check.expect.strip()}"
+        return False, f"{label}: {reason}"
+
+    @staticmethod
+    def _default_name(check: Check) -> str:
+        assert check.action is not None
+        main = getattr(check.action.options, get_executor(check.action.kind).main_option, "")
+        text = main if isinstance(main, str) else " ".join(map(str, main)) if isinstance(main, list) else ""
+        return f"{check.action.kind}: {text.strip()[:60]}"
+
+    # ------------------------------------------------------------ one step, one host (or local)
+
+    def execute(self, step: Step, ns: dict[str, Any], sr: StepResult, *, host: Any = None) -> None:
+        """Fill ``sr`` by running the step's action once (on ``host`` when given)."""
+        run = self.run
+        assert step.action is not None
+        executor = get_executor(step.action.kind)()
+        options = step.action.options
+        safe = step.readonly or executor.effect(options) == Effect.READ
+        if run.offline:
+            ctx = self.context(step.id, step, ns, host=host)
+            sr.description = self.describe(executor, options, ctx)
+            sr.status = "planned"
+            return
+        if not run.offline:
+            for check in step.preconditions:
+                passed, reason = self.check(step.id, check, ns, host=host)
+                if not passed:
+                    sr.status, sr.error = "failed", f"precondition failed: {reason}"
+                    ctx = self.context(step.id, step, ns, host=host)
+                    sr.description = self.describe(executor, options, ctx)
+                    return
+        rehearse = run.dry_run and not safe
+        res, attempts, description = self.attempt(step.id, step, ns, host=host, readonly=step.readonly,
+                                                  rehearse=rehearse)
+        sr.attempts, sr.description, sr.fields = attempts, description, res.fields
+        if isinstance(res, Refusal):
+            sr.status, sr.error = "failed", res.error
+            sr.notes.append("refused")
+            return
+        if not res.ok:
+            sr.status = "timed_out" if res.timed_out else ("cancelled" if res.cancelled else "failed")
+            sr.error = res.error
+            return
+        if rehearse or res.planned:
+            sr.status = "planned"
+            if res.fields:
+                sr.notes.append("rehearsed: the target accepted the change without applying it")
+            return
+        if step.verify:
+            vns = {**ns, "steps": {**ns["steps"], step.id: {**res.fields, "ok": True, "status": "ok"}}}
+            for check in step.verify:
+                passed, reason = self.check(step.id, check, vns, host=host)
+                if not passed:
+                    sr.status, sr.error = "failed", f"verify failed: {reason}"
+                    return
+        sr.status = "ok"
+
+    def rollback(self, step: Step, ns: dict[str, Any], *, host: Any = None) -> tuple[bool, str | None, str]:
+        assert step.rollback is not None
+        res, _, description = self.attempt(step.id, step.rollback, ns, host=host, rollback=True)
+        return res.ok, res.error, description
+
+
+Emit = Callable[[Any], None]
