@@ -15,7 +15,7 @@ import shlex
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from functools import lru_cache
+from functools import cache, lru_cache
 from typing import Any
 
 from jinja2 import StrictUndefined, TemplateSyntaxError, nodes
@@ -153,7 +153,7 @@ def _make_env(finalize: Any) -> _Environment:
     return env
 
 
-@lru_cache(maxsize=None)
+@cache
 def environment(mode: str = "text") -> _Environment:
     finalize = {"text": _finalize_text, "shell": _finalize_shell, "sql": _finalize_sql}[mode]
     return _make_env(finalize)

@@ -1,0 +1,325 @@
+"""The command line: parse, call the library, map outcomes to exit codes.
+
+Exit codes: 0 done; 1 a step failed and rollback completed; 2 invalid input; 3 refused before
+any change; 4 rollback incomplete; 130 interrupted. Heavy modules are imported per command,
+so ``runproc --version`` costs little more than starting Python.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+
+SUBCOMMANDS = ("validate", "graph", "schema", "list", "inventory", "runs", "show")
+EXIT_INVALID = 2
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # usage errors are exit 2, as for invalid input
+        self.print_usage(sys.stderr)
+        raise _UsageError(f"{self.prog}: error: {message}")
+
+
+class _UsageError(Exception):
+    pass
+
+
+def _run_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="runproc", description="Run a procedure (a YAML runbook), or plan it with --dry-run.",
+                epilog=f"other commands: {', '.join(SUBCOMMANDS)} (runproc COMMAND --help)")
+    p.add_argument("file", help="the procedure file")
+    p.add_argument("-p", "--param", action="append", default=[], metavar="NAME=VALUE", help="set a param")
+    p.add_argument("--params-file", help="params from a YAML or JSON file (-p wins)")
+    p.add_argument("-i", "--inventory", help="Ansible inventory (overrides the procedure's)")
+    p.add_argument("--limit", help="restrict fanned-out steps to hosts matching this pattern")
+    p.add_argument("--forks", type=int, help="hosts at a time in fanned-out steps (default 20)")
+    p.add_argument("--accept-new-hosts", action="store_true", help="accept and record unknown SSH host keys")
+    p.add_argument("--dry-run", action="store_true", help="run checks and readonly steps; show the rest")
+    p.add_argument("--offline", action="store_true", help="with --dry-run: plan only, connect to nothing")
+    p.add_argument("--yes", action="store_true", help="approve every confirm step")
+    p.add_argument("--no-rollback", action="store_true", help="on failure, do not roll back")
+    p.add_argument("--only", action="append", default=[], metavar="ID", help="run only these steps")
+    p.add_argument("--ignore-window", action="store_true", help="run outside the procedure's window")
+    p.add_argument("--output", choices=("text", "json"), default="text")
+    p.add_argument("--state", help="state URL (sqlite:///path); default $RUNPROC_STATE or XDG state dir")
+    p.add_argument("--report-dir", help="write report.json, junit.xml and step logs here")
+    p.add_argument("-v", "--verbose", action="store_true", help="show step output as it arrives")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args and args[0] in ("--version", "-V"):
+        print(f"runproc {__version__}")
+        return 0
+    try:
+        if args and args[0] in SUBCOMMANDS:
+            return _subcommand(args[0], args[1:])
+        if not args or args[0] in ("-h", "--help"):
+            _run_parser().print_help()
+            return 0 if args else EXIT_INVALID
+        return _run(_run_parser().parse_args(args))
+    except _UsageError as exc:
+        print(exc, file=sys.stderr)
+        return EXIT_INVALID
+    except SystemExit as exc:  # argparse --help
+        return int(exc.code or 0)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+def main_entry() -> None:
+    sys.exit(main())
+
+
+def _print_problems(exc: Any) -> None:
+    for problem in exc.problems:
+        print(str(problem), file=sys.stderr)
+
+
+# ---------------------------------------------------------------- run
+
+
+def _run(ns: argparse.Namespace) -> int:
+    from .errors import ProcedureError
+    from .loader import load
+    from .params import parse_cli_params, read_params_file
+
+    if ns.offline:
+        ns.dry_run = True
+    try:
+        proc = load(ns.file)
+        cli_params = parse_cli_params(ns.param)
+        file_params = read_params_file(ns.params_file) if ns.params_file else None
+        return _execute(proc, ns, cli_params, file_params)
+    except ProcedureError as exc:
+        _print_problems(exc)
+        return EXIT_INVALID
+
+
+def _execute(proc: Any, ns: argparse.Namespace, cli_params: dict[str, str], file_params: Any) -> int:
+    import signal
+
+    from .runner import Run
+
+    view = None
+    events: list[Any] = []
+    if ns.output == "text":
+        from .console import ConsoleView
+
+        view = ConsoleView(verbose=ns.verbose)
+    ask = _asker(view) if sys.stdin.isatty() else None
+    run = Run(proc, params=file_params, cli_params=cli_params, dry_run=ns.dry_run, offline=ns.offline,
+              yes=ns.yes, no_rollback=ns.no_rollback, only=ns.only, limit=ns.limit, inventory=ns.inventory,
+              state=ns.state, ignore_window=ns.ignore_window, on_event=view or events.append, ask=ask,
+              log_dir=Path(ns.report_dir) / "spool" if ns.report_dir else None, forks=ns.forks,
+              accept_new_hosts=ns.accept_new_hosts)
+
+    def on_signal(signum: int, frame: Any) -> None:
+        from .events import Interrupted
+
+        run.interrupt()
+        run.emit(Interrupted(run.interrupts))
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        result = run.execute()
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+    if ns.report_dir:
+        from .report import write_bundle
+
+        write_bundle(result, ns.report_dir)
+    if ns.output == "json":
+        from .report import to_json_text
+
+        print(to_json_text(result))
+    return result.exit_code
+
+
+def _asker(view: Any) -> Any:
+    def ask(message: str) -> bool:
+        live = getattr(view, "live", None)
+        if live is not None:
+            live.stop()
+        try:
+            answer = input(f"\n{message} [y/N] ").strip().lower()
+        except EOFError:
+            answer = ""
+        finally:
+            if live is not None:
+                live.start()
+        return answer in ("y", "yes")
+    return ask
+
+
+# ---------------------------------------------------------------- subcommands
+
+
+def _subcommand(name: str, argv: list[str]) -> int:
+    return {"validate": _validate, "graph": _graph, "schema": _schema, "list": _list,
+            "inventory": _inventory, "runs": _runs, "show": _show}[name](argv)
+
+
+def _validate(argv: list[str]) -> int:
+    p = _Parser(prog="runproc validate", description="Check procedures: schema, references, cycles, expressions.")
+    p.add_argument("files", nargs="+")
+    p.add_argument("--output", choices=("text", "json"), default="text")
+    ns = p.parse_args(argv)
+    from .errors import ProcedureError
+    from .loader import load
+
+    report = []
+    bad = False
+    for file in ns.files:
+        try:
+            proc = load(file)
+            report.append({"file": file, "ok": True, "procedure": proc.procedure, "problems": []})
+        except ProcedureError as exc:
+            bad = True
+            report.append({"file": file, "ok": False, "problems": [p.as_dict() for p in exc.problems]})
+            if ns.output == "text":
+                _print_problems(exc)
+    if ns.output == "json":
+        print(json.dumps({"ok": not bad, "files": report}, indent=2))
+    elif not bad:
+        for item in report:
+            print(f"{item['file']}: ok ({item['procedure']})")
+    return EXIT_INVALID if bad else 0
+
+
+def _graph(argv: list[str]) -> int:
+    p = _Parser(prog="runproc graph", description="Print the step DAG.")
+    p.add_argument("file")
+    p.add_argument("--format", choices=("mermaid", "dot"), default="mermaid")
+    ns = p.parse_args(argv)
+    from . import graph
+    from .errors import ProcedureError
+    from .loader import load
+
+    try:
+        proc = load(ns.file)
+    except ProcedureError as exc:
+        _print_problems(exc)
+        return EXIT_INVALID
+    dag = graph.build(proc.steps)
+    labels = {s.id: s.name or s.id for s in proc.steps}
+    out = graph.to_dot(dag, labels, proc.procedure) if ns.format == "dot" else graph.to_mermaid(dag, labels)
+    sys.stdout.write(out)
+    return 0
+
+
+def _schema(argv: list[str]) -> int:
+    p = _Parser(prog="runproc schema", description="Print the JSON Schema of the procedure format.")
+    p.parse_args(argv)
+    from .schema import json_schema
+
+    print(json.dumps(json_schema(), indent=2))
+    return 0
+
+
+def _list(argv: list[str]) -> int:
+    p = _Parser(prog="runproc list", description="List procedures with description, owner and params.")
+    p.add_argument("dir", nargs="?")
+    p.add_argument("--output", choices=("text", "json"), default="text")
+    ns = p.parse_args(argv)
+    from .errors import ProcedureError
+    from .loader import load
+
+    folder = Path(ns.dir or ("procedures" if Path("procedures").is_dir() else "."))
+    if not folder.is_dir():
+        print(f"runproc list: {folder}: not a directory", file=sys.stderr)
+        return EXIT_INVALID
+    rows = []
+    for path in sorted([*folder.glob("*.yml"), *folder.glob("*.yaml")]):
+        try:
+            proc = load(path)
+            params = ", ".join(f"{n}{'*' if s.required else ''}:{s.type}" for n, s in proc.params.items())
+            rows.append({"file": str(path), "procedure": proc.procedure, "description": proc.description or "",
+                         "owner": proc.owner or "", "params": params, "ok": True})
+        except ProcedureError as exc:
+            rows.append({"file": str(path), "procedure": path.stem, "description": f"INVALID: {exc.problems[0]}",
+                         "owner": "", "params": "", "ok": False})
+    if ns.output == "json":
+        print(json.dumps(rows, indent=2))
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"procedures in {folder}")
+    for col in ("procedure", "description", "owner", "params"):
+        table.add_column(col, overflow="fold")
+    for r in rows:
+        table.add_row(r["procedure"], r["description"], r["owner"], r["params"])
+    Console(no_color=bool(os.environ.get("NO_COLOR")) or not sys.stdout.isatty()).print(table)
+    return 0
+
+
+def _inventory(argv: list[str]) -> int:
+    p = _Parser(prog="runproc inventory", description="Print an inventory as ansible-inventory does.")
+    p.add_argument("-i", "--inventory", required=True)
+    group = p.add_mutually_exclusive_group(required=True)
+    group.add_argument("--list", action="store_true")
+    group.add_argument("--host")
+    ns = p.parse_args(argv)
+    from .inventory import InventoryError, load_inventory
+
+    try:
+        inv = load_inventory(ns.inventory)
+        if ns.list:
+            data = inv.to_ansible_list()
+        else:
+            if ns.host not in inv.hosts:
+                print(f"runproc inventory: no host {ns.host!r} in {ns.inventory}", file=sys.stderr)
+                return EXIT_INVALID
+            data = inv.host_vars_json(ns.host)
+    except InventoryError as exc:
+        print(f"runproc inventory: {exc}", file=sys.stderr)
+        return EXIT_INVALID
+    print(json.dumps(data, indent=4, sort_keys=True, default=str))
+    return 0
+
+
+def _runs(argv: list[str]) -> int:
+    p = _Parser(prog="runproc runs", description="List recorded runs, newest first.")
+    p.add_argument("--state")
+    p.add_argument("--output", choices=("text", "json"), default="text")
+    p.add_argument("-n", type=int, default=50)
+    ns = p.parse_args(argv)
+    from .journal import Journal
+
+    runs = Journal(ns.state).runs(ns.n)
+    if ns.output == "json":
+        print(json.dumps(runs, indent=2))
+    else:
+        for r in runs:
+            dry = " (dry run)" if r["dry_run"] else ""
+            print(f"{r['id']}  {r['started_at']}  {r['procedure']:<28} {r['status']}{dry}")
+    return 0
+
+
+def _show(argv: list[str]) -> int:
+    p = _Parser(prog="runproc show", description="Show the report of a recorded run.")
+    p.add_argument("run")
+    p.add_argument("--state")
+    ns = p.parse_args(argv)
+    from .journal import Journal
+
+    report = Journal(ns.state).show(ns.run)
+    if report is None:
+        print(f"runproc show: no run {ns.run!r}", file=sys.stderr)
+        return EXIT_INVALID
+    print(json.dumps(report, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    main_entry()

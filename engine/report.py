@@ -1,0 +1,62 @@
+"""Reports of a run: the JSON document (spec "Command line"), JUnit XML, an evidence bundle."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+from xml.etree import ElementTree as ET
+
+from .results import RunResult
+
+
+def to_json_text(result: RunResult) -> str:
+    return json.dumps(result.to_json(), indent=2, default=str, ensure_ascii=False)
+
+
+def to_junit(result: RunResult) -> str:
+    failures = sum(1 for s in result.steps.values() if s.status in ("failed", "timed_out", "rollback_failed"))
+    skipped = sum(1 for s in result.steps.values() if s.status in ("skipped", "planned", "cancelled"))
+    suite = ET.Element("testsuite", name=result.procedure, tests=str(len(result.steps)),
+                       failures=str(failures), skipped=str(skipped), time=f"{result.duration:.3f}",
+                       timestamp=result.started_at)
+    for step in result.steps.values():
+        case = ET.SubElement(suite, "testcase", classname=f"{result.procedure}.{step.phase}", name=step.id,
+                             time=f"{step.duration:.3f}")
+        if step.status in ("failed", "timed_out", "rollback_failed"):
+            ET.SubElement(case, "failure", message=step.status).text = step.error or ""
+        elif step.status in ("skipped", "planned", "cancelled"):
+            ET.SubElement(case, "skipped", message=step.status)
+        out = step.fields.get("stdout")
+        if isinstance(out, str) and out:
+            ET.SubElement(case, "system-out").text = out
+    return ET.tostring(suite, encoding="unicode")
+
+
+def write_bundle(result: RunResult, directory: str | Path) -> Path:
+    """``report.json``, ``junit.xml`` and one log per step in ``directory``."""
+    d = Path(directory)
+    (d / "steps").mkdir(parents=True, exist_ok=True)
+    (d / "report.json").write_text(to_json_text(result) + "\n")
+    (d / "junit.xml").write_text(to_junit(result) + "\n")
+    for step in result.steps.values():
+        (d / "steps" / f"{step.id}.log").write_text(_step_log(step.to_json()))
+    return d
+
+
+def _step_log(data: dict[str, Any]) -> str:
+    lines = [f"step: {data['id']}", f"status: {data['status']}", f"started_at: {data.get('started_at')}",
+             f"duration: {data.get('duration')}s", f"attempts: {data.get('attempts')}"]
+    if data.get("action"):
+        lines.append(f"action: {data['action']}")
+    if data.get("error"):
+        lines.append(f"error: {data['error']}")
+    for stream in ("stdout", "stderr"):
+        if data.get(stream):
+            lines.append(f"--- {stream} ---\n{data[stream]}")
+    for host, h in (data.get("hosts") or {}).items():
+        lines.append(f"--- host {host}: {h.get('status')} ---")
+        for stream in ("stdout", "stderr"):
+            if h.get(stream):
+                lines.append(f"[{stream}]\n{h[stream]}")
+    return "\n".join(lines) + "\n"
