@@ -71,14 +71,39 @@ __all__ = ["Group", "Host", "Inventory", "InventoryError", "UnsafeText", "Vaulte
 # Variables ansible-inventory never prints because Ansible owns them (C.INTERNAL_STATIC_VARS).
 _INTERNAL_VARS = frozenset(
     {
-        "ansible_async_path", "ansible_collection_name", "ansible_config_file",
-        "ansible_dependent_role_names", "ansible_diff_mode", "ansible_facts", "ansible_forks",
-        "ansible_inventory_sources", "ansible_limit", "ansible_play_batch", "ansible_play_hosts",
-        "ansible_play_hosts_all", "ansible_play_role_names", "ansible_playbook_python",
-        "ansible_role_name", "ansible_role_names", "ansible_run_tags", "ansible_skip_tags",
-        "ansible_verbosity", "ansible_version", "inventory_dir", "inventory_file",
-        "inventory_hostname", "inventory_hostname_short", "groups", "group_names", "hostvars",
-        "playbook_dir", "play_hosts", "role_name", "role_names", "role_path", "role_uuid",
+        "ansible_async_path",
+        "ansible_collection_name",
+        "ansible_config_file",
+        "ansible_dependent_role_names",
+        "ansible_diff_mode",
+        "ansible_facts",
+        "ansible_forks",
+        "ansible_inventory_sources",
+        "ansible_limit",
+        "ansible_play_batch",
+        "ansible_play_hosts",
+        "ansible_play_hosts_all",
+        "ansible_play_role_names",
+        "ansible_playbook_python",
+        "ansible_role_name",
+        "ansible_role_names",
+        "ansible_run_tags",
+        "ansible_skip_tags",
+        "ansible_verbosity",
+        "ansible_version",
+        "inventory_dir",
+        "inventory_file",
+        "inventory_hostname",
+        "inventory_hostname_short",
+        "groups",
+        "group_names",
+        "hostvars",
+        "playbook_dir",
+        "play_hosts",
+        "role_name",
+        "role_names",
+        "role_path",
+        "role_uuid",
     }
 )
 
@@ -190,6 +215,7 @@ _IPV4 = re.compile(rf"^(?:{_IPV4_PART}\.){{3}}{_IPV4_PART}$")
 _BRACKETED_HOSTPORT = re.compile(r"^\[(.+)\]:([0-9]+)$")
 # host:port where the host part may contain complete [..] range expressions.
 _HOSTPORT = re.compile(r"^((?:[^:\[\]]|\[[^\]]*\])*):([0-9]+)$")
+_DIGITS = re.compile(r"^[0-9]+$")  # str.isdigit() would also accept "²"
 
 
 def _is_ipv6(address: str) -> bool:
@@ -235,7 +261,7 @@ def _expand_ranges(name: str) -> list[str]:
     if not end:
         raise ValueError(f"host range must specify end value, got [{body}]")
     step_text = bounds[2] if len(bounds) == 3 else "1"
-    if not step_text.isdigit() or int(step_text) < 1:
+    if not _DIGITS.match(step_text) or int(step_text) < 1:
         raise ValueError(f"host range step must be a positive integer, got [{body}]")
     step = int(step_text)
     width = 0
@@ -250,7 +276,7 @@ def _expand_ranges(name: str) -> list[str]:
         if i_beg > i_end:
             raise ValueError(f"host range must have begin <= end, got [{body}]")
         items = letters[i_beg : i_end + 1 : step]
-    elif beg.isdigit() and end.isdigit():
+    elif _DIGITS.match(beg) and _DIGITS.match(end):
         if int(beg) > int(end):
             raise ValueError(f"host range must have begin <= end, got [{body}]")
         items = (str(i).zfill(width) for i in range(int(beg), int(end) + 1, step))
@@ -375,7 +401,9 @@ class _Builder:
             try:
                 self.groups[group].priority = int(value)
             except (TypeError, ValueError):
-                raise self.error(f"ansible_group_priority for group {group!r} must be an integer, got {value!r}") from None
+                raise self.error(
+                    f"ansible_group_priority for group {group!r} must be an integer, got {value!r}"
+                ) from None
             return
         self.groups[group].vars[key] = value
 
@@ -417,14 +445,14 @@ class _Builder:
             if name != "all" and not self.groups[name].parents:
                 self.add_child("all", name)
         direct: dict[str, set[str]] = {h: set() for h in self.hosts}
-        for g in self.groups.values():
-            for h in g.hosts:
-                direct[h].add(g.name)
+        for group in self.groups.values():
+            for member in group.hosts:
+                direct[member].add(group.name)
         ungrouped = self.groups["ungrouped"]
         for host, groups in direct.items():
             mine = set(groups)
-            for g in groups:
-                mine |= self.ancestors(g)
+            for gname in groups:
+                mine |= self.ancestors(gname)
             if "ungrouped" in mine:
                 if mine - {"all", "ungrouped"} and host in ungrouped.hosts:
                     ungrouped.hosts.remove(host)
@@ -475,7 +503,9 @@ def _parse_ini(text: str, b: _Builder) -> None:
         if m:
             group, state = m.group(1), m.group(2) or "hosts"
             if state not in ("hosts", "children", "vars"):
-                raise b.error(f"section [{group}:{state}] has unknown type: {state} (expected children or vars)")
+                raise b.error(
+                    f"section [{group}:{state}] has unknown type: {state} (expected children or vars)"
+                )
             if group not in b.groups:
                 # [g:vars] alone does not declare a group; remember to check it gets declared.
                 if state == "vars" and group not in pending:
@@ -599,7 +629,9 @@ def _construct_unsafe(loader: _Loader, node: yaml.Node) -> Any:
 
 def _construct_vault(loader: _Loader, node: yaml.Node) -> Any:
     if not isinstance(node, yaml.ScalarNode):
-        raise yaml.constructor.ConstructorError(None, None, "the '!vault' tag requires a string value", node.start_mark)
+        raise yaml.constructor.ConstructorError(
+            None, None, "the '!vault' tag requires a string value", node.start_mark
+        )
     return VaultedText(loader.construct_scalar(node))
 
 
@@ -664,7 +696,9 @@ class _YamlInventory:
                         key_line,
                     )
             elif value is not None and not isinstance(value, dict):
-                b.warnings.append(f"{b.path}:{key_line}: skipping key {key!r} in group {name!r}: not a mapping")
+                b.warnings.append(
+                    f"{b.path}:{key_line}: skipping key {key!r} in group {name!r}: not a mapping"
+                )
                 continue
             sections[key] = (value, key_line)
         for key, (value, key_line) in sections.items():
@@ -696,7 +730,9 @@ class _YamlInventory:
     def hosts(self, group: str, pattern: Any, host_vars: Any) -> None:
         b = self.b
         if not isinstance(pattern, str):
-            raise b.error(f"host pattern {pattern!r} must be a string; enclose integers/floats in quotation marks")
+            raise b.error(
+                f"host pattern {pattern!r} must be a string; enclose integers/floats in quotation marks"
+            )
         try:
             names, port = _expand_hostpattern(pattern)
         except ValueError as exc:
@@ -762,7 +798,8 @@ def _parse_file(path: Path, b: _Builder) -> None:
             if data is None or data == {}:
                 return  # empty or comments only: an empty inventory, as Ansible ends up with
             raise InventoryError(
-                f"YAML inventory has invalid structure, it should be a mapping, got {type(data).__name__}", path
+                f"YAML inventory has invalid structure, it should be a mapping, got {type(data).__name__}",
+                path,
             )
     try:
         _parse_ini(text, b)
@@ -935,21 +972,34 @@ class Inventory:
         return self._subset({h.name for h in self.match(pattern)})
 
     def _subset(self, keep: set[str]) -> Inventory:
-        hosts = {name: replace(h, vars=dict(h.vars), groups=list(h.groups)) for name, h in self.hosts.items() if name in keep}
+        hosts = {
+            name: replace(h, vars=dict(h.vars), groups=list(h.groups))
+            for name, h in self.hosts.items()
+            if name in keep
+        }
         groups = {
-            name: replace(g, hosts=[h for h in g.hosts if h in keep], children=list(g.children), vars=dict(g.vars),
-                          parents=list(g.parents))
+            name: replace(
+                g,
+                hosts=[h for h in g.hosts if h in keep],
+                children=list(g.children),
+                vars=dict(g.vars),
+                parents=list(g.parents),
+            )
             for name, g in self.groups.items()
         }
         return Inventory(hosts, groups, sources=list(self.sources), warnings=list(self.warnings))
 
     def group_hosts(self, name: str) -> list[Host]:
         """Hosts of group ``name`` and all its descendants, in Ansible's group order."""
+        if name not in self.groups:
+            raise InventoryError(f"unknown group {name!r}")
         return [self.hosts[h] for h in self._group_host_names(name)]
 
     def _group_host_names(self, name: str) -> list[str]:
         # Breadth-first from the group, as Ansible's Group.get_hosts walks it.
-        order, seen, queue = [], {name}, [name]
+        order: list[str] = []
+        seen: set[str] = {name}
+        queue: list[str] = [name]
         while queue:
             g = queue.pop(0)
             order.append(g)
@@ -988,7 +1038,9 @@ class Inventory:
                 else:
                     results = [results[start]]
             except IndexError:
-                raise InventoryError(f"no hosts matched the subscripted pattern {part!r} in {whole!r}") from None
+                raise InventoryError(
+                    f"no hosts matched the subscripted pattern {part!r} in {whole!r}"
+                ) from None
         return results
 
     # -- ansible-inventory views --------------------------------------------------------
@@ -1014,7 +1066,9 @@ class Inventory:
 
         emit("all")
         hostvars = {
-            name: _json_value(v, mark_unsafe=True) for name in self.hosts if (v := _public_vars(self.hosts[name].vars))
+            name: _json_value(v, mark_unsafe=True)
+            for name in self.hosts
+            if (v := _public_vars(self.hosts[name].vars))
         }
         result["_meta"] = {"hostvars": hostvars, "profile": _PROFILE}
         return result
@@ -1082,28 +1136,31 @@ def _build(b: _Builder, vars_base: Path, sources: list[Path]) -> Inventory:
         own = {**g.vars, **group_files[name]}
         if g.priority != 1:
             own["ansible_group_priority"] = g.priority
-        groups[name] = Group(name, list(g.hosts), list(g.children), own, list(g.parents), depths[name], g.priority)
+        groups[name] = Group(
+            name, list(g.hosts), list(g.children), own, list(g.parents), depths[name], g.priority
+        )
 
     memberships: dict[str, set[str]] = {h: set() for h in b.hosts}
-    for g in b.groups.values():
-        for h in g.hosts:
-            memberships[h].add(g.name)
+    for group in b.groups.values():
+        for member in group.hosts:
+            memberships[member].add(group.name)
     ancestors = {name: b.ancestors(name) for name in b.groups}
 
     hosts: dict[str, Host] = {}
-    for name, h in b.hosts.items():
+    for name, host in b.hosts.items():
         mine: set[str] = set()
-        for g in memberships[name]:
-            mine |= {g} | ancestors[g]
+        for gname in memberships[name]:
+            mine |= {gname} | ancestors[gname]
         mine.discard("all")
+        # Ansible's sort_groups: parents before children, then by priority, then by name.
         ordered = sorted(mine, key=lambda n: (depths[n], b.groups[n].priority, n))
         merged: dict[str, Any] = dict(b.groups["all"].vars)
-        for g in ordered:
-            merged.update(b.groups[g].vars)
+        for gname in ordered:
+            merged.update(b.groups[gname].vars)
         merged.update(group_files["all"])
-        for g in ordered:
-            merged.update(group_files[g])
-        merged.update(h.vars)
+        for gname in ordered:
+            merged.update(group_files[gname])
+        merged.update(host.vars)
         merged.update(_load_vars_files(host_vars_dir, name, cache))
         hosts[name] = Host(name, merged, sorted(mine))
     return Inventory(hosts, groups, sources=sources, warnings=warn)
