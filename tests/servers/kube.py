@@ -709,6 +709,9 @@ class KubeApi:
         try:
             for obj in initial:
                 send("ADDED", obj)
+            if req.query.get("sendInitialEvents", [""])[0] == "true":  # WatchList (kubectl >= 1.35)
+                end = {"resourceVersion": str(since), "annotations": {"k8s.io/initial-events-end": "true"}}
+                send("BOOKMARK", {"kind": rt.kind, "apiVersion": rt.api_version, "metadata": end})
             while time.monotonic() < deadline and not self._stopping.is_set():
                 with self._lock:
                     new = [
