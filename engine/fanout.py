@@ -1,0 +1,364 @@
+"""Fan-out: a step with ``on:`` runs once per inventory host, in batches, as an Ansible play does.
+
+The runner asks three things of this module:
+
+- ``select_hosts(run, step)``: the hosts a step targets (inventory, pattern, ``--limit``);
+- ``run_fanout(...)``: run the step on them, ``forks`` at a time, in ``serial`` batches,
+  stopping later batches when a batch has more failures than ``max_fail`` tolerates;
+- ``rollback_fanout(...)``: undo the step on exactly the hosts where it succeeded.
+
+Decisions (docs/fanout.md says why):
+
+- A pattern that matches no host of the inventory is an error (a typo must not turn a
+  change into a silent no-op), unless the pattern starts with ``?`` ("optional":
+  ``on: "?canaries"``), which makes an empty match a skipped step. A pattern whose hosts
+  ``--limit`` leaves out entirely skips the step, as ``ansible-playbook --limit`` skips a
+  play; a ``--limit`` that matches nothing in the whole inventory is an error.
+- ``serial`` and ``max_fail`` follow Ansible (``serial`` percent rounds down, at least one
+  host; ``max_fail`` is a number or a percent of the batch, "more than" stops). Failures
+  within ``max_fail`` are tolerated: the step is ok (the failed hosts keep their status and
+  a note says so). Like Ansible, a batch in which every host failed always stops the step.
+- Hosts of batches that never started are ``cancelled``.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import weakref
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from . import events as ev
+from . import expressions as ex
+from .errors import Problem, ProcedureError
+from .results import StepResult
+from .stepexec import now_iso
+
+if TYPE_CHECKING:
+    from .inventory import Host, Inventory
+    from .model import Step
+    from .runner import Run
+    from .stepexec import StepRunner
+
+DEFAULT_FORKS = 20
+FAILED = frozenset({"failed", "timed_out"})
+
+# hosts each fanned-out step ran on, per run, so that rollback reaches exactly those hosts
+_TARGETS: weakref.WeakKeyDictionary[Any, dict[str, dict[str, Target]]] = weakref.WeakKeyDictionary()
+_TARGETS_LOCK = threading.Lock()
+
+
+class HostList(list["Host"]):
+    """The selected hosts; ``note`` says why the list is empty when that is not an error."""
+
+    note: str | None = None
+    inventory: Inventory | None = None
+
+
+@dataclass
+class Target:
+    """A host as the shell executor and templates see it: its identity plus a transport."""
+
+    name: str
+    address: str
+    port: int
+    user: str | None
+    vars: dict[str, Any]
+    groups: list[str]
+    transport: Any = field(default=None, repr=False)
+
+    def view(self) -> dict[str, Any]:
+        """``host`` in templates: ``host.name``, ``host.address``, ``host.vars.role``..."""
+        return {"name": self.name, "address": self.address, "port": self.port, "user": self.user,
+                "vars": self.vars, "groups": self.groups}
+
+
+# ---------------------------------------------------------------- selecting hosts
+
+
+def _problem(run: Run, step: Step, key: str, message: str) -> ProcedureError:
+    src = run.proc._source
+    if src is None:
+        return ProcedureError(f"step {step.id}: {message}")
+    path: tuple[Any, ...] = (key,)
+    for section, steps in (("steps", run.proc.steps), ("finally", run.proc.finally_),
+                           ("on_failure", run.proc.on_failure)):
+        if step in steps:
+            path = (section, steps.index(step), key)
+    line, col = src.where(path)
+    return ProcedureError(Problem(src.file, line, col, f"step {step.id}: {message}"))
+
+
+def load_run_inventory(run: Run, step: Step) -> Inventory:
+    """``-i`` (relative to the current directory), else the procedure's ``inventory:`` (to its file)."""
+    from .inventory import InventoryError, load_inventory
+
+    if run.inventory_path:
+        path = Path(run.inventory_path)
+    elif run.proc.inventory:
+        try:
+            rendered = ex.render_value(run.proc.inventory, run.namespace())
+        except ex.ExpressionError as exc:
+            raise _problem(run, step, "on", f"inventory: {exc}") from None
+        path = Path(str(rendered)).expanduser()
+        path = path if path.is_absolute() else run.workdir / path
+    else:
+        raise _problem(run, step, "on", "runs 'on' inventory hosts, but no inventory was given: "
+                                        "pass -i INVENTORY or set 'inventory:' in the procedure")
+    path = path.resolve()
+    try:
+        # one parse per run (and per child procedure using the same file)
+        return run.resources.get(f"inventory:{path}", lambda: load_inventory(path))
+    except InventoryError as exc:
+        raise _problem(run, step, "on", f"inventory {path}: {exc}") from None
+
+
+def select_hosts(run: Run, step: Step) -> list[Host]:
+    """The hosts ``step.on`` targets, narrowed by ``--limit``; see the module docstring for empties."""
+    from .inventory import InventoryError
+
+    assert step.on is not None
+    inventory = load_run_inventory(run, step)
+    try:
+        pattern = str(ex.render_value(step.on, run.namespace()))
+    except ex.ExpressionError as exc:
+        raise _problem(run, step, "on", f"on: {exc}") from None
+    optional = pattern.startswith("?")
+    pattern = pattern.removeprefix("?").strip()
+    try:
+        matched = inventory.match(pattern)
+        selected = matched
+        if run.limit:
+            limited = inventory.limit(run.limit)
+            if not limited.hosts:
+                raise _problem(run, step, "on", f"--limit {run.limit!r} matches no host in the inventory")
+            selected = limited.match(pattern)
+    except InventoryError as exc:
+        raise _problem(run, step, "on", str(exc)) from None
+    hosts = HostList(selected)
+    hosts.inventory = inventory
+    if not matched:
+        if not optional:
+            raise _problem(run, step, "on", f"no host in the inventory matches {pattern!r} "
+                                            f"(write on: \"?{pattern}\" if that may be normal)")
+        hosts.note = f"no host matches the optional pattern {pattern!r}"
+    elif not selected:
+        hosts.note = f"--limit {run.limit!r} leaves none of the {len(matched)} host(s) of {pattern!r}"
+    for host in hosts:  # an inventory password must never appear in output or the journal
+        from .transports.ssh import SECRET_VARS
+
+        for name in SECRET_VARS:
+            if host.vars.get(name) is not None:
+                run.redactor.add(str(host.vars[name]))
+    return hosts
+
+
+def _targets(run: Run, hosts: list[Host]) -> list[Target]:
+    from .transports.ssh import host_transport
+
+    def notify(text: str) -> None:
+        run.emit(ev.Note("warning", run.redactor(text)))
+
+    inventory = getattr(hosts, "inventory", None)
+    known = inventory.hosts if inventory is not None else {h.name: h for h in hosts}
+
+    def resolve(name: str) -> dict[str, Any] | None:
+        # a ProxyJump naming an inventory host connects to it with its inventory vars
+        host = known.get(name)
+        return host.vars if host is not None else None
+
+    out = []
+    for h in hosts:
+        transport = host_transport(h.name, h.vars, workdir=run.workdir, resources=run.resources,
+                                   accept_new=bool(run.accept_new_hosts),
+                                   known_hosts=getattr(run, "known_hosts", None), notify=notify,
+                                   resolve=resolve)
+        out.append(Target(h.name, h.address, h.port, h.user, h.vars, list(h.groups), transport))
+    return out
+
+
+# ---------------------------------------------------------------- batches and failures
+
+
+def batch_sizes(total: int, serial: int | str | None) -> list[int]:
+    """Ansible's serial: a number or percent of all hosts, rounded down, at least 1; 0/None = all."""
+    if total == 0:
+        return []
+    size = total
+    if isinstance(serial, str) and serial.endswith("%"):
+        size = int(int(serial[:-1]) / 100.0 * total) or 1
+    elif serial:
+        size = int(serial)
+    size = total if size <= 0 else min(size, total)
+    return [size] * (total // size) + ([total % size] if total % size else [])
+
+
+def too_many_failures(failed: int, batch: int, max_fail: int | str | None) -> bool:
+    """Ansible's max_fail_percentage: stop when failures are *more than* the tolerance.
+
+    ``max_fail`` is a number of hosts or a percent of the batch (default 0: any failure);
+    a batch where every host failed always stops, as in Ansible.
+    """
+    if failed == 0:
+        return False
+    if failed >= batch:
+        return True
+    if isinstance(max_fail, str) and max_fail.endswith("%"):
+        return failed / batch > int(max_fail[:-1]) / 100.0
+    return failed > int(max_fail or 0)
+
+
+# ---------------------------------------------------------------- running
+
+
+def run_fanout(run: Run, stepper: StepRunner, step: Step, ns: dict[str, Any], sr: StepResult,
+               hosts: list[Host]) -> None:
+    """Run ``step`` on every host (``forks`` at a time, ``serial`` batches); fill ``sr.hosts``."""
+    sr.hosts = {}
+    if not hosts:
+        sr.status = "skipped"
+        sr.notes.append(getattr(hosts, "note", None) or "no hosts to run on")
+        return
+    try:
+        targets = _targets(run, hosts)
+    except Exception as exc:  # noqa: BLE001 - a bad host var (port, become method) fails the step
+        sr.status, sr.error = "failed", str(exc)
+        return
+    with _TARGETS_LOCK:
+        _TARGETS.setdefault(run, {})[step.id] = {t.name: t for t in targets}
+    for t in targets:  # in inventory order, whatever order they finish in
+        sr.hosts[t.name] = StepResult(step.id, status="pending", phase=sr.phase)
+    forks = max(1, run.forks or DEFAULT_FORKS)
+    total = len(targets)
+    tally = {"ok": 0, "failed": 0}
+    lock = threading.Lock()
+    stopped: str | None = None
+    tolerated = 0
+    start = 0
+    for number, size in enumerate(batch_sizes(total, step.serial), start=1):
+        batch = targets[start:start + size]
+        start += size
+        if stopped is not None or run.cancel.is_set():
+            reason = stopped or "the run was interrupted"
+            for t in batch:
+                sr.hosts[t.name].status, sr.hosts[t.name].error = "cancelled", f"not started: {reason}"
+            continue
+
+        def one(t: Target) -> StepResult:
+            hsr = sr.hosts[t.name]
+            if run.cancel.is_set():
+                hsr.status, hsr.error = "cancelled", "not started: the run was interrupted"
+                return hsr
+            _execute(stepper, step, {**ns, "host": t.view()}, hsr, t)
+            return hsr
+
+        with ThreadPoolExecutor(max_workers=min(forks, len(batch)), thread_name_prefix=f"{step.id}-host") as pool:
+            futures = [pool.submit(one, t) for t in batch]
+            for future in as_completed(futures):
+                hsr = future.result()
+                kind = "ok" if hsr.status in ("ok", "planned") else "failed" if hsr.status in FAILED else "other"
+                with lock:
+                    tally[kind] = tally.get(kind, 0) + 1
+                    message = f"{tally['ok']}/{total} hosts ok"
+                    if tally["failed"]:
+                        message += f", {tally['failed']} failed"
+                run.progress(step.id, message, None)
+        failed = sum(1 for t in batch if sr.hosts[t.name].status in FAILED)
+        if too_many_failures(failed, len(batch), step.max_fail):
+            stopped = (f"batch {number} had {failed} failed host(s) of {len(batch)}, more than "
+                       f"max_fail {step.max_fail if step.max_fail is not None else 0} allows")
+        else:
+            tolerated += failed
+    _summarise(sr, step, stopped, tolerated)
+
+
+def _execute(stepper: StepRunner, step: Step, ns: dict[str, Any], hsr: StepResult, target: Target) -> None:
+    t0 = time.monotonic()
+    hsr.started_at = now_iso()
+    try:
+        stepper.execute(step, ns, hsr, host=target)
+    except ex.UnknownValueError as exc:
+        hsr.status = "planned"
+        hsr.notes.append(f"unknown until the run: {exc.unknown.label}")
+    except Exception as exc:  # noqa: BLE001 - one host's surprise must not sink the others
+        hsr.status, hsr.error = "failed", f"{type(exc).__name__}: {exc}"
+    finally:
+        hsr.duration = time.monotonic() - t0
+        hsr.completed_at = time.monotonic()
+
+
+def _summarise(sr: StepResult, step: Step, stopped: str | None, tolerated: int) -> None:
+    assert sr.hosts is not None
+    results = sr.hosts
+    statuses = [r.status for r in results.values()]
+    failures = [(name, r) for name, r in results.items() if r.status in FAILED]
+    summary = ""
+    sr.attempts = max((r.attempts for r in results.values()), default=0)
+    first = next((r.description for r in results.values() if r.description), None)
+    sr.description = first
+    if failures:
+        shown = "; ".join(f"{name}: {(r.error or r.status).splitlines()[0]}" for name, r in failures[:3])
+        more = f" (and {len(failures) - 3} more)" if len(failures) > 3 else ""
+        summary = f"{len(failures)} of {len(results)} hosts failed: {shown}{more}"
+    if stopped is not None:
+        sr.status = "timed_out" if all(r.status == "timed_out" for _, r in failures) else "failed"
+        sr.error = summary
+        if any(s == "cancelled" for s in statuses):
+            sr.notes.append(f"later hosts not started: {stopped}")
+        else:
+            sr.notes.append(stopped)
+    elif any(s == "cancelled" for s in statuses):
+        sr.status, sr.error = "cancelled", "interrupted before every host finished"
+    elif any(s == "planned" for s in statuses):
+        sr.status = "planned"
+    else:
+        sr.status = "ok"
+        if tolerated:
+            sr.notes.append(f"{summary}; tolerated by max_fail {step.max_fail}")
+
+
+# ---------------------------------------------------------------- rollback
+
+
+def rollback_fanout(run: Run, stepper: StepRunner, step: Step, ns: dict[str, Any],
+                    sr: StepResult) -> tuple[bool, str | None, str]:
+    """Run the step's rollback on the hosts where the step succeeded, ``forks`` at a time."""
+    assert sr.hosts is not None and step.rollback is not None
+    with _TARGETS_LOCK:
+        known = _TARGETS.get(run, {}).get(step.id, {})
+    targets = [known[name] for name, r in sr.hosts.items() if r.status == "ok" and name in known]
+    if not targets:
+        return True, None, "no host to roll back"
+    descriptions: dict[str, str] = {}
+
+    def one(t: Target) -> tuple[str, bool, str | None]:
+        hsr = sr.hosts[t.name]  # type: ignore[index]
+        if run.rollback_cancel.is_set():
+            hsr.notes.append("rollback abandoned (second interrupt)")
+            return t.name, False, "abandoned (second interrupt)"
+        t0 = time.monotonic()
+        try:
+            ok, error, description = stepper.rollback(step, {**ns, "host": t.view()}, host=t)
+        except Exception as exc:  # noqa: BLE001
+            ok, error, description = False, f"{type(exc).__name__}: {exc}", ""
+        descriptions[t.name] = description
+        hsr.rollback = StepResult(step.id, phase="rollback", status="ok" if ok else "failed", error=error,
+                                  description=description, duration=time.monotonic() - t0)
+        hsr.status = "rolled_back" if ok else "rollback_failed"
+        return t.name, ok, error
+
+    forks = max(1, run.forks or DEFAULT_FORKS)
+    with ThreadPoolExecutor(max_workers=min(forks, len(targets)), thread_name_prefix=f"{step.id}-undo") as pool:
+        outcomes = list(pool.map(one, targets))
+    failed = [(name, error) for name, ok, error in outcomes if not ok]
+    undone = len(outcomes) - len(failed)
+    run.progress(step.id, f"rolled back on {undone}/{len(outcomes)} hosts", None)
+    description = next(iter(descriptions.values()), "")
+    if failed:
+        shown = "; ".join(f"{name}: {(error or 'failed').splitlines()[0]}" for name, error in failed[:3])
+        return False, f"rollback failed on {len(failed)} of {len(outcomes)} hosts: {shown}", description
+    return True, None, description
+
