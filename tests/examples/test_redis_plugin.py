@@ -1,0 +1,78 @@
+"""The third-party executor example: pip-installed, found through its entry point, run as a step."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from importlib.metadata import entry_points
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+PLUGIN = ROOT / "examples" / "redis-executor"
+
+
+@pytest.fixture(scope="module")
+def plugin_installed() -> None:
+    """``pip install --no-deps -e examples/redis-executor``, skipped when already installed."""
+    eps = [ep for ep in entry_points(group="runproc.executors") if ep.name == "redis"]
+    if not eps:
+        out = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "-e", str(PLUGIN)],
+                             capture_output=True, text=True, timeout=300)
+        assert out.returncode == 0, out.stderr[-2000:]
+    if str(PLUGIN) not in sys.path:  # the editable install's import hook is read at startup only
+        sys.path.insert(0, str(PLUGIN))
+
+
+def test_a_redis_step_runs_through_the_cli(plugin_installed, tmp_path):
+    from runproc_redis.fake import FakeRedis
+
+    proc = tmp_path / "cache.yml"
+    proc.write_text(textwrap.dedent("""\
+        procedure: cache-check
+        params:
+          url: {type: str, required: true}
+        steps:
+          - id: ping
+            redis: PING
+            url: "{{ params.url }}"
+            readonly: true
+          - id: cluster
+            redis: cluster info
+            url: "{{ params.url }}"
+            readonly: true
+            verify:
+              - assert: steps.cluster.info.cluster_state == 'ok'
+          - id: flush
+            redis: FLUSHDB
+            url: "{{ params.url }}"
+        """))
+    env = {**os.environ, "RUNPROC_STATE": f"sqlite:///{tmp_path}/state.db"}
+    with FakeRedis() as server:
+        dry = subprocess.run([sys.executable, "-m", "engine.cli", str(proc), "-p", f"url={server.url}",
+                              "--dry-run", "--output", "json"], capture_output=True, text=True, env=env, timeout=60)
+        assert dry.returncode == 0, dry.stderr
+        steps = {s["id"]: s for s in json.loads(dry.stdout)["steps"]}
+        assert steps["ping"]["status"] == "ok" and steps["ping"]["reply"] == "PONG"
+        assert steps["flush"]["status"] == "planned"
+        assert ["FLUSHDB"] not in server.commands
+
+        real = subprocess.run([sys.executable, "-m", "engine.cli", str(proc), "-p", f"url={server.url}",
+                               "--output", "json"], capture_output=True, text=True, env=env, timeout=60)
+        assert real.returncode == 0, real.stderr
+        steps = {s["id"]: s for s in json.loads(real.stdout)["steps"]}
+        assert steps["cluster"]["info"]["cluster_state"] == "ok"
+        assert ["FLUSHDB"] in server.commands
+
+
+def test_validate_knows_the_plugin(plugin_installed, tmp_path):
+    proc = tmp_path / "typo.yml"
+    proc.write_text("procedure: typo\nsteps:\n  - id: ping\n    redis: PING\n    timeuot: 5s\n")
+    out = subprocess.run([sys.executable, "-m", "engine.cli", "validate", str(proc)], capture_output=True,
+                         text=True, timeout=60)
+    assert out.returncode == 2
+    assert "typo.yml:5:5" in out.stderr and "unknown key 'timeuot'" in out.stderr
