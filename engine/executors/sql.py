@@ -644,6 +644,12 @@ class _SqliteSession:
             path = Path(raw).expanduser()
             target, uri = str(path if path.is_absolute() else ctx.workdir / path), False  # as file: paths are
         self.where = target
+        if ctx.dry_run and not uri and target != ":memory:" and not Path(target).exists():
+            # A dry run creates nothing, not even the database file (a planned step may be the one
+            # that would create it): read an empty stand-in, as the database is before any step.
+            ctx.progress(f"{target} does not exist yet; a dry run does not create it, so it reads "
+                         "as an empty database")
+            target = ":memory:"
         try:
             # isolation_level=None: no implicit BEGIN, the transactions below are explicit;
             # check_same_thread=False: steps run in worker threads, the lock serialises them

@@ -596,6 +596,25 @@ def test_sqlite_statements_triggers_and_results(tmp_path: Path, lite: sqlite3.Co
     assert lite.execute("SELECT v FROM audit").fetchall() == [(42,)]
 
 
+def test_sqlite_dry_run_does_not_create_the_database(tmp_path: Path) -> None:
+    text = sqlite_proc("""
+        - id: create
+          sql: CREATE TABLE t (v INTEGER); PRAGMA user_version = 1;
+        - id: version
+          sql: PRAGMA user_version
+          readonly: true
+        """, path="./state/new.db")
+    result = run(tmp_path, text, dry_run=True)
+    assert result.status == "planned", result.error
+    assert result.steps["create"].status == "planned"
+    assert result.steps["version"].status == "ok"
+    assert result.steps["version"].fields["scalar"] == 0  # as the database is before any step
+    assert not (tmp_path / "state").exists()
+    result = run(tmp_path, text.replace("./state/new.db", "./new.db"))  # a real run creates it
+    assert result.status == "ok", result.error
+    assert result.steps["version"].fields["scalar"] == 1
+
+
 def test_sqlite_step_timeout_interrupts_the_query(tmp_path: Path, lite: sqlite3.Connection) -> None:
     text = sqlite_proc("""
         - id: forever
