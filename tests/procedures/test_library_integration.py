@@ -139,3 +139,136 @@ def test_backup_verification_a_broken_dump_fails_the_restore(postgres_server, tm
                            env={"PGPASSWORD": "x"}, tmp=tmp_path)
     assert code == 1 and doc["root_cause"] == "restore"
     assert scratch not in _databases(pg)
+
+
+# ---------------------------------------------------------------- db-migration
+
+MIGRATOR = '''\
+"""A tiny knex-like migration tool: migrations/<version>.up.sql and .down.sql, table schema_migrations."""
+import os, sys, pathlib, psycopg
+
+HERE = pathlib.Path(__file__).parent / "migrations"
+conn = psycopg.connect(os.environ["DATABASE_URL"], password=os.environ.get("PGPASSWORD"))
+done = {r[0] for r in conn.execute("SELECT version FROM schema_migrations")}
+known = sorted(p.name.split(".")[0] for p in HERE.glob("*.up.sql"))
+cmd = sys.argv[1]
+if cmd == "list":
+    for v in known:
+        print(("completed " if v in done else "pending   ") + v)
+elif cmd == "up":
+    with conn.transaction():
+        for v in known:
+            if v not in done:
+                conn.execute((HERE / f"{v}.up.sql").read_text())
+                conn.execute("INSERT INTO schema_migrations (version) VALUES (%s)", (v,))
+                print("applied", v)
+elif cmd == "down":
+    last = max(done & set(known))
+    with conn.transaction():
+        conn.execute((HERE / f"{last}.down.sql").read_text())
+        conn.execute("DELETE FROM schema_migrations WHERE version = %s", (last,))
+    print("reverted", last)
+conn.commit()
+'''
+
+
+@pytest.fixture
+def app_db(postgres_server, pg_db, tmp_path):
+    """A database at version 20240101000000 and an app dir with a migration tool and two migrations."""
+    pg = postgres_server
+    name = pg_db.rsplit("/", 1)[1]
+    pg.psql("CREATE TABLE schema_migrations (version varchar(14) PRIMARY KEY);"
+            "INSERT INTO schema_migrations VALUES ('20240101000000');"
+            "CREATE TABLE templates (id serial PRIMARY KEY, name text NOT NULL);"
+            "INSERT INTO templates (name) VALUES ('component'), ('service')", dbname=name)
+    app = tmp_path / "app"
+    (app / "migrations").mkdir(parents=True)
+    (app / "migrate.py").write_text(MIGRATOR)
+    (app / "migrations" / "20240301000000.up.sql").write_text("CREATE TABLE template_tags (tag text)")
+    (app / "migrations" / "20240301000000.down.sql").write_text("DROP TABLE template_tags")
+    (app / "migrations" / "20240320120000.up.sql").write_text("ALTER TABLE templates ADD COLUMN status text")
+    (app / "migrations" / "20240320120000.down.sql").write_text("ALTER TABLE templates DROP COLUMN status")
+    return pg, name, app
+
+
+def _migration_params(pg, name: str, app: Path, tmp: Path, target: str = "20240320120000") -> list[str]:
+    py = sys.executable
+    return params(migration_version=target, db_host=pg.host, db_port=pg.port, db_name=name, db_user=pg.user,
+                  app_dir=app, backup_dir=tmp / "backups", migrate_cmd=f"{py} migrate.py up",
+                  migrate_down_cmd=f"{py} migrate.py down", list_cmd=f"{py} migrate.py list")
+
+
+def _versions(pg, name: str) -> list[str]:
+    return pg.psql("SELECT version FROM schema_migrations ORDER BY version", dbname=name).split()
+
+
+def _tables(pg, name: str) -> set[str]:
+    return set(pg.psql("SELECT tablename FROM pg_tables WHERE schemaname = 'public'", dbname=name).split())
+
+
+def test_db_migration_dry_run_lists_pending_and_changes_nothing(app_db, tmp_path):
+    pg, name, app = app_db
+    code, doc, err = runproc("db-migration.yml", *_migration_params(pg, name, app, tmp_path), "--dry-run",
+                             env={"DB_PASSWORD": "x"}, tmp=tmp_path)
+    assert code == 0, err
+    s = steps(doc)
+    assert s["current"]["status"] == "ok" and s["current"]["scalar"] == "20240101000000"
+    assert s["pending"]["status"] == "ok"
+    assert "pending   20240301000000" in s["pending"]["stdout"]
+    assert "pending   20240320120000" in s["pending"]["stdout"]
+    assert s["backup"]["status"] == "planned" and s["migrate"]["status"] == "planned"
+    assert _versions(pg, name) == ["20240101000000"]
+    assert not (tmp_path / "backups").exists()
+
+
+def test_db_migration_backs_up_migrates_and_verifies(app_db, tmp_path):
+    pg, name, app = app_db
+    code, doc, err = runproc("db-migration.yml", *_migration_params(pg, name, app, tmp_path),
+                             env={"DB_PASSWORD": "x"}, tmp=tmp_path)
+    assert code == 0, (err, doc.get("error"))
+    assert statuses(doc)["migrate"] == "ok"
+    assert steps(doc)["version"]["scalar"] == "20240320120000"
+    assert _versions(pg, name) == ["20240101000000", "20240301000000", "20240320120000"]
+    assert "template_tags" in _tables(pg, name)
+    dumps = list((tmp_path / "backups").glob("migration-backup-20240320120000-*.sql.gz"))
+    assert len(dumps) == 1
+    assert b"CREATE TABLE public.templates" in gzip.decompress(dumps[0].read_bytes())
+
+    # run again: already at the target, nothing to migrate
+    code, doc, _ = runproc("db-migration.yml", *_migration_params(pg, name, app, tmp_path),
+                           env={"DB_PASSWORD": "x"}, tmp=tmp_path)
+    assert code == 0 and statuses(doc)["migrate"] == "skipped"
+
+
+def test_db_migration_that_misses_its_target_is_migrated_back_down(app_db, tmp_path):
+    """The tool applies 20240301000000, but the target is 20240320120000 (its file is missing):
+    the verification fails, and the rollback runs the down migration."""
+    pg, name, app = app_db
+    (app / "migrations" / "20240320120000.up.sql").unlink()
+    code, doc, err = runproc("db-migration.yml", *_migration_params(pg, name, app, tmp_path),
+                             env={"DB_PASSWORD": "x"}, tmp=tmp_path)
+    assert code == 1, err
+    s = steps(doc)
+    assert doc["root_cause"] == "migrate"
+    assert "schema_migrations is at the target version" in s["migrate"]["error"]
+    assert s["migrate"]["rollback"]["status"] == "ok"  # the step stays "failed" (the root cause), undone
+    assert _versions(pg, name) == ["20240101000000"]
+    assert "template_tags" not in _tables(pg, name)
+
+
+def test_db_migration_with_a_failing_migration_changes_nothing(app_db, tmp_path):
+    pg, name, app = app_db
+    (app / "migrations" / "20240320120000.up.sql").write_text("ALTER TABLE no_such_table ADD COLUMN x int")
+    code, doc, _ = runproc("db-migration.yml", *_migration_params(pg, name, app, tmp_path),
+                           env={"DB_PASSWORD": "x"}, tmp=tmp_path)
+    assert code == 1 and doc["root_cause"] == "migrate"
+    assert "no_such_table" in steps(doc)["migrate"]["stderr"]
+    assert _versions(pg, name) == ["20240101000000"]  # the tool's transaction rolled back
+    assert "template_tags" not in _tables(pg, name)
+    assert list((tmp_path / "backups").glob("*.sql.gz"))  # the backup was taken first
+
+
+def test_db_migration_refuses_a_replica_or_unreachable_primary(tmp_path):
+    code, doc, _ = runproc("db-migration.yml", *params(migration_version="20240320120000", db_host="127.0.0.1",
+                                                       db_port=1), env={"DB_PASSWORD": "x"}, tmp=tmp_path)
+    assert code == 3 and doc["status"] == "refused"
