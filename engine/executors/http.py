@@ -31,6 +31,7 @@ from pydantic import field_validator, model_validator
 from ..durations import Duration, format_duration
 from ..expressions import SqlIdent, SqlParam, to_text
 from .base import Effect, Executor, Options, Result, StepContext
+from .sql import render_parts
 
 BODY_LIMIT = 1024 * 1024  # `text` keeps at most 1 MiB; a longer body is not read further
 DEFAULT_TIMEOUT = 30.0
@@ -132,9 +133,8 @@ def render_url(template: str, ctx: StepContext, *, is_path: bool) -> str:
         return template
     # render_sql is the engine's "split a template into text and values" (the values are not
     # SQL-specific); it lets each value be encoded for where it lands in the URL
-    parts = ctx.render_sql(template)  # type: ignore[call-arg]
     out = ""
-    for part in parts:  # type: ignore[union-attr]
+    for part in render_parts(ctx, template):
         if isinstance(part, str):
             out += part
             continue

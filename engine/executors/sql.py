@@ -229,6 +229,14 @@ class _Lexer:
         self.code_seen = True
 
 
+def render_parts(ctx: StepContext, text: str) -> list[Part]:
+    """The query as literal text, bind parameters and identifiers (``expressions.render_sql``)."""
+    # StepContext declares render_sql as (text, style) -> (text, params), but the engine passes
+    # expressions.render_sql, which takes the text and returns the parts: call what is passed
+    render: Any = ctx.render_sql
+    return list(render(text))
+
+
 def split_statements(parts: list[Part], dialect: str) -> list[Statement]:
     """Split rendered parts into statements; blank or comment-only statements are dropped."""
     import sqlite3
@@ -560,7 +568,8 @@ class _PgSession:
             else:
                 # with parameters psycopg reads % as the start of a placeholder: double it
                 composed.append(sql.SQL(p.replace("%", "%%") if params else p))
-        query: Any = sql.Composed(composed) if any(not isinstance(p, str) for p in parts) else "".join(parts)
+        texts = [p for p in parts if isinstance(p, str)]
+        query: Any = sql.Composed(composed) if len(texts) < len(parts) else "".join(texts)
         cur = conn.cursor()
         try:
             cur.execute(query, params or None)
@@ -769,7 +778,7 @@ class SqlExecutor(Executor):
         except (ValueError, KeyError):
             name = options.connection or "?"
         flags = ", autocommit" if options.autocommit else ""
-        return f"sql[{name}{flags}]: {display_sql(ctx.render_sql(options.query)).strip()}"  # type: ignore[call-arg,arg-type]
+        return f"sql[{name}{flags}]: {display_sql(render_parts(ctx, options.query)).strip()}"
 
     def execute(self, options: SqlOptions, ctx: StepContext) -> Result:
         return self._run(options, ctx, rehearse=False)
@@ -786,7 +795,7 @@ class SqlExecutor(Executor):
             return Result(False, {}, str(exc).strip("'\""))
         dialect = model.kind
         try:
-            parts: list[Part] = ctx.render_sql(options.query)  # type: ignore[call-arg,assignment]
+            parts = render_parts(ctx, options.query)
             stmts = split_statements(parts, dialect)
             if not options.autocommit:
                 for stmt in stmts:
