@@ -272,3 +272,91 @@ def test_db_migration_refuses_a_replica_or_unreachable_primary(tmp_path):
     code, doc, _ = runproc("db-migration.yml", *params(migration_version="20240320120000", db_host="127.0.0.1",
                                                        db_port=1), env={"DB_PASSWORD": "x"}, tmp=tmp_path)
     assert code == 3 and doc["status"] == "refused"
+
+
+# ---------------------------------------------------------------- blue-green-deploy (kubectl stand-in)
+
+NS = "unjucks-prod"
+
+
+@pytest.fixture
+def cluster(kube):
+    """Two colours of unjucks-api running 1.0.0, the service selecting blue."""
+    for colour in ("blue", "green"):
+        kube.seed_deployment(f"unjucks-api-{colour}", replicas=2, containers={"unjucks-api": "unjucks:1.0.0"},
+                             labels={"app": "unjucks-api", "version": colour})
+    kube.seed_service("unjucks-api", selector={"app": "unjucks-api", "version": "blue"}, port=3000)
+    kube.requests.clear()
+    return kube
+
+
+def _bg(kube, http, tmp: Path, *extra: str, **overrides: Any) -> tuple[int, dict[str, Any], str]:
+    values = dict(version="1.1.0", kube_context="test", smoke_dir=tmp,
+                  health_cmd='test "$DEPLOYMENT" = unjucks-api-green',
+                  smoke_cmd='test "$COLOUR" = green && test "$VERSION" = 1.1.0', public_url=http.url)
+    values.update(overrides)
+    return runproc("blue-green-deploy.yml", *params(**values), *extra, env=kube.env(), tmp=tmp)
+
+
+def _image(kube, colour: str) -> str:
+    return kube.get("deployment", NS, f"unjucks-api-{colour}")["spec"]["template"]["spec"]["containers"][0]["image"]
+
+
+def _selector(kube) -> str:
+    return kube.get("service", NS, "unjucks-api")["spec"]["selector"]["version"]
+
+
+def test_blue_green_deploys_to_the_idle_colour_and_switches(cluster, http, tmp_path):
+    code, doc, err = _bg(cluster, http, tmp_path, "--yes")
+    assert code == 0, (err, doc.get("error"))
+    assert _image(cluster, "green") == "unjucks:1.1.0"
+    assert _image(cluster, "blue") == "unjucks:1.0.0"  # the previous colour keeps running, untouched
+    assert _selector(cluster) == "green"
+    assert http.requests_to("/health", "GET")
+    s = steps(doc)
+    assert s["live"]["stdout"] == "blue" and s["idle"]["stdout"] == "green"
+    assert s["previous_image"]["stdout"] == "unjucks:1.0.0"
+
+    # the next release goes to blue, now idle
+    code, doc, _ = _bg(cluster, http, tmp_path, "--yes", version="1.2.0",
+                       health_cmd='test "$COLOUR" = blue', smoke_cmd="true")
+    assert code == 0
+    assert (_image(cluster, "blue"), _selector(cluster)) == ("unjucks:1.2.0", "blue")
+
+
+def test_blue_green_dry_run_rehearses_on_the_server_and_changes_nothing(cluster, http, tmp_path):
+    before = (_image(cluster, "green"), _selector(cluster))
+    code, doc, err = _bg(cluster, http, tmp_path, "--dry-run")
+    assert code == 0, err
+    st = statuses(doc)
+    assert st["live"] == st["idle"] == st["previous_image"] == "ok"
+    assert st["set_image"] == st["switch"] == "planned"
+    assert st["health"] == st["smoke"] == st["approve"] == "planned"
+    mutations = cluster.mutations()
+    assert mutations and all(r.dry_run for r in mutations)  # set image and patch went as --dry-run=server
+    assert (_image(cluster, "green"), _selector(cluster)) == before
+
+
+def test_blue_green_failed_smoke_test_restores_the_idle_image(cluster, http, tmp_path):
+    code, doc, _ = _bg(cluster, http, tmp_path, "--yes", smoke_cmd="echo 'smoke: /templates returned 500' >&2; exit 1")
+    assert code == 1 and doc["root_cause"] == "smoke"
+    assert statuses(doc)["set_image"] == "rolled_back"
+    assert _image(cluster, "green") == "unjucks:1.0.0"
+    assert _selector(cluster) == "blue"
+
+
+def test_blue_green_failure_after_the_switch_sends_traffic_back(cluster, http, tmp_path):
+    code, doc, _ = _bg(cluster, http, tmp_path, "--yes", post_switch_cmd="exit 3")
+    assert code == 1 and doc["root_cause"] == "post_switch"
+    st = statuses(doc)
+    assert st["switch"] == "rolled_back" and st["set_image"] == "rolled_back"
+    assert _selector(cluster) == "blue"
+    assert _image(cluster, "green") == "unjucks:1.0.0"
+
+
+def test_blue_green_without_approval_never_switches(cluster, http, tmp_path):
+    code, doc, _ = _bg(cluster, http, tmp_path)  # no --yes, no terminal
+    assert code == 3
+    assert statuses(doc)["switch"] == "cancelled"
+    assert _selector(cluster) == "blue"
+    assert _image(cluster, "green") == "unjucks:1.0.0"  # the deploy to green was rolled back
