@@ -229,43 +229,30 @@ def run_fanout(run: Run, stepper: StepRunner, step: Step, ns: dict[str, Any], sr
         return
     with _TARGETS_LOCK:
         _TARGETS.setdefault(run, {})[step.id] = {t.name: t for t in targets}
-    for t in targets:  # in inventory order, whatever order they finish in
-        sr.hosts[t.name] = StepResult(step.id, status="pending", phase=sr.phase)
-    forks = max(1, run.forks or DEFAULT_FORKS)
-    total = len(targets)
-    tally = {"ok": 0, "failed": 0}
-    lock = threading.Lock()
+    # in inventory order, whatever order the hosts finish in
+    sr.hosts = {t.name: StepResult(step.id, status="pending", phase=sr.phase) for t in targets}
+    left_out = _failed_upstream(run, step)
+    for name, upstream in left_out.items():
+        if name in sr.hosts:
+            sr.hosts[name].status = "skipped"
+            sr.hosts[name].notes.append(f"left out: it failed in step {upstream} (within that step's max_fail)")
+    targets = [t for t in targets if t.name not in left_out]
+    if not targets:
+        sr.status = "skipped"
+        sr.notes.append("every host was left out: each failed in a step this one needs")
+        return
+    progress = _Progress(run, step.id, len(targets))
     stopped: str | None = None
-    tolerated = 0
-    start = 0
-    for number, size in enumerate(batch_sizes(total, step.serial), start=1):
+    tolerated = start = 0
+    for number, size in enumerate(batch_sizes(len(targets), step.serial), start=1):
         batch = targets[start:start + size]
         start += size
         if stopped is not None or run.cancel.is_set():
-            reason = stopped or "the run was interrupted"
             for t in batch:
-                sr.hosts[t.name].status, sr.hosts[t.name].error = "cancelled", f"not started: {reason}"
+                sr.hosts[t.name].status = "cancelled"
+                sr.hosts[t.name].error = f"not started: {stopped or 'the run was interrupted'}"
             continue
-
-        def one(t: Target) -> StepResult:
-            hsr = sr.hosts[t.name]
-            if run.cancel.is_set():
-                hsr.status, hsr.error = "cancelled", "not started: the run was interrupted"
-                return hsr
-            _execute(stepper, step, {**ns, "host": t.view()}, hsr, t)
-            return hsr
-
-        with ThreadPoolExecutor(max_workers=min(forks, len(batch)), thread_name_prefix=f"{step.id}-host") as pool:
-            futures = [pool.submit(one, t) for t in batch]
-            for future in as_completed(futures):
-                hsr = future.result()
-                kind = "ok" if hsr.status in ("ok", "planned") else "failed" if hsr.status in FAILED else "other"
-                with lock:
-                    tally[kind] = tally.get(kind, 0) + 1
-                    message = f"{tally['ok']}/{total} hosts ok"
-                    if tally["failed"]:
-                        message += f", {tally['failed']} failed"
-                run.progress(step.id, message, None)
+        _run_batch(run, stepper, step, ns, sr, batch, progress)
         failed = sum(1 for t in batch if sr.hosts[t.name].status in FAILED)
         if too_many_failures(failed, len(batch), step.max_fail):
             stopped = (f"batch {number} had {failed} failed host(s) of {len(batch)}, more than "
@@ -273,6 +260,62 @@ def run_fanout(run: Run, stepper: StepRunner, step: Step, ns: dict[str, Any], sr
         else:
             tolerated += failed
     _summarise(sr, step, stopped, tolerated)
+
+
+class _Progress:
+    """``3/5 hosts ok, 1 failed`` after each host, as a StepProgress event."""
+
+    def __init__(self, run: Run, step_id: str, total: int) -> None:
+        self.run, self.step_id, self.total = run, step_id, total
+        self.ok = self.failed = 0
+
+    def done(self, status: str) -> None:
+        self.ok += status in ("ok", "planned")
+        self.failed += status in FAILED
+        message = f"{self.ok}/{self.total} hosts ok" + (f", {self.failed} failed" if self.failed else "")
+        self.run.progress(self.step_id, message, None)
+
+
+def _run_batch(run: Run, stepper: StepRunner, step: Step, ns: dict[str, Any], sr: StepResult,
+               batch: list[Target], progress: _Progress) -> None:
+    """Every host of the batch, ``forks`` at a time; the batch always completes (or is interrupted)."""
+    assert sr.hosts is not None
+    results = sr.hosts
+
+    def one(t: Target) -> StepResult:
+        hsr = results[t.name]
+        if run.cancel.is_set():
+            hsr.status, hsr.error = "cancelled", "not started: the run was interrupted"
+        else:
+            _execute(stepper, step, {**ns, "host": t.view()}, hsr, t)
+        return hsr
+
+    workers = min(max(1, run.forks or DEFAULT_FORKS), len(batch))
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"{step.id}-host") as pool:
+        for future in as_completed([pool.submit(one, t) for t in batch]):
+            progress.done(future.result().status)
+
+
+def _failed_upstream(run: Run, step: Step) -> dict[str, str]:
+    """Hosts that failed in a fan-out step this step needs (host -> that step's id).
+
+    As Ansible drops a failed host from the rest of its play, a host whose failure an
+    upstream step tolerated (max_fail) is left out of the steps that follow from it:
+    a rolling change must not go on to "enable" a host it could not "drain".
+    """
+    failed = {sid: [n for n, r in res.hosts.items() if r.status in FAILED]
+              for sid, res in run.results.items() if res.hosts and sid != step.id}
+    if not any(failed.values()) or step not in run.proc.steps:
+        return {}  # finally/on_failure cleanups still reach every host
+    from . import graph
+
+    dag = graph.build(run.proc.steps)
+    out: dict[str, str] = {}
+    for sid, names in failed.items():
+        if names and dag.is_upstream(sid, step.id):
+            for name in names:
+                out.setdefault(name, sid)
+    return out
 
 
 def _execute(stepper: StepRunner, step: Step, ns: dict[str, Any], hsr: StepResult, target: Target) -> None:

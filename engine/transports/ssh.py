@@ -86,9 +86,9 @@ class Become:
     exe: str = "sudo"
     flags: tuple[str, ...] = ()
 
-    def argv(self, script: str) -> list[str]:
+    def argv(self, script: str, shell: str = "/bin/sh") -> list[str]:
         # -n: never prompt. A prompt would hang a fan-out with no terminal to answer it.
-        return [self.exe, "-n", *self.flags, "-u", self.user, "/bin/sh", "-c", script]
+        return [self.exe, "-n", *self.flags, "-u", self.user, shell, "-c", script]
 
 
 @dataclass(frozen=True)
@@ -546,10 +546,11 @@ def script(cmd: str, env: Mapping[str, str] | None, cwd: str | None) -> str:
     return "\n".join([*lines, cmd])
 
 
-def wrapped(cmd: str, env: Mapping[str, str] | None, cwd: str | None, become: Become | None) -> str:
+def wrapped(cmd: str, env: Mapping[str, str] | None, cwd: str | None, become: Become | None,
+            shell: str = "/bin/sh") -> str:
     """What the remote login shell is given: report our PID (= process group), then exec the command."""
     inner = script(cmd, env, cwd)
-    argv = become.argv(inner) if become else ["/bin/sh", "-c", inner]
+    argv = become.argv(inner, shell) if become else [shell, "-c", inner]
     reporter = "printf '\\036runproc-pid %s\\n' \"$$\"; exec \"$@\""
     return shlex.join(["exec", "/bin/sh", "-c", reporter, "runproc", *argv])
 
@@ -590,8 +591,9 @@ class SshTransport:
 
     def run(self, cmd: str, *, env: Mapping[str, str] | None = None, cwd: str | None = None,
             deadline: float | None = None, cancel: threading.Event | None = None, stdin: bytes | None = None,
-            on_output: Callable[[str, str], None] | None = None, spool_dir: Path | None = None) -> CommandResult:
-        """Run ``cmd`` with ``/bin/sh -c`` on the host; on deadline or cancel, kill it there."""
+            on_output: Callable[[str, str], None] | None = None, spool_dir: Path | None = None,
+            shell: str = "/bin/sh") -> CommandResult:
+        """Run ``cmd`` with ``shell -c`` on the host; on deadline or cancel, kill it there."""
         cancel = cancel or threading.Event()
         client = self.connection().client()
         transport = client.get_transport()
@@ -601,7 +603,7 @@ class SshTransport:
         err = OutputBuffer("stderr", spool_dir=spool_dir)
         command = _Command(chan, out, err, on_output)
         try:
-            chan.exec_command(wrapped(cmd, env, cwd, self.settings.become))
+            chan.exec_command(wrapped(cmd, env, cwd, self.settings.become, shell))
             if stdin:
                 threading.Thread(target=_feed, args=(chan, stdin), daemon=True).start()
             else:
@@ -746,13 +748,14 @@ class LocalHostTransport:
 
     def run(self, cmd: str, *, env: Mapping[str, str] | None = None, cwd: str | None = None,
             deadline: float | None = None, cancel: threading.Event | None = None, stdin: bytes | None = None,
-            on_output: Callable[[str, str], None] | None = None, spool_dir: Path | None = None) -> CommandResult:
+            on_output: Callable[[str, str], None] | None = None, spool_dir: Path | None = None,
+            shell: str = "/bin/sh") -> CommandResult:
         where = self.workdir / cwd if cwd else self.workdir
         if self.become is not None:
             # sudo resets the environment, so it travels inside the script as on SSH hosts
-            argv, env = self.become.argv(script(cmd, env, None)), {}
+            argv, env = self.become.argv(script(cmd, env, None), shell), {}
         else:
-            argv = ["/bin/sh", "-c", cmd]
+            argv = [shell, "-c", cmd]
         return run_local(argv, cwd=where, env=dict(env or {}), deadline=deadline,
                          cancel=cancel or threading.Event(), stdin=stdin, spool_dir=spool_dir,
                          on_output=on_output)

@@ -237,15 +237,24 @@ def test_max_fail_tolerates_failures_within_the_batch(sshd_hosts: list[SshHost],
             max_fail: 50%
             shell: test {{{{ host.name }}}} != node2
           - id: next
-            on: node1
+            on: nodes
             shell: echo next
+          - id: cleanup_anyway
+            needs: []
+            on: nodes
+            shell: echo independent
     """)
     result = run(proc, tmp_path)
     assert result.ok, result.error
     assert statuses(result, "tolerant") == {"node1": "ok", "node2": "failed", "node3": "ok", "node4": "ok"}
     assert result.steps["tolerant"].status == "ok"
     assert any("tolerated by max_fail 50%" in n for n in result.steps["tolerant"].notes)
+    # as in an Ansible play, the failed host is left out of the steps that follow from it
     assert result.steps["next"].status == "ok"
+    assert statuses(result, "next") == {"node1": "ok", "node2": "skipped", "node3": "ok", "node4": "ok"}
+    assert "failed in step tolerant" in result.steps["next"].hosts["node2"].notes[0]  # type: ignore[index]
+    # a step that does not need it still reaches every host
+    assert set(statuses(result, "cleanup_anyway").values()) == {"ok"}
 
 
 def test_rollback_runs_only_where_the_step_succeeded(sshd_hosts: list[SshHost], known_hosts_file: Path,
@@ -412,6 +421,49 @@ def test_timeout_kills_the_remote_process(sshd_hosts: list[SshHost], known_hosts
         if left.returncode != 0 or time.monotonic() > deadline:
             break
         time.sleep(0.1)
+    assert left.returncode == 1, f"remote sleep still running: {left.stdout}"
+
+
+def test_interrupt_kills_running_hosts_and_cancels_the_rest(sshd_hosts: list[SshHost], known_hosts_file: Path,
+                                                              tmp_path: Path) -> None:
+    import threading
+
+    from engine.loader import load
+    from engine.runner import Run
+
+    inv = inventory(tmp_path, sshd_hosts, known_hosts_file)
+    seconds = f"62.{uuid.uuid4().int % 10_000 + 1:04d}"
+    proc = write_proc(tmp_path, f"""
+        procedure: fanout-interrupt
+        inventory: {inv.name}
+        steps:
+          - id: slow
+            on: nodes
+            serial: 2
+            shell: echo started; sleep {seconds}
+    """)
+    started = threading.Event()
+
+    def on_event(event: ev.Event) -> None:
+        if isinstance(event, ev.StepOutput) and "started" in event.text:
+            started.set()
+
+    r = Run(load(proc), state=f"sqlite:///{tmp_path}/state.db", on_event=on_event)
+    box: list[engine.RunResult] = []
+    worker = threading.Thread(target=lambda: box.append(r.execute()))
+    worker.start()
+    assert started.wait(20)
+    time.sleep(0.3)
+    r.interrupt()
+    worker.join(30)
+    assert box, "the run did not finish after the interrupt"
+    result = box[0]
+    assert result.exit_code == 130
+    assert statuses(result, "slow") == {"node1": "cancelled", "node2": "cancelled", "node3": "cancelled",
+                                        "node4": "cancelled"}
+    assert "not started" in (result.steps["slow"].hosts["node4"].error or "")  # type: ignore[index]
+    time.sleep(0.5)
+    left = subprocess.run(["pgrep", "-f", f"sleep {seconds}"], capture_output=True, text=True)
     assert left.returncode == 1, f"remote sleep still running: {left.stdout}"
 
 
