@@ -360,3 +360,100 @@ def test_blue_green_without_approval_never_switches(cluster, http, tmp_path):
     assert statuses(doc)["switch"] == "cancelled"
     assert _selector(cluster) == "blue"
     assert _image(cluster, "green") == "unjucks:1.0.0"  # the deploy to green was rolled back
+
+
+# ---------------------------------------------------------------- security-updates (sshd hosts)
+
+APT_STUB = r"""#!/bin/sh
+# a stand-in apt-get: logs its calls per node; one security update until "upgrade" ran
+dir="$RUNPROC_NODE_DIR"
+echo "$*" >> "$dir/apt.log"
+case "$*" in
+  *" upgrade"|*"upgrade")
+    case "$*" in
+      *"-s upgrade"*)
+        [ -f "$dir/upgraded" ] || echo "Inst openssl [3.0.11-1] (3.0.13-1~deb12u1 Debian-Security:12/stable-security [amd64])"
+        echo "Inst tzdata [2024a] (2024b Debian:12/stable-updates [all])"
+        exit 0 ;;
+    esac
+    if [ -f "$(dirname "$0")/../fail/$RUNPROC_NODE" ]; then echo "E: dpkg was interrupted" >&2; exit 100; fi
+    touch "$dir/upgraded"
+    if [ "$RUNPROC_NODE" = node2 ]; then echo "libc6" > "$dir/reboot-required.pkgs"; touch "$dir/reboot-required"; fi
+    ;;
+esac
+exit 0
+"""
+
+DOCKER_STUB = """#!/bin/sh
+echo "$*" >> "$RUNPROC_NODE_DIR/docker.log"
+"""
+
+
+@pytest.fixture
+def fleet(sshd_hosts, known_hosts_file, tmp_path):
+    """An inventory of the sshd nodes (group nodes), stub apt-get/docker, clean node dirs."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "apt-get").write_text(APT_STUB)
+    (bin_dir / "docker").write_text(DOCKER_STUB)
+    for stub in bin_dir.iterdir():
+        stub.chmod(0o755)
+    markers = tmp_path / "fail"
+    markers.mkdir()
+    lines = ["[nodes]"]
+    for h in sshd_hosts:
+        for name in ("apt.log", "docker.log", "upgraded", "reboot-required", "reboot-required.pkgs"):
+            (h.workdir / name).unlink(missing_ok=True)
+        lines.append(f"{h.name} ansible_host={h.address} ansible_port={h.port} ansible_user={h.user} "
+                     f"ansible_ssh_private_key_file={h.client_key_path} reboot_required_file={h.workdir}/reboot-required "
+                     f"ansible_ssh_common_args='-o UserKnownHostsFile={known_hosts_file} -o StrictHostKeyChecking=yes'")
+    inventory = tmp_path / "nodes.ini"
+    inventory.write_text("\n".join(lines) + "\n")
+    return sshd_hosts, inventory, bin_dir, markers
+
+
+def _updates(fleet, tmp: Path, *extra: str) -> tuple[int, dict[str, Any], str]:
+    hosts, inventory, bin_dir, markers = fleet
+    return runproc("security-updates.yml", "-i", str(inventory),
+                   *params(hosts="nodes", docker_hosts="nodes", sudo="", apt_get=bin_dir / "apt-get",
+                           docker=bin_dir / "docker"),
+                   *extra, tmp=tmp)
+
+
+def test_security_updates_fan_out_and_report_reboots(fleet, tmp_path):
+    hosts = fleet[0]
+    code, doc, err = _updates(fleet, tmp_path)
+    assert code == 0, (err, doc.get("error"))
+    s = steps(doc)
+    assert set(s["upgrade"]["hosts"]) == {h.name for h in hosts}
+    assert all(h["status"] == "ok" for h in s["upgrade"]["hosts"].values())
+    assert "openssl" in s["pending"]["hosts"]["node1"]["stdout"]
+    assert "tzdata" not in s["pending"]["hosts"]["node1"]["stdout"]  # only security updates are listed
+    assert s["report"]["json"] == {"reboot_required": ["node2"], "updated": sorted(h.name for h in hosts)}
+    for h in hosts:
+        log = (h.workdir / "apt.log").read_text()
+        assert "update -q" in log and "-y -q -o Dpkg::Options::=--force-confold upgrade" in log
+        assert "pull -q unjucks:latest" in (h.workdir / "docker.log").read_text()
+
+
+def test_security_updates_dry_run_lists_and_changes_nothing(fleet, tmp_path):
+    hosts = fleet[0]
+    code, doc, err = _updates(fleet, tmp_path, "--dry-run")
+    assert code == 0, err
+    st = statuses(doc)
+    assert st["pending"] == "ok" and st["upgrade"] == "planned" and st["refresh"] == "planned"
+    for h in hosts:
+        assert "upgraded" not in {p.name for p in h.workdir.iterdir()}
+        assert "-y" not in (h.workdir / "apt.log").read_text()
+
+
+def test_security_updates_stop_after_the_batch_with_a_failure(fleet, tmp_path):
+    hosts, _, _, markers = fleet
+    (markers / "node2").touch()  # node2's upgrade fails; serial 25% = one host per batch
+    code, doc, _ = _updates(fleet, tmp_path)
+    assert code == 1 and doc["root_cause"] == "upgrade"
+    per_host = {name: h["status"] for name, h in steps(doc)["upgrade"]["hosts"].items()}
+    assert per_host == {"node1": "ok", "node2": "failed", "node3": "cancelled", "node4": "cancelled"}
+    assert "-y" not in (hosts[2].workdir / "apt.log").read_text()  # node3 never upgraded
+    assert not any((h.workdir / "upgraded").exists() for h in hosts[2:])
+    assert statuses(doc)["images"] == "cancelled"
