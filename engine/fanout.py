@@ -147,9 +147,9 @@ def select_hosts(run: Run, step: Step) -> list[Host]:
         hosts.note = f"no host matches the optional pattern {pattern!r}"
     elif not selected:
         hosts.note = f"--limit {run.limit!r} leaves none of the {len(matched)} host(s) of {pattern!r}"
-    for host in hosts:  # an inventory password must never appear in output or the journal
-        from .transports.ssh import SECRET_VARS
+    from .transports.ssh import SECRET_VARS
 
+    for host in hosts:  # an inventory password must never appear in output or the journal
         for name in SECRET_VARS:
             if host.vars.get(name) is not None:
                 run.redactor.add(str(host.vars[name]))

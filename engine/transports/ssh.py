@@ -595,6 +595,9 @@ class SshTransport:
             shell: str = "/bin/sh") -> CommandResult:
         """Run ``cmd`` with ``shell -c`` on the host; on deadline or cancel, kill it there."""
         cancel = cancel or threading.Event()
+        if cancel.is_set() or (deadline is not None and time.monotonic() >= deadline):
+            empty = OutputBuffer("stdout"), OutputBuffer("stderr")
+            return CommandResult(None, *empty, timed_out=not cancel.is_set(), cancelled=cancel.is_set())
         client = self.connection().client()
         transport = client.get_transport()
         assert transport is not None
