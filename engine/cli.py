@@ -55,6 +55,10 @@ def _run_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
+    for stream in (sys.stdout, sys.stderr):
+        # a command's output may hold anything; a C locale must not turn it into a traceback
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="replace")
     if args and args[0] in ("--version", "-V"):
         print(f"runproc {__version__}")
         return 0
@@ -109,24 +113,26 @@ def _execute(proc: Any, ns: argparse.Namespace, cli_params: dict[str, str], file
 
     from .runner import Run
 
-    view = None
-    events: list[Any] = []
+    sink: Any
     if ns.output == "text":
         from .console import ConsoleView
 
-        view = ConsoleView(verbose=ns.verbose)
-    ask = _asker(view) if sys.stdin.isatty() else None
+        sink = ConsoleView(verbose=ns.verbose)
+    else:
+        from .console import NoticeSink
+
+        sink = NoticeSink()  # stdout carries the JSON document alone
+    stop: list[Any] = []
+    ask = _asker(sink, stop) if _is_tty(sys.stdin) else None
     run = Run(proc, params=file_params, cli_params=cli_params, dry_run=ns.dry_run, offline=ns.offline,
               yes=ns.yes, no_rollback=ns.no_rollback, only=ns.only, limit=ns.limit, inventory=ns.inventory,
-              state=ns.state, ignore_window=ns.ignore_window, on_event=view or events.append, ask=ask,
-              log_dir=Path(ns.report_dir) / "spool" if ns.report_dir else None, forks=ns.forks,
+              state=ns.state, ignore_window=ns.ignore_window, on_event=sink, ask=ask,
+              log_dir=Path(ns.report_dir) / "logs" if ns.report_dir else None, forks=ns.forks,
               accept_new_hosts=ns.accept_new_hosts)
+    stop.append(run.stop)
 
     def on_signal(signum: int, frame: Any) -> None:
-        from .events import Interrupted
-
-        run.interrupt()
-        run.emit(Interrupted(run.interrupts))
+        run.interrupt()  # sets events and emits; the main thread only waits (see Run.execute)
 
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
@@ -141,23 +147,54 @@ def _execute(proc: Any, ns: argparse.Namespace, cli_params: dict[str, str], file
     if ns.output == "json":
         from .report import to_json_text
 
-        print(to_json_text(result))
+        try:
+            sys.stdout.write(to_json_text(result) + "\n")
+            sys.stdout.flush()
+        except BrokenPipeError:
+            _silence_stdout()
     return result.exit_code
 
 
-def _asker(view: Any) -> Any:
+def _is_tty(stream: Any) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):
+        return False
+
+
+def _silence_stdout() -> None:
+    """The reader of stdout went away (``| head``): exit quietly, as cat does."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+
+
+def _asker(view: Any, stop: list[Any]) -> Any:
+    """Ask on the terminal; the prompt goes to stderr (as ``read -p``), stdout may be a report.
+
+    It polls stdin so that an interrupt while a question waits ends the wait (the answer is
+    then no): a thread blocked in ``input()`` could never be stopped.
+    """
+    import select
+
     def ask(message: str) -> bool:
         live = getattr(view, "live", None)
         if live is not None:
             live.stop()
         try:
-            answer = input(f"\n{message} [y/N] ").strip().lower()
-        except EOFError:
-            answer = ""
+            sys.stderr.write(f"\n{message} [y/N] ")
+            sys.stderr.flush()
+            while True:
+                if stop and stop[0].is_set():
+                    sys.stderr.write("\n")
+                    return False
+                readable, _, _ = select.select([sys.stdin], [], [], 0.2)
+                if readable:
+                    answer = sys.stdin.readline().strip().lower()
+                    return answer in ("y", "yes")
         finally:
             if live is not None:
                 live.start()
-        return answer in ("y", "yes")
     return ask
 
 

@@ -1,12 +1,15 @@
-"""Rich rendering of run events: a live view on a terminal, plain lines elsewhere.
+"""Rendering of run events: a rich live view on a terminal, plain lines elsewhere.
 
 The console decides nothing: it only draws what the events say. Colour and the live view
-are used only when stdout is a terminal and NO_COLOR is unset.
+are used only when the stream is a terminal and NO_COLOR is unset; plain mode does not
+import rich at all (it costs ~40 ms of a run's start) and strips escape sequences from
+what commands print, so a log file or a pipe gets text only.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import sys
 import time
 from typing import IO, Any
@@ -20,22 +23,45 @@ ICONS = {"ok": "✔", "failed": "✖", "timed_out": "⏱", "skipped": "↷", "pl
 STYLES = {"ok": "green", "failed": "red", "timed_out": "red", "skipped": "dim", "planned": "cyan",
           "cancelled": "yellow", "rolled_back": "magenta", "rollback_failed": "bold red", "running": "blue",
           "pending": "dim"}
+INTERRUPTS = {
+    1: "interrupted: stopping the running steps, then rolling back (Ctrl-C again to abandon the rollbacks)",
+    2: "interrupted again: abandoning the rollbacks (Ctrl-C again to abandon on_failure and finally)",
+    3: "interrupted a third time: abandoning on_failure and finally",
+}
+# CSI/OSC escape sequences and the other C0 controls but tab and newline
+_ESCAPES = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|\x1b.?|[\x00-\x08\x0b-\x1f\x7f]")
+
+
+def clean(text: str) -> str:
+    """Text as a plain log may hold it: no escape sequences, no control characters."""
+    return _ESCAPES.sub("", text.replace("\r\n", "\n"))
+
+
+def use_colour(stream: IO[str]) -> bool:
+    try:
+        tty = stream.isatty()
+    except (AttributeError, ValueError):
+        tty = False
+    return tty and not os.environ.get("NO_COLOR") and os.environ.get("TERM") != "dumb"
 
 
 class ConsoleView:
+    """An ``on_event`` consumer for people: live table on a terminal, plain lines elsewhere."""
+
     def __init__(self, stream: IO[str] | None = None, *, verbose: bool = False,
                  force_plain: bool = False) -> None:
-        from rich.console import Console
-
         self.stream = stream or sys.stdout
-        self.fancy = (not force_plain and self.stream.isatty() and not os.environ.get("NO_COLOR"))
-        self.console = Console(file=self.stream, highlight=False, no_color=not self.fancy,
-                               force_terminal=self.fancy, soft_wrap=not self.fancy)
+        self.fancy = not force_plain and use_colour(self.stream)
         self.verbose = verbose
+        self.wants_output = verbose  # the runner spares decoding output nobody shows
+        self.console: Any = None
+        if self.fancy:
+            from rich.console import Console
+
+            self.console = Console(file=self.stream, highlight=False, force_terminal=True)
         self.rows: dict[str, dict[str, Any]] = {}
         self.order: list[str] = []
         self.live: Any = None
-        self.started = time.monotonic()
         self.dry_run = False
 
     # ------------------------------------------------------------ event sink
@@ -50,12 +76,15 @@ class ConsoleView:
         self.order = [sid for sid, _ in e.steps]
         self.rows = {sid: {"name": name, "status": "pending", "note": ""} for sid, name in e.steps}
         mode = " (offline plan)" if e.offline else " (dry run)" if e.dry_run else ""
-        self.console.print(f"[bold]{e.procedure}[/bold]{mode}  run {e.run_id}")
         if self.fancy:
             from rich.live import Live
+            from rich.text import Text
 
+            self.console.print(Text.assemble((e.procedure, "bold"), f"{mode}  run {e.run_id}"))
             self.live = Live(self._table(), console=self.console, refresh_per_second=8, transient=True)
             self.live.start()
+        else:
+            self._line(f"{e.procedure}{mode}  run {e.run_id}")
 
     def on_PreconditionChecked(self, e: ev.PreconditionChecked) -> None:  # noqa: N802
         mark = "?" if e.unknown else ("✔" if e.ok else "✖")
@@ -71,7 +100,7 @@ class ConsoleView:
         if self.verbose:
             prefix = f"[{e.step_id}{'@' + e.host if e.host else ''}] "
             for line in e.text.splitlines():
-                self._line(prefix + line, markup=False)
+                self._line(prefix + line)
 
     def on_StepProgress(self, e: ev.StepProgress) -> None:  # noqa: N802
         row = self.rows.get(e.step_id)
@@ -84,48 +113,55 @@ class ConsoleView:
         if row is not None:
             row["note"] = f"attempt {e.attempt} failed, retrying in {format_duration(e.delay)}"
             self._refresh()
-        if not self.fancy and self.verbose:
-            self._line(f"  retry {e.step_id}: attempt {e.attempt} failed: {e.error}", markup=False)
+        if self.verbose:
+            self._line(f"  retry {e.step_id}: attempt {e.attempt} failed: {_one_line(e.error or '')}")
 
     def on_StepFinished(self, e: ev.StepFinished) -> None:  # noqa: N802
         r = e.result
         row = self.rows.setdefault(e.step_id, {"name": e.step_id})
         row.update(status=r.status, result=r)
-        if not self.fancy:
-            self._line(self._plain_row(e.step_id, row), markup=False)
-        self._refresh()
+        if self.fancy:
+            self._refresh()
+        else:
+            self._line(self._plain_row(e.step_id, row))
 
     def on_RollbackStarted(self, e: ev.RollbackStarted) -> None:  # noqa: N802
-        self._line(f"  rolling back {e.step_id} ...", markup=False)
+        self._line(f"  rolling back {e.step_id} ...")
 
     def on_RollbackFinished(self, e: ev.RollbackFinished) -> None:  # noqa: N802
-        text = "undone" if e.ok else f"ROLLBACK FAILED: {e.error}"
-        self._line(f"  rollback {e.step_id}: {text}", markup=False)
+        text = "undone" if e.ok else f"ROLLBACK FAILED: {_one_line(e.error or '')}"
+        self._line(f"  rollback {e.step_id}: {text}")
 
     def on_Interrupted(self, e: ev.Interrupted) -> None:  # noqa: N802
-        self._line("  interrupted: stopping, then rolling back (Ctrl-C again to abandon rollbacks)")
+        self._line("  " + INTERRUPTS.get(e.count, INTERRUPTS[3]))
 
     def on_Note(self, e: ev.Note) -> None:  # noqa: N802
         if e.level == "child" and not self.verbose:
             return
-        self._line(f"  {e.level}: {e.text}", markup=False)
+        self._line(f"  {e.level}: {e.text}")
 
     def on_RunFinished(self, e: ev.RunFinished) -> None:  # noqa: N802
         if self.live is not None:
             self.live.stop()
             self.live = None
-            from rich.console import Group
-
-            self.console.print(Group(self._table()))
+            self.console.print(self._table())
         self.summary(e.result)
 
     # ------------------------------------------------------------ drawing
 
-    def _line(self, text: str, markup: bool = True) -> None:
-        if self.live is not None:
-            self.live.console.print(text, markup=markup, highlight=False)
+    def _line(self, text: str) -> None:
+        """One line of user text, never read as markup."""
+        if self.fancy:
+            from rich.text import Text
+
+            target = self.live.console if self.live is not None else self.console
+            target.print(Text(text), soft_wrap=True)
         else:
-            self.console.print(text, markup=markup, highlight=False)
+            try:
+                self.stream.write(clean(text) + "\n")
+                self.stream.flush()  # a pipe reader (tail -f, CI log) sees each line as it happens
+            except (BrokenPipeError, ValueError):
+                pass  # the reader went away; the run goes on and its outcome is its exit code
 
     def _refresh(self) -> None:
         if self.live is not None:
@@ -144,17 +180,18 @@ class ConsoleView:
                 parts.append(f"{ok}/{len(r.hosts)} hosts ok")
             if status == "planned" and r.description:
                 parts.append(f"would run: {_one_line(r.description)}")
-            if r.error and status not in ("ok",):
+            if r.error and status != "ok":
                 parts.append(f"- {_one_line(r.error)}")
             parts.extend(f"[{n}]" for n in r.notes)
         return " ".join(parts)
 
     def _table(self) -> Any:
         from rich.table import Table
+        from rich.text import Text
 
         table = Table(show_header=True, header_style="bold", box=None, pad_edge=False)
         for col in ("", "step", "status", "time", "tries", "hosts", "detail"):
-            table.add_column(col)
+            table.add_column(col, overflow="ellipsis", no_wrap=col == "detail")
         for sid in self.order:
             row = self.rows[sid]
             status = row.get("status", "pending")
@@ -176,10 +213,20 @@ class ConsoleView:
                     detail = _one_line(r.description)
                 elif r.error:
                     detail = _one_line(r.error)
+                elif r.notes:
+                    detail = _one_line("; ".join(r.notes))
             style = STYLES.get(status, "")
-            table.add_row(f"[{style}]{ICONS.get(status, '?')}[/]", sid, f"[{style}]{status}[/]", took,
-                          str(r.attempts) if r is not None and r.attempts > 1 else "", hosts, detail)
+            table.add_row(Text(ICONS.get(status, "?"), style=style), Text(sid), Text(status, style=style), took,
+                          str(r.attempts) if r is not None and r.attempts > 1 else "", hosts, Text(detail))
         return table
+
+    def _print(self, text: str, style: str | None = None) -> None:
+        if self.fancy:
+            from rich.text import Text
+
+            self.console.print(Text(text, style=style or ""), soft_wrap=True)
+        else:
+            self._line(text)
 
     def summary(self, result: RunResult) -> None:
         counts: dict[str, int] = {}
@@ -188,49 +235,87 @@ class ConsoleView:
         if result.root_cause and result.root_cause in result.steps:
             self._failure_panel(result.steps[result.root_cause])
         elif result.error and result.status in ("refused", "interrupted"):
-            self.console.print(f"[bold red]{result.status}:[/] {result.error}", markup=self.fancy)
+            self._print(f"{result.status}: {result.error}", "bold red")
         tally = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
-        style = "green" if result.exit_code == 0 else "red"
-        self.console.print(f"[{style}]{result.status}[/] (exit {result.exit_code}) in "
-                           f"{format_duration(result.duration)}: {tally}")
+        self._print(f"{result.status} (exit {result.exit_code}) in {format_duration(result.duration)}: {tally}",
+                    "green" if result.exit_code == 0 else "bold red")
+        not_run = [sid for sid, s in result.steps.items() if s.status == "cancelled" and not s.started_at]
+        if not_run and not self.fancy:  # the live table already shows them
+            self._print(f"not run: {', '.join(not_run)}")
         if result.rolled_back:
-            self.console.print(f"rolled back: {', '.join(result.rolled_back)}")
+            self._print(f"rolled back: {', '.join(result.rolled_back)}")
         if result.not_undone:
-            self.console.print(f"[bold red]NOT UNDONE[/] (a person must look): {', '.join(result.not_undone)}")
+            self._print(f"NOT UNDONE (a person must look): {', '.join(result.not_undone)}", "bold red")
             for sid in result.not_undone:
                 s = result.steps[sid]
-                why = s.rollback.error if s.rollback else "; ".join(s.notes)
-                self.console.print(f"  {sid}: {why}", markup=False)
+                if s.rollback is not None and s.rollback.status != "ok":
+                    why = f"its rollback failed: {_one_line(s.rollback.error or 'failed')}"
+                    if s.rollback.description:
+                        why += f" (rollback: {_one_line(s.rollback.description)})"
+                else:
+                    why = "; ".join(s.notes) or "its rollback did not run"
+                self._print(f"  {sid}: {why}")
         if result.kept:
-            self.console.print(f"kept (no rollback defined): {', '.join(result.kept)}")
+            self._print(f"kept (no rollback ran): {', '.join(result.kept)}")
 
     def _failure_panel(self, step: StepResult) -> None:
-        from rich.panel import Panel
-
         lines = [f"step: {step.id} ({step.status})"]
         if step.description:
-            lines.append(f"action: {step.description}")
+            action = step.description.rstrip("\n").splitlines() or [""]
+            lines.append(f"action: {action[0]}")
+            lines.extend(f"        {ln}" for ln in action[1:])
         if "rc" in step.fields:
             lines.append(f"exit code: {step.fields.get('rc')}")
+        streams = [(name, str(step.fields.get(name) or "").strip()) for name in ("stdout", "stderr")]
+        streams = [(name, text) for name, text in streams if text]
         if step.error:
-            lines.append(f"error: {step.error}")
-        out = (step.fields.get("stderr") or "").strip() or (step.fields.get("stdout") or "").strip()
-        if out:
-            lines.append("last output:")
-            lines.extend("  " + ln for ln in str(out).splitlines()[-10:])
+            # a command's error repeats its last lines, shown below in full
+            error = step.error.splitlines()[:1] if streams else step.error.splitlines()
+            lines.append(f"error: {error[0] if error else ''}")
+            lines.extend(f"  {ln}" for ln in error[1:])
+        for name, text in streams:
+            lines.append(f"last lines of {name}:")
+            lines.extend("  " + ln for ln in text.splitlines()[-10:])
         if step.hosts:
             for host, h in step.hosts.items():
                 if h.status not in ("ok", "skipped"):
                     lines.append(f"host {host}: {h.status}: {_one_line(h.error or '')}")
+        if step.rollback is not None:
+            lines.append(f"its rollback: {step.rollback.status}")
         text = "\n".join(lines)
         if self.fancy:
+            from rich.panel import Panel
             from rich.text import Text
 
-            self.console.print(Panel(Text(text), title="root cause", border_style="red"))
+            self.console.print(Panel(Text(clean(text)), title="root cause", title_align="left",
+                                     border_style="red"))
         else:
-            self.console.print("--- root cause ---\n" + text + "\n------------------", markup=False)
+            self._line("--- root cause " + "-" * 40 + "\n" + text + "\n" + "-" * 55)
+
+
+class NoticeSink:
+    """The ``--output json`` consumer: stdout is the report's alone, so a person running it
+    still learns on stderr about interrupts and warnings (nothing else)."""
+
+    wants_output = False
+
+    def __init__(self, stream: IO[str] | None = None) -> None:
+        self.stream = stream or sys.stderr
+
+    def __call__(self, event: ev.Event) -> None:
+        if isinstance(event, ev.Interrupted):
+            self._write(INTERRUPTS.get(event.count, INTERRUPTS[3]))
+        elif isinstance(event, ev.Note) and event.level == "warning":
+            self._write(f"warning: {event.text}")
+
+    def _write(self, text: str) -> None:
+        try:
+            self.stream.write(clean(text) + "\n")
+            self.stream.flush()
+        except (BrokenPipeError, ValueError):
+            pass
 
 
 def _one_line(text: str, width: int = 100) -> str:
-    flat = " ".join(str(text).split())
+    flat = " ".join(clean(str(text)).split())
     return flat if len(flat) <= width else flat[: width - 1] + "…"

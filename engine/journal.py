@@ -1,7 +1,8 @@
 """Run state: locks and run history, in SQLite (the default) at ``--state``/``RUNPROC_STATE``.
 
 Default location: ``$XDG_STATE_HOME/runproc/state.db`` (``~/.local/state/runproc``).
-A lock records the holder's pid and host; a lock whose process is gone is reclaimed.
+A lock records the holder's pid, the pid's start time and the host; a lock whose process is
+gone (or whose pid now belongs to another process) is reclaimed.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import json
 import os
 import socket
 import sqlite3
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,10 +20,15 @@ from .errors import ProcedureError
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS locks (name TEXT PRIMARY KEY, run_id TEXT, procedure TEXT, pid INTEGER,
-                                  host TEXT, user TEXT, acquired_at TEXT);
+                                  host TEXT, user TEXT, acquired_at TEXT, pid_start TEXT);
 CREATE TABLE IF NOT EXISTS runs (id TEXT PRIMARY KEY, procedure TEXT, status TEXT, exit_code INTEGER,
                                  dry_run INTEGER, started_at TEXT, duration REAL, report TEXT);
+CREATE INDEX IF NOT EXISTS runs_started ON runs (started_at);
 """
+
+# runs of this process that hold locks: a lock held by our own pid is live only if its run is
+_LIVE: set[str] = set()
+_LIVE_LOCK = threading.Lock()
 
 
 def default_state_url() -> str:
@@ -42,6 +49,15 @@ def state_path(url: str) -> Path:
     raise ProcedureError(f"state URL {url!r}: only sqlite:/// is supported")
 
 
+def user_name() -> str:
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except Exception:  # noqa: BLE001 - no user name in some containers
+        return "unknown"
+
+
 @dataclass
 class LockHolder:
     name: str
@@ -51,6 +67,7 @@ class LockHolder:
     host: str
     user: str
     acquired_at: str
+    pid_start: str | None = None
 
     def __str__(self) -> str:
         return (f"run {self.run_id} of {self.procedure} (pid {self.pid} on {self.host}, "
@@ -63,26 +80,44 @@ class Journal:
         self.path = state_path(self.url)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.db = sqlite3.connect(self.path, timeout=10, isolation_level=None, check_same_thread=False)
+        # WAL: readers never block the writer; NORMAL: no fsync per commit (WAL keeps it safe
+        # against a crash of runproc, which is what a lock must survive)
         self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.executescript(_SCHEMA)
+        columns = {row[1] for row in self.db.execute("PRAGMA table_info(locks)")}
+        if "pid_start" not in columns:  # a state file from before pid start times were kept
+            self.db.execute("ALTER TABLE locks ADD COLUMN pid_start TEXT")
 
     def close(self) -> None:
         self.db.close()
 
+    def holder(self, name: str) -> LockHolder | None:
+        """The live holder of a lock, or None."""
+        row = self.db.execute("SELECT name, run_id, procedure, pid, host, user, acquired_at, pid_start "
+                              "FROM locks WHERE name = ?", (name,)).fetchone()
+        if row is None:
+            return None
+        holder = LockHolder(*row)
+        return holder if _alive(holder, socket.gethostname()) else None
+
     def acquire(self, name: str, run_id: str, procedure: str, user: str, acquired_at: str) -> LockHolder | None:
-        """Take the lock; return the live holder instead when another process has it."""
+        """Take the lock; return the live holder instead when another run has it."""
         host = socket.gethostname()
         self.db.execute("BEGIN IMMEDIATE")
         try:
-            row = self.db.execute("SELECT name, run_id, procedure, pid, host, user, acquired_at FROM locks "
-                                  "WHERE name = ?", (name,)).fetchone()
+            row = self.db.execute("SELECT name, run_id, procedure, pid, host, user, acquired_at, pid_start "
+                                  "FROM locks WHERE name = ?", (name,)).fetchone()
             if row is not None:
                 holder = LockHolder(*row)
-                if holder.pid != os.getpid() and _alive(holder, host):
+                if _alive(holder, host):
                     self.db.execute("ROLLBACK")
                     return holder
-            self.db.execute("INSERT OR REPLACE INTO locks VALUES (?, ?, ?, ?, ?, ?, ?)",
-                            (name, run_id, procedure, os.getpid(), host, user, acquired_at))
+            self.db.execute("INSERT OR REPLACE INTO locks VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                            (name, run_id, procedure, os.getpid(), host, user, acquired_at,
+                             _start_time(os.getpid())))
+            with _LIVE_LOCK:
+                _LIVE.add(run_id)
             self.db.execute("COMMIT")
         except BaseException:
             self.db.execute("ROLLBACK")
@@ -90,31 +125,54 @@ class Journal:
         return None
 
     def release(self, name: str, run_id: str) -> None:
+        with _LIVE_LOCK:
+            _LIVE.discard(run_id)
         self.db.execute("DELETE FROM locks WHERE name = ? AND run_id = ?", (name, run_id))
 
     def record(self, report: dict[str, Any]) -> None:
         self.db.execute("INSERT OR REPLACE INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                         (report["run_id"], report["procedure"], report["status"], report["exit_code"],
-                         int(report["dry_run"]), report["started_at"], report["duration"], json.dumps(report)))
+                         int(report["dry_run"]), report["started_at"], report["duration"],
+                         json.dumps(report, default=str)))
 
     def runs(self, limit: int = 50) -> list[dict[str, Any]]:
+        # started_at has millisecond resolution; rowid orders two runs started in the same one
         rows = self.db.execute("SELECT id, procedure, status, started_at, exit_code, dry_run, duration FROM runs "
-                               "ORDER BY started_at DESC LIMIT ?", (limit,)).fetchall()
+                               "ORDER BY started_at DESC, rowid DESC LIMIT ?", (limit,)).fetchall()
         return [{"id": r[0], "procedure": r[1], "status": r[2], "started_at": r[3], "exit_code": r[4],
                  "dry_run": bool(r[5]), "duration": r[6]} for r in rows]
 
     def show(self, run_id: str) -> dict[str, Any] | None:
-        row = self.db.execute("SELECT report FROM runs WHERE id = ? OR id LIKE ?", (run_id, run_id + "%")).fetchone()
+        row = self.db.execute("SELECT report FROM runs WHERE id = ? OR id LIKE ? ORDER BY id = ? DESC",
+                              (run_id, run_id.replace("%", "") + "%", run_id)).fetchone()
         return json.loads(row[0]) if row else None
+
+
+def _start_time(pid: int) -> str | None:
+    """The process's start time (Linux clock ticks since boot): a reused pid has another one."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # the command name (field 2) may hold spaces and parentheses: split after its last ')'
+    fields = stat[stat.rindex(")") + 2:].split()
+    return fields[19] if len(fields) > 19 else None
 
 
 def _alive(holder: LockHolder, host: str) -> bool:
     if holder.host != host:
         return True  # another machine's lock: we cannot tell, so it holds
+    if holder.pid == os.getpid():
+        with _LIVE_LOCK:
+            return holder.run_id in _LIVE  # this process: live only while that run is
     try:
         os.kill(holder.pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
-        return True
+        pass
+    if holder.pid_start is not None:
+        now = _start_time(holder.pid)
+        if now is not None and now != holder.pid_start:
+            return False  # the pid was reused by a process that is not the holder
     return True

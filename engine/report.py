@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 from xml.etree import ElementTree as ET
@@ -11,7 +12,16 @@ from .results import RunResult
 
 
 def to_json_text(result: RunResult) -> str:
-    return json.dumps(result.to_json(), indent=2, default=str, ensure_ascii=False)
+    # every field was redacted as it was made; this pass guards what a plugin may have missed
+    return result.redact(json.dumps(result.to_json(), indent=2, default=str, ensure_ascii=False))
+
+
+# characters XML 1.0 cannot hold (a NUL in a command's output would make junit.xml unreadable)
+_NOT_XML = re.compile("[^\u0009\u000a\u000d\u0020-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+def _xml_text(text: str) -> str:
+    return _NOT_XML.sub("\ufffd", text)
 
 
 def to_junit(result: RunResult) -> str:
@@ -24,23 +34,26 @@ def to_junit(result: RunResult) -> str:
         case = ET.SubElement(suite, "testcase", classname=f"{result.procedure}.{step.phase}", name=step.id,
                              time=f"{step.duration:.3f}")
         if step.status in ("failed", "timed_out", "rollback_failed"):
-            ET.SubElement(case, "failure", message=step.status).text = step.error or ""
+            ET.SubElement(case, "failure", message=step.status).text = _xml_text(step.error or "")
         elif step.status in ("skipped", "planned", "cancelled"):
             ET.SubElement(case, "skipped", message=step.status)
         out = step.fields.get("stdout")
         if isinstance(out, str) and out:
-            ET.SubElement(case, "system-out").text = out
-    return ET.tostring(suite, encoding="unicode")
+            ET.SubElement(case, "system-out").text = _xml_text(out)
+        err = step.fields.get("stderr")
+        if isinstance(err, str) and err:
+            ET.SubElement(case, "system-err").text = _xml_text(err)
+    return result.redact(ET.tostring(suite, encoding="unicode"))
 
 
 def write_bundle(result: RunResult, directory: str | Path) -> Path:
     """``report.json``, ``junit.xml`` and one log per step in ``directory``."""
     d = Path(directory)
     (d / "steps").mkdir(parents=True, exist_ok=True)
-    (d / "report.json").write_text(to_json_text(result) + "\n")
-    (d / "junit.xml").write_text(to_junit(result) + "\n")
+    (d / "report.json").write_text(to_json_text(result) + "\n", encoding="utf-8")
+    (d / "junit.xml").write_text(to_junit(result) + "\n", encoding="utf-8")
     for step in result.steps.values():
-        (d / "steps" / f"{step.id}.log").write_text(_step_log(step.to_json()))
+        (d / "steps" / f"{step.id}.log").write_text(result.redact(_step_log(step.to_json())), encoding="utf-8")
     return d
 
 
@@ -51,9 +64,20 @@ def _step_log(data: dict[str, Any]) -> str:
         lines.append(f"action: {data['action']}")
     if data.get("error"):
         lines.append(f"error: {data['error']}")
+    for note in data.get("notes") or []:
+        lines.append(f"note: {note}")
     for stream in ("stdout", "stderr"):
+        if data.get(f"{stream}_log"):
+            lines.append(f"full {stream}: {data[f'{stream}_log']}")
         if data.get(stream):
             lines.append(f"--- {stream} ---\n{data[stream]}")
+    if data.get("rollback"):
+        rb = data["rollback"]
+        lines.append(f"--- rollback: {rb.get('status')} ---")
+        if rb.get("action"):
+            lines.append(f"action: {rb['action']}")
+        if rb.get("error"):
+            lines.append(f"error: {rb['error']}")
     for host, h in (data.get("hosts") or {}).items():
         lines.append(f"--- host {host}: {h.get('status')} ---")
         for stream in ("stdout", "stderr"):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -9,6 +10,10 @@ STEP_STATUSES = ("ok", "failed", "timed_out", "skipped", "planned", "cancelled",
                  "rollback_failed")
 RUN_STATUSES = ("ok", "failed", "refused", "rollback_incomplete", "interrupted", "planned")
 DONE = frozenset({"ok", "skipped", "planned"})  # lets dependents start
+
+
+def _same(text: str) -> str:
+    return text
 
 
 @dataclass
@@ -26,10 +31,19 @@ class StepResult:
     notes: list[str] = field(default_factory=list)
     rollback: StepResult | None = None
     completed_at: float | None = None  # monotonic, orders rollbacks
+    changed: bool = False  # the action completed although the step failed (its verify did)
 
     @property
     def ok(self) -> bool:
         return self.status in DONE
+
+    def __getattr__(self, name: str) -> Any:
+        """Result fields read as attributes: ``result.steps["build"].rc``."""
+        if not name.startswith("_"):
+            fields = self.__dict__.get("fields")
+            if fields is not None and name in fields:
+                return fields[name]
+        raise AttributeError(f"{type(self).__name__} {self.__dict__.get('id')!r} has no field {name!r}")
 
     def as_fields(self) -> dict[str, Any]:
         """The step as templates see it: ``steps.<id>.rc``, ``.status``, ``.ok``, ``.hosts``."""
@@ -46,7 +60,8 @@ class StepResult:
                                "attempts": self.attempts, "error": self.error}
         if self.description is not None:
             out["action"] = self.description
-        out.update(self.fields)
+        # executor fields sit beside the common ones (spec), which they never overwrite
+        out.update({k: v for k, v in self.fields.items() if k not in out})
         if self.hosts is not None:
             out["hosts"] = {h: {k: v for k, v in r.to_json().items() if k != "id"} for h, r in self.hosts.items()}
         if self.notes:
@@ -72,6 +87,8 @@ class RunResult:
     not_undone: list[str] = field(default_factory=list)
     kept: list[str] = field(default_factory=list)  # completed writes with no rollback defined
     offline: bool = False
+    # the run's redactor: reports pass their final text through it, a last guard for secrets
+    redact: Callable[[str], str] = field(default=_same, repr=False, compare=False)
 
     @property
     def ok(self) -> bool:
@@ -81,5 +98,6 @@ class RunResult:
         return {"procedure": self.procedure, "run_id": self.run_id, "status": self.status,
                 "exit_code": self.exit_code, "dry_run": self.dry_run, "started_at": self.started_at,
                 "duration": round(self.duration, 4), "error": self.error, "root_cause": self.root_cause,
+                # rolled_back in the order the undos ran; not_undone, in the order they would have
                 "rolled_back": self.rolled_back, "not_undone": self.not_undone, "kept": self.kept,
                 "steps": [s.to_json() for s in self.steps.values()]}

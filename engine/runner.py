@@ -4,6 +4,12 @@ A run goes: params and secrets -> window and lock -> procedure preconditions -> 
 (ready steps start at once, ties by file position) -> on failure: nothing new starts,
 running steps finish or time out, completed steps are rolled back in reverse completion
 order -> ``on_failure`` -> ``finally``. Everything observable leaves as events.
+
+Threads: ``execute()`` called on the main thread runs the run on a coordinator thread and
+only waits for it, so that signal handlers (which Python runs on the main thread) run at
+once even while a step blocks inside C code (a database driver, an SSH read). The
+coordinator runs a step itself when it is the only thing that can run (a sequential chain
+then costs no thread hand-off) and hands steps to a pool when several are ready.
 """
 
 from __future__ import annotations
@@ -32,10 +38,17 @@ from .results import DONE, RunResult, StepResult
 from .stepexec import StepRunner, now_iso
 
 DEFAULT_CONCURRENCY_CAP = 16
+FAILED = frozenset({"failed", "timed_out"})
 
 
 class Run:
-    """One execution of a procedure. Build with ``run()``; ``interrupt()`` is signal-safe."""
+    """One execution of a procedure. Build with ``run()``; ``interrupt()`` is signal-safe.
+
+    Cancellation has three levels, one event each: the first interrupt stops the steps
+    (``cancel`` during the steps), the second abandons rollbacks, the third abandons
+    ``on_failure``/``finally``. ``cancel`` always names the event of the phase being run,
+    so an executor or the fan-out that watches ``run.cancel`` stops when its phase should.
+    """
 
     def __init__(self, proc: Procedure, *, params: dict[str, Any] | None = None,
                  cli_params: dict[str, str] | None = None, dry_run: bool = False, offline: bool = False,
@@ -56,8 +69,10 @@ class Run:
         self.state_url = state
         self.ignore_window = ignore_window
         self.on_event = on_event
+        # consumers that do not show output (JSON mode, a quiet console) spare the decoding
+        self.wants_output = on_event is not None and getattr(on_event, "wants_output", True)
         self.ask = ask
-        self.log_dir = Path(log_dir) if log_dir else None
+        self._log_dir = Path(log_dir) if log_dir else None
         self.forks = forks
         self.accept_new_hosts = accept_new_hosts
         self.use_journal = journal
@@ -65,35 +80,56 @@ class Run:
         self.workdir = proc.workdir
         self.run_id = uuid.uuid4().hex[:12]
         self.started_at = now_iso()
-        self.cancel = threading.Event()
-        self.rollback_cancel = threading.Event()
-        self.final_cancel = threading.Event()
+        self.stop = threading.Event()  # first interrupt: start nothing, kill running steps
+        self.rollback_cancel = threading.Event()  # second: abandon rollbacks
+        self.final_cancel = threading.Event()  # third: abandon on_failure and finally
+        self._phase_cancel = self.stop
         self.interrupts = 0
         self.resources: Resources = parent.resources if parent else Resources()
         self.redactor = ex.Redactor()
-        self._emit_lock = threading.Lock()
+        self._emit_lock = threading.RLock()
+        self._journal_obj: Any = None
         self.results: dict[str, StepResult] = {}
         self.views: dict[str, Any] = {}  # steps.<id> as templates see them
         self.unknown: set[str] = set()  # planned steps whose results a dry run cannot know
         self.error: str | None = None
         self.root_cause: str | None = None
         self.refused = False
-        self._inventory: Any = None
+        self.undo_order: list[str] = []  # rollbacks that ran, in the order they ran
+        self.not_undone: list[str] = []
         # resolved before anything runs; ProcedureError (exit 2) on bad input
         self.params = resolve_params(proc, cli_params, params)
         self.secrets = resolve_secrets(proc, allow_missing=offline)
         for value in self.secrets.values():
             self.redactor.add(value)
+        if parent is not None:
+            for value in parent.secrets.values():  # a parent's secret passed down stays hidden
+                self.redactor.add(value)
         for name, spec in proc.params.items():
             if spec.secret and self.params.get(name) is not None:
                 self.redactor.add(self.params[name])
         self.base_ns = self._base_namespace()
 
+    @property
+    def cancel(self) -> threading.Event:
+        """The cancellation event of the phase being run (steps, rollbacks, cleanup)."""
+        return self._phase_cancel
+
+    @property
+    def log_dir(self) -> Path:
+        """Where full outputs are spooled: ``--report-dir``'s, else next to the state database."""
+        if self._log_dir is None:
+            from .journal import default_state_url, state_path
+
+            base = state_path(self.state_url or default_state_url()).parent
+            self._log_dir = base / "logs" / self.run_id
+        return self._log_dir
+
     # ------------------------------------------------------------ events
 
     def emit(self, event: ev.Event) -> None:
         if self.on_event is not None:
-            with self._emit_lock:
+            with self._emit_lock:  # consumers need not be thread-safe
                 self.on_event(event)
 
     def output(self, step_id: str, stream: str, text: str, host: str | None) -> None:
@@ -106,15 +142,25 @@ class Run:
         self.emit(ev.StepRetrying(step_id, attempt, delay, error))
 
     def interrupt(self) -> None:
-        """First call: stop and roll back. Second: abandon rollbacks. Third: abandon finally."""
+        """First call: stop and roll back. Second: abandon rollbacks. Third: abandon cleanup.
+
+        Safe in a signal handler: it sets events and emits one event. The main thread only
+        waits for the coordinator while a run is going, so it never holds the emit lock here.
+        """
         self.interrupts += 1
         if self.interrupts == 1:
             self.error = self.error or "interrupted"
-            self.cancel.set()
+            self.stop.set()
         elif self.interrupts == 2:
             self.rollback_cancel.set()
         else:
             self.final_cancel.set()
+        self.emit(ev.Interrupted(self.interrupts))
+
+    @property
+    def interrupted(self) -> bool:
+        # a child procedure shares its parent's stop event without counting interrupts
+        return self.interrupts > 0 or self.stop.is_set()
 
     # ------------------------------------------------------------ namespace
 
@@ -132,36 +178,57 @@ class Run:
                 src = self.proc._source
                 line, col = src.where(("vars", name)) if src else (0, 0)
                 raise ProcedureError(Problem(src.file if src else "<vars>", line, col,
-                                             f"vars.{name}: {exc}")) from None
+                                             f"vars.{name}: {self.redactor(str(exc))}")) from None
         return ns
 
     def namespace(self, **extra: Any) -> dict[str, Any]:
-        self.base_ns["run"]["error"] = self.error
+        self.base_ns["run"]["error"] = self.redactor(self.error) if self.error else None
         return {**self.base_ns, **extra} if extra else self.base_ns
 
     # ------------------------------------------------------------ the run
 
     def execute(self) -> RunResult:
+        """Run to the end. On the main thread, wait for a coordinator thread (see the module doc)."""
+        if threading.current_thread() is not threading.main_thread():
+            return self._execute()
+        box: list[Any] = []
+
+        def body() -> None:
+            try:
+                box.append(self._execute())
+            except BaseException as exc:  # noqa: BLE001 - re-raised on the caller's thread
+                box.append(exc)
+
+        worker = threading.Thread(target=body, name=f"run-{self.run_id}", daemon=True)
+        worker.start()
+        while worker.is_alive():
+            try:
+                # a timed join returns the moment the coordinator ends; the timeout only
+                # bounds how long a platform without interruptible locks delays a signal
+                worker.join(0.5)
+            except KeyboardInterrupt:  # a library caller's Ctrl-C acts as the CLI's SIGINT
+                self.interrupt()
+        outcome = box[0]
+        if isinstance(outcome, BaseException):
+            raise outcome
+        return outcome
+
+    def _execute(self) -> RunResult:
         t0 = time.monotonic()
         order = [*self.proc.steps, *self.proc.finally_, *self.proc.on_failure]
-        for step in order:
-            phase = ("finally" if step in self.proc.finally_ else
-                     "on_failure" if step in self.proc.on_failure else "step")
-            self.results[step.id] = StepResult(step.id, phase=phase)
+        for step in self.proc.steps:
+            self.results[step.id] = StepResult(step.id, phase="step")
+        for step in self.proc.finally_:
+            self.results[step.id] = StepResult(step.id, phase="finally")
+        for step in self.proc.on_failure:
+            self.results[step.id] = StepResult(step.id, phase="on_failure")
         self.emit(ev.RunStarted(self.run_id, self.proc.procedure, self.dry_run, self.offline,
                                 [(s.id, s.name or s.id) for s in order], self.started_at))
-        journal = None
         lock_taken = False
         try:
             refusal = self._check_window()
-            if refusal is None and self.proc.lock and not self.dry_run:
-                journal = self._journal()
-                holder = journal.acquire(self.proc.lock, self.run_id, self.proc.procedure,
-                                         _user(), self.started_at)
-                if holder is not None:
-                    refusal = f"lock {self.proc.lock!r} is held by {holder}"
-                else:
-                    lock_taken = True
+            if refusal is None and self.proc.lock and not self.offline:
+                refusal, lock_taken = self._take_lock()
             if refusal is None:
                 refusal = self._preconditions()
             if refusal is not None:
@@ -169,32 +236,58 @@ class Run:
                 self.error = refusal
                 for sr in self.results.values():
                     sr.status, sr.error = "cancelled", "not started: the run was refused"
-                return self._finish(t0, journal)
+                return self._finish(t0)
             self._schedule()
-            failed = self.root_cause is not None or self.interrupts > 0
+            failed = self.root_cause is not None or self.interrupted
             if failed and not self.dry_run:
-                if not self.no_rollback:
+                if self.no_rollback:
+                    self._note_kept_without_rollback("--no-rollback")
+                else:
                     self._rollback_all()
                 self._run_list(self.proc.on_failure)
             else:
+                why = "the run did not fail" if not failed else "a dry run does not act on failure"
                 for step in self.proc.on_failure:
                     self.results[step.id].status = "skipped"
-                    self.results[step.id].notes.append("the run did not fail")
+                    self.results[step.id].notes.append(why)
             self._run_list(self.proc.finally_)
-            return self._finish(t0, journal)
+            return self._finish(t0)
         finally:
-            if lock_taken and journal is not None:
-                journal.release(self.proc.lock or "", self.run_id)
+            if lock_taken:
+                try:
+                    self._journal().release(self.proc.lock or "", self.run_id)
+                except Exception as exc:  # noqa: BLE001 - never hide the outcome; say it
+                    self.emit(ev.Note("warning", f"could not release lock {self.proc.lock!r}: {exc}"))
             if self.parent is None:
                 for problem in self.resources.close_all():
                     self.emit(ev.Note("warning", f"closing {problem}"))
-            if journal is not None and self.parent is None:
-                journal.close()
+            if self._journal_obj is not None:
+                self._journal_obj.close()
+                self._journal_obj = None
 
     def _journal(self) -> Any:
-        from .journal import Journal
+        if self._journal_obj is None:
+            from .journal import Journal
 
-        return Journal(self.state_url)
+            self._journal_obj = Journal(self.state_url)
+        return self._journal_obj
+
+    def _take_lock(self) -> tuple[str | None, bool]:
+        """(refusal, taken). A dry run only looks: it warns where a real run would be refused."""
+        from .journal import user_name
+
+        journal = self._journal()
+        if self.dry_run:
+            holder = journal.holder(self.proc.lock or "")
+            if holder is not None:
+                self.emit(ev.Note("warning", f"lock {self.proc.lock!r} is held by {holder}: "
+                                             "a real run would be refused"))
+            return None, False
+        holder = journal.acquire(self.proc.lock or "", self.run_id, self.proc.procedure, user_name(),
+                                 self.started_at)
+        if holder is not None:
+            return f"lock {self.proc.lock!r} is held by {holder}", False
+        return None, True
 
     def _check_window(self) -> str | None:
         if not self.proc.window:
@@ -221,50 +314,65 @@ class Run:
                 continue
             passed, reason = stepper.check("preconditions", check, self.namespace())
             self.emit(ev.PreconditionChecked(name, passed, reason))
+            if self.interrupted:
+                return "interrupted"
             if not passed:
                 return f"precondition failed: {reason}"
-            if self.cancel.is_set():
-                return "interrupted"
         return None
 
     # ------------------------------------------------------------ scheduling
 
     def _schedule(self) -> None:
         steps = {s.id: s for s in self.proc.steps}
-        dag = graph.build(self.proc.steps)
-        waiting = {sid: set(needs) for sid, needs in dag.needs.items()}
-        dependents = dag.dependents()
-        ready: list[tuple[int, str]] = [(dag.position[s], s) for s, n in waiting.items() if not n]
+        needs = graph.declared_needs(self.proc.steps)  # validated acyclic by the loader
+        position = {s.id: i for i, s in enumerate(self.proc.steps)}
+        waiting = {sid: set(n) for sid, n in needs.items()}
+        dependents: dict[str, list[str]] = {sid: [] for sid in needs}
+        for sid, deps in needs.items():
+            for d in deps:
+                dependents[d].append(sid)
+        ready: list[tuple[int, str]] = [(position[s], s) for s, n in waiting.items() if not n]
         heapq.heapify(ready)
         limit = self.proc.concurrency or DEFAULT_CONCURRENCY_CAP
-        done: queue.Queue[str] = queue.Queue()
+        done: queue.SimpleQueue[str] = queue.SimpleQueue()
         running: set[str] = set()
         stepper = StepRunner(self)
-        with ThreadPoolExecutor(max_workers=limit, thread_name_prefix="step") as pool:
+        pool: ThreadPoolExecutor | None = None
+
+        def finished(sid: str) -> None:
+            running.discard(sid)
+            sr = self.results[sid]
+            step = steps[sid]
+            if sr.status in DONE or (step.continue_on_error and sr.status in FAILED):
+                for dep in dependents[sid]:
+                    waiting[dep].discard(sid)
+                    if not waiting[dep]:
+                        heapq.heappush(ready, (position[dep], dep))
+            elif self.root_cause is None and sr.status != "cancelled":
+                self.root_cause = sid
+                self.error = f"step {sid} {sr.status}: {sr.error}"
+                self.refused = "refused" in sr.notes
+
+        try:
             while ready or running:
                 while ready and len(running) < limit and not self._stopping():
                     _, sid = heapq.heappop(ready)
                     running.add(sid)
+                    if not ready and len(running) == 1:
+                        # the only step that can run now: nothing else can become ready
+                        # before it ends, so run it here rather than pay two thread hand-offs
+                        self._step_job(stepper, steps[sid])
+                        finished(sid)
+                        continue
+                    if pool is None:
+                        pool = ThreadPoolExecutor(max_workers=limit, thread_name_prefix="step")
                     pool.submit(self._step_job, stepper, steps[sid], done)
                 if not running:
                     break
-                try:
-                    sid = done.get(timeout=0.5)  # timed so that signal handlers run promptly
-                except queue.Empty:
-                    continue
-                running.discard(sid)
-                sr = self.results[sid]
-                step = steps[sid]
-                counts_done = sr.status in DONE or (step.continue_on_error and sr.status != "cancelled")
-                if counts_done:
-                    for dep in dependents[sid]:
-                        waiting[dep].discard(sid)
-                        if not waiting[dep]:
-                            heapq.heappush(ready, (dag.position[dep], dep))
-                elif self.root_cause is None and sr.status != "cancelled":
-                    self.root_cause = sid
-                    self.error = f"step {sid} {sr.status}: {sr.error}"
-                    self.refused = "refused" in sr.notes
+                finished(done.get())  # every job puts its id, whatever happens to it
+        finally:
+            if pool is not None:
+                pool.shutdown(wait=True)
         reason = (f"not started: {self.root_cause} {self.results[self.root_cause].status}"
                   if self.root_cause else "not started: the run was interrupted")
         for sid in steps:
@@ -273,20 +381,27 @@ class Run:
                 sr.status, sr.error = "cancelled", reason
 
     def _stopping(self) -> bool:
-        return self.root_cause is not None or self.cancel.is_set()
+        return self.root_cause is not None or self.stop.is_set()
 
-    def _step_job(self, stepper: StepRunner, step: Step, done: queue.Queue[str]) -> None:
+    def _step_job(self, stepper: StepRunner, step: Step, done: queue.SimpleQueue[str] | None = None) -> None:
         sr = self.results[step.id]
         try:
             self._run_step(stepper, step, sr)
         except Exception as exc:  # noqa: BLE001 - a bug in one step must not hang the run
             sr.status, sr.error = "failed", f"internal error: {type(exc).__name__}: {exc}"
         finally:
-            sr.completed_at = time.monotonic()
-            self.views[step.id] = (ex.Unknown(f"steps.{step.id}") if step.id in self.unknown
-                                   else sr.as_fields())
-            self.emit(ev.StepFinished(step.id, sr.phase, sr))
-            done.put(step.id)
+            try:
+                sr.completed_at = time.monotonic()
+                if sr.error:
+                    sr.error = self.redactor(sr.error)
+                if sr.notes and self.redactor:
+                    sr.notes = [self.redactor(n) for n in sr.notes]
+                self.views[step.id] = (ex.Unknown(f"steps.{step.id}") if step.id in self.unknown
+                                       else sr.as_fields())
+                self.emit(ev.StepFinished(step.id, sr.phase, sr))
+            finally:
+                if done is not None:
+                    done.put(step.id)
 
     def _run_step(self, stepper: StepRunner, step: Step, sr: StepResult) -> None:
         t0 = time.monotonic()
@@ -311,11 +426,12 @@ class Run:
                 except ex.ExpressionError as exc:
                     sr.status, sr.error = "failed", f"when: {exc}"
                     return
-            hosts = self._hosts(step) if step.on else None
-            self.emit(ev.StepStarted(step.id, sr.phase, None, len(hosts) if hosts is not None else None))
             if self.dry_run and unknown:
+                self.emit(ev.StepStarted(step.id, sr.phase, None, None))
                 self._plan_unknown(stepper, step, sr, ns, unknown)
                 return
+            hosts = self._hosts(step) if step.on else None
+            self.emit(ev.StepStarted(step.id, sr.phase, None, len(hosts) if hosts is not None else None))
             if hosts is not None:
                 from .fanout import run_fanout
 
@@ -349,23 +465,48 @@ class Run:
 
     # ------------------------------------------------------------ failure path
 
+    def _to_undo(self) -> list[StepResult]:
+        """Steps whose action completed, most recent first.
+
+        A step whose action succeeded but whose ``verify`` failed did change things, so it is
+        undone too; a step that failed or timed out in its action is not (its rollback could
+        undo something that never happened).
+        """
+        out = [sr for sr in self.results.values()
+               if sr.phase == "step" and sr.completed_at is not None
+               and (sr.status == "ok" or sr.changed
+                    or (sr.hosts and any(h.status == "ok" for h in sr.hosts.values())))]
+        out.sort(key=lambda r: r.completed_at or 0, reverse=True)
+        return out
+
+    def _note_kept_without_rollback(self, why: str) -> None:
+        for sr in self._to_undo():
+            if self.proc.step(sr.id).rollback is not None:
+                sr.notes.append(f"not rolled back ({why})")
+
     def _rollback_all(self) -> None:
-        completed = [sr for sr in self.results.values()
-                     if sr.phase == "step" and sr.completed_at is not None
-                     and (sr.status == "ok" or (sr.hosts and any(h.status == "ok" for h in sr.hosts.values())))]
-        completed.sort(key=lambda r: r.completed_at or 0, reverse=True)
         stepper = StepRunner(self)
-        for sr in completed:
-            step = self.proc.step(sr.id)
-            if step.rollback is None:
-                if not step.readonly and sr.status == "ok":
-                    self.results[sr.id].notes.append("no rollback defined: its change was kept")
-                continue
-            if self.rollback_cancel.is_set():
-                sr.notes.append("rollback abandoned (second interrupt)")
-                continue
-            self.emit(ev.RollbackStarted(sr.id))
-            t0 = time.monotonic()
+        self._phase_cancel = self.rollback_cancel
+        try:
+            for sr in self._to_undo():
+                step = self.proc.step(sr.id)
+                if step.rollback is None:
+                    if sr.status == "ok" and _changes_things(step):
+                        sr.notes.append("no rollback defined: its change was kept")
+                    continue
+                if self.rollback_cancel.is_set():
+                    sr.notes.append("rollback abandoned (second interrupt): its change was kept")
+                    self.not_undone.append(sr.id)
+                    continue
+                self._rollback_one(stepper, step, sr)
+        finally:
+            self._phase_cancel = self.stop
+
+    def _rollback_one(self, stepper: StepRunner, step: Step, sr: StepResult) -> None:
+        self.emit(ev.RollbackStarted(sr.id))
+        t0 = time.monotonic()
+        started = now_iso()
+        try:
             ns = self.namespace()
             if sr.hosts is not None:
                 from .fanout import rollback_fanout
@@ -373,44 +514,56 @@ class Run:
                 ok, error, description = rollback_fanout(self, stepper, step, ns, sr)
             else:
                 ok, error, description = stepper.rollback(step, ns)
-            rb = StepResult(sr.id, phase="rollback", status="ok" if ok else "failed", error=error,
-                            description=description, duration=time.monotonic() - t0)
-            sr.rollback = rb
-            sr.status = "rolled_back" if ok else "rollback_failed"
-            if not ok and self.rollback_cancel.is_set():
-                sr.notes.append("rollback interrupted")
-            self.emit(ev.RollbackFinished(sr.id, ok, error))
+        except ex.ExpressionError as exc:
+            ok, error, description = False, f"rollback: {exc}", ""
+        except Exception as exc:  # noqa: BLE001 - one undo's surprise must not stop the others
+            ok, error, description = False, f"internal error: {type(exc).__name__}: {exc}", ""
+        if not ok and self.rollback_cancel.is_set():
+            error = f"interrupted (second interrupt): {error}" if error else "interrupted (second interrupt)"
+        error = self.redactor(error) if error else error
+        sr.rollback = StepResult(sr.id, phase="rollback", status="ok" if ok else "failed", error=error,
+                                 description=description, duration=time.monotonic() - t0, started_at=started,
+                                 attempts=1)
+        if ok:
+            self.undo_order.append(sr.id)
+            # the root cause keeps "failed" (its verify failed; the undo is in .rollback)
+            if sr.status == "ok" or sr.hosts is not None and sr.status not in FAILED:
+                sr.status = "rolled_back"
+        else:
+            sr.status = "rollback_failed"
+            self.not_undone.append(sr.id)
+        self.emit(ev.RollbackFinished(sr.id, ok, error))
 
     def _run_list(self, steps: list[Step]) -> None:
-        """finally/on_failure: in order, each whatever the others did."""
+        """finally/on_failure: in order (``needs`` respected), each whatever the others did."""
+        if not steps:
+            return
         stepper = StepRunner(self)
-        saved = self.cancel
-        self.cancel = self.final_cancel  # a first interrupt must not stop the cleanup
+        self._phase_cancel = self.final_cancel  # a first or second interrupt must not stop cleanup
         try:
-            for step in steps:
-                sr = self.results[step.id]
+            by_id = {s.id: s for s in steps}
+            for sid in graph.build(steps).order:
+                step = by_id[sid]
+                sr = self.results[sid]
                 if self.final_cancel.is_set():
-                    sr.status, sr.error = "cancelled", "abandoned (interrupted again)"
+                    sr.status, sr.error = "cancelled", "abandoned (interrupted a third time)"
                     continue
-                done: queue.Queue[str] = queue.Queue()
-                self._step_job(stepper, step, done)
+                self._step_job(stepper, step)
         finally:
-            self.cancel = saved
+            self._phase_cancel = self.stop
 
     # ------------------------------------------------------------ outcome
 
-    def _finish(self, t0: float, journal: Any) -> RunResult:
+    def _finish(self, t0: float) -> RunResult:
         steps = self.results
         main = [steps[s.id] for s in self.proc.steps]
-        rolled_back = [s.id for s in main if s.status == "rolled_back"]
-        not_undone = [s.id for s in main if s.status == "rollback_failed"
-                      or any(n.startswith("rollback abandoned") for n in s.notes)]
-        kept = [s.id for s in main if any(n.startswith("no rollback defined") for n in s.notes)]
+        kept = [s.id for s in main if any(n.startswith(("no rollback defined", "not rolled back"))
+                                          for n in s.notes)]
         cleanup_failed = [s.id for s in (*self.proc.finally_, *self.proc.on_failure)
-                          if steps[s.id].status in ("failed", "timed_out")]
-        if self.interrupts:
+                          if steps[s.id].status in FAILED]
+        if self.interrupted:
             status, code = "interrupted", 130
-        elif not_undone:
+        elif self.not_undone:
             status, code = "rollback_incomplete", 4
         elif self.refused:
             status, code = "refused", 3
@@ -418,18 +571,20 @@ class Run:
             status, code = "failed", 1
         elif cleanup_failed:
             status, code = "failed", 1
-            self.error = self.error or f"cleanup step {cleanup_failed[0]} failed"
             self.root_cause = cleanup_failed[0]
+            sr = steps[cleanup_failed[0]]
+            self.error = self.error or f"step {sr.id} {sr.status}: {sr.error}"
         elif self.dry_run:
             status, code = "planned", 0
         else:
             status, code = "ok", 0
         result = RunResult(self.proc.procedure, self.run_id, status, code, self.dry_run, self.started_at,
                            time.monotonic() - t0, steps, self.redactor(self.error) if self.error else None,
-                           self.root_cause, rolled_back, not_undone, kept, self.offline)
+                           self.root_cause, list(self.undo_order), list(self.not_undone), kept, self.offline,
+                           redact=self.redactor)
         if self.use_journal and self.parent is None and not self.offline:
             try:
-                (journal or self._journal()).record(result.to_json())
+                self._journal().record(result.to_json())
             except Exception as exc:  # noqa: BLE001 - history is best effort; the outcome is not
                 self.emit(ev.Note("warning", f"could not record the run in the journal: {exc}"))
         self.emit(ev.RunFinished(result))
@@ -437,7 +592,8 @@ class Run:
 
     # ------------------------------------------------------------ child procedures
 
-    def run_child(self, file: str, params: dict[str, Any], *, dry_run: bool = False) -> RunResult:
+    def run_child(self, file: str, params: dict[str, Any], *, dry_run: bool = False,
+                  cancel: threading.Event | None = None) -> RunResult:
         from .loader import load
 
         path = Path(file)
@@ -450,23 +606,35 @@ class Run:
                     ask=self.ask, log_dir=self.log_dir, forks=self.forks,
                     accept_new_hosts=self.accept_new_hosts, parent=self,
                     on_event=self._child_events(child_proc.procedure))
-        child.cancel = self.cancel
-        return child.execute()
+        # the child stops with the phase of the parent that runs it, and abandons its undos
+        # and cleanup when the parent's are abandoned
+        child.stop = cancel or self.cancel
+        child._phase_cancel = child.stop
+        child.rollback_cancel = self.rollback_cancel
+        child.final_cancel = self.final_cancel
+        child.wants_output = self.wants_output
+        return child._execute()
 
     def _child_events(self, name: str) -> Callable[[ev.Event], None]:
         def forward(event: ev.Event) -> None:
             if isinstance(event, ev.StepFinished):
                 self.emit(ev.Note("child", f"{name}/{event.step_id}: {event.result.status}"))
+            elif isinstance(event, ev.StepOutput):
+                self.emit(ev.StepOutput(f"{name}/{event.step_id}", event.stream, event.text, event.host))
+            elif isinstance(event, ev.Note) and event.level != "child":
+                self.emit(ev.Note(event.level, f"{name}: {event.text}", event.data))
         return forward
 
 
-def _user() -> str:
-    import getpass
+def _changes_things(step: Step) -> bool:
+    """Whether a completed step left a change behind (for the "kept" list)."""
+    from .executors import get_executor
+    from .executors.base import Effect
 
-    try:
-        return getpass.getuser()
-    except Exception:  # noqa: BLE001
-        return "unknown"
+    if step.readonly or step.action is None:
+        return False
+    cls = get_executor(step.action.kind)
+    return not cls.stateless and cls().effect(step.action.options) != Effect.READ
 
 
 def run(procedure: Procedure | str | Path, params: dict[str, Any] | None = None, **options: Any) -> RunResult:

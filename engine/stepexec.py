@@ -17,6 +17,8 @@ from .executors.confirm import Refusal
 from .results import StepResult
 
 if TYPE_CHECKING:
+    import threading
+
     from .model import Body, Check, Step
     from .runner import Run
 
@@ -44,14 +46,19 @@ class StepRunner:
         run = self.run
         red = run.redactor
         timeout = body.timeout
+        # read the phase's event now: a rollback or a finally step is cancelled by its own level
         cancel = run.rollback_cancel if rollback else run.cancel
         host_name = getattr(host, "name", None)
-
-        def on_output(stream: str, text: str) -> None:
-            run.output(step_id, stream, red(text), host_name)
+        on_output: Callable[[str, str], None] | None = None
+        if run.wants_output:
+            def on_output(stream: str, text: str) -> None:
+                run.output(step_id, stream, red(text), host_name)
 
         def on_progress(message: str) -> None:
             run.progress(step_id, red(message), host_name)
+
+        def run_child(file: str, params: dict[str, Any], *, dry_run: bool = False) -> Any:
+            return run.run_child(file, params, dry_run=dry_run, cancel=cancel)
 
         return StepContext(
             step_id=step_id, workdir=run.workdir, dry_run=run.dry_run, offline=run.offline,
@@ -59,14 +66,16 @@ class StepRunner:
             env={k: str(v) for k, v in body.env.items()}, connections=run.proc.connections,
             resources=run.resources, log_dir=run.log_dir, host=host, yes=run.yes,
             interactive=run.ask is not None, ask=run.ask, readonly=readonly,
-            render=lambda v: ex.render_value(v, ns), render_shell=lambda t: ex.render(t, ns, "shell"),
+            render=lambda v: ex.render_value(v, ns), render_shell=lambda t: _render_shell(t, ns),
             render_sql=lambda t, style="": ex.render_sql(t, ns),  # type: ignore[misc]
             evaluate=lambda e: ex.evaluate(e, ns), redact=red, on_output=on_output,
-            on_progress=on_progress, run_child=run.run_child)
+            on_progress=on_progress, run_child=run_child)
 
     def describe(self, executor: Executor, options: Any, ctx: StepContext) -> str:
         try:
             return self.run.redactor(executor.describe(options, ctx))
+        except ex.UnknownValueError:
+            raise
         except ex.ExpressionError as exc:
             return f"<cannot render: {self.run.redactor(str(exc))}>"
 
@@ -75,7 +84,11 @@ class StepRunner:
     def attempt(self, step_id: str, body: Body, ns: dict[str, Any], *, host: Any = None,
                 readonly: bool = False, rollback: bool = False, until: str | None = None,
                 rehearse: bool = False) -> tuple[Result, int, str]:
-        """Execute a body's action with its retry policy; return (result, attempts, description)."""
+        """Execute a body's action with its retry policy; return (result, attempts, description).
+
+        ``timeout`` bounds each attempt (as Ansible's per-task timeout with ``retries``); the
+        whole step may take ``attempts * (timeout + delay)``.
+        """
         assert body.action is not None
         executor = get_executor(body.action.kind)()
         options = body.action.options
@@ -83,6 +96,7 @@ class StepRunner:
         attempts = retry.attempts if retry else 1
         delay = retry.delay if retry else 0.0
         until = until if until is not None else (retry.until if retry else None)
+        cancel = self.run.rollback_cancel if rollback else self.run.cancel
         description = ""
         res = Result(False, {}, "not run")
         n = 0
@@ -107,14 +121,14 @@ class StepRunner:
                     if not ex.evaluate(until, {**ns, "result": result_view(res)}):
                         res = Result(False, res.fields, f"until not met: {until.strip()}")
                 except ex.ExpressionError as exc:
-                    res = Result(False, res.fields, str(exc))
+                    res = Result(False, res.fields, self.run.redactor(str(exc)))
             if res.ok or res.cancelled or isinstance(res, Refusal) or n == attempts:
                 break
-            cancel = self.run.rollback_cancel if rollback else self.run.cancel
             if cancel.is_set():
                 break
             self.run.retrying(step_id, n, delay, res.error)
-            if cancel.wait(delay):
+            if _wait(cancel, delay):
+                res = Result(False, res.fields, "interrupted while waiting to retry", cancelled=True)
                 break
             if retry:
                 delay = delay * retry.backoff
@@ -160,14 +174,13 @@ class StepRunner:
             sr.description = self.describe(executor, options, ctx)
             sr.status = "planned"
             return
-        if not run.offline:
-            for check in step.preconditions:
-                passed, reason = self.check(step.id, check, ns, host=host)
-                if not passed:
-                    sr.status, sr.error = "failed", f"precondition failed: {reason}"
-                    ctx = self.context(step.id, step, ns, host=host)
-                    sr.description = self.describe(executor, options, ctx)
-                    return
+        for check in step.preconditions:
+            passed, reason = self.check(step.id, check, ns, host=host)
+            if not passed:
+                sr.status, sr.error = "failed", f"precondition failed: {reason}"
+                ctx = self.context(step.id, step, ns, host=host)
+                sr.description = self.describe(executor, options, ctx)
+                return
         rehearse = run.dry_run and not safe
         res, attempts, description = self.attempt(step.id, step, ns, host=host, readonly=step.readonly,
                                                   rehearse=rehearse)
@@ -182,7 +195,7 @@ class StepRunner:
             return
         if rehearse or res.planned:
             sr.status = "planned"
-            if res.fields:
+            if rehearse and not res.planned:
                 sr.notes.append("rehearsed: the target accepted the change without applying it")
             return
         if step.verify:
@@ -190,6 +203,8 @@ class StepRunner:
             for check in step.verify:
                 passed, reason = self.check(step.id, check, vns, host=host)
                 if not passed:
+                    # the action did complete: on failure, its rollback must run
+                    sr.changed = True
                     sr.status, sr.error = "failed", f"verify failed: {reason}"
                     return
         sr.status = "ok"
@@ -200,4 +215,21 @@ class StepRunner:
         return res.ok, res.error, description
 
 
-Emit = Callable[[Any], None]
+def _render_shell(template: str, ns: dict[str, Any]) -> str:
+    """A command template rendered with each value quoted for where it stands (shell.py)."""
+    if not ex.is_template(template):
+        return template
+    from .executors.shell import QUOTER, quote_in, shell_template
+
+    rewritten = shell_template(template)
+    try:
+        return ex.render(rewritten, {**ns, QUOTER: quote_in}, "shell")
+    except ex.UnknownValueError:
+        raise
+    except ex.ExpressionError as exc:  # say it in the author's words, not the rewritten ones
+        raise ex.ExpressionError(str(exc).replace(rewritten.strip(), template.strip())) from None
+
+
+def _wait(cancel: threading.Event, delay: float) -> bool:
+    """Sleep ``delay`` unless cancelled; True when cancelled."""
+    return cancel.wait(delay) if delay > 0 else cancel.is_set()

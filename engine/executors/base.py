@@ -118,6 +118,9 @@ class Executor:
     result_fields: ClassVar[tuple[str, ...]] = ()
     # options holding bare expressions (like ``assert: EXPR``) rather than {{ }} templates
     expression_options: ClassVar[tuple[str, ...]] = ()
+    # True when even a real execution changes nothing outside runproc (confirm, wait), though
+    # a dry run only shows it: such a step has nothing to roll back
+    stateless: ClassVar[bool] = False
 
     def effect(self, options: Any) -> Effect:
         return Effect.WRITE

@@ -20,6 +20,7 @@ class ConfirmExecutor(Executor):
     main_option = "message"
     Options = ConfirmOptions
     result_fields = ("approved", "by")
+    stateless = True
 
     def describe(self, options: ConfirmOptions, ctx: StepContext) -> str:
         return f"ask: {ctx.render(options.message)}"

@@ -31,7 +31,10 @@ class ProcedureExecutor(Executor):
                   "run_status": child.status}
         if child.ok:
             return Result(True, fields, planned=dry_run)
-        return Result(False, fields, f"child procedure {child.procedure} ended {child.status}: {child.error}")
+        message = f"child procedure {child.procedure} ended {child.status}: {child.error}"
+        if child.status == "interrupted":
+            return Result(False, fields, message, cancelled=True)
+        return Result(False, fields, message)
 
     def execute(self, options: ProcedureOptions, ctx: StepContext) -> Result:
         return self._run(options, ctx, dry_run=False)

@@ -2,11 +2,18 @@
 
 Every ``{{ }}`` value is shell-quoted (``| raw`` opts out). The executor does not know where
 the command runs: ``ctx.host`` carries a transport when the step fans out over SSH.
+
+A simple command (words of plain characters, no quoting, expansion, redirection or shell
+keyword) is executed directly rather than through ``/bin/sh -c``, as GNU make does: the
+result is the same and the step costs one process instead of two. Anything else, and any
+command that cannot be found or executed, goes through the shell (which then reports it).
 """
 
 from __future__ import annotations
 
 import json
+import re
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +49,27 @@ def failure_text(what: str, rc: int | None, stdout: str, stderr: str) -> str:
     return f"{what} exited with {rc}{shown}"
 
 
+# characters that mean nothing to a POSIX shell in an unquoted word
+_PLAIN = re.compile(r"[A-Za-z0-9_@%+=:,./-]+(?:[ \t]+[A-Za-z0-9_@%+=:,./-]+)*")
+# POSIX special built-ins, regular built-ins and reserved words: their meaning is the shell's
+_SHELL_WORDS = frozenset([".", ":", "break", "continue", "eval", "exec", "exit", "export", "readonly", "return", "set", "shift", "times", "trap", "unset", "alias", "bg", "cd", "command", "false", "fc", "fg", "getopts", "hash", "jobs", "kill", "newgrp", "pwd", "read", "true", "type", "ulimit", "umask", "unalias", "wait", "echo", "printf", "test", "local", "!", "{", "}", "case", "do", "done", "elif", "else", "esac", "fi", "for", "if", "in", "then", "until", "while"])
+
+
+_ASSIGNMENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*=")
+
+
+def simple_argv(cmd: str) -> list[str] | None:
+    """The argv of a command the shell would run as is, or None when it needs the shell."""
+    text = cmd.strip()
+    if not text or not _PLAIN.fullmatch(text):
+        return None
+    words = text.split()
+    first = words[0]
+    if first in _SHELL_WORDS or _ASSIGNMENT.match(first):
+        return None  # a built-in, or an assignment (NAME=value cmd)
+    return words
+
+
 class ShellExecutor(Executor):
     name = "shell"
     main_option = "cmd"
@@ -61,12 +89,7 @@ class ShellExecutor(Executor):
                                 deadline=ctx.deadline, cancel=ctx.cancel, stdin=stdin,
                                 on_output=ctx.on_output, spool_dir=ctx.log_dir)
         else:
-            from ..transports.local import run_local
-
-            cwd = ctx.workdir / ctx.render(options.cwd) if options.cwd else ctx.workdir
-            res = run_local([options.shell, "-c", cmd], cwd=Path(cwd), env=env, deadline=ctx.deadline,
-                            cancel=ctx.cancel, stdin=stdin, spool_dir=ctx.log_dir,
-                            on_output=ctx.on_output)
+            res = self._run_here(options, ctx, cmd, env, stdin)
         stdout, stderr = res.stdout.text(), res.stderr.text()
         fields = output_fields(res.rc, stdout, stderr, ctx.redact)
         if res.stdout.spool_path:
@@ -81,3 +104,198 @@ class ShellExecutor(Executor):
             return Result(False, fields, ctx.redact(failure_text("command", res.rc, fields["stdout"],
                                                                  fields["stderr"])))
         return Result(True, fields)
+
+    def _run_here(self, options: ShellOptions, ctx: StepContext, cmd: str, env: dict[str, str],
+                  stdin: bytes | None) -> Any:
+        from ..transports.local import run_local
+
+        cwd = Path(ctx.workdir / ctx.render(options.cwd) if options.cwd else ctx.workdir)
+        # what a shell would export for the directory it runs in
+        env = {"PWD": str(cwd.absolute()), **env}
+        common: dict[str, Any] = dict(cwd=cwd, env=env, deadline=ctx.deadline, cancel=ctx.cancel, stdin=stdin,
+                                      spool_dir=ctx.log_dir, on_output=ctx.on_output, label=ctx.step_id)
+        argv = simple_argv(cmd)
+        if argv is not None:
+            try:
+                return run_local(argv, **common)
+            except OSError:
+                pass  # not found, not executable: the shell says so in its own words (rc 127/126)
+        return run_local([options.shell, "-c", cmd], **common)
+
+
+# ---------------------------------------------------------------- quoting by context
+#
+# ``{{ }}`` values are shell-quoted, but how depends on where the tag stands in the command:
+# shlex.quote's '...' is right in a bare word, yet inside "..." its quotes are literal and
+# ``$(...)`` in the value would run; inside '...' it would end the quotes; in an unquoted
+# here-document quotes mean nothing and ``$`` expands. So the command template is scanned
+# once (as a shell reads it) and every tag is rewritten to quote for its place.
+
+QUOTER = "_runproc_quote_in"  # the name the rewritten tags call; bound when rendering
+_TAG = re.compile(r"\{\{(-?)(.*?)(-?)\}\}|\{%.*?%\}|\{#.*?#\}", re.S)
+_HEREDOC = re.compile(r"<<(-?)[ \t]*([^\s;&|()<>]+)")
+
+
+class _Scanner:
+    """Follows a shell's quoting state through literal text: bare, "...", '...', $(...), `...`,
+    comments and here-documents."""
+
+    def __init__(self) -> None:
+        self.stack: list[str] = ["bare"]  # bare | dq | sq | sub (in $( )) | bq (in ` `) | comment | heredoc
+        self.escape = False
+        self.word_start = True
+        self.pending: list[tuple[str, bool, bool]] = []  # here-docs opened on this line
+        self.heredoc: tuple[str, bool, bool] | None = None  # (delimiter, quoted, strip tabs)
+        self.line = ""  # the current line of a here-document body
+
+    def context(self) -> str:
+        if self.heredoc is not None:
+            return "heredoc_raw" if self.heredoc[1] else "heredoc"
+        top = self.stack[-1]
+        if top == "sub":
+            return "bare"
+        return top
+
+    def feed(self, text: str) -> None:
+        i = 0
+        n = len(text)
+        while i < n:
+            c = text[i]
+            if self.heredoc is not None:
+                if c == "\n":
+                    delim, _, strip = self.heredoc
+                    body = self.line.lstrip("\t") if strip else self.line
+                    self.line = ""
+                    if body == delim:
+                        self.heredoc = self.pending.pop(0) if self.pending else None
+                else:
+                    self.line += c
+                i += 1
+                continue
+            top = self.stack[-1]
+            if self.escape:
+                self.escape = False
+                i += 1
+                continue
+            if top == "comment":
+                if c == "\n":
+                    self.stack.pop()
+                    self._newline()
+                i += 1
+                continue
+            if top == "sq":
+                if c == "'":
+                    self.stack.pop()
+                i += 1
+                continue
+            if c == "\\":
+                self.escape = True
+            elif top == "dq":
+                if c == '"':
+                    self.stack.pop()
+                elif text.startswith("$(", i):
+                    self.stack.append("sub")
+                    i += 1
+                elif c == "`":
+                    self.stack.append("bq")
+            else:  # bare, sub, bq
+                if c == "'":
+                    self.stack.append("sq")
+                elif c == '"':
+                    self.stack.append("dq")
+                elif text.startswith("$(", i):
+                    self.stack.append("sub")
+                    i += 1
+                elif c == "`":
+                    if top == "bq":
+                        self.stack.pop()
+                    else:
+                        self.stack.append("bq")
+                elif c == ")" and top == "sub":
+                    self.stack.pop()
+                elif c == "#" and self.word_start:
+                    self.stack.append("comment")
+                elif text.startswith("<<", i) and not text.startswith("<<<", i):
+                    m = _HEREDOC.match(text, i)
+                    if m:
+                        word = m.group(2)
+                        quoted = any(q in word for q in "'\"\\")  # <<'EOF', <<"EOF", <<\EOF: no expansion
+                        delimiter = re.sub(r"['\"\\]", "", word)
+                        self.pending.append((delimiter, quoted, m.group(1) == "-"))
+                        i = m.end()
+                        self.word_start = False
+                        continue
+                elif c == "\n":
+                    self._newline()
+            self.word_start = c in " \t\n;&|()" and not self.escape
+            i += 1
+
+    def _newline(self) -> None:
+        if self.pending:
+            self.heredoc = self.pending.pop(0)
+            self.line = ""
+
+
+def _quoted_heredoc_value(text: str, delimiter: str) -> str:
+    if any(line.lstrip("\t") == delimiter for line in text.split("\n")):
+        raise ValueError(f"a value holds the line {delimiter!r}, which would end the here-document")
+    return text
+
+
+def quote_in(value: Any, context: str) -> Any:
+    """A ``{{ }}`` value quoted for where it stands (see ``shell_template``)."""
+    from ..expressions import RawValue, Unknown, to_text
+
+    if isinstance(value, RawValue | Unknown):
+        return RawValue(to_text(value))  # | raw: the author's choice, visible in the file
+    text = to_text(value)
+    if context == "dq":
+        text = re.sub(r'([\\$`"])', r"\\\1", text)
+    elif context == "sq":
+        text = text.replace("'", "'\\''")
+    elif context == "heredoc":
+        text = re.sub(r"([\\$`])", r"\\\1", text)
+    elif context.startswith("heredoc_raw:"):
+        text = _quoted_heredoc_value(text, context.split(":", 1)[1])
+    elif context == "comment":
+        text = text.replace("\n", " ")
+    elif context == "bq":
+        import shlex
+
+        # inside `...` the shell first removes a level of backslashes before \, ` and $
+        text = re.sub(r"([\\`$])", r"\\\1", shlex.quote(text))
+    else:
+        import shlex
+
+        text = shlex.quote(text)
+    return RawValue(text)
+
+
+@lru_cache(maxsize=4096)
+def shell_template(source: str) -> str:
+    """Rewrite each ``{{ expr }}`` of a command template to quote for its place in the command.
+
+    A tag in a bare word keeps the environment's default quoting; others become
+    ``{{ _runproc_quote_in((expr), "dq") }}`` and so on. ``{% %}`` blocks and comments are
+    left as they are: they emit no value.
+    """
+    if "{{" not in source:
+        return source
+    scanner = _Scanner()
+    result: list[str] = []
+    pos = 0
+    for m in _TAG.finditer(source):
+        literal = source[pos:m.start()]
+        scanner.feed(literal)
+        result.append(literal)
+        pos = m.end()
+        context = scanner.context()
+        if m.group(2) is None or context == "bare":  # a block or comment emits no value
+            result.append(m.group(0))
+            continue
+        if context == "heredoc_raw":
+            assert scanner.heredoc is not None
+            context = f"heredoc_raw:{scanner.heredoc[0]}"
+        result.append(f"{{{{{m.group(1)} {QUOTER}(({m.group(2)}), {context!r}) {m.group(3)}}}}}")
+    result.append(source[pos:])
+    return "".join(result)

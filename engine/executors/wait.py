@@ -16,6 +16,7 @@ class WaitExecutor(Executor):
     main_option = "seconds"
     Options = WaitOptions
     expression_options = ("until",)
+    stateless = True
 
     def describe(self, options: WaitOptions, ctx: StepContext) -> str:
         if options.until:
@@ -26,7 +27,8 @@ class WaitExecutor(Executor):
         if options.seconds:
             remaining = ctx.remaining()
             if remaining is not None and remaining < options.seconds:
-                ctx.cancel.wait(remaining)
+                if ctx.cancel.wait(remaining):
+                    return Result(False, {}, "interrupted", cancelled=True)
                 return Result(False, {}, "timed out", timed_out=True)
             if ctx.cancel.wait(options.seconds):
                 return Result(False, {}, "interrupted", cancelled=True)

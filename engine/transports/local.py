@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
-import selectors
+import select
 import signal
 import subprocess
 import threading
@@ -12,9 +13,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from .output import OutputBuffer
+from .output import LineStream, OutputBuffer
 
 KILL_GRACE = 2.0  # seconds between SIGTERM and SIGKILL
+POLL = 0.1  # how often a quiet command is checked for cancellation and its deadline
+PIPE_GRACE = 1.0  # how long a background child may hold the pipes after the command exited
+READ_SIZE = 256 * 1024
 
 
 @dataclass
@@ -28,24 +32,34 @@ class CommandResult:
 
 def run_local(argv: list[str], *, cwd: Path | None, env: dict[str, str], deadline: float | None,
               cancel: threading.Event, stdin: bytes | None = None, spool_dir: Path | None = None,
-              on_output: Callable[[str, str], None] | None = None) -> CommandResult:
-    """Run argv, capturing both streams boundedly; kill the process group on deadline/cancel."""
-    out = OutputBuffer("stdout", spool_dir=spool_dir)
-    err = OutputBuffer("stderr", spool_dir=spool_dir)
-    proc = subprocess.Popen(argv, cwd=cwd, env={**os.environ, **env}, start_new_session=True,
+              on_output: Callable[[str, str], None] | None = None, label: str | None = None,
+              replace_env: bool = False) -> CommandResult:
+    """Run argv, capturing both streams boundedly; kill the process group on deadline/cancel.
+
+    ``env`` is added to runproc's environment (``replace_env``: it is the whole environment).
+    ``on_output`` receives whole decoded lines as they arrive.
+    """
+    out = OutputBuffer("stdout", spool_dir=spool_dir, label=label)
+    err = OutputBuffer("stderr", spool_dir=spool_dir, label=label)
+    # start_new_session: the command and everything it starts share a process group we can
+    # kill as one, and a Ctrl-C on the terminal reaches runproc alone, which decides
+    proc = subprocess.Popen(argv, cwd=cwd, env=env if replace_env else {**os.environ, **env},
+                            start_new_session=True,
                             stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     if stdin is not None and proc.stdin is not None:
         threading.Thread(target=_feed, args=(proc.stdin, stdin), daemon=True).start()
-    sel = selectors.DefaultSelector()
     assert proc.stdout is not None and proc.stderr is not None
-    sel.register(proc.stdout, selectors.EVENT_READ, out)
-    sel.register(proc.stderr, selectors.EVENT_READ, err)
+    fds = {proc.stdout.fileno(): out, proc.stderr.fileno(): err}
+    lines = {fd: LineStream(buf.name, on_output) for fd, buf in fds.items()} if on_output else {}
+    poller = select.poll()
+    for fd in fds:
+        poller.register(fd, select.POLLIN)
     timed_out = cancelled = False
-    open_streams = 2
     exited_at: float | None = None
+    rc: int | None = None
     try:
-        while open_streams:
+        while fds:
             now = time.monotonic()
             if deadline is not None and now >= deadline:
                 timed_out = True
@@ -53,27 +67,45 @@ def run_local(argv: list[str], *, cwd: Path | None, env: dict[str, str], deadlin
             if cancel.is_set():
                 cancelled = True
                 break
-            if exited_at is None and proc.poll() is not None:
-                exited_at = now
-            if exited_at is not None and now - exited_at > 1.0:
-                break  # a background child still holds the pipes; it is not ours to wait for
-            wait = 0.25 if deadline is None else min(0.25, max(0.0, deadline - now))
-            for key, _ in sel.select(timeout=wait):
-                chunk = os.read(key.fd, 65536)
+            wait = POLL if deadline is None else min(POLL, max(0.0, deadline - now))
+            events = poller.poll(wait * 1000)
+            if not events:
+                if exited_at is None and proc.poll() is not None:
+                    exited_at = time.monotonic()
+                if exited_at is not None and time.monotonic() - exited_at > PIPE_GRACE:
+                    break  # a background child still holds the pipes; it is not ours to wait for
+                continue
+            for fd, _ in events:
+                chunk = os.read(fd, READ_SIZE)
                 if not chunk:
-                    sel.unregister(key.fileobj)
-                    open_streams -= 1
+                    poller.unregister(fd)
+                    fds.pop(fd)
                     continue
-                key.data.write(chunk)
-                if on_output is not None:
-                    on_output(key.data.name, chunk.decode("utf-8", errors="replace"))
+                fds[fd].write(chunk)
+                if lines:
+                    lines[fd].feed(chunk)
+        if not (timed_out or cancelled):
+            # the pipes are closed, but a command may close them and go on running
+            while rc is None:
+                now = time.monotonic()
+                if deadline is not None and now >= deadline:
+                    timed_out = True
+                    break
+                if cancel.is_set():
+                    cancelled = True
+                    break
+                try:
+                    rc = proc.wait(POLL if deadline is None else min(POLL, max(0.001, deadline - now)))
+                except subprocess.TimeoutExpired:
+                    continue
         if timed_out or cancelled:
             kill_group(proc)
-        rc = proc.wait()
+            rc = proc.wait()
     finally:
-        sel.close()
-        for stream in (proc.stdout, proc.stderr):
+        for stream in lines.values():
             stream.close()
+        for pipe in (proc.stdout, proc.stderr):
+            pipe.close()
         out.close()
         err.close()
     return CommandResult(rc, out, err, timed_out, cancelled)
@@ -89,24 +121,19 @@ def _feed(pipe: object, data: bytes) -> None:
 
 def kill_group(proc: subprocess.Popen[bytes]) -> None:
     """SIGTERM the whole process group, then SIGKILL whatever is left after a grace period."""
-    try:
-        pgid = os.getpgid(proc.pid)
-    except ProcessLookupError:
-        return
+    pgid = proc.pid  # start_new_session made the child the leader of its own group
     _signal_group(pgid, signal.SIGTERM)
     end = time.monotonic() + KILL_GRACE
     while time.monotonic() < end:
         if proc.poll() is not None and not _group_alive(pgid):
             return
-        time.sleep(0.05)
+        time.sleep(0.02)
     _signal_group(pgid, signal.SIGKILL)
 
 
 def _signal_group(pgid: int, sig: int) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 def _group_alive(pgid: int) -> bool:
@@ -116,4 +143,29 @@ def _group_alive(pgid: int) -> bool:
         return False
     except PermissionError:
         return True
-    return True
+    return _live_members(pgid) != 0
+
+
+def _live_members(pgid: int) -> int:
+    """Members of the group that are not zombies (-1: cannot tell without /proc).
+
+    An orphaned grandchild that died is a zombie until init reaps it, and some container
+    inits never do: ``killpg(pgid, 0)`` still succeeds for it, which must not cost the grace.
+    """
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return -1
+    live = 0
+    for entry in entries:
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(b")") + 2:].split()
+        if len(fields) > 2 and int(fields[2]) == pgid and fields[0] != b"Z":
+            live += 1
+    return live

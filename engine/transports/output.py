@@ -7,15 +7,19 @@ written to a log file whose path the result names.
 
 from __future__ import annotations
 
+import codecs
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
 DEFAULT_CAP = 1024 * 1024
+LINE_LIMIT = 64 * 1024  # a streamed "line" longer than this is shown in pieces
 
 
 class OutputBuffer:
-    def __init__(self, name: str, cap: int = DEFAULT_CAP, spool_dir: Path | None = None) -> None:
+    def __init__(self, name: str, cap: int = DEFAULT_CAP, spool_dir: Path | None = None,
+                 label: str | None = None) -> None:
         self.name = name
         self.cap = cap
         self.half = cap // 2
@@ -23,6 +27,7 @@ class OutputBuffer:
         self.tail = bytearray()
         self.total = 0
         self.spool_dir = spool_dir
+        self.label = label  # names the spool file (the step id), with the stream name
         self.spool: BinaryIO | None = None
         self.spool_path: str | None = None
 
@@ -30,7 +35,8 @@ class OutputBuffer:
         if not data:
             return
         self.total += len(data)
-        if self.spool is None and self.total > self.cap:
+        # head + tail hold the whole stream only up to 2 * half bytes (cap may be odd)
+        if self.spool is None and self.total > 2 * self.half:
             self._start_spool()
         if self.spool is not None:
             self.spool.write(data)
@@ -39,20 +45,25 @@ class OutputBuffer:
             self.head += data[:take]
             data = data[take:]
         if data:
-            self.tail += data
-            if len(self.tail) > self.half:
-                del self.tail[: len(self.tail) - self.half]
+            if len(data) >= self.half:
+                self.tail[:] = data[len(data) - self.half:]
+            else:
+                self.tail += data
+                if len(self.tail) > self.half:
+                    del self.tail[: len(self.tail) - self.half]
 
     def _start_spool(self) -> None:
+        prefix = f"{self.label}-{self.name}-" if self.label else f"runproc-{self.name}-"
         if self.spool_dir is not None:
             self.spool_dir.mkdir(parents=True, exist_ok=True)
-            f = tempfile.NamedTemporaryFile(dir=self.spool_dir, prefix=f"{self.name}-", suffix=".log",
+            # kept open across write() calls and closed by close(): no with-block can hold it
+            f = tempfile.NamedTemporaryFile(dir=self.spool_dir, prefix=prefix, suffix=".log",  # noqa: SIM115
                                             delete=False)
         else:
-            f = tempfile.NamedTemporaryFile(prefix=f"runproc-{self.name}-", suffix=".log", delete=False)
+            f = tempfile.NamedTemporaryFile(prefix=prefix, suffix=".log", delete=False)  # noqa: SIM115
         self.spool = f  # type: ignore[assignment]
         self.spool_path = f.name
-        # what was kept so far is exactly the start of the stream
+        # what was kept so far is exactly the start of the stream (see write)
         f.write(bytes(self.head) + bytes(self.tail))
 
     def close(self) -> None:
@@ -71,3 +82,32 @@ class OutputBuffer:
         marker = f"\n[... {skipped:,} bytes not shown{where} ...]\n"
         return (bytes(self.head).decode("utf-8", errors="replace") + marker
                 + bytes(self.tail).decode("utf-8", errors="replace"))
+
+
+class LineStream:
+    """Turns a stream's byte chunks into whole decoded lines for live display.
+
+    Chunks end anywhere: inside a UTF-8 character (decoded incrementally) or inside a line,
+    where a secret could be cut in two and escape redaction (so only whole lines leave, or
+    pieces of ``LINE_LIMIT`` characters of a line that never ends).
+    """
+
+    def __init__(self, name: str, sink: Callable[[str, str], None]) -> None:
+        self.name = name
+        self.sink = sink
+        self.decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self.pending = ""
+
+    def feed(self, data: bytes, final: bool = False) -> None:
+        text = self.pending + self.decoder.decode(data, final)
+        cut = text.rfind("\n") + 1
+        if cut == 0 and len(text) >= LINE_LIMIT:
+            cut = len(text)
+        if final:
+            cut = len(text)
+        self.pending = text[cut:]
+        if cut:
+            self.sink(self.name, text[:cut])
+
+    def close(self) -> None:
+        self.feed(b"", final=True)

@@ -1,0 +1,154 @@
+"""Run state: locks (held, stale), maintenance windows, the run history."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from tests.cli.test_run_helpers import popen, run_json, runproc, write
+
+LOCKED = """
+procedure: locked
+lock: db-primary
+params:
+  nap: {type: float, default: 0}
+steps:
+  - id: work
+    shell: touch started-$$; sleep {{ params.nap }}; echo done >> finished
+"""
+
+
+def _wait_for(predicate: object, timeout: float = 10) -> None:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if predicate():  # type: ignore[operator]
+            return
+        time.sleep(0.05)
+    raise AssertionError("timed out waiting")
+
+
+def test_lock_held_refuses_a_second_run_naming_the_holder(tmp_path: Path) -> None:
+    path = write(tmp_path, LOCKED)
+    first = popen(tmp_path, str(path), "-p", "nap=30", "--output", "json")
+    try:
+        _wait_for(lambda: list(tmp_path.glob("started-*")))
+        second = runproc(tmp_path, str(path), "--output", "json")
+        assert second.rc == 3, second.stderr
+        assert second.json["status"] == "refused"
+        error = second.json["error"]
+        assert "db-primary" in error and f"pid {first.pid}" in error and "locked" in error
+        assert second.step("work")["status"] == "cancelled"
+        text = runproc(tmp_path, str(path))
+        assert text.rc == 3 and f"pid {first.pid}" in text.stdout
+    finally:
+        first.terminate()
+        first.communicate(timeout=20)
+    assert not (tmp_path / "finished").exists()
+    # the interrupted holder released its lock: the next run goes through
+    third = runproc(tmp_path, str(path), "--output", "json")
+    assert third.rc == 0, third.stderr
+    assert (tmp_path / "finished").read_text() == "done\n"
+
+
+def test_stale_lock_of_a_dead_process_is_reclaimed(tmp_path: Path) -> None:
+    path = write(tmp_path, LOCKED)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    runproc(tmp_path, str(path), "--output", "json")  # creates the state database
+    import socket
+
+    db = sqlite3.connect(tmp_path / "state.db")
+    with db:
+        db.execute("DELETE FROM locks")
+        db.execute("INSERT INTO locks (name, run_id, procedure, pid, host, user, acquired_at) "
+                   "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                   ("db-primary", "deadbeef", "locked", dead.pid, socket.gethostname(), "ghost",
+                    "2026-01-01T00:00:00Z"))
+    db.close()
+    done = runproc(tmp_path, str(path), "--output", "json")
+    assert done.rc == 0, done.stdout + done.stderr
+    db = sqlite3.connect(tmp_path / "state.db")
+    assert db.execute("SELECT count(*) FROM locks").fetchone()[0] == 0  # released at the end
+    db.close()
+
+
+def _window_excluding_now() -> str:
+    now = datetime.now(UTC)
+    start = now + timedelta(hours=2)
+    end = now + timedelta(hours=3)
+    return f"daily {start:%H:%M}-{end:%H:%M} UTC"
+
+
+def _window_including_now() -> str:
+    now = datetime.now(UTC)
+    start = now - timedelta(hours=1)
+    end = now + timedelta(hours=1)
+    return f"daily {start:%H:%M}-{end:%H:%M} UTC"
+
+
+def test_outside_the_window_is_refused_and_ignore_window_runs(tmp_path: Path) -> None:
+    text = f"""
+        procedure: windowed
+        window: "{_window_excluding_now()}"
+        steps:
+          - id: work
+            shell: touch worked
+    """
+    done = run_json(tmp_path, text)
+    assert done.rc == 3, done.stderr
+    assert done.json["status"] == "refused" and "window" in done.json["error"]
+    assert not (tmp_path / "worked").exists()
+    forced = run_json(tmp_path, text, "--ignore-window")
+    assert forced.rc == 0, forced.stderr
+    assert (tmp_path / "worked").exists()
+
+
+def test_inside_the_window_runs(tmp_path: Path) -> None:
+    done = run_json(tmp_path, f"""
+        procedure: windowed
+        window: "{_window_including_now()}"
+        steps:
+          - id: work
+            shell: touch worked
+    """)
+    assert done.rc == 0, done.stderr
+
+
+def test_dry_run_outside_the_window_plans_with_a_warning(tmp_path: Path) -> None:
+    path = write(tmp_path, f"""
+        procedure: windowed
+        window: "{_window_excluding_now()}"
+        steps:
+          - id: work
+            shell: touch worked
+    """)
+    done = runproc(tmp_path, str(path), "--dry-run")
+    assert done.rc == 0, done.stderr
+    assert "window" in done.stdout + done.stderr
+    assert not (tmp_path / "worked").exists()
+
+
+def test_runs_lists_newest_first(tmp_path: Path) -> None:
+    first = run_json(tmp_path, "procedure: one\nsteps:\n  - id: a\n    shell: 'true'\n")
+    second = run_json(tmp_path, "procedure: two\nsteps:\n  - id: a\n    shell: 'false'\n")
+    listed = runproc(tmp_path, "runs", "--output", "json", "--state", f"sqlite:///{tmp_path}/state.db")
+    assert listed.rc == 0, listed.stderr
+    runs = json.loads(listed.stdout)
+    assert [r["id"] for r in runs[:2]] == [second.json["run_id"], first.json["run_id"]]
+    assert runs[0]["procedure"] == "two" and runs[0]["status"] == "failed"
+    assert {"id", "procedure", "status", "started_at"} <= set(runs[0])
+    shown = runproc(tmp_path, "show", first.json["run_id"], "--state", f"sqlite:///{tmp_path}/state.db")
+    assert shown.rc == 0 and json.loads(shown.stdout)["procedure"] == "one"
+
+
+def test_state_from_environment(tmp_path: Path) -> None:
+    path = write(tmp_path, "procedure: envstate\nsteps:\n  - id: a\n    shell: 'true'\n")
+    url = f"sqlite:///{tmp_path}/other.db"
+    done = runproc(tmp_path, str(path), env={"RUNPROC_STATE": url}, state=False)
+    assert done.rc == 0, done.stderr
+    assert (tmp_path / "other.db").exists()
