@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from graphlib import CycleError
+from dataclasses import dataclass, field
 from typing import Any
+
+from pydantic import BaseModel
 
 from . import expressions as ex
 from . import graph
@@ -30,7 +32,19 @@ class _Scope:
         self.result = result
 
 
-def check_semantics(proc: Procedure, source: Source) -> list[Problem]:
+@dataclass
+class Lenience:
+    """What the schema pass refused and the loader repaired; problems that follow from it
+    were already reported, so the semantic pass does not report them again."""
+
+    roots: set[str] = field(default_factory=set)  # params/vars/secrets/connections not readable
+    steps: set[str] = field(default_factory=set)  # step ids that were themselves invalid
+    needs: set[tuple[str, int]] = field(default_factory=set)  # (section, index) with invalid needs
+    connections: set[str] = field(default_factory=set)  # connections that failed validation
+
+
+def check_semantics(proc: Procedure, source: Source, lenience: Lenience | None = None) -> list[Problem]:
+    lenience = lenience or Lenience()
     problems: list[Problem] = []
     sections = [("steps", proc.steps), ("finally", proc.finally_), ("on_failure", proc.on_failure)]
     seen: dict[str, Path_] = {}
@@ -43,37 +57,50 @@ def check_semantics(proc: Procedure, source: Source) -> list[Problem]:
                 seen[step.id] = (section, i, "id")
     dag: graph.Dag | None = None
     for section, steps in sections:
-        ids = {s.id for s in steps}
-        bad = False
-        for i, step in enumerate(steps):
-            for j, need in enumerate(step.needs or []):
-                if need not in ids:
-                    where = "" if section == "steps" else f" in {section}"
-                    problems.append(source.problem((section, i, "needs", j), f"{section}[{i}]: needs unknown "
-                                                   f"step {need!r}{where}{did_you_mean(need, ids)}"))
-                    bad = True
-        if bad:
-            continue
-        try:
-            built = graph.build(steps)
-        except CycleError as exc:
-            first = exc.args[1][0]
-            idx = next(i for i, s in enumerate(steps) if s.id == first)
-            problems.append(source.problem((section, idx, "needs"), f"{section}: dependency cycle: {exc.args[0]}"))
-            continue
+        built = _check_needs(section, steps, {s.id for s in proc.steps}, source, lenience, problems)
         if section == "steps":
             dag = built
-    problems.extend(_check_connections(proc, source))
+    problems.extend(_check_connections(proc, source, lenience))
     if proc.window:
         try:
             parse_window(proc.window)
         except WindowError as exc:
             problems.append(source.problem(("window",), f"window: {exc}"))
-    problems.extend(_check_expressions(proc, source, dag))
+    problems.extend(_check_expressions(proc, source, dag, lenience))
     return problems
 
 
-def _check_connections(proc: Procedure, source: Source) -> list[Problem]:
+def _check_needs(section: str, steps: list[Step], main_ids: set[str], source: Source, lenience: Lenience,
+                 problems: list[Problem]) -> graph.Dag | None:
+    """Unknown ids and cycles in one section; its DAG when the section is sound."""
+    ids = {s.id for s in steps}
+    if len(ids) < len(steps):
+        return None  # duplicate ids (reported above) make every edge ambiguous
+    for i, step in enumerate(steps):
+        for j, need in enumerate(step.needs or []):
+            if need not in ids:
+                if need in lenience.steps:
+                    continue
+                where = "" if section == "steps" else f" in {section}"
+                hint = None
+                if need in main_ids and section != "steps":
+                    hint = f"{section} steps run after all the main steps; 'needs' orders steps within {section}"
+                problems.append(source.problem((section, i, "needs", j), f"{section}[{i}]: needs unknown "
+                                               f"step {need!r}{where}{did_you_mean(need, ids)}", hint=hint))
+    needs = graph.declared_needs(steps)
+    position = {s.id: i for i, s in enumerate(steps)}
+    cycles = graph.find_cycles(needs, position)
+    for cycle in cycles:  # every cycle at once; graph.build would stop at the first
+        shown = cycle if len(cycle) <= 12 else [*cycle[:5], f"... ({len(cycle) - 10:,} more)", *cycle[-5:]]
+        problems.append(source.problem(
+            (section, position[cycle[0]], "needs"), f"{section}: dependency cycle: {' -> '.join(shown)}",
+            hint="each step needs the next one; a step without 'needs' needs the step before it"))
+    if cycles or any(s == section for s, _ in lenience.needs):
+        return None  # an upstream check against a wrong graph would only add noise
+    return graph.build(steps, needs)
+
+
+def _check_connections(proc: Procedure, source: Source, lenience: Lenience) -> list[Problem]:
     from . import executors
 
     out: list[Problem] = []
@@ -82,10 +109,12 @@ def _check_connections(proc: Procedure, source: Source) -> list[Problem]:
         if action is None:
             continue
         name = getattr(action.options, "connection", None)
+        if not isinstance(name, str) or ex.is_template(name):
+            continue  # none, or a templated name, checked when rendered
         cls = executors.get_executor(action.kind)
         opt_path = getattr(action, "paths", {}).get("connection", path)
-        if name is None:
-            continue
+        if name in lenience.connections or "connections" in lenience.roots:
+            continue  # its own problem was reported
         if name not in proc.connections:
             out.append(source.problem(opt_path, f"{_label(path)}: unknown connection {name!r}"
                                       f"{did_you_mean(name, proc.connections)}"))
@@ -157,7 +186,11 @@ def body_sources(body: Body, path: Path_) -> Iterator[tuple[Path_, str, bool, bo
         return
     cls = executors.get_executor(action.kind)
     paths: dict[str, Path_] = getattr(action, "paths", {})
-    for opt, value in action.options.model_dump(exclude_defaults=True).items():
+    options = action.options
+    for opt in options.model_fields_set:  # only what the author wrote can hold a template
+        value = getattr(options, opt)
+        if isinstance(value, BaseModel):
+            value = value.model_dump()
         base = paths.get(opt, path)
         as_expression = opt in cls.expression_options
         for p, text in _strings(value, base):
@@ -167,32 +200,30 @@ def body_sources(body: Body, path: Path_) -> Iterator[tuple[Path_, str, bool, bo
                 yield p, text, False, False
 
 
-def _check_expressions(proc: Procedure, source: Source, dag: graph.Dag | None) -> list[Problem]:
+def _check_expressions(proc: Procedure, source: Source, dag: graph.Dag | None,
+                       lenience: Lenience) -> list[Problem]:
     problems: list[Problem] = []
     main_ids = {s.id for s in proc.steps}
-    var_names = list(proc.vars)
+    var_order = {name: i for i, name in enumerate(proc.vars)}
 
     def check(path: Path_, text: str, expression: bool, scope: _Scope, refs_out: set[str] | None) -> None:
         analysis = ex.analyse(text, expression=expression)
-        line, col = source.where(path)
         if analysis.error:
-            extra = analysis.error_line - 1 if not expression else 0
-            problems.append(Problem(source.file, line + extra, col, f"{_label(path)}: {analysis.error}"))
+            line, col = source.where_in_text(path, analysis.error_line)
+            problems.append(Problem(source.file, line, col, f"{_label(path)}: {analysis.error}"))
             return
         for ref in analysis.references:
-            msg = _reference_problem(ref, proc, scope, dag, var_names, path)
+            msg = _reference_problem(ref, proc, scope, dag, var_order, path, lenience)
             if msg:
+                line, col = source.where(path)
                 problems.append(Problem(source.file, line, col, f"{_label(path)}: {msg}"))
             elif ref.root == "steps" and ref.name and refs_out is not None:
                 refs_out.add(ref.name)
 
-    for i, (name, value) in enumerate(proc.vars.items()):
-        scope = _Scope(steps=None)
+    for name, value in proc.vars.items():
         for p, text in _strings(value, ("vars", name)):
             if ex.is_template(text):
-                # a var may use the vars declared before it
-                check(p, text, False, scope, None)
-        del i
+                check(p, text, False, _Scope(steps=None), None)
     for name, conn in proc.connections.items():
         paths = conn.__dict__.get("_paths", {})
         for opt, value in conn.model_dump(exclude_defaults=True).items():
@@ -213,7 +244,7 @@ def _check_expressions(proc: Procedure, source: Source, dag: graph.Dag | None) -
                 in_self = path != (section, i) and path[2] in ("verify", "rollback")
                 for p, text, expression, uses_result in body_sources(body, path):
                     if section == "steps":
-                        scope = _Scope(steps=main_ids, self_id=step.id if in_self or uses_result else None,
+                        scope = _Scope(steps=main_ids, self_id=step.id if in_self else None,
                                        upstream_of=step.id, host=host, result=uses_result)
                     else:
                         scope = _Scope(steps=main_ids | earlier | ({step.id} if in_self else set()),
@@ -225,24 +256,22 @@ def _check_expressions(proc: Procedure, source: Source, dag: graph.Dag | None) -
 
 
 def _reference_problem(ref: ex.Reference, proc: Procedure, scope: _Scope, dag: graph.Dag | None,
-                       var_names: list[str], path: Path_) -> str | None:
+                       var_order: dict[str, int], path: Path_, lenience: Lenience) -> str | None:
     root, name = ref.root, ref.name
     if root in JINJA_GLOBALS:
         return None
     if root not in ex.ROOT_NAMES:
         return f"unknown name {root!r}{did_you_mean(root, ex.ROOT_NAMES)}"
-    if name is None:
+    if name is None or root in lenience.roots or (root == "steps" and name in lenience.steps):
         return None
     if root == "params" and name not in proc.params:
         return f"undeclared param {name!r}{did_you_mean(name, proc.params)}"
     if root == "vars":
-        if path[0] == "vars":
-            idx = var_names.index(path[1])
-            if name not in var_names[:idx]:
-                return (f"var {name!r} is not declared before this one"
-                        if name in var_names else f"unknown var {name!r}{did_you_mean(name, var_names)}")
-        elif name not in proc.vars:
-            return f"unknown var {name!r}{did_you_mean(name, var_names)}"
+        if name not in var_order:
+            return f"unknown var {name!r}{did_you_mean(name, var_order)}"
+        if path[0] == "vars" and var_order[name] >= var_order[path[1]]:
+            # vars are rendered in file order, each seeing the ones before it
+            return f"var {name!r} is not declared before this one"
     if root == "secrets" and name not in proc.secrets:
         return f"undeclared secret {name!r}{did_you_mean(name, proc.secrets)}"
     if root == "run" and name not in ex.RUN_FIELDS:
@@ -253,7 +282,7 @@ def _reference_problem(ref: ex.Reference, proc: Procedure, scope: _Scope, dag: g
         if name not in ex.HOST_FIELDS:
             return f"host has no field {name!r}{did_you_mean(name, ex.HOST_FIELDS)}"
     if root == "result" and not scope.result:
-        return "'result' is only defined in 'expect', 'until' and checks"
+        return "'result' is only defined in 'expect' and 'until', where it is the result of the action checked"
     if root == "steps":
         if not scope.steps:
             return "no step results exist here (it runs before any step)"

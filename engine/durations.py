@@ -2,37 +2,38 @@
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Annotated, Any
 
 from pydantic import BeforeValidator, WithJsonSchema
 
-_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
+_PART = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)")
+_FULL = re.compile(r"\s*(?:\d+(?:\.\d+)?\s*(?:ms|s|m|h|d)\s*)+")
+_NUMBER = re.compile(r"\s*\d+(?:\.\d+)?\s*")
 _UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 
 
 def parse_duration(value: Any) -> float:
-    """Seconds as a float; raises ValueError with the accepted forms."""
+    """Seconds as a float; raises ValueError with the accepted forms.
+
+    Only finite, non-negative amounts: ``float("inf")`` and ``"nan"`` would read as a
+    number to Python but make no sense as a timeout.
+    """
     if isinstance(value, bool):
         raise ValueError("expected a duration such as 30s, 5m or 1h, not a boolean")
     if isinstance(value, int | float):
+        if value != value or value in (math.inf, -math.inf):
+            raise ValueError(f"expected a finite duration, got {value}")
         if value < 0:
             raise ValueError("a duration cannot be negative")
         return float(value)
     if isinstance(value, str):
-        text = value.strip().replace(" ", "")
-        if text and _PART.fullmatch(text) or (text and all(_PART.fullmatch(p) for p in _split(text))):
-            return sum(float(n) * _UNIT[u] for n, u in _PART.findall(text))
-        try:
-            return parse_duration(float(text))
-        except ValueError:
-            pass
+        if _FULL.fullmatch(value):
+            return sum(float(n) * _UNIT[u] for n, u in _PART.findall(value))
+        if _NUMBER.fullmatch(value):
+            return float(value)
     raise ValueError(f"expected a duration such as 30s, 5m, 1h30m or a number of seconds, got {value!r}")
-
-
-def _split(text: str) -> list[str]:
-    parts = [m.group(0) for m in _PART.finditer(text)]
-    return parts if "".join(parts) == text else [text]
 
 
 def format_duration(seconds: float) -> str:
@@ -48,5 +49,6 @@ def format_duration(seconds: float) -> str:
 
 
 DURATION_SCHEMA = {"anyOf": [{"type": "number", "minimum": 0},
-                             {"type": "string", "pattern": r"^(\d+(\.\d+)?(ms|s|m|h|d))+$"}]}
+                             {"type": "string",
+                              "pattern": r"^\s*((\d+(\.\d+)?\s*(ms|s|m|h|d)\s*)+|\d+(\.\d+)?\s*)$"}]}
 Duration = Annotated[float, BeforeValidator(parse_duration), WithJsonSchema(DURATION_SCHEMA)]

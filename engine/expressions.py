@@ -253,56 +253,125 @@ def render_sql(source: str, namespace: Mapping[str, Any]) -> list[str | SqlParam
 # ---------------------------------------------------------------- static analysis
 
 
-@dataclass
+@dataclass(frozen=True)
 class Reference:
     root: str
     name: str | None  # the first attribute or constant key, when static
 
 
-@dataclass
+@dataclass(frozen=True)
 class Analysis:
-    roots: set[str]
-    references: list[Reference]
+    roots: frozenset[str]
+    references: tuple[Reference, ...]
     error: str | None = None
-    error_line: int = 1
+    error_line: int = 1  # 1-based, within the analysed text
 
 
-@lru_cache(maxsize=8192)
+# A template made only of ``{{ }}`` tags is analysed tag by tag, each tag cached: a large
+# procedure repeats the same few expressions (``{{ params.env }}``) inside text that differs
+# from step to step, and parsing 10,000 distinct templates whole costs seconds.
+_TAG = re.compile(r"\{\{.*?\}\}", re.S)
+# Names a template binds for itself: loop bodies see ``loop``, macros ``caller``/``varargs``/``kwargs``.
+_IMPLICIT = frozenset({"loop", "caller", "varargs", "kwargs"})
+
+
 def analyse(source: str, *, expression: bool) -> Analysis:
-    """Parse without rendering: syntax, unknown filters/tests, and the names used."""
+    """Parse without rendering: syntax, unknown filters/tests, and the names used.
+
+    An expression (``when``, ``expect``, ``until``, ``assert``) is parsed exactly as
+    ``compile_expression`` will at run time, so what passes here also compiles there.
+    """
+    if expression:
+        return _analyse_expression(source)
+    if "{%" in source or "{#" in source:
+        return _analyse_template(source)
+    tags = _TAG.findall(source)
+    if len(tags) != source.count("{{"):
+        return _analyse_template(source)  # an unclosed tag: let the full parse say where
+    roots: set[str] = set()
+    refs: dict[Reference, None] = {}
+    for tag in tags:
+        part = _analyse_template(tag)
+        if part.error:
+            # the whole parse gives the right line, and a "}}" inside a string literal may
+            # have cut this tag short where Jinja's lexer would not
+            return _analyse_template(source)
+        roots |= part.roots
+        refs.update(dict.fromkeys(part.references))
+    return Analysis(frozenset(roots), tuple(refs))
+
+
+@lru_cache(maxsize=16384)
+def _analyse_expression(source: str) -> Analysis:
+    from jinja2.parser import Parser
+
     env = environment("text")
-    text = "{{ (" + source + ") }}" if expression else source
     try:
-        tree = env.parse(text)
+        parser = Parser(env, source, state="variable")
+        tree = parser.parse_expression()
+        if not parser.stream.eos:
+            token = parser.stream.current
+            return Analysis(frozenset(), (), f"syntax error: unexpected {token.value!r} after the expression",
+                            token.lineno)
     except TemplateSyntaxError as exc:
-        return Analysis(set(), [], f"syntax error: {exc.message}", exc.lineno or 1)
-    if expression and len(tree.body) != 1:
-        return Analysis(set(), [], "syntax error: not a single expression", 1)
-    from jinja2 import meta
+        return Analysis(frozenset(), (), f"syntax error: {exc.message}", exc.lineno or 1)
+    return _walk(tree, env)
 
-    for node in tree.find_all((nodes.Filter, nodes.Test)):
-        table = env.filters if isinstance(node, nodes.Filter) else env.tests
-        if node.name not in table:
-            kind = "filter" if isinstance(node, nodes.Filter) else "test"
-            from .suggest import did_you_mean
 
-            return Analysis(set(), [], f"no {kind} named '{node.name}'{did_you_mean(node.name, table)}",
-                            node.lineno)
-    roots = set(meta.find_undeclared_variables(tree))
-    refs: list[Reference] = []
-    for node in tree.find_all((nodes.Getattr, nodes.Getitem)):
-        if isinstance(node.node, nodes.Name):
-            root = node.node.name
-            if root not in roots:
-                continue
-            if isinstance(node, nodes.Getattr):
-                refs.append(Reference(root, node.attr))
-            elif isinstance(node.arg, nodes.Const) and isinstance(node.arg.value, str):
-                refs.append(Reference(root, node.arg.value))
-    for name in roots:
-        if not any(r.root == name for r in refs):
-            refs.append(Reference(name, None))
-    return Analysis(roots, refs)
+@lru_cache(maxsize=16384)
+def _analyse_template(source: str) -> Analysis:
+    env = environment("text")
+    try:
+        tree = env.parse(source)
+    except TemplateSyntaxError as exc:
+        return Analysis(frozenset(), (), f"syntax error: {exc.message}", exc.lineno or 1)
+    return _walk(tree, env)
+
+
+def _walk(tree: nodes.Node, env: _Environment) -> Analysis:
+    """One pass over the tree: names read, names bound, attribute roots, filters and tests.
+
+    ``jinja2.meta.find_undeclared_variables`` would run the code generator's frame analysis,
+    ten times the cost of this walk; binding is approximated per template (a name bound
+    anywhere counts as bound everywhere), which can only hide a problem, never invent one.
+    """
+    loaded: set[str] = set()
+    bound: set[str] = set()
+    refs: dict[Reference, None] = {}
+    stack: list[nodes.Node] = [tree]
+    implicit = False
+    while stack:
+        node = stack.pop()
+        kind = type(node)
+        if kind is nodes.Name:
+            (loaded if node.ctx == "load" else bound).add(node.name)
+        elif kind is nodes.Getattr or kind is nodes.Getitem:
+            target = node.node
+            if type(target) is nodes.Name and target.ctx == "load":
+                if kind is nodes.Getattr:
+                    refs[Reference(target.name, node.attr)] = None
+                elif isinstance(node.arg, nodes.Const) and isinstance(node.arg.value, str):
+                    refs[Reference(target.name, node.arg.value)] = None
+                else:
+                    refs[Reference(target.name, None)] = None
+        elif kind is nodes.Filter or kind is nodes.Test:
+            table = env.filters if kind is nodes.Filter else env.tests
+            if node.name not in table:
+                from .suggest import did_you_mean
+
+                word = "filter" if kind is nodes.Filter else "test"
+                return Analysis(frozenset(), (), f"no {word} named '{node.name}'"
+                                f"{did_you_mean(node.name, table)}", node.lineno)
+        elif kind in (nodes.For, nodes.Macro, nodes.CallBlock):
+            implicit = True
+        stack.extend(node.iter_child_nodes())
+    if implicit:
+        bound |= _IMPLICIT
+    roots = loaded - bound
+    out = [r for r in refs if r.root in roots]
+    named = {r.root for r in out}
+    out.extend(Reference(name, None) for name in sorted(roots - named))
+    return Analysis(frozenset(roots), tuple(out))
 
 
 def step_references(sources: Iterable[str]) -> set[str]:

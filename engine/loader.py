@@ -33,34 +33,166 @@ def load(path: str | Path) -> Procedure:
 
 
 def from_source(source: Source) -> Procedure:
-    from .checks import check_semantics
+    """Validate parsed YAML; every problem of every pass is reported together.
+
+    When the schema pass fails, the semantic pass still runs on a repaired copy (bad values
+    dropped, required ones given placeholders), so a typo in one step does not hide an unknown
+    ``needs`` in another. What the repair touched is remembered in a ``Lenience`` so the
+    semantic pass does not report its side effects (a dropped var is not an unknown var).
+    """
+    from .checks import Lenience, check_semantics
 
     data = source.data
     if not isinstance(data, dict):
-        kind = type(data).__name__ if data is not None else "empty"
         raise ProcedureError(source.problem((), f"a procedure is a YAML mapping with 'procedure:' and "
-                                                f"'steps:'; this document is a {_kind(kind)}"))
+                                                f"'steps:'; this document is {_describe(data)}"))
     problems: list[Problem] = []
+    lenience = Lenience()
     data = _split_bodies(data, source, problems)
-    data = _split_connections(data, source, problems)
+    data = _split_connections(data, source, problems, lenience)
+    proc: Procedure | None
     try:
         proc = Procedure.model_validate(data)
     except ValidationError as exc:
         problems.extend(pydantic_problems(exc, source, ()))
-        raise ProcedureError(_unique(problems)) from None
-    proc._source = source
-    problems.extend(check_semantics(proc, source))
+        proc = _repaired(data, exc, lenience)
+    if proc is not None:
+        proc._source = source
+        problems.extend(check_semantics(proc, source, lenience))
     if problems:
         raise ProcedureError(_unique(problems))
+    assert proc is not None
     return proc
-
-
-def _kind(name: str) -> str:
-    return {"list": "list", "str": "string", "int": "number", "float": "number"}.get(name, name)
 
 
 def _unique(problems: list[Problem]) -> list[Problem]:
     return list(dict.fromkeys(problems))
+
+
+# ---------------------------------------------------------------- repair after schema errors
+
+_SECTIONS = ("steps", "finally", "on_failure", "preconditions")
+_PLACEHOLDER = {"secrets": {"env": "RUNPROC_UNSET"}, "params": {}}
+
+
+def _repaired(data: dict[str, Any], exc: ValidationError, lenience: Any) -> Procedure | None:
+    """A Procedure from ``data`` with the values pydantic refused removed, or None."""
+    owned: set[int] = set()
+    data = _own(data, owned)
+    for _ in range(4):  # each round fixes what the previous validation reported
+        # locate every error before changing anything: one repair may drop another's parent
+        located = [(_data_path(data, err), err["type"]) for err in exc.errors()]
+        for path, kind in located:
+            if not _repair(data, path, kind, lenience, owned):
+                return None
+        try:
+            return Procedure.model_validate(data)
+        except ValidationError as again:
+            exc = again
+    return None
+
+
+def _own(value: Any, owned: set[int]) -> Any:
+    """A shallow copy we may change (the parsed source is shared and must stay intact)."""
+    if id(value) in owned:
+        return value
+    copy = dict(value) if isinstance(value, dict) else list(value)
+    owned.add(id(copy))
+    return copy
+
+
+def _repair(data: dict[str, Any], path: Path_, kind: str, lenience: Any, owned: set[int]) -> bool:
+    """Drop or replace the value at ``path``; False when nothing sensible remains to check."""
+    if not path:
+        return False
+    head = path[0]
+    if head == "steps" and len(path) == 1:
+        return False  # no steps to check
+    if head in ("params", "secrets", "vars", "connections") and len(path) == 1:
+        lenience.roots.add(head)
+    if head in _SECTIONS and len(path) >= 3 and path[2] == "id" and head != "preconditions":
+        raw = _get(data, path)
+        if isinstance(raw, str):
+            lenience.steps.add(raw)
+        return _set(data, path, f"_invalid_{head}_{path[1]}", owned)
+    if head in _SECTIONS and len(path) >= 3 and path[2] == "needs":
+        lenience.needs.add((head, path[1]))
+        return _set(data, path[:3], [], owned)
+    if kind == "missing":
+        placeholder = {"procedure": "invalid"}.get(str(path[-1])) if len(path) == 1 else None
+        return placeholder is not None and _set(data, path, placeholder, owned)
+    if len(path) == 2 and head in _PLACEHOLDER:
+        return _set(data, path, _PLACEHOLDER[head], owned)  # keep the name declared
+    if len(path) == 2 and head in _SECTIONS:
+        body = {} if head == "preconditions" else {"id": f"_invalid_{head}_{path[1]}"}
+        return _set(data, path, body, owned)
+    if len(path) == 1 and head == "procedure":
+        return _set(data, path, "invalid", owned)
+    parent = _parent(data, path, owned)
+    if parent is _GONE:
+        return True
+    if isinstance(parent, dict):
+        parent.pop(path[-1], None)  # absent: an earlier error at the same place removed it
+        return True
+    if isinstance(parent, list):
+        # dropping one item would shift the indexes other errors point at: drop the list
+        return _repair(data, path[:-1], kind, lenience, owned)
+    return False
+
+
+def _get(data: Any, path: Path_) -> Any:
+    """The value at ``path``, or None when it is not there."""
+    for part in path:
+        if not ((isinstance(data, dict) and part in data) or
+                (isinstance(data, list) and isinstance(part, int) and part < len(data))):
+            return None
+        data = data[part]
+    return data
+
+
+_GONE = object()  # an earlier repair already removed this part of the data
+
+
+def _parent(data: Any, path: Path_, owned: set[int]) -> Any:
+    """The container holding ``path[-1]``, copied along the way so the source stays intact."""
+    node = data
+    for part in path[:-1]:
+        if isinstance(node, dict) and part not in node:
+            return _GONE
+        child = node[part]
+        if not isinstance(child, dict | list):
+            return _GONE
+        if id(child) not in owned:
+            child = _own(child, owned)
+            node[part] = child
+        node = child
+    return node
+
+
+def _set(data: Any, path: Path_, value: Any, owned: set[int]) -> bool:
+    parent = _parent(data, path, owned)
+    if parent is not _GONE:
+        parent[path[-1]] = value
+    return True
+
+
+def _data_path(data: Any, err: Any) -> Path_:
+    """The error's location as a path into ``data``, without pydantic's union-member tags.
+
+    ``env: {A: [1]}`` against ``dict[str, str | int]`` is reported at ``('env', 'A', 'str')``
+    and ``('env', 'A', 'int')``; both are the value at ``('env', 'A')``.
+    """
+    loc = err["loc"]
+    out: list[Any] = []
+    node = data
+    for i, part in enumerate(loc):
+        if (isinstance(node, dict) and part in node) or (
+                isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node)):
+            node = node[part]
+            out.append(part)
+        elif err["type"] == "missing" and i == len(loc) - 1:
+            out.append(part)
+    return tuple(out)
 
 
 # ---------------------------------------------------------------- pass 2: executor bodies
@@ -101,35 +233,37 @@ def split_body(raw: Any, path: Path_, kind: str, source: Source, problems: list[
     others = [k for k in raw if k not in common]
     exec_keys = [k for k in others if isinstance(k, str) and executors.is_executor(k)]
     label = _label(path)
+    out["action"] = None
     if len(exec_keys) > 1:
         problems.append(source.problem((*path, exec_keys[1]), f"{label}: more than one executor "
                                        f"({', '.join(repr(k) for k in exec_keys)}); a step does one "
                                        "thing: split it into steps", key=True))
-        out["action"] = None
         return out
     if not exec_keys:
-        unknown = [k for k in others]
-        names = sorted(executors.known_names())
-        if unknown:
-            for k in unknown:
-                problems.append(source.problem(
-                    (*path, k), f"{label}: unknown key {k!r}{did_you_mean(k, [*names, *common])}",
-                    key=True, hint=None if did_you_mean(k, [*names, *common]) else
-                    f"a {kind} needs one executor key: {', '.join(names)}"))
-        else:
-            problems.append(source.problem(path, f"{label}: no executor key; use one of {', '.join(names)}"))
-        out["action"] = None
+        _no_executor(others, path, kind, common, source, problems, label)
         return out
     key = exec_keys[0]
     try:
         cls = executors.get_executor(key)
     except ExecutorError as exc:
         problems.append(source.problem((*path, key), f"{label}: {exc}", key=True))
-        out["action"] = None
         return out
-    action = _build_action(cls, key, raw, path, others, common, source, problems, label)
-    out["action"] = action
+    out["action"] = _build_action(cls, key, raw, path, others, common, source, problems, label)
     return out
+
+
+def _no_executor(others: list[Any], path: Path_, kind: str, common: frozenset[str], source: Source,
+                 problems: list[Problem], label: str) -> None:
+    names = sorted(executors.known_names())
+    listed = ", ".join(names)
+    near_executor = False
+    for k in others:
+        suggestion = did_you_mean(str(k), [*names, *common])
+        near_executor |= any(f"'{n}'" in suggestion for n in names)
+        problems.append(source.problem((*path, k), f"{label}: unknown key {str(k)!r}{suggestion}", key=True,
+                                       hint=None if suggestion else f"a {kind} needs one executor key: {listed}"))
+    if not near_executor:  # a misspelt executor already says what is missing
+        problems.append(source.problem(path, f"{label}: no executor key; use one of {listed}"))
 
 
 def _build_action(cls: Any, key: str, raw: dict[str, Any], path: Path_, others: list[Any],
@@ -158,19 +292,17 @@ def _build_action(cls: Any, key: str, raw: dict[str, Any], path: Path_, others: 
         option_paths[opt] = (*path, opt)
     for opt in list(options):
         if opt not in fields:
-            suggestion = did_you_mean(opt, [*fields, *common])
+            suggestion = did_you_mean(str(opt), [*fields, *common])
             problems.append(source.problem(
-                option_paths[opt], f"{label}: unknown key {opt!r}{suggestion}", key=True,
+                option_paths[opt], f"{label}: unknown key {str(opt)!r}{suggestion}", key=True,
                 hint=None if suggestion else f"{key} takes: {', '.join(fields)}"))
             del options[opt]
             ok = False
     try:
         validated = cls.Options.model_validate(options)
     except ValidationError as exc:
-        for err in exc.errors():
-            loc = err["loc"]
-            base = option_paths.get(loc[0], (*path, key)) if loc else (*path, key)
-            problems.extend(_error_problems(err, source, (*base, *loc[1:]), path_label=label))
+        problems.extend(map_errors(exc, source, options, lambda loc: (
+            *option_paths.get(loc[0], (*path, key, loc[0])), *loc[1:]) if loc else (*path, key)))
         return None
     if not ok:
         return None
@@ -189,58 +321,74 @@ def _label(path: Path_) -> str:
 # ---------------------------------------------------------------- connections
 
 
-def _split_connections(data: dict[str, Any], source: Source, problems: list[Problem]) -> dict[str, Any]:
+def _split_connections(data: dict[str, Any], source: Source, problems: list[Problem],
+                       lenience: Any) -> dict[str, Any]:
     conns = data.get("connections")
     if not isinstance(conns, dict):
         return data
     out: dict[str, Any] = {}
     for name, raw in conns.items():
-        path = ("connections", name)
-        built = split_connection(raw, path, source, problems)
-        if built is not None:
+        built = split_connection(raw, ("connections", name), source, problems)
+        if built is None:
+            lenience.connections.add(name)  # reported here; steps naming it are not wrong too
+        else:
             out[name] = built
     return {**data, "connections": out}
 
 
 def split_connection(raw: Any, path: Path_, source: Source, problems: list[Problem]) -> BaseModel | None:
+    """A connection is one kind key (short or long form) with the kind's options."""
     label = _label(path)
+    kinds_list = ", ".join(CONNECTION_KINDS)
     if not isinstance(raw, dict):
-        problems.append(source.problem(path, f"{label}: expected a mapping such as "
-                                       "{postgres: DSN} or {http: {base_url: URL}}"))
+        problems.append(source.problem(path, f"{label}: expected a mapping such as {{postgres: DSN}} or "
+                                       f"{{http: {{base_url: URL}}}}, got {_describe(raw)}"))
         return None
     kinds = [k for k in raw if k in CONNECTION_KINDS]
     if len(kinds) != 1:
         unknown = [k for k in raw if k not in CONNECTION_KINDS]
         if not kinds and unknown:
             k = unknown[0]
-            problems.append(source.problem((*path, k), f"{label}: unknown connection kind {k!r}"
-                                           f"{did_you_mean(k, CONNECTION_KINDS)}", key=True,
-                                           hint=f"one of {', '.join(CONNECTION_KINDS)}"))
+            suggestion = did_you_mean(str(k), CONNECTION_KINDS)
+            problems.append(source.problem((*path, k), f"{label}: unknown connection kind {str(k)!r}{suggestion}",
+                                           key=True, hint=None if suggestion else f"one of {kinds_list}"))
+        elif kinds:
+            problems.append(source.problem((*path, kinds[1]), f"{label}: more than one kind "
+                                           f"({', '.join(map(repr, kinds))}); a connection has one", key=True))
         else:
-            problems.append(source.problem(path, f"{label}: a connection has exactly one kind of "
-                                           f"{', '.join(CONNECTION_KINDS)}"))
+            problems.append(source.problem(path, f"{label}: a connection needs one kind key: {kinds_list}"))
         return None
     kind = kinds[0]
     model = CONNECTION_KINDS[kind]
     value = raw[kind]
     options: dict[str, Any] = dict(value) if isinstance(value, dict) else {model.main: value}
     paths = {k: (*path, kind, k) for k in options} if isinstance(value, dict) else {model.main: (*path, kind)}
+    ok = True
     for k, v in raw.items():
-        if k != kind:
-            options[k] = v
-            paths[k] = (*path, k)
+        if k == kind:
+            continue
+        if k in options:
+            problems.append(source.problem((*path, k), f"{label}: {k!r} is given both inside {kind!r} and "
+                                           "beside it; keep one", key=True))
+            ok = False
+            continue
+        options[k] = v
+        paths[k] = (*path, k)
     for k in list(options):
         if k not in model.model_fields:
-            problems.append(source.problem(paths[k], f"{label}: unknown key {k!r} for a {kind} "
-                                           f"connection{did_you_mean(k, model.model_fields)}", key=True))
+            suggestion = did_you_mean(str(k), model.model_fields)
+            problems.append(source.problem(paths[k], f"{label}: unknown key {str(k)!r} for a {kind} "
+                                           f"connection{suggestion}", key=True,
+                                           hint=None if suggestion else f"{kind} takes: {', '.join(model.model_fields)}"))
             del options[k]
+            ok = False
     try:
         conn = model.model_validate(options)
     except ValidationError as exc:
-        for err in exc.errors():
-            loc = err["loc"]
-            base = paths.get(loc[0], (*path, kind)) if loc else (*path, kind)
-            problems.extend(_error_problems(err, source, (*base, *loc[1:]), path_label=label))
+        problems.extend(map_errors(exc, source, options, lambda loc: (
+            *paths.get(loc[0], (*path, kind, loc[0])), *loc[1:]) if loc else (*path, kind)))
+        return None
+    if not ok:
         return None
     conn.__dict__["_paths"] = paths
     return conn
@@ -250,50 +398,92 @@ def split_connection(raw: Any, path: Path_, source: Source, problems: list[Probl
 
 
 def pydantic_problems(exc: ValidationError, source: Source, prefix: Path_) -> list[Problem]:
-    out: list[Problem] = []
+    """Problems for a validation of ``source.data`` (at ``prefix``)."""
+    data = _get(source.data, prefix) if prefix else source.data
+    return map_errors(exc, source, data, lambda loc: (*prefix, *loc))
+
+
+def map_errors(exc: ValidationError, source: Source, data: Any, to_source: Any) -> list[Problem]:
+    """Locate pydantic's errors in the YAML, in words a person acts on.
+
+    ``data`` is what was validated (to strip union-member tags from locations) and
+    ``to_source`` maps a location in it to a path in the source. The errors pydantic gives for
+    each member of a union (``str | int``) become one: "expected a string or an integer".
+    """
+    grouped: dict[Path_, list[Any]] = {}
     for err in exc.errors():
-        loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and "[" in p and "]" in p))
-        out.extend(_error_problems(err, source, (*prefix, *loc)))
+        loc = _data_path(data, err)
+        if loc and loc[-1] == "action":
+            continue  # the body pass reported it
+        grouped.setdefault(loc, []).append(err)
+    out: list[Problem] = []
+    for loc, errs in grouped.items():
+        types = [e for e in errs if e["type"] in _TYPE_WORDS]
+        if len(types) > 1 and len(types) == len(errs):
+            words = list(dict.fromkeys(_TYPE_WORDS[e["type"]] for e in types))
+            expected = ", ".join(words[:-1]) + " or " + words[-1]
+            path = to_source(loc)
+            out.append(source.problem(path, f"{_label(path) or 'procedure'}: expected {expected}, "
+                                      f"got {_describe(types[0].get('input'))}"))
+            continue
+        for err in errs[:1] if types else errs:
+            out.append(_problem(err, source, to_source(loc)))
     return out
 
 
-_YAML11_WORDS = {"yes", "no", "on", "off", "y", "n", "Yes", "No", "On", "Off", "YES", "NO", "ON", "OFF"}
+_YAML11_WORDS = {"yes", "no", "on", "off", "y", "n", "Yes", "No", "On", "Off", "YES", "NO", "ON", "OFF",
+                 "Y", "N"}
+_TYPE_WORDS = {"bool_type": "true or false", "bool_parsing": "true or false", "int_type": "an integer",
+               "float_type": "a number", "string_type": "a string", "list_type": "a list",
+               "dict_type": "a mapping", "model_type": "a mapping", "int_from_float": "an integer"}
+_NAME_RULES = {"procedure": ("procedure name", "lower-case letters, digits and '-', starting with a letter "
+                             "or digit"),
+               "id": ("step id", "lower-case letters, digits and '_', not starting with a digit")}
 
 
-def _error_problems(err: Any, source: Source, path: Path_, path_label: str | None = None) -> list[Problem]:
+def _problem(err: Any, source: Source, path: Path_) -> Problem:
     kind = err["type"]
-    if path and path[-1] == "action":
-        return []  # already reported by the body pass
     value = err.get("input")
+    ctx = err.get("ctx") or {}
+    where = _label(path) or "procedure"
     if kind == "extra_forbidden":
         parent, key = path[:-1], path[-1]
-        allowed = _allowed_keys(parent)
-        return [source.problem(path, f"{_label(parent) or 'procedure'}: unknown key {key!r}"
-                               f"{did_you_mean(str(key), allowed)}", key=True)]
+        return source.problem(path, f"{_label(parent) or 'procedure'}: unknown key {str(key)!r}"
+                              f"{did_you_mean(str(key), _allowed_keys(parent))}", key=True)
     if kind == "missing":
         parent, key = path[:-1], path[-1]
-        return [source.problem(parent, f"{_label(parent) or 'procedure'}: missing required key {key!r}")]
+        return source.problem(parent, f"{_label(parent) or 'procedure'}: missing required key {key!r}")
     hint = None
-    message = err["msg"]
     if isinstance(value, str) and kind in ("bool_type", "int_type", "float_type", "bool_parsing"):
-        message = f"expected {_type_word(kind)}, got the string {value!r}"
+        message = f"expected {_TYPE_WORDS[kind]}, got the string {value!r}"
+        digits = value.lstrip("+-")
         if value in _YAML11_WORDS:
             hint = f"runproc reads YAML 1.2, where {value!r} is a string; write true or false"
-        elif value.lstrip("-").startswith("0") and value.lstrip("-")[1:].isdigit():
-            hint = "a leading zero is not octal in YAML 1.2: write 0o755 for octal, or drop the zero"
+        elif len(digits) > 1 and digits[0] == "0" and digits.isdigit():
+            hint = "a leading zero is ambiguous (octal in YAML 1.1): write 0o755 for octal, or drop the zero"
         elif kind != "bool_type":
             hint = "remove the quotes to make it a number"
-    elif kind in ("string_type", "int_type", "float_type", "bool_type", "list_type", "dict_type"):
-        message = f"expected {_type_word(kind)}, got {_describe(value)}"
-    elif message.startswith("Value error, "):
-        message = message[len("Value error, "):]
-    return [source.problem(path, f"{_label(path) or 'procedure'}: {message}", hint=hint)]
-
-
-def _type_word(kind: str) -> str:
-    return {"bool_type": "true or false", "bool_parsing": "true or false", "int_type": "an integer",
-            "float_type": "a number", "string_type": "a string", "list_type": "a list",
-            "dict_type": "a mapping"}.get(kind, kind)
+    elif kind in _TYPE_WORDS:
+        message = f"expected {_TYPE_WORDS[kind]}, got {_describe(value)}"
+        if path and path[0] == "secrets" and len(path) == 2:
+            hint = "a secret is {env: VARIABLE} or {file: PATH}"
+    elif kind == "string_pattern_mismatch":
+        what, rule = _NAME_RULES.get(str(path[-1]) if path else "", ("value", f"the pattern {ctx.get('pattern')}"))
+        message = f"{value!r} is not a valid {what}: use {rule}"
+    elif kind in ("greater_than_equal", "greater_than", "less_than_equal", "less_than"):
+        bound = {"greater_than_equal": ("at least", "ge"), "greater_than": ("more than", "gt"),
+                 "less_than_equal": ("at most", "le"), "less_than": ("less than", "lt")}[kind]
+        message = f"must be {bound[0]} {ctx.get(bound[1])}, got {value!r}"
+    elif kind == "literal_error":
+        choices = [c.strip().strip("'") for c in str(ctx.get("expected", "")).replace(" or ", ", ").split(",")]
+        message = f"expected one of {ctx.get('expected')}, got {value!r}{did_you_mean(str(value), choices)}"
+    elif kind == "too_short" and path == ("steps",):
+        message = "a procedure needs at least one step"
+    elif kind == "value_error":
+        message = str(ctx.get("error", err["msg"]))
+    else:
+        message = err["msg"]
+    return source.problem(path, f"{where}: {message}", hint=hint)
 
 
 def _describe(value: Any) -> str:
@@ -307,13 +497,12 @@ def _describe(value: Any) -> str:
         return "a list"
     if value is None:
         return "nothing (null)"
-    return repr(value)
+    return f"the string {value!r}"
 
 
 def _allowed_keys(parent: Path_) -> list[str]:
     from .model import Param, Retry, Secret
 
-    names: list[str] = []
     if not parent:
         return [f.alias or n for n, f in Procedure.model_fields.items()]
     if parent[0] == "params" and len(parent) == 2:
@@ -324,4 +513,4 @@ def _allowed_keys(parent: Path_) -> list[str]:
         return list(Retry.model_fields)
     if parent[0] in ("steps", "finally", "on_failure"):
         return sorted(Step.COMMON)
-    return names
+    return []

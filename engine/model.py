@@ -11,9 +11,18 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
 
 from .durations import Duration
 
@@ -22,8 +31,10 @@ NAME_PATTERN = r"^[a-z0-9][a-z0-9-]*$"
 
 
 class Strict(BaseModel):
+    # defer_build: a model's validator is built on first use, so a file without connections
+    # never pays for the five connection models (startup is most of `runproc validate`)
     model_config = ConfigDict(extra="forbid", strict=True, arbitrary_types_allowed=True,
-                              populate_by_name=True)
+                              populate_by_name=True, defer_build=True)
 
 
 @dataclass
@@ -59,6 +70,36 @@ class Param(Strict):
             except re.error as exc:
                 raise ValueError(f"invalid regular expression: {exc}") from None
         return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Param:
+        """Constraints that fit the type, and a default and choices that meet them.
+
+        Checked at load time so a wrong default is a file:line error, not a failed run.
+        """
+        from .params import coerce
+
+        if self.required and self.default is not None:
+            raise ValueError("'required: true' and a 'default' contradict: with a default the param "
+                             "is never missing; drop one")
+        if self.pattern is not None and self.type != "str":
+            raise ValueError(f"'pattern' applies to str params, not {self.type}")
+        if (self.min is not None or self.max is not None) and self.type not in ("int", "float"):
+            raise ValueError(f"'min' and 'max' apply to int and float params, not {self.type}")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"'min' ({self.min}) is above 'max' ({self.max})")
+        unconstrained = self.model_copy(update={"choices": None, "pattern": None, "min": None, "max": None})
+        for choice in self.choices or ():
+            try:
+                coerce("choice", unconstrained, choice, from_text=False)
+            except ValueError as exc:
+                raise ValueError(f"choices: {exc}") from None
+        if self.default is not None:
+            try:
+                coerce("default", self, self.default, from_text=False)
+            except ValueError as exc:
+                raise ValueError(f"default: {exc}") from None
+        return self
 
 
 class Secret(Strict):
@@ -138,7 +179,7 @@ HostCount = int | Pattern  # a number, or a percentage such as "25%"
 class Retry(Strict):
     attempts: int = Field(1, ge=1, le=100_000)
     delay: Duration = 0.0
-    backoff: float | int = Field(1.0, ge=1.0)
+    backoff: float = Field(1.0, ge=1.0)  # strict float still takes an int
     max_delay: Duration | None = None
     until: str | None = None
 
@@ -161,12 +202,21 @@ class Check(Body):
     expect: str | None = None
 
 
+def _one_or_list(value: Any) -> Any:
+    """``needs: backup`` reads as ``needs: [backup]``, as in GitHub Actions."""
+    return [value] if isinstance(value, str) else value
+
+
+Needs = Annotated[list[str], BeforeValidator(_one_or_list),
+                  WithJsonSchema({"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]})]
+
+
 class Step(Body):
     COMMON: ClassVar[frozenset[str]] = Body.COMMON | {
         "id", "needs", "when", "on", "serial", "max_fail", "preconditions", "verify",
         "readonly", "continue_on_error", "rollback"}
     id: str = Field(pattern=ID_PATTERN)
-    needs: list[str] | None = None
+    needs: Needs | None = None
     when: str | None = None
     on: str | None = None
     serial: HostCount | None = None

@@ -27,13 +27,21 @@ def parse_cli_params(items: list[str]) -> dict[str, str]:
     return out
 
 
+class ParamsFile(dict[str, Any]):
+    """Values read from ``--params-file``, remembering where each was written."""
+
+    source: Any = None
+
+
 def read_params_file(path: str) -> dict[str, Any]:
     from .yamlsrc import read_file
 
     source = read_file(path)  # JSON is YAML, so one reader serves both
     if not isinstance(source.data, dict):
         raise ProcedureError(Problem(path, 1, 1, "a params file is a mapping of name: value"))
-    return source.data
+    out = ParamsFile(source.data)
+    out.source = source
+    return out
 
 
 def _where(proc: Procedure, name: str) -> tuple[str, int, int]:
@@ -69,7 +77,7 @@ def coerce(name: str, spec: Param, value: Any, *, from_text: bool) -> Any:
     if t == "float":
         value = float(value)
     if spec.pattern is not None and t == "str" and not re.search(spec.pattern, value):
-        raise ValueError(f"{value!r} does not match the pattern {spec.pattern!r}")
+        raise ValueError(f"{value!r} does not match the pattern {spec.pattern}")
     if spec.min is not None and t in ("int", "float") and value < spec.min:
         raise ValueError(f"{value} is below the minimum {spec.min}")
     if spec.max is not None and t in ("int", "float") and value > spec.max:
@@ -86,39 +94,64 @@ def _word(t: str) -> str:
 
 def resolve_params(proc: Procedure, cli: dict[str, str] | None = None,
                    values: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Merge file/API values and CLI text (CLI wins) with defaults; all problems at once."""
+    """Merge file/API values and CLI text (CLI wins) with defaults; all problems at once.
+
+    A problem with a value from ``--params-file`` points into that file; one with a ``-p``
+    value points at the param's declaration and says it came from ``-p``.
+    """
     problems: list[Problem] = []
+    values_source = getattr(values, "source", None)
     given: dict[str, tuple[Any, bool]] = {k: (v, False) for k, v in (values or {}).items()}
     given.update({k: (v, True) for k, v in (cli or {}).items()})
     out: dict[str, Any] = {}
+
+    def origin(name: str, *, key: bool = False) -> tuple[str, int, int, str]:
+        if not given[name][1] and values_source is not None:
+            line, col = values_source.where((name,), key=key)
+            return values_source.file, line, col, ""
+        file, line, col = _where(proc, name)
+        return file, line, col, " (from -p)" if given[name][1] else ""
+
     for name in given:
         if name not in proc.params:
-            hint = did_you_mean(name, proc.params)
-            file = proc._source.file if proc._source else "<params>"
+            suggestion = did_you_mean(name, proc.params)
+            file, line, col, how = origin(name, key=True)
             declared = ", ".join(proc.params) or "none"
-            problems.append(Problem(file, 0, 0, f"unknown param {name!r}{hint}",
-                                    None if hint else f"this procedure declares: {declared}"))
+            problems.append(Problem(file, line if not how else 0, col if not how else 0,
+                                    f"unknown param {name!r}{how}{suggestion}",
+                                    None if suggestion else f"this procedure declares: {declared}"))
     for name, spec in proc.params.items():
-        file, line, col = _where(proc, name)
         if name in given:
             value, from_text = given[name]
             try:
                 out[name] = coerce(name, spec, value, from_text=from_text)
             except ValueError as exc:
-                problems.append(Problem(file, line, col, f"param {name!r}: {exc}", spec.help))
+                file, line, col, how = origin(name)
+                problems.append(Problem(file, line, col, f"param {name!r}{how}: {exc}",
+                                        _hint(spec, value, from_text)))
         elif spec.required:
+            file, line, col = _where(proc, name)
             problems.append(Problem(file, line, col, f"param {name!r} is required ({_word(spec.type)})",
                                     f"pass -p {name}=VALUE" + (f"; {spec.help}" if spec.help else "")))
         elif spec.default is not None:
-            try:
-                out[name] = coerce(name, spec, spec.default, from_text=False)
-            except ValueError as exc:
-                problems.append(Problem(file, line, col, f"param {name!r}: default: {exc}"))
+            out[name] = coerce(name, spec, spec.default, from_text=False)  # checked at load time
         else:
             out[name] = None
     if problems:
         raise ProcedureError(problems)
     return out
+
+
+def _hint(spec: Param, value: Any, from_text: bool) -> str | None:
+    if spec.help:
+        return spec.help
+    if from_text:
+        return None
+    if spec.type == "str" and isinstance(value, int | float | bool):
+        return "quote it to make it a string"
+    if spec.type == "bool" and isinstance(value, str) and value.lower() in _TRUE | _FALSE:
+        return f"params files are read as YAML 1.2, where {value!r} is a string; write true or false"
+    return None
 
 
 def resolve_secrets(proc: Procedure, *, allow_missing: bool = False) -> dict[str, str]:

@@ -49,8 +49,11 @@ def json_schema() -> dict[str, Any]:
         for name, opts in option_props.items():
             cls = executors.get_executor(name)
             main = opts.get("properties", {}).get(cls.main_option, {})
-            beside = {k: v for k, v in opts.get("properties", {}).items() if k not in props}
-            beside.pop(cls.main_option, None)
+            # options may stand beside the executor key, except the main one (that is the
+            # short form) and one named like the executor (shell's `shell:` option would be
+            # the executor key itself, so it can only be given inside the mapping)
+            beside = {k: v for k, v in opts.get("properties", {}).items()
+                      if k not in props and k not in (cls.main_option, name)}
             variants.append({
                 "type": "object",
                 "title": f"{body_model.__name__.lower()} with {name}",
