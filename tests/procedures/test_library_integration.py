@@ -457,3 +457,58 @@ def test_security_updates_stop_after_the_batch_with_a_failure(fleet, tmp_path):
     assert "-y" not in (hosts[2].workdir / "apt.log").read_text()  # node3 never upgraded
     assert not any((h.workdir / "upgraded").exists() for h in hosts[2:])
     assert statuses(doc)["images"] == "cancelled"
+
+
+# ---------------------------------------------------------------- mitigations on Kubernetes (stand-in)
+
+
+def _mitigate(file: str, kube, http, tmp: Path, *extra: str, **values: Any) -> tuple[int, dict[str, Any], str]:
+    values = {"platform": "kubernetes", "kube_context": "test", "api_url": http.url, **values}
+    return runproc(file, *params(**values), *extra, env=kube.env(), tmp=tmp)
+
+
+def test_scale_up_on_kubernetes_horizontally_and_vertically(kube, http, tmp_path):
+    kube.seed_deployment("unjucks-api", replicas=2, containers={"unjucks-api": "unjucks:2.4.0"})
+    code, doc, err = _mitigate("scale-up.yml", kube, http, tmp_path, "--yes", replicas=6, memory="2Gi", cpu="1000m")
+    assert code == 0, (err, doc.get("error"))
+    dep = kube.get("deployment", NS, "unjucks-api")
+    assert dep["spec"]["replicas"] == 6
+    assert dep["spec"]["template"]["spec"]["containers"][0]["resources"]["requests"] == {"memory": "2Gi", "cpu": "1000m"}
+
+
+def test_scale_up_refuses_to_scale_down(kube, http, tmp_path):
+    kube.seed_deployment("unjucks-api", replicas=8)
+    code, doc, _ = _mitigate("scale-up.yml", kube, http, tmp_path, "--yes", replicas=6)
+    assert code == 1 and doc["root_cause"] == "k8s_current"
+    assert "only scales up" in steps(doc)["k8s_current"]["error"]
+    assert kube.get("deployment", NS, "unjucks-api")["spec"]["replicas"] == 8
+
+
+def test_scale_up_that_never_becomes_ready_scales_back(kube, http, tmp_path):
+    kube.seed_deployment("unjucks-api", replicas=2)
+    kube.auto_rollout = False  # the new pods never become ready
+    code, doc, _ = _mitigate("scale-up.yml", kube, http, tmp_path, "--yes", replicas=4, rollout_timeout="2s")
+    assert code == 1 and doc["root_cause"] == "k8s_rollout"
+    assert statuses(doc)["k8s_scale"] == "rolled_back"
+    assert kube.get("deployment", NS, "unjucks-api")["spec"]["replicas"] == 2
+
+
+def test_mitigate_rollback_undoes_the_last_deploy(kube, http, tmp_path):
+    kube.seed_deployment("unjucks-api", replicas=2, containers={"unjucks-api": "unjucks:2.3.1"})
+    kube.kubectl("-n", NS, "set", "image", "deployment/unjucks-api", "unjucks-api=unjucks:2.4.0")
+    code, doc, err = _mitigate("mitigate-rollback.yml", kube, http, tmp_path, "--yes")
+    assert code == 0, (err, doc.get("error"))
+    assert _image_of(kube, "unjucks-api") == "unjucks:2.3.1"
+
+
+def test_mitigate_restart_on_kubernetes(kube, http, tmp_path):
+    kube.seed_deployment("unjucks-api", replicas=2)
+    code, doc, err = _mitigate("mitigate-restart.yml", kube, http, tmp_path, "--yes")
+    assert code == 0, (err, doc.get("error"))
+    annotations = kube.get("deployment", NS, "unjucks-api")["spec"]["template"]["metadata"].get("annotations", {})
+    assert "kubectl.kubernetes.io/restartedAt" in annotations
+    assert statuses(doc)["docker_restart"] == statuses(doc)["systemd_restart"] == "skipped"
+
+
+def _image_of(kube, name: str) -> str:
+    return kube.get("deployment", NS, name)["spec"]["template"]["spec"]["containers"][0]["image"]
