@@ -130,6 +130,10 @@ class ConsoleView:
 
     def on_RollbackFinished(self, e: ev.RollbackFinished) -> None:  # noqa: N802
         text = "undone" if e.ok else f"ROLLBACK FAILED: {_one_line(e.error or '')}"
+        row = self.rows.get(e.step_id)
+        if row is not None and row.get("result") is not None:
+            row["status"] = row["result"].status
+            self._refresh()
         self._line(f"  rollback {e.step_id}: {text}")
 
     def on_Interrupted(self, e: ev.Interrupted) -> None:  # noqa: N802
@@ -141,11 +145,31 @@ class ConsoleView:
         self._line(f"  {e.level}: {e.text}")
 
     def on_RunFinished(self, e: ev.RunFinished) -> None:  # noqa: N802
+        for sid, r in e.result.steps.items():  # steps never started end as cancelled
+            row = self.rows.setdefault(sid, {"name": sid, "note": ""})
+            row["status"] = r.status
+            if r.status != "cancelled" or r.started_at:
+                row["result"] = r
+            else:
+                row["note"] = _one_line(r.error or "")
         if self.live is not None:
             self.live.stop()
             self.live = None
             self.console.print(self._table())
+            if e.result.dry_run:
+                self._plan(e.result)
         self.summary(e.result)
+
+    def _plan(self, result: RunResult) -> None:
+        """After the live table (one line a step), the planned actions in full."""
+        planned = [s for s in result.steps.values() if s.status == "planned" and s.description]
+        if planned:
+            self._print("plan:", "bold")
+        for s in planned:
+            action = s.description.rstrip("\n").splitlines() if s.description else []
+            self._print(f"  {s.id}:", "cyan")
+            for ln in action:
+                self._print(f"      {ln}")
 
     # ------------------------------------------------------------ drawing
 
@@ -178,11 +202,16 @@ class ConsoleView:
             if r.hosts is not None:
                 ok = sum(1 for h in r.hosts.values() if h.status == "ok")
                 parts.append(f"{ok}/{len(r.hosts)} hosts ok")
-            if status == "planned" and r.description:
-                parts.append(f"would run: {_one_line(r.description)}")
             if r.error and status != "ok":
                 parts.append(f"- {_one_line(r.error)}")
             parts.extend(f"[{n}]" for n in r.notes)
+            if status == "planned" and r.description:
+                # a plan shows the whole action as it would run, line for line
+                action = r.description.rstrip("\n").splitlines() or [""]
+                if len(action) == 1 and len(action[0]) <= 100:
+                    parts.insert(2, f"would run: {action[0]}")
+                else:
+                    return " ".join(parts) + "\n      would run:\n" + "\n".join(f"        {ln}" for ln in action)
         return " ".join(parts)
 
     def _table(self) -> Any:
@@ -190,8 +219,13 @@ class ConsoleView:
         from rich.text import Text
 
         table = Table(show_header=True, header_style="bold", box=None, pad_edge=False)
-        for col in ("", "step", "status", "time", "tries", "hosts", "detail"):
-            table.add_column(col, overflow="ellipsis", no_wrap=col == "detail")
+        idw = max((len(sid) for sid in self.order), default=4)
+        fixed = 2 + idw + 15 + 7 + 5 + 5 + 2 * 6  # the columns before detail, and their padding
+        for col, width in (("", 1), ("step", idw), ("status", 15), ("time", 7), ("tries", 5), ("hosts", 5)):
+            table.add_column(col, no_wrap=True, min_width=width)
+        # the detail gets what is left of the line, cut with an ellipsis: one row per step
+        table.add_column("detail", no_wrap=True, overflow="ellipsis",
+                         max_width=max(20, self.console.width - fixed))
         for sid in self.order:
             row = self.rows[sid]
             status = row.get("status", "pending")

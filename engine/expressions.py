@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from functools import cache, lru_cache
 from typing import Any
 
-from jinja2 import StrictUndefined, TemplateSyntaxError, nodes
+from jinja2 import StrictUndefined, TemplateSyntaxError, nodes, pass_eval_context
 from jinja2.exceptions import TemplateError, UndefinedError
 from jinja2.sandbox import SandboxedEnvironment
 
@@ -115,7 +115,10 @@ def _finalize_shell(value: Any) -> str:
     return shlex.quote(to_text(value))
 
 
-def _finalize_sql(value: Any) -> str:
+@pass_eval_context
+def _finalize_sql(eval_ctx: Any, value: Any) -> str:
+    # pass_eval_context keeps Jinja from folding a constant {{ 9 }} at compile time: this
+    # finalize records a bind parameter as a side effect, which must happen on every render
     if isinstance(value, Unknown):
         return str(value)
     parts = _sql_parts.get()

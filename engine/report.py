@@ -6,7 +6,6 @@ import json
 import re
 from pathlib import Path
 from typing import Any
-from xml.etree import ElementTree as ET
 
 from .results import RunResult
 
@@ -25,6 +24,8 @@ def _xml_text(text: str) -> str:
 
 
 def to_junit(result: RunResult) -> str:
+    from xml.etree import ElementTree as ET  # only a --report-dir pays for it
+
     failures = sum(1 for s in result.steps.values() if s.status in ("failed", "timed_out", "rollback_failed"))
     skipped = sum(1 for s in result.steps.values() if s.status in ("skipped", "planned", "cancelled"))
     suite = ET.Element("testsuite", name=result.procedure, tests=str(len(result.steps)),

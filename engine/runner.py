@@ -19,9 +19,7 @@ import os
 import queue
 import threading
 import time
-import uuid
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -78,7 +76,7 @@ class Run:
         self.use_journal = journal
         self.parent = parent
         self.workdir = proc.workdir
-        self.run_id = uuid.uuid4().hex[:12]
+        self.run_id = os.urandom(6).hex()  # as uuid4().hex[:12], without importing uuid
         self.started_at = now_iso()
         self.stop = threading.Event()  # first interrupt: start nothing, kill running steps
         self.rollback_cancel = threading.Event()  # second: abandon rollbacks
@@ -89,6 +87,7 @@ class Run:
         self.redactor = ex.Redactor()
         self._emit_lock = threading.RLock()
         self._journal_obj: Any = None
+        self.event_error: Exception | None = None  # the first exception an on_event consumer raised
         self.results: dict[str, StepResult] = {}
         self.views: dict[str, Any] = {}  # steps.<id> as templates see them
         self.unknown: set[str] = set()  # planned steps whose results a dry run cannot know
@@ -98,6 +97,10 @@ class Run:
         self.undo_order: list[str] = []  # rollbacks that ran, in the order they ran
         self.not_undone: list[str] = []
         # resolved before anything runs; ProcedureError (exit 2) on bad input
+        if state is not None:
+            from .journal import state_path
+
+            state_path(state)  # a malformed --state is invalid input (exit 2), found before anything runs
         self.params = resolve_params(proc, cli_params, params)
         self.secrets = resolve_secrets(proc, allow_missing=offline)
         for value in self.secrets.values():
@@ -128,9 +131,13 @@ class Run:
     # ------------------------------------------------------------ events
 
     def emit(self, event: ev.Event) -> None:
-        if self.on_event is not None:
+        if self.on_event is not None and self.event_error is None:
             with self._emit_lock:  # consumers need not be thread-safe
-                self.on_event(event)
+                try:
+                    self.on_event(event)
+                except Exception as exc:  # noqa: BLE001 - raised again once the run is safely over
+                    # a failing consumer must not stop a run half-way, before its rollbacks
+                    self.event_error = exc
 
     def output(self, step_id: str, stream: str, text: str, host: str | None) -> None:
         self.emit(ev.StepOutput(step_id, stream, text, host))
@@ -190,28 +197,42 @@ class Run:
     def execute(self) -> RunResult:
         """Run to the end. On the main thread, wait for a coordinator thread (see the module doc)."""
         if threading.current_thread() is not threading.main_thread():
-            return self._execute()
+            result = self._execute()
+            self._raise_event_error()
+            return result
         box: list[Any] = []
+        ended = threading.Event()
 
         def body() -> None:
             try:
                 box.append(self._execute())
             except BaseException as exc:  # noqa: BLE001 - re-raised on the caller's thread
                 box.append(exc)
+            finally:
+                ended.set()
 
         worker = threading.Thread(target=body, name=f"run-{self.run_id}", daemon=True)
         worker.start()
-        while worker.is_alive():
+        while not ended.is_set():
             try:
-                # a timed join returns the moment the coordinator ends; the timeout only
-                # bounds how long a platform without interruptible locks delays a signal
-                worker.join(0.5)
+                # returns the moment the coordinator ends; the timeout only bounds how long
+                # a platform without interruptible locks would delay a signal handler.
+                # (An Event, not Thread.join: a join interrupted by KeyboardInterrupt can
+                # leave the thread looking finished on Python < 3.13.)
+                ended.wait(0.5)
             except KeyboardInterrupt:  # a library caller's Ctrl-C acts as the CLI's SIGINT
                 self.interrupt()
+        worker.join()
         outcome = box[0]
         if isinstance(outcome, BaseException):
             raise outcome
+        self._raise_event_error()
         return outcome
+
+    def _raise_event_error(self) -> None:
+        if self.event_error is not None:
+            raise RuntimeError(f"the on_event consumer raised {type(self.event_error).__name__}: "
+                               f"{self.event_error} (the run went on without it and ended)") from self.event_error
 
     def _execute(self) -> RunResult:
         t0 = time.monotonic()
@@ -274,19 +295,28 @@ class Run:
 
     def _take_lock(self) -> tuple[str | None, bool]:
         """(refusal, taken). A dry run only looks: it warns where a real run would be refused."""
+        import sqlite3
+
         from .journal import user_name
 
-        journal = self._journal()
-        if self.dry_run:
-            holder = journal.holder(self.proc.lock or "")
-            if holder is not None:
-                self.emit(ev.Note("warning", f"lock {self.proc.lock!r} is held by {holder}: "
-                                             "a real run would be refused"))
-            return None, False
-        holder = journal.acquire(self.proc.lock or "", self.run_id, self.proc.procedure, user_name(),
-                                 self.started_at)
+        name = self.proc.lock or ""
+        try:
+            journal = self._journal()
+            if self.dry_run:
+                holder = journal.holder(name)
+                if holder is not None:
+                    self.emit(ev.Note("warning", f"lock {name!r} is held by {holder}: a real run would be refused"))
+                return None, False
+            holder = journal.acquire(name, self.run_id, self.proc.procedure, user_name(), self.started_at)
+        except (OSError, sqlite3.Error) as exc:
+            # without the lock nothing may run; with no state at all a dry run may still plan
+            if self.dry_run:
+                self.emit(ev.Note("warning", f"cannot check lock {name!r}: {exc}"))
+                return None, False
+            where = self.state_url or "the default run state"
+            return f"cannot take lock {name!r} in {where}: {exc}", False
         if holder is not None:
-            return f"lock {self.proc.lock!r} is held by {holder}", False
+            return f"lock {name!r} is held by {holder}", False
         return None, True
 
     def _check_window(self) -> str | None:
@@ -337,7 +367,6 @@ class Run:
         done: queue.SimpleQueue[str] = queue.SimpleQueue()
         running: set[str] = set()
         stepper = StepRunner(self)
-        pool: ThreadPoolExecutor | None = None
 
         def finished(sid: str) -> None:
             running.discard(sid)
@@ -353,26 +382,28 @@ class Run:
                 self.error = f"step {sid} {sr.status}: {sr.error}"
                 self.refused = "refused" in sr.notes
 
-        try:
-            while ready or running:
-                while ready and len(running) < limit and not self._stopping():
-                    _, sid = heapq.heappop(ready)
-                    running.add(sid)
-                    if not ready and len(running) == 1:
-                        # the only step that can run now: nothing else can become ready
-                        # before it ends, so run it here rather than pay two thread hand-offs
-                        self._step_job(stepper, steps[sid])
-                        finished(sid)
-                        continue
-                    if pool is None:
-                        pool = ThreadPoolExecutor(max_workers=limit, thread_name_prefix="step")
-                    pool.submit(self._step_job, stepper, steps[sid], done)
-                if not running:
-                    break
-                finished(done.get())  # every job puts its id, whatever happens to it
-        finally:
-            if pool is not None:
-                pool.shutdown(wait=True)
+        # a thread per running step (at most ``limit``): a pool would save ~50 us a step but
+        # its import (concurrent.futures, logging) costs ~8 ms of every run's start
+        workers: list[threading.Thread] = []
+        while ready or running:
+            while ready and len(running) < limit and not self._stopping():
+                _, sid = heapq.heappop(ready)
+                running.add(sid)
+                if not ready and len(running) == 1:
+                    # the only step that can run now: nothing else can become ready
+                    # before it ends, so run it here rather than pay two thread hand-offs
+                    self._step_job(stepper, steps[sid])
+                    finished(sid)
+                    continue
+                worker = threading.Thread(target=self._step_job, args=(stepper, steps[sid], done),
+                                          name=f"step-{sid}", daemon=True)
+                worker.start()
+                workers.append(worker)
+            if not running:
+                break
+            finished(done.get())  # every job puts its id, whatever happens to it
+        for worker in workers:
+            worker.join()  # each has put its id: this only waits for the thread to exit
         reason = (f"not started: {self.root_cause} {self.results[self.root_cause].status}"
                   if self.root_cause else "not started: the run was interrupted")
         for sid in steps:

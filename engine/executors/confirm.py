@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import getpass
-
 from .base import Executor, Options, Result, StepContext
 
 
@@ -41,6 +39,8 @@ class ConfirmExecutor(Executor):
 
 
 def _user() -> str:
+    import getpass
+
     try:
         return getpass.getuser()
     except Exception:  # noqa: BLE001 - no user name in some containers

@@ -54,13 +54,15 @@ class OutputBuffer:
 
     def _start_spool(self) -> None:
         prefix = f"{self.label}-{self.name}-" if self.label else f"runproc-{self.name}-"
+        directory: Path | None = None
         if self.spool_dir is not None:
-            self.spool_dir.mkdir(parents=True, exist_ok=True)
-            # kept open across write() calls and closed by close(): no with-block can hold it
-            f = tempfile.NamedTemporaryFile(dir=self.spool_dir, prefix=prefix, suffix=".log",  # noqa: SIM115
-                                            delete=False)
-        else:
-            f = tempfile.NamedTemporaryFile(prefix=prefix, suffix=".log", delete=False)  # noqa: SIM115
+            try:
+                self.spool_dir.mkdir(parents=True, exist_ok=True)
+                directory = self.spool_dir
+            except OSError:
+                directory = None  # losing the full output is worse than keeping it in /tmp
+        # kept open across write() calls and closed by close(): no with-block can hold it
+        f = tempfile.NamedTemporaryFile(dir=directory, prefix=prefix, suffix=".log", delete=False)  # noqa: SIM115
         self.spool = f  # type: ignore[assignment]
         self.spool_path = f.name
         # what was kept so far is exactly the start of the stream (see write)

@@ -131,3 +131,47 @@ def test_failing_child_fails_the_parent_and_rolls_back(tmp_path: Path) -> None:
     assert result.steps["sub"].status == "failed"
     assert "child" in (result.steps["sub"].error or "")
     assert not (tmp_path / "child-one").exists() and not (tmp_path / "before").exists()
+
+
+def test_a_failing_event_consumer_does_not_stop_the_rollback(tmp_path: Path) -> None:
+    path = write(tmp_path, SAGA)
+
+    def broken(event: Any) -> None:
+        if isinstance(event, ev.StepFinished):
+            raise ValueError("consumer bug")
+
+    with pytest.raises(RuntimeError, match="consumer bug"):
+        engine.run(path, on_event=broken)
+    assert (tmp_path / "undone").read_text().split() == ["c", "b", "a"]
+    assert (tmp_path / "finally").exists()
+
+
+def test_ctrl_c_in_a_library_caller_interrupts_like_the_cli(tmp_path: Path) -> None:
+    import os
+    import signal
+    import threading
+    import time
+
+    path = write(tmp_path, """
+        procedure: lib
+        steps:
+          - id: a
+            shell: "true"
+            rollback: {shell: touch undone}
+          - id: b
+            shell: touch running; sleep 30
+    """)
+
+    def interrupt_when_running() -> None:
+        end = time.monotonic() + 20
+        while not (tmp_path / "running").exists() and time.monotonic() < end:
+            time.sleep(0.02)
+        os.kill(os.getpid(), signal.SIGINT)  # KeyboardInterrupt in the waiting main thread
+
+    threading.Thread(target=interrupt_when_running, daemon=True).start()
+    t0 = time.monotonic()
+    result = engine.run(path)
+    assert time.monotonic() - t0 < 10
+    assert result.status == "interrupted" and result.exit_code == 130
+    assert result.steps["b"].status == "cancelled" and result.steps["a"].status == "rolled_back"
+    assert (tmp_path / "undone").exists()

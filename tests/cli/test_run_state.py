@@ -152,3 +152,41 @@ def test_state_from_environment(tmp_path: Path) -> None:
     done = runproc(tmp_path, str(path), env={"RUNPROC_STATE": url}, state=False)
     assert done.rc == 0, done.stderr
     assert (tmp_path / "other.db").exists()
+
+
+def test_default_state_under_xdg_state_home(tmp_path: Path) -> None:
+    path = write(tmp_path, "procedure: xdg\nsteps:\n  - id: a\n    shell: 'true'\n")
+    done = runproc(tmp_path, str(path), env={"XDG_STATE_HOME": str(tmp_path / "xdg")}, state=False)
+    assert done.rc == 0, done.stderr
+    assert (tmp_path / "xdg" / "runproc" / "state.db").exists()
+
+
+def test_dry_run_warns_about_a_held_lock_without_taking_it(tmp_path: Path) -> None:
+    import os
+    import socket
+
+    path = write(tmp_path, LOCKED)
+    runproc(tmp_path, str(path), "--output", "json")  # creates the state database
+    db = sqlite3.connect(tmp_path / "state.db")
+    with db:  # held by this (live) test process
+        db.execute("INSERT INTO locks (name, run_id, procedure, pid, host, user, acquired_at) "
+                   "VALUES ('db-primary', 'feedface', 'locked', ?, ?, 'tester', 'now')",
+                   (os.getpid(), socket.gethostname()))
+    db.close()
+    plan = runproc(tmp_path, str(path), "--dry-run")
+    assert plan.rc == 0, plan.stderr
+    assert "a real run would be refused" in plan.stdout and "feedface" in plan.stdout
+    real = runproc(tmp_path, str(path), "--output", "json")
+    assert real.rc == 3 and "feedface" in real.json["error"]
+
+
+def test_unusable_state_refuses_a_locked_run(tmp_path: Path) -> None:
+    path = write(tmp_path, LOCKED)
+    (tmp_path / "not-a-dir").write_text("")
+    done = runproc(tmp_path, str(path), "--output", "json", "--state", f"sqlite:///{tmp_path}/not-a-dir/s.db",
+                   state=False)
+    assert done.rc == 3, done.stderr
+    assert "cannot take lock" in done.json["error"]
+    assert not (tmp_path / "finished").exists()
+    bad = runproc(tmp_path, str(path), "--state", "postgres://nope/x", state=False)
+    assert bad.rc == 2 and "sqlite" in bad.stderr
