@@ -739,3 +739,32 @@ def test_library_error_carries_the_problems(tmp_path: Path) -> None:
     [problem] = info.value.problems
     assert (problem.file, problem.line, problem.col) == (name, 2, 30)
     assert str(problem) == "procedures/x.yml:2:30: steps[0]: unknown key 'timout' (did you mean 'timeout'?)"
+
+
+def test_connections_named_by_steps(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("engine.executors.sql")
+    lines = problems(capsys, tmp_path, """
+        procedure: x
+        connections:
+          primary: {postgres: "postgresql://u@db/app"}
+          api: {http: "https://api.example.com"}
+          broken: {sqlite: 5}
+        steps:
+          - id: a
+            sql: SELECT 1
+            connection: primry
+          - id: b
+            sql: {query: SELECT 1, connection: api}
+          - id: c
+            sql: SELECT 1
+            connection: broken
+          - id: d
+            sql: SELECT 1
+            connection: primary
+    """)
+    # the broken connection is reported once, not again where step c names it
+    assert lines == [
+        "procedures/x.yml:5:20: connections.broken.sqlite: expected a string, got the number 5",
+        "procedures/x.yml:9:17: steps[0]: unknown connection 'primry' (did you mean 'primary'?)",
+        "procedures/x.yml:11:40: steps[1]: connection 'api' is http; sql needs postgres or sqlite",
+    ]

@@ -52,6 +52,18 @@ def test_tag_by_tag_analysis_equals_the_whole_parse() -> None:
         assert (fast.error, set(fast.references)) == (whole.error, set(whole.references)), text
 
 
+@pytest.mark.parametrize("tag", [
+    "{{ params.v }}", "{{steps.s12.rc}}", "{{- vars.x | trim -}}", "{{ x }}", "{{ steps['b'].x }}",
+    '{{ steps["b"] }}', "{{ a[0].b }}", "{{ a[''] }}", "{{ true }}", "{{ none }}", "{{ x | nofilt }}",
+    "{{ x|upper|lower }}", "{{ x.0 }}", "{{ if }}", "{{ a . b }}", "{{ x | default('a') }}", "{{ a.b['c'] }}",
+])
+def test_simple_tag_fast_path_equals_the_parser(tag: str) -> None:
+    from engine.expressions import _analyse_tag, _analyse_template
+
+    fast, whole = _analyse_tag(tag), _analyse_template(tag)
+    assert (fast.error, fast.roots, set(fast.references)) == (whole.error, whole.roots, set(whole.references))
+
+
 def test_step_references() -> None:
     assert step_references(["steps.a.rc == 0", "echo {{ steps.b.stdout }}", "params.x"]) == {"a", "b"}
     assert Reference("steps", "a") in analyse("steps.a", expression=True).references
