@@ -138,3 +138,17 @@ def test_library_conventions(path: Path):
     assert not re.search(r"://[^/\s:@]+:[^/\s@{]+@", text), "a password in a URL"
     without_secrets = re.sub(r"\{\{\s*secrets\.\w+\s*\}\}", "", text)
     assert not re.search(r"(?i)password\s*[:=]\s*['\"]?[A-Za-z0-9]", without_secrets), "a literal password"
+
+
+def test_the_docs_cover_every_procedure_and_param():
+    import engine
+
+    reference = (ROOT / "docs" / "procedures.md").read_text()
+    cookbook = (ROOT / "docs" / "cookbook.md").read_text()
+    for path in sorted(ROOT.glob("procedures/*.yml")):
+        proc = engine.load(path)
+        assert f"## `{proc.procedure}`" in reference, f"docs/procedures.md: no section for {proc.procedure}"
+        section = reference.split(f"## `{proc.procedure}`", 1)[1].split("\n## ", 1)[0]
+        for name in proc.params:
+            assert f"| `{name}` |" in section, f"docs/procedures.md: {proc.procedure} lacks param {name}"
+        assert f"{path.name}" in cookbook, f"docs/cookbook.md does not mention {path.name}"
