@@ -26,7 +26,7 @@ _BODY_KINDS: dict[str, type[Body]] = {"step": Step, "check": Check, "rollback": 
 
 def load(path: str | Path) -> Procedure:
     """Load and validate a procedure file; raise ProcedureError listing every problem."""
-    source = read_file(path)
+    source = read_file(path, keep_going=True)
     proc = from_source(source)
     proc._path = Path(path).resolve()
     return proc
@@ -43,10 +43,11 @@ def from_source(source: Source) -> Procedure:
     from .checks import Lenience, check_semantics
 
     data = source.data
+    problems: list[Problem] = list(source.problems)  # duplicate keys and the like, from the reader
     if not isinstance(data, dict):
-        raise ProcedureError(source.problem((), f"a procedure is a YAML mapping with 'procedure:' and "
-                                                f"'steps:'; this document is {_describe(data)}"))
-    problems: list[Problem] = []
+        problems.append(source.problem((), f"a procedure is a YAML mapping with 'procedure:' and "
+                                           f"'steps:'; this document is {_describe(data)}"))
+        raise ProcedureError(problems)
     lenience = Lenience()
     data = _split_bodies(data, source, problems)
     data = _split_connections(data, source, problems, lenience)

@@ -70,6 +70,9 @@ class Source:
     keys: dict[Path_, tuple[int, int]] = field(default_factory=dict)
     # literal block scalars (``|``): where their first line of text starts
     blocks: dict[Path_, tuple[int, int]] = field(default_factory=dict)
+    # problems that left the data usable (a duplicate key keeps its first value, an unknown
+    # tag reads as null), so that a loader can report them with the schema's problems
+    problems: list[Problem] = field(default_factory=list)
 
     def where(self, path: Path_, *, key: bool = False) -> tuple[int, int]:
         """Position of the node at ``path`` (its key when ``key``), else its nearest parent."""
@@ -234,7 +237,7 @@ class _Builder:
                 value: Any = _explicit(ev.tag, text)
             except ValueError as exc:
                 self._problem(ev.start_mark, str(exc))
-                value = None
+                value = text  # reported; the text keeps the schema from piling on
         elif ev.style or ev.tag == "!":
             value = text  # quoted or block: always a string
         else:
@@ -355,8 +358,12 @@ class _Builder:
         top.value[key] = value
 
 
-def parse_text(text: str, file: str) -> Source:
-    """Parse YAML text; raise ProcedureError with located problems."""
+def parse_text(text: str, file: str, *, keep_going: bool = False) -> Source:
+    """Parse YAML text; raise ProcedureError with located problems.
+
+    With ``keep_going``, problems that leave usable data (duplicate keys, unknown tags) are
+    returned in ``Source.problems`` instead, for the caller to report with its own.
+    """
     builder = _Builder(file, text)
     loader = _Loader(text)
     try:
@@ -374,15 +381,16 @@ def parse_text(text: str, file: str) -> Source:
         raise ProcedureError(Problem(file, 1, 1, f"YAML error: {exc}")) from None
     finally:
         loader.dispose()
-    if builder.problems:
+    if builder.problems and not keep_going:
         raise ProcedureError(builder.problems)
+    builder.source.problems = builder.problems
     if builder.root is None:  # no document, or one with no content (only comments, '---', '~')
         raise ProcedureError(Problem(file, 1, 1, "the file is empty; a procedure is a YAML mapping"))
     builder.source.data = builder.root
     return builder.source
 
 
-def read_file(path: str | Path, *, display: str | None = None) -> Source:
+def read_file(path: str | Path, *, display: str | None = None, keep_going: bool = False) -> Source:
     """Read and parse a YAML file, refusing oversized ones before parsing."""
     p = Path(path)
     name = display or str(path)
@@ -403,4 +411,4 @@ def read_file(path: str | Path, *, display: str | None = None) -> Source:
         raise ProcedureError(Problem(name, 1, 1, f"not UTF-8 text ({exc.reason} at byte {exc.start})")) from None
     except OSError as exc:
         raise ProcedureError(Problem(name, 0, 0, f"cannot read: {exc.strerror}")) from None
-    return parse_text(text, name)
+    return parse_text(text, name, keep_going=keep_going)

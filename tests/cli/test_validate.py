@@ -56,6 +56,28 @@ def test_duplicate_key_names_both_lines(tmp_path: Path, capsys: pytest.CaptureFi
                      "(hint: YAML keeps only one of them; remove or rename one)"]
 
 
+def test_duplicate_keys_and_tags_do_not_hide_other_problems(tmp_path: Path,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    lines = problems(capsys, tmp_path, """
+        procedure: x
+        steps:
+          - id: a
+            shell: echo
+            shell: again
+            timout: 5s
+          - id: b
+            needs: [c]
+            shell: !vault abc
+    """)
+    assert lines == [
+        "procedures/x.yml:5:5: duplicate key 'shell' (first defined at line 4) "
+        "(hint: YAML keeps only one of them; remove or rename one)",
+        "procedures/x.yml:6:5: steps[0]: unknown key 'timout' (did you mean 'timeout'?)",
+        "procedures/x.yml:8:13: steps[1]: needs unknown step 'c'",
+        "procedures/x.yml:9:12: unsupported YAML tag '!vault'",
+    ]
+
+
 def test_non_mapping_document(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     lines = problems(capsys, tmp_path, """
         - id: a
