@@ -39,7 +39,7 @@ class _Quiet(BaseHTTPRequestHandler):
     server_version = "runproc-local/1"
 
     def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - the stdlib's name
-        sys.stderr.write("%s %s\n" % (self.address_string(), format % args))
+        sys.stderr.write(f"{self.address_string()} {format % args}\n")
 
     def reply(self, code: int, body: str | dict, content_type: str = "application/json",
               headers: dict[str, str] | None = None) -> None:

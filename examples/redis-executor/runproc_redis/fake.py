@@ -13,6 +13,7 @@ command but AUTH fail until the client authenticates.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import socketserver
 import threading
 from typing import Any
@@ -178,10 +179,8 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     server = FakeRedis(args.port, args.password)
     print(f"fake redis on {server.url}", flush=True)
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         server._server.serve_forever()
-    except KeyboardInterrupt:
-        pass
     return 0
 
 

@@ -161,8 +161,9 @@ def test_validation_rejects_unknown_options(plugin, tmp_path):
 
 
 def test_effect_and_parsing(plugin):
-    from engine.executors.base import Effect
     from runproc_redis import RedisExecutor, RedisOptions, parse_info, split_command
+
+    from engine.executors.base import Effect
 
     ex = RedisExecutor()
     for cmd, effect in [("PING", Effect.READ), ("cluster info", Effect.READ), ("INFO stats", Effect.READ),
