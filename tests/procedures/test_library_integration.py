@@ -512,3 +512,42 @@ def test_mitigate_restart_on_kubernetes(kube, http, tmp_path):
 
 def _image_of(kube, name: str) -> str:
     return kube.get("deployment", NS, name)["spec"]["template"]["spec"]["containers"][0]["image"]
+
+
+# ---------------------------------------------------------------- performance-check (levels)
+
+
+def test_performance_check_reports_warning_and_critical_levels(postgres_server, pg_db, http, tmp_path):
+    """Prometheus (the http fixture) answers 50 to every query: p95 50 ms is fine, but a 50 %
+    error rate and a 50 % template success rate are critical; the database is real."""
+    pg = postgres_server
+    http.set_route("GET", "/api/v1/query", json={"status": "success", "data": {
+        "resultType": "vector", "result": [{"metric": {}, "value": [1710000000, "50"]}]}})
+    redis_cli = tmp_path / "redis-cli"
+    redis_cli.write_text("#!/bin/sh\nprintf '# Stats\\r\\nkeyspace_hits:700\\r\\nkeyspace_misses:300\\r\\n'\n")
+    redis_cli.chmod(0o755)
+    code, doc, err = runproc("performance-check.yml", *params(
+        prometheus_url=http.url, db_host=pg.host, db_port=pg.port, db_name=pg_db.rsplit("/", 1)[1], db_user=pg.user,
+        redis_cli=redis_cli), env={"DB_PASSWORD": "x"}, tmp=tmp_path)
+    assert code == 1 and doc["root_cause"] == "critical", err
+    s = steps(doc)
+    kpis = s["levels"]["json"]["kpis"]
+    assert kpis["p95_ms"] == {"value": 50.0, "level": "ok", "warning": 500, "critical": 1000}
+    assert kpis["error_rate_pct"]["level"] == "critical"
+    assert kpis["template_success_pct"]["level"] == "critical"
+    assert kpis["cache_hit_pct"] == {"value": 70.0, "level": "warning", "warning": 80.0, "critical": 0}
+    assert kpis["db_connections_pct"]["level"] == "ok"
+    assert s["warnings"]["status"] == "failed" and "cache_hit_pct=70.0" in s["warnings"]["error"]
+    assert "error_rate_pct=50.0" in s["critical"]["error"]
+
+
+def test_performance_check_warnings_alone_do_not_fail_the_run(postgres_server, pg_db, http, tmp_path):
+    pg = postgres_server
+    http.set_route("GET", "/api/v1/query", json={"status": "success", "data": {"result": []}})  # no data
+    code, doc, err = runproc("performance-check.yml", *params(
+        prometheus_url=http.url, db_host=pg.host, db_port=pg.port, db_name=pg_db.rsplit("/", 1)[1], db_user=pg.user,
+        redis_cli="/bin/false"), env={"DB_PASSWORD": "x"}, tmp=tmp_path)
+    assert code == 0, (err, doc.get("error"))
+    s = steps(doc)
+    assert s["warnings"]["status"] == "failed" and "p95_ms=not measured" in s["warnings"]["error"]
+    assert s["critical"]["status"] == "ok"
