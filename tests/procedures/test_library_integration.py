@@ -551,3 +551,27 @@ def test_performance_check_warnings_alone_do_not_fail_the_run(postgres_server, p
     s = steps(doc)
     assert s["warnings"]["status"] == "failed" and "p95_ms=not measured" in s["warnings"]["error"]
     assert s["critical"]["status"] == "ok"
+
+
+# ---------------------------------------------------------------- incident-notify
+
+
+def test_incident_notify_posts_the_seed_template(http, tmp_path):
+    http.set_route("POST", "/hook", json={"ok": True})
+    code, doc, err = runproc("incident-notify.yml", *params(
+        kind="initial", severity=1, summary="Template generation failing", impact="template API",
+        commander="john.smith", tech_lead="mike.johnson"),
+        env={"INCIDENT_WEBHOOK_URL": http.url_for("/hook")}, tmp=tmp_path)
+    assert code == 0, err
+    [request] = http.requests_to("/hook", "POST")
+    text = request.json()["text"]
+    assert text.startswith("🚨 INCIDENT: P1 - Template generation failing\n\nStatus: INVESTIGATING\nImpact: template API\n")
+    assert "Incident Commander: @john.smith\nTechnical Lead: @mike.johnson" in text
+    assert http.url not in json.dumps(doc)  # the webhook URL is a secret: redacted
+
+
+def test_incident_notify_refuses_an_incomplete_resolution(http, tmp_path):
+    code, doc, _ = runproc("incident-notify.yml", *params(kind="resolution", resolution="rolled back"),
+                           env={"INCIDENT_WEBHOOK_URL": http.url_for("/hook")}, tmp=tmp_path)
+    assert code == 1 and doc["root_cause"] == "complete"
+    assert http.requests_to("/hook") == []
