@@ -307,6 +307,9 @@ class Run:
                 if holder is not None:
                     self.emit(ev.Note("warning", f"lock {name!r} is held by {holder}: a real run would be refused"))
                 return None, False
+            holder = journal.holder(name)
+            if holder is not None and holder.pid == os.getpid() and holder.run_id in self._ancestors():
+                return None, False  # a child procedure under the same lock as its parent: held by us
             holder = journal.acquire(name, self.run_id, self.proc.procedure, user_name(), self.started_at)
         except (OSError, sqlite3.Error) as exc:
             # without the lock nothing may run; with no state at all a dry run may still plan
@@ -318,6 +321,14 @@ class Run:
         if holder is not None:
             return f"lock {name!r} is held by {holder}", False
         return None, True
+
+    def _ancestors(self) -> set[str]:
+        out: set[str] = set()
+        run = self.parent
+        while run is not None:
+            out.add(run.run_id)
+            run = run.parent
+        return out
 
     def _check_window(self) -> str | None:
         if not self.proc.window:

@@ -204,3 +204,60 @@ def test_confirm_with_yes_is_approved(tmp_path: Path) -> None:
     assert done.rc == 0, done.stderr
     assert done.step("ok_to_go")["approved"] is True and done.step("ok_to_go")["by"] == "--yes"
     assert (tmp_path / "after").exists()
+
+
+def test_confirm_on_a_terminal_asks(tmp_path: Path) -> None:
+    import os
+    import pty
+    import select
+    import time
+
+    from tests.cli.test_run_helpers import RUNPROC, child_env, state_args
+
+    path = write(tmp_path, """
+        procedure: approve
+        steps:
+          - id: ok_to_go
+            confirm: Deploy to production?
+          - id: after
+            shell: touch after
+    """)
+    for answer, rc, created in ((b"y\n", 0, True), (b"n\n", 3, False)):
+        (tmp_path / "after").unlink(missing_ok=True)
+        pid, fd = pty.fork()
+        if pid == 0:
+            os.chdir(tmp_path)
+            os.execvpe(RUNPROC[0], [*RUNPROC, str(path), *state_args(tmp_path)], child_env({"NO_COLOR": "1"}))
+        seen = b""
+        end = time.monotonic() + 30
+        while b"[y/N]" not in seen and time.monotonic() < end:
+            if select.select([fd], [], [], 0.2)[0]:
+                seen += os.read(fd, 4096)
+        assert b"Deploy to production? [y/N]" in seen
+        os.write(fd, answer)
+        while time.monotonic() < end:
+            if select.select([fd], [], [], 0.2)[0]:
+                try:
+                    chunk = os.read(fd, 4096)
+                except OSError:
+                    break
+                if not chunk:
+                    break
+                seen += chunk
+        _, status = os.waitpid(pid, 0)
+        os.close(fd)
+        assert os.waitstatus_to_exitcode(status) == rc, seen.decode(errors="replace")
+        assert (tmp_path / "after").exists() is created
+
+
+def test_child_procedure_under_the_parents_lock(tmp_path: Path) -> None:
+    (tmp_path / "child.yml").write_text("procedure: child\nlock: db\nsteps:\n  - id: c\n    shell: touch child-ran\n")
+    done = run_json(tmp_path, """
+        procedure: parent
+        lock: db
+        steps:
+          - id: sub
+            procedure: child.yml
+    """)
+    assert done.rc == 0, done.stdout
+    assert (tmp_path / "child-ran").exists()
