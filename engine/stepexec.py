@@ -112,6 +112,8 @@ class StepRunner:
                     res = executor.execute(options, ctx)
             except ex.UnknownValueError:
                 raise
+            except ex.ExpressionError as exc:  # a template that cannot render: its message says it all
+                res = Result(False, {}, str(exc))
             except Exception as exc:  # noqa: BLE001 - an executor's unexpected error is the step's error
                 res = Result(False, {}, f"{type(exc).__name__}: {exc}")
             res.error = self.run.redactor(res.error) if res.error else res.error
