@@ -8,6 +8,7 @@ so ``runproc --version`` costs little more than starting Python.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -81,11 +82,9 @@ def main(argv: list[str] | None = None) -> int:
 
 def main_entry() -> None:
     code = main()
-    try:
-        sys.stdout.flush()
-        sys.stderr.flush()
-    except BrokenPipeError:
-        _silence_stdout()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError):  # the reader went away; the exit code still tells
+            stream.flush()
     # Tearing down the interpreter (freeing pydantic's and Jinja's module state) costs
     # 30-150 ms after the work is done and flushed; the console script skips it. main()
     # itself returns normally, for callers that embed the CLI.
@@ -143,7 +142,8 @@ def _execute(proc: Any, ns: argparse.Namespace, cli_params: dict[str, str], file
     def on_signal(signum: int, frame: Any) -> None:
         run.interrupt()  # sets events and emits; the main thread only waits (see Run.execute)
 
-    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    # SIGHUP too: a closed terminal or ssh session must not leave a change half done
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
     try:
         result = run.execute()
     finally:
@@ -159,7 +159,7 @@ def _execute(proc: Any, ns: argparse.Namespace, cli_params: dict[str, str], file
         try:
             sys.stdout.write(to_json_text(result) + "\n")
             sys.stdout.flush()
-        except BrokenPipeError:
+        except OSError:
             _silence_stdout()
     return result.exit_code
 

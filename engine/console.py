@@ -69,7 +69,12 @@ class ConsoleView:
     def __call__(self, event: ev.Event) -> None:
         handler = getattr(self, "on_" + type(event).__name__, None)
         if handler is not None:
-            handler(event)
+            try:
+                handler(event)
+            except OSError:
+                # the terminal or pipe went away (SIGHUP, a closed ssh session, `| head`):
+                # drawing stops, the run and its rollbacks do not
+                self.live = None
 
     def on_RunStarted(self, e: ev.RunStarted) -> None:  # noqa: N802 - named after the event
         self.dry_run = e.dry_run
@@ -184,7 +189,7 @@ class ConsoleView:
             try:
                 self.stream.write(clean(text) + "\n")
                 self.stream.flush()  # a pipe reader (tail -f, CI log) sees each line as it happens
-            except (BrokenPipeError, ValueError):
+            except (OSError, ValueError):
                 pass  # the reader went away; the run goes on and its outcome is its exit code
 
     def _refresh(self) -> None:
@@ -346,7 +351,7 @@ class NoticeSink:
         try:
             self.stream.write(clean(text) + "\n")
             self.stream.flush()
-        except (BrokenPipeError, ValueError):
+        except (OSError, ValueError):
             pass
 
 

@@ -113,3 +113,23 @@ def test_second_sigint_abandons_rollbacks_and_says_which(tmp_path: Path) -> None
         else:
             tail = out.split("NOT UNDONE")[1]
             assert "a" in tail and "b" in tail
+
+
+def test_hangup_with_the_terminal_gone_still_rolls_back(tmp_path: Path) -> None:
+    path = write(tmp_path, """
+        procedure: hungup
+        steps:
+          - id: a
+            shell: echo a >> done
+            rollback: {shell: echo a >> undone}
+          - id: long
+            shell: touch running; sleep 60
+    """)
+    proc = popen(tmp_path, str(path))
+    _wait_for_file(tmp_path / "running")
+    assert proc.stdout is not None
+    proc.stdout.close()  # the reader is gone, as a closed terminal would be
+    proc.send_signal(signal.SIGHUP)
+    proc.wait(timeout=20)
+    assert proc.returncode == 130
+    assert (tmp_path / "undone").read_text() == "a\n"
