@@ -1,7 +1,10 @@
 """The step DAG: edges from ``needs``, cycle paths, upstream checks, file-order ties.
 
-The run path uses the standard library's ``graphlib`` (importing networkx costs ~125 ms,
-a third of the validate budget); ``runproc graph`` uses networkx, imported there only.
+Validation and the runner use plain dicts and a heap (Kahn's algorithm, Tarjan's for
+cycles, bitsets for upstream checks), all linear and without recursion: importing networkx
+costs ~125 ms, a third of the validate budget. ``runproc graph --format dot`` uses networkx
+for rank generations and imports it there only. ``CycleError`` is graphlib's, so callers
+catch the standard exception.
 """
 
 from __future__ import annotations
