@@ -108,10 +108,20 @@ def _check_connections(proc: Procedure, source: Source, lenience: Lenience) -> l
         action = body.action
         if action is None:
             continue
-        name = getattr(action.options, "connection", None)
-        if not isinstance(name, str) or ex.is_template(name):
-            continue  # none, or a templated name, checked when rendered
         cls = executors.get_executor(action.kind)
+        if not cls.connection_kinds:
+            continue  # a plugin's own 'connection' option (a URL, say) is not one of ours
+        name = getattr(action.options, "connection", None)
+        uses = getattr(cls, "uses_connection", None)
+        needs_one = uses(action.options) if uses is not None else True
+        if name is None and needs_one and "connection" in type(action.options).model_fields:
+            kinds = [n for n, c in proc.connections.items() if c.kind in cls.connection_kinds]
+            if len(kinds) > 1:
+                out.append(source.problem(path, f"{_label(path)}: {action.kind} needs 'connection:' here: "
+                                          f"{len(kinds)} connections fit ({', '.join(kinds)})"))
+            continue
+        if not isinstance(name, str) or ex.is_template(name):
+            continue  # a templated name is checked when rendered
         opt_path = getattr(action, "paths", {}).get("connection", path)
         if name in lenience.connections or "connections" in lenience.roots:
             continue  # its own problem was reported

@@ -301,6 +301,11 @@ class HttpExecutor(Executor):
             text += f" body ({len(req.body.encode())} bytes)"
         return ctx.redact(text)
 
+    @staticmethod
+    def uses_connection(options: HttpOptions) -> bool:
+        """A full ``url`` needs no connection; a ``path`` is joined to one's base_url."""
+        return options.path is not None or options.connection is not None
+
     def _request(self, options: HttpOptions, ctx: StepContext) -> _Request:
         conn_name: str | None = None
         conn: Any = None

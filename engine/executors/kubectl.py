@@ -182,13 +182,17 @@ class KubectlExecutor(Executor):
         flags: list[str] = []
         conn = _connection(options, ctx)
         if conn is not None:
-            if conn.kubeconfig:
-                path = Path(_text(ctx.render(conn.kubeconfig))).expanduser()
+            # a setting that renders empty (an unset param) is unset, not an empty flag
+            kubeconfig = _text(ctx.render(conn.kubeconfig)) if conn.kubeconfig else ""
+            context = _text(ctx.render(conn.context)) if conn.context else ""
+            namespace = _text(ctx.render(conn.namespace)) if conn.namespace else ""
+            if kubeconfig:
+                path = Path(kubeconfig).expanduser()
                 flags += ["--kubeconfig", str(path if path.is_absolute() else ctx.workdir / path)]
-            if conn.context:
-                flags += ["--context", _text(ctx.render(conn.context))]
-            if conn.namespace and not sets_namespace(args):
-                flags += ["--namespace", _text(ctx.render(conn.namespace))]
+            if context:
+                flags += ["--context", context]
+            if namespace and not sets_namespace(args):
+                flags += ["--namespace", namespace]
         binary = _text(ctx.render(options.kubectl))
         if "/" in binary and not Path(binary).expanduser().is_absolute():
             binary = str(ctx.workdir / binary)  # relative to the procedure file, as `file:` paths are

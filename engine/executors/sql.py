@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import hashlib
+import json
 import math
 import re
 import threading
@@ -808,7 +809,7 @@ class SqlExecutor(Executor):
             return Result(False, {}, str(exc))
         if not stmts:
             return Result(True, _Outcome().fields())
-        key = f"sql:{name}:{_identity(model, ctx.workdir)}"
+        key = f"sql:{name}:{_identity(model, ctx.workdir, ctx)}"
         session_cls = _PgSession if dialect == "postgres" else _SqliteSession
         session = ctx.resources.get(key, lambda: session_cls(name, model), lambda s: s.close())
         lock = ctx.resources.lock_for(key)
@@ -881,7 +882,8 @@ def _stopped(reason: str, when: str) -> Result:
     return Result(False, {}, f"interrupted {when}", cancelled=True)
 
 
-def _identity(model: Any, workdir: Path) -> str:
-    """Tells connections apart that share a name: a child procedure shares its parent's resources."""
-    text = f"{model.kind}|{model.model_dump_json()}|{workdir}"
+def _identity(model: Any, workdir: Path, ctx: StepContext) -> str:
+    """Tells connections apart that share a name: a child procedure shares its parent's resources,
+    and the same template text may render to another server there, so the rendered settings count."""
+    text = f"{model.kind}|{json.dumps(ctx.render(model.model_dump()), sort_keys=True, default=str)}|{workdir}"
     return hashlib.sha1(text.encode()).hexdigest()[:12]

@@ -662,9 +662,6 @@ def test_conflicting_options_are_a_validation_error(tmp_path: Path) -> None:
         engine.load(path)
 
 
-@pytest.mark.xfail(strict=True, reason="engine bug: Jinja folds a constant {{ }} at compile time, so "
-                   "expressions._finalize_sql runs once, at compile time, and later renders reuse a stale "
-                   "part index (fix: decorate _finalize_sql with jinja2.pass_eval_context)")
 def test_constant_values_in_a_sql_template_stay_bound_on_every_render() -> None:
     query = "SELECT {{ params.t | ident }} WHERE v = {{ 9 }}"
     ns = {"params": {"t": "tbl"}}
