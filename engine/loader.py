@@ -449,8 +449,11 @@ def _problem(err: Any, source: Source, path: Path_) -> Problem:
     where = _label(path) or "procedure"
     if kind == "extra_forbidden":
         parent, key = path[:-1], path[-1]
+        # `{help: a, b}` is a classic: the comma ends the value and ' b' becomes a key
+        hint = ("a comma inside {...} starts a new key: quote the value before it"
+                if isinstance(key, str) and " " in key.strip() else None)
         return source.problem(path, f"{_label(parent) or 'procedure'}: unknown key {str(key)!r}"
-                              f"{did_you_mean(str(key), _allowed_keys(parent))}", key=True)
+                              f"{did_you_mean(str(key), _allowed_keys(parent))}", key=True, hint=hint)
     if kind == "missing":
         parent, key = path[:-1], path[-1]
         return source.problem(parent, f"{_label(parent) or 'procedure'}: missing required key {key!r}")

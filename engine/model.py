@@ -105,6 +105,8 @@ class Param(Strict):
 class Secret(Strict):
     env: str | None = None
     file: str | None = None
+    # optional: an unset secret is the empty string (trust auth, .pgpass) instead of an error
+    optional: bool = False
 
     @model_validator(mode="after")
     def _one_source(self) -> Secret:

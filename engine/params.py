@@ -176,6 +176,9 @@ def resolve_secrets(proc: Procedure, *, allow_missing: bool = False) -> dict[str
             except OSError as exc:
                 missing += f" ({exc.strerror})"
         if value is None:
+            if spec.optional:
+                out[name] = ""
+                continue
             if allow_missing:
                 out[name] = "***"
                 continue
