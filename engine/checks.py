@@ -112,9 +112,7 @@ def _check_connections(proc: Procedure, source: Source, lenience: Lenience) -> l
         if not cls.connection_kinds:
             continue  # a plugin's own 'connection' option (a URL, say) is not one of ours
         name = getattr(action.options, "connection", None)
-        uses = getattr(cls, "uses_connection", None)
-        needs_one = uses(action.options) if uses is not None else True
-        if name is None and needs_one and "connection" in type(action.options).model_fields:
+        if name is None and cls().uses_connection(action.options) and "connection" in type(action.options).model_fields:
             kinds = [n for n, c in proc.connections.items() if c.kind in cls.connection_kinds]
             if len(kinds) > 1:
                 out.append(source.problem(path, f"{_label(path)}: {action.kind} needs 'connection:' here: "

@@ -41,6 +41,9 @@ def _run_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", help="restrict fanned-out steps to hosts matching this pattern")
     p.add_argument("--forks", type=int, help="hosts at a time in fanned-out steps (default 20)")
     p.add_argument("--accept-new-hosts", action="store_true", help="accept and record unknown SSH host keys")
+    p.add_argument("--known-hosts", metavar="FILE",
+                   help="SSH known_hosts file (default ~/.ssh/known_hosts; an inventory's "
+                        "ansible_ssh_known_hosts_file wins)")
     p.add_argument("--dry-run", action="store_true", help="run checks and readonly steps; show the rest")
     p.add_argument("--offline", action="store_true", help="with --dry-run: plan only, connect to nothing")
     p.add_argument("--yes", action="store_true", help="approve every confirm step")
@@ -136,7 +139,7 @@ def _execute(proc: Any, ns: argparse.Namespace, cli_params: dict[str, str], file
               yes=ns.yes, no_rollback=ns.no_rollback, only=ns.only, limit=ns.limit, inventory=ns.inventory,
               state=ns.state, ignore_window=ns.ignore_window, on_event=sink, ask=ask,
               log_dir=Path(ns.report_dir) / "logs" if ns.report_dir else None, forks=ns.forks,
-              accept_new_hosts=ns.accept_new_hosts)
+              accept_new_hosts=ns.accept_new_hosts, known_hosts=ns.known_hosts)
     stop.append(run.stop)
 
     def on_signal(signum: int, frame: Any) -> None:

@@ -174,7 +174,7 @@ def _targets(run: Run, hosts: list[Host]) -> list[Target]:
     for h in hosts:
         transport = host_transport(h.name, h.vars, workdir=run.workdir, resources=run.resources,
                                    accept_new=bool(run.accept_new_hosts),
-                                   known_hosts=getattr(run, "known_hosts", None), notify=notify,
+                                   known_hosts=run.known_hosts, notify=notify,
                                    resolve=resolve)
         out.append(Target(h.name, h.address, h.port, h.user, h.vars, list(h.groups), transport))
     return out

@@ -55,7 +55,7 @@ class Run:
                  ignore_window: bool = False, on_event: Callable[[ev.Event], None] | None = None,
                  ask: Callable[[str], bool] | None = None, log_dir: str | Path | None = None,
                  forks: int | None = None, accept_new_hosts: bool = False, journal: bool = True,
-                 parent: Run | None = None) -> None:
+                 known_hosts: str | None = None, parent: Run | None = None) -> None:
         self.proc = proc
         self.dry_run = dry_run or offline
         self.offline = offline
@@ -73,6 +73,7 @@ class Run:
         self._log_dir = Path(log_dir) if log_dir else None
         self.forks = forks
         self.accept_new_hosts = accept_new_hosts
+        self.known_hosts = known_hosts  # SSH known_hosts file (default ~/.ssh/known_hosts)
         self.use_journal = journal
         self.parent = parent
         self.workdir = proc.workdir
@@ -91,6 +92,7 @@ class Run:
         self.results: dict[str, StepResult] = {}
         self.views: dict[str, Any] = {}  # steps.<id> as templates see them
         self.unknown: set[str] = set()  # planned steps whose results a dry run cannot know
+        self._needs: dict[str, list[str]] | None = None
         self.error: str | None = None
         self.root_cause: str | None = None
         self.refused = False
@@ -480,6 +482,8 @@ class Run:
                 run_fanout(self, stepper, step, ns, sr, hosts)
             else:
                 stepper.execute(step, ns, sr)
+            if self.dry_run and sr.phase == "step":
+                self._judge_against_planned_upstream(step, sr)
         except ex.UnknownValueError as exc:
             sr.status = "planned"
             sr.notes.append(f"unknown until the run: {exc.unknown.label}")
@@ -489,6 +493,39 @@ class Run:
             sr.duration = time.monotonic() - t0
             if sr.status == "planned":
                 self.unknown.add(step.id)
+
+    def _judge_against_planned_upstream(self, step: Step, sr: StepResult) -> None:
+        """A dry run executes readonly steps against today's state, but an upstream write was only
+        planned: say so, and do not call the plan broken when such a step fails for that reason."""
+        planned = self._planned_upstream(step.id)
+        if not planned:
+            return
+        shown = ", ".join(planned[:3]) + (f" and {len(planned) - 3} more" if len(planned) > 3 else "")
+        if sr.status in ("failed", "timed_out"):
+            sr.notes.append(f"failed against the current state ({sr.error}); upstream {shown} was only "
+                            "planned, so a real run may differ")
+            sr.status, sr.error = "planned", None
+        elif sr.status == "ok":
+            sr.notes.append(f"ran against the current state; upstream {shown} was only planned")
+
+    def _planned_upstream(self, step_id: str) -> list[str]:
+        """Steps this one (transitively) needs that a dry run only planned, nearest first."""
+        if not self.unknown:
+            return []
+        if self._needs is None:
+            self._needs = graph.declared_needs(self.proc.steps)
+        seen: set[str] = set()
+        out: list[str] = []
+        frontier = list(self._needs.get(step_id, ()))
+        while frontier:
+            node = frontier.pop(0)
+            if node in seen:
+                continue
+            seen.add(node)
+            if node in self.unknown and self.results[node].status == "planned":
+                out.append(node)
+            frontier.extend(self._needs.get(node, ()))
+        return out
 
     def _plan_unknown(self, stepper: StepRunner, step: Step, sr: StepResult, ns: dict[str, Any],
                       unknown: list[str]) -> None:
@@ -608,6 +645,7 @@ class Run:
         elif self.not_undone:
             status, code = "rollback_incomplete", 4
         elif self.refused:
+            # a denied approval is a refusal even after earlier steps: they were all undone above
             status, code = "refused", 3
         elif self.root_cause is not None:
             status, code = "failed", 1
@@ -646,7 +684,7 @@ class Run:
                     yes=self.yes, no_rollback=self.no_rollback, inventory=self.inventory_path,
                     limit=self.limit, state=self.state_url, ignore_window=self.ignore_window,
                     ask=self.ask, log_dir=self.log_dir, forks=self.forks,
-                    accept_new_hosts=self.accept_new_hosts, parent=self,
+                    accept_new_hosts=self.accept_new_hosts, known_hosts=self.known_hosts, parent=self,
                     on_event=self._child_events(child_proc.procedure))
         # the child stops with the phase of the parent that runs it, and abandons its undos
         # and cleanup when the parent's are abandoned

@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from . import expressions as ex
+from .events import Note
 from .executors import get_executor
 from .executors.base import Effect, Executor, Result, StepContext
 from .executors.confirm import Refusal
@@ -72,12 +73,15 @@ class StepRunner:
             on_progress=on_progress, run_child=run_child)
 
     def describe(self, executor: Executor, options: Any, ctx: StepContext) -> str:
+        """The rendered action for plans and reports; never the reason a step fails."""
         try:
             return self.run.redactor(executor.describe(options, ctx))
-        except ex.UnknownValueError:
-            raise
+        except ex.UnknownValueError as exc:
+            return f"<depends on {exc.unknown.label}, unknown until the run>"
         except ex.ExpressionError as exc:
             return f"<cannot render: {self.run.redactor(str(exc))}>"
+        except Exception as exc:  # noqa: BLE001 - a plugin's describe must not take the step down
+            return f"<cannot describe: {self.run.redactor(f'{type(exc).__name__}: {exc}')}>"
 
     # ------------------------------------------------------------ actions with retry
 
@@ -146,6 +150,10 @@ class StepRunner:
         label = check.name or self._default_name(check)
         if self.run.offline:
             return True, None
+        if self.run.dry_run and _writes(check):
+            # a check that would POST or mutate is not run by a dry run (keep writes out of checks)
+            self.run.emit(Note("warning", f"{step_id}: check '{label}' not run in a dry run: it would write"))
+            return True, None
         until = check.retry.until if check.retry and check.retry.until else check.expect
         res, _, _ = self.attempt(step_id, check, ns, host=host, readonly=True, until=until)
         if res.ok:
@@ -170,8 +178,12 @@ class StepRunner:
         assert step.action is not None
         executor = get_executor(step.action.kind)()
         options = step.action.options
-        safe = step.readonly or executor.effect(options) == Effect.READ
-        if run.offline:
+        try:
+            safe = step.readonly or executor.effect(options) == Effect.READ
+        except Exception as exc:  # noqa: BLE001 - a plugin's bug: fail the step, say why
+            sr.status, sr.error = "failed", f"cannot tell whether it writes: {type(exc).__name__}: {exc}"
+            return
+        if run.offline and not executor.plans_offline:
             ctx = self.context(step.id, step, ns, host=host)
             sr.description = self.describe(executor, options, ctx)
             sr.status = "planned"
@@ -197,7 +209,9 @@ class StepRunner:
             return
         if rehearse or res.planned:
             sr.status = "planned"
-            if rehearse and not res.planned:
+            if res.note:
+                sr.notes.append(res.note)
+            elif rehearse and not res.planned:
                 sr.notes.append("rehearsed: the target accepted the change without applying it")
             return
         if step.verify:
@@ -230,6 +244,16 @@ def _render_shell(template: str, ns: dict[str, Any]) -> str:
         raise
     except ex.ExpressionError as exc:  # say it in the author's words, not the rewritten ones
         raise ex.ExpressionError(str(exc).replace(rewritten.strip(), template.strip())) from None
+
+
+def _writes(body: Body) -> bool:
+    """Whether a body's executor knows that this call writes (an HTTP POST, a kubectl patch)."""
+    assert body.action is not None
+    cls = get_executor(body.action.kind)
+    try:
+        return cls.knows_effect and cls().effect(body.action.options) == Effect.WRITE
+    except Exception:  # noqa: BLE001 - cannot tell: do not run it in a dry run
+        return True
 
 
 def _wait(cancel: threading.Event, delay: float) -> bool:

@@ -49,6 +49,7 @@ class Result:
     timed_out: bool = False
     cancelled: bool = False
     planned: bool = False  # a dry run showed the action without executing it
+    note: str | None = None  # what a rehearsal established, in the executor's words
 
 
 class Cancelled(Exception):
@@ -79,7 +80,8 @@ class StepContext:
     readonly: bool = False
     render: Callable[[Any], Any] = lambda value: value
     render_shell: Callable[[str], str] = lambda text: text
-    render_sql: Callable[[str, str], tuple[str, list[Any]]] = lambda text, style: (text, [])
+    # literal SQL text, SqlParam and SqlIdent parts (expressions.render_sql)
+    render_sql: Callable[[str], list[Any]] = lambda text: [text]
     evaluate: Callable[[str], Any] = lambda expr: None
     redact: Callable[[str], str] = lambda text: text
     on_output: Callable[[str, str], None] | None = None
@@ -96,7 +98,7 @@ class StepContext:
             self.on_progress(message)
 
     def connection(self, name: str | None, kinds: tuple[str, ...]) -> tuple[str, Any]:
-        """The named connection's (kind, options); a clear error for the wrong kind."""
+        """(name, connection model) of the named connection, or of the only one of ``kinds``."""
         if name is None:
             matching = [n for n, c in self.connections.items() if c.kind in kinds]
             if len(matching) != 1:
@@ -121,6 +123,16 @@ class Executor:
     # True when even a real execution changes nothing outside runproc (confirm, wait), though
     # a dry run only shows it: such a step has nothing to roll back
     stateless: ClassVar[bool] = False
+    # True when ``effect`` knows from the options whether the call writes (an HTTP method, a
+    # kubectl verb, an S3 op); a dry run then skips checks whose effect is a write. shell and
+    # sql cannot tell, and their checks are trusted to read (sql checks run read-only).
+    knows_effect: ClassVar[bool] = False
+    # True when ``rehearse`` is safe even offline (a child procedure plans offline too)
+    plans_offline: ClassVar[bool] = False
+
+    def uses_connection(self, options: Any) -> bool:
+        """Whether this call needs one of ``connection_kinds`` (for the load-time check)."""
+        return bool(self.connection_kinds)
 
     def effect(self, options: Any) -> Effect:
         return Effect.WRITE

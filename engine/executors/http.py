@@ -274,6 +274,7 @@ def _client_for(req: _Request, ctx: StepContext) -> Any:
 
 
 class HttpExecutor(Executor):
+    knows_effect = True  # the method / verb / op says whether it writes
     name = "http"
     main_option = "url"
     Options = HttpOptions
@@ -301,8 +302,7 @@ class HttpExecutor(Executor):
             text += f" body ({len(req.body.encode())} bytes)"
         return ctx.redact(text)
 
-    @staticmethod
-    def uses_connection(options: HttpOptions) -> bool:
+    def uses_connection(self, options: HttpOptions) -> bool:
         """A full ``url`` needs no connection; a ``path`` is joined to one's base_url."""
         return options.path is not None or options.connection is not None
 

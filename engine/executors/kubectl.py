@@ -166,6 +166,7 @@ def _text(value: Any) -> str:
 
 
 class KubectlExecutor(Executor):
+    knows_effect = True  # the method / verb / op says whether it writes
     name = "kubectl"
     main_option = "args"
     Options = KubectlOptions
@@ -216,7 +217,10 @@ class KubectlExecutor(Executor):
         effect, rehearsable = classify(argv[1:])
         if effect == Effect.READ or not rehearsable:
             return None
-        return self._run([*argv, "--dry-run=server"], options, ctx)
+        res = self._run([*argv, "--dry-run=server"], options, ctx)
+        if res.ok:
+            res.note = "the API server accepted it with --dry-run=server; nothing was applied"
+        return res
 
     def _run(self, argv: list[str], options: KubectlOptions, ctx: StepContext) -> Result:
         from ..transports.local import run_local

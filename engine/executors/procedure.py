@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import shlex
 from typing import Any
 
+from ..expressions import to_text
 from .base import Executor, Options, Result, StepContext
 
 
@@ -17,10 +19,11 @@ class ProcedureExecutor(Executor):
     main_option = "file"
     Options = ProcedureOptions
     result_fields = ("steps", "run_status")
+    plans_offline = True  # the child's own offline plan is the honest description of this step
 
     def describe(self, options: ProcedureOptions, ctx: StepContext) -> str:
         params = ctx.render(options.params)
-        shown = " ".join(f"-p {k}={v}" for k, v in params.items())
+        shown = " ".join(f"-p {shlex.quote(f'{k}={to_text(v)}')}" for k, v in params.items())
         return f"runproc {ctx.render(options.file)} {shown}".rstrip()
 
     def _run(self, options: ProcedureOptions, ctx: StepContext, dry_run: bool) -> Result:

@@ -224,6 +224,7 @@ class Target:
 
 
 class S3Executor(Executor):
+    knows_effect = True  # the method / verb / op says whether it writes
     name = "s3"
     main_option = "op"
     Options = S3Options
@@ -453,7 +454,7 @@ class S3Executor(Executor):
         if options.op == "copy" and t.source is not None:
             fields["source"] = f"s3://{t.source[0]}/{t.source[1]}"
             fields["source_exists"] = self._head_fields(client, *t.source)["exists"]
-        return Result(True, fields, planned=True)
+        return Result(True, fields, planned=True, note=f"looked at the target: would {fields['would']}")
 
     @staticmethod
     def _path(file: str, ctx: StepContext) -> Path:

@@ -87,7 +87,7 @@ class ShellExecutor(Executor):
         if transport is not None:
             res = transport.run(cmd, env=env, cwd=ctx.render(options.cwd) if options.cwd else None,
                                 deadline=ctx.deadline, cancel=ctx.cancel, stdin=stdin,
-                                on_output=ctx.on_output, spool_dir=ctx.log_dir)
+                                on_output=ctx.on_output, spool_dir=ctx.log_dir, shell=options.shell)
         else:
             res = self._run_here(options, ctx, cmd, env, stdin)
         stdout, stderr = res.stdout.text(), res.stderr.text()

@@ -787,7 +787,11 @@ class SqlExecutor(Executor):
     def rehearse(self, options: SqlOptions, ctx: StepContext) -> Result | None:
         if options.dry_run != "transaction":
             return None
-        return self._run(options, ctx, rehearse=True)
+        res = self._run(options, ctx, rehearse=True)
+        if res.ok:
+            res.note = (f"ran in a transaction that was rolled back: {res.fields.get('rowcount')} "
+                        "row(s) would change")
+        return res
 
     def _run(self, options: SqlOptions, ctx: StepContext, *, rehearse: bool) -> Result:
         try:

@@ -46,7 +46,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .local import KILL_GRACE, CommandResult, run_local
-from .output import OutputBuffer
+from .output import LineStream, OutputBuffer
 
 if TYPE_CHECKING:
     import paramiko
@@ -621,6 +621,7 @@ class SshTransport:
         finally:
             chan.close()
             command.flush()
+            command.close_lines()
             out.close()
             err.close()
         return CommandResult(rc, out, err, verdict == "timed_out", verdict == "cancelled")
@@ -657,7 +658,9 @@ class _Command:
         self.chan = chan
         self.out = out
         self.err = err
-        self.on_output = on_output
+        # whole lines only: a secret cut across two reads would escape redaction (output.py)
+        self.lines = ({name: LineStream(name, on_output) for name in ("stdout", "stderr")}
+                      if on_output is not None else {})
         self.pid: int | None = None
         self.preamble = bytearray()
         self.searching = True
@@ -734,8 +737,12 @@ class _Command:
             self._stdout(bytes(self.preamble))
 
     def _emit(self, stream: str, data: bytes) -> None:
-        if self.on_output is not None and data:
-            self.on_output(stream, data.decode("utf-8", errors="replace"))
+        if data and stream in self.lines:
+            self.lines[stream].feed(data)
+
+    def close_lines(self) -> None:
+        for line in self.lines.values():
+            line.close()
 
 
 # ---------------------------------------------------------------- local hosts
