@@ -501,12 +501,13 @@ class Run:
         if not planned:
             return
         shown = ", ".join(planned[:3]) + (f" and {len(planned) - 3} more" if len(planned) > 3 else "")
+        was = "was" if len(planned) == 1 else "were"
         if sr.status in ("failed", "timed_out"):
-            sr.notes.append(f"failed against the current state ({sr.error}); upstream {shown} was only "
+            sr.notes.append(f"failed against the current state ({sr.error}); upstream {shown} {was} only "
                             "planned, so a real run may differ")
             sr.status, sr.error = "planned", None
         elif sr.status == "ok":
-            sr.notes.append(f"ran against the current state; upstream {shown} was only planned")
+            sr.notes.append(f"ran against the current state; upstream {shown} {was} only planned")
 
     def _planned_upstream(self, step_id: str) -> list[str]:
         """Steps this one (transitively) needs that a dry run only planned, nearest first."""

@@ -33,7 +33,8 @@ class ProcedureExecutor(Executor):
         fields = {"steps": {sid: s.as_fields() for sid, s in child.steps.items()},
                   "run_status": child.status}
         if child.ok:
-            return Result(True, fields, planned=dry_run)
+            # a child that was itself a dry run (a parent's readonly step in a dry run) only planned
+            return Result(True, fields, planned=dry_run or child.status == "planned")
         message = f"child procedure {child.procedure} ended {child.status}: {child.error}"
         if child.status == "interrupted":
             return Result(False, fields, message, cancelled=True)
