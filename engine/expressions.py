@@ -23,7 +23,9 @@ from jinja2.exceptions import TemplateError, UndefinedError
 from jinja2.sandbox import SandboxedEnvironment
 
 ROOT_NAMES = frozenset({"params", "vars", "secrets", "env", "steps", "run", "host", "result", "now"})
-RUN_FIELDS = frozenset({"id", "dry_run", "started_at", "error", "procedure"})
+# run.dir is the procedure file's folder: commands already run there, but paths handed to
+# other programs (a SQLite VACUUM INTO, a kubectl -f) need it spelled out
+RUN_FIELDS = frozenset({"id", "dry_run", "started_at", "error", "procedure", "dir", "offline"})
 HOST_FIELDS = frozenset({"name", "address", "port", "user", "vars", "groups"})
 
 

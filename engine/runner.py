@@ -177,7 +177,8 @@ class Run:
         ns: dict[str, Any] = {
             "params": self.params, "secrets": self.secrets, "env": dict(os.environ),
             "run": {"id": self.run_id, "dry_run": self.dry_run, "started_at": self.started_at,
-                    "error": None, "procedure": self.proc.procedure},
+                    "error": None, "procedure": self.proc.procedure, "dir": str(self.workdir),
+                    "offline": self.offline},
             "steps": self.views, "vars": {},
         }
         for name, value in self.proc.vars.items():

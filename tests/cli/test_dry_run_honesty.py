@@ -100,3 +100,18 @@ def test_unknown_values_read_cleanly_in_plans(tmp_path: Path) -> None:
     assert use["status"] == "planned"
     assert "<unknown: steps.clock.stdout.strip()>" in use["action"]
     assert not any("unsafe_callable" in n for n in use.get("notes", []))
+
+
+def test_run_dir_is_the_procedure_folder(tmp_path: Path) -> None:
+    sub = tmp_path / "sub"
+    sub.mkdir()
+    path = write(sub, """
+        procedure: where
+        steps:
+          - id: a
+            shell: echo {{ run.dir }}
+    """)
+    from tests.cli.test_run_helpers import runproc
+
+    done = runproc(tmp_path, str(path), "--output", "json")
+    assert done.json["steps"][0]["stdout"].strip() == str(sub.resolve())
