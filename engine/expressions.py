@@ -8,11 +8,12 @@ sandboxed with ``StrictUndefined``: a misspelled name is an error, never an empt
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import json
 import re
 import shlex
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cache, lru_cache
@@ -94,10 +95,31 @@ class SqlParam:
     value: Any
 
 
+# Set while an executor executes: an unknown value (a planned step's result, a secret a dry
+# run does not have) must then stop the action rather than be sent as placeholder text.
+# Plans (describe) leave it unset and show `<unknown: ...>` in place.
+_executing: contextvars.ContextVar[bool] = contextvars.ContextVar("executing", default=False)
+
+
+@contextlib.contextmanager
+def executing() -> Iterator[None]:
+    token = _executing.set(True)
+    try:
+        yield
+    finally:
+        _executing.reset(token)
+
+
+def _refuse_unknown(value: Any) -> None:
+    if isinstance(value, Unknown) and _executing.get():
+        raise UnknownValueError(value)
+
+
 def to_text(value: Any) -> str:
     """How a value reads when inserted in text: JSON for containers, lower-case booleans."""
     if isinstance(value, RawValue):
         value = value.value
+    _refuse_unknown(value)
     if value is None:
         return ""
     if isinstance(value, bool):
@@ -126,6 +148,7 @@ def _finalize_sql(eval_ctx: Any, value: Any) -> str:
     # pass_eval_context keeps Jinja from folding a constant {{ 9 }} at compile time: this
     # finalize records a bind parameter as a side effect, which must happen on every render
     if isinstance(value, Unknown):
+        _refuse_unknown(value)
         return str(value)
     parts = _sql_parts.get()
     if isinstance(value, RawValue):  # in SQL even a raw value stays a bind parameter
@@ -228,6 +251,7 @@ def render_value(value: Any, namespace: Mapping[str, Any]) -> Any:
         whole = _WHOLE.match(value.strip())
         if whole and "{{" not in whole.group(1) and "}}" not in whole.group(1):
             result = evaluate(whole.group(1), namespace)
+            _refuse_unknown(result)
             return result.value if isinstance(result, RawValue) else result
         return render(value, namespace)
     if isinstance(value, dict):

@@ -294,9 +294,12 @@ def _build_action(cls: Any, key: str, raw: dict[str, Any], path: Path_, others: 
     for opt in list(options):
         if opt not in fields:
             suggestion = did_you_mean(str(opt), [*fields, *common])
+            hint = None if suggestion else f"{key} takes: {', '.join(fields)}"
+            if opt in ("expect", "until") and "id" in common:
+                hint = ("a step has no 'expect': put the check under 'verify:' (a list of checks "
+                        "with expect), or retry until it holds with 'retry: {until: ...}'")
             problems.append(source.problem(
-                option_paths[opt], f"{label}: unknown key {str(opt)!r}{suggestion}", key=True,
-                hint=None if suggestion else f"{key} takes: {', '.join(fields)}"))
+                option_paths[opt], f"{label}: unknown key {str(opt)!r}{suggestion}", key=True, hint=hint))
             del options[opt]
             ok = False
     try:
@@ -442,6 +445,14 @@ _NAME_RULES = {"procedure": ("procedure name", "lower-case letters, digits and '
                "id": ("step id", "lower-case letters, digits and '_', not starting with a digit")}
 
 
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
 def _problem(err: Any, source: Source, path: Path_) -> Problem:
     kind = err["type"]
     value = err.get("input")
@@ -465,7 +476,7 @@ def _problem(err: Any, source: Source, path: Path_) -> Problem:
             hint = f"runproc reads YAML 1.2, where {value!r} is a string; write true or false"
         elif len(digits) > 1 and digits[0] == "0" and digits.isdigit():
             hint = "a leading zero is ambiguous (octal in YAML 1.1): write 0o755 for octal, or drop the zero"
-        elif kind != "bool_type":
+        elif kind != "bool_type" and _is_number(value):
             hint = "remove the quotes to make it a number"
     elif kind in _TYPE_WORDS:
         message = f"expected {_TYPE_WORDS[kind]}, got {_describe(value)}"

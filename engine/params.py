@@ -154,10 +154,11 @@ def _hint(spec: Param, value: Any, from_text: bool) -> str | None:
     return None
 
 
-def resolve_secrets(proc: Procedure, *, allow_missing: bool = False) -> dict[str, str]:
-    """Read every secret; a missing one is an error before anything runs (unless offline)."""
+def resolve_secrets(proc: Procedure, *, allow_missing: bool = False) -> dict[str, str | None]:
+    """Read every secret; a missing one is an error before anything runs. With
+    ``allow_missing`` (a dry run) a missing one is None, for the runner to treat as unknown."""
     problems: list[Problem] = []
-    out: dict[str, str] = {}
+    out: dict[str, str | None] = {}
     for name, spec in proc.secrets.items():
         src = proc._source
         file = src.file if src else "<secrets>"
@@ -180,7 +181,7 @@ def resolve_secrets(proc: Procedure, *, allow_missing: bool = False) -> dict[str
                 out[name] = ""
                 continue
             if allow_missing:
-                out[name] = "***"
+                out[name] = None
                 continue
             problems.append(Problem(file, line, col, missing))
         else:

@@ -30,6 +30,7 @@ class StepResult:
     hosts: dict[str, StepResult] | None = None
     notes: list[str] = field(default_factory=list)
     rollback: StepResult | None = None
+    rollback_action: str | None = None  # in a plan: the undo that stands ready
     completed_at: float | None = None  # monotonic, orders rollbacks
     changed: bool = False  # the action completed although the step failed (its verify did)
 
@@ -68,6 +69,8 @@ class StepResult:
             out["notes"] = list(self.notes)
         if self.rollback is not None:
             out["rollback"] = {k: v for k, v in self.rollback.to_json().items() if k != "id"}
+        if self.rollback_action is not None:
+            out["rollback_action"] = self.rollback_action
         return out
 
 

@@ -104,12 +104,19 @@ class Run:
 
             state_path(state)  # a malformed --state is invalid input (exit 2), found before anything runs
         self.params = resolve_params(proc, cli_params, params)
-        self.secrets = resolve_secrets(proc, allow_missing=offline)
+        self._check_only()
+        # a dry run plans without secrets: what needs a missing one is shown as unknown
+        self.secrets: dict[str, Any] = resolve_secrets(proc, allow_missing=self.dry_run)
+        self.missing_secrets = [n for n, v in self.secrets.items() if v is None]
+        for name in self.missing_secrets:
+            self.secrets[name] = ex.Unknown(f"secrets.{name}")
         for value in self.secrets.values():
-            self.redactor.add(value)
+            if not isinstance(value, ex.Unknown):
+                self.redactor.add(value)
         if parent is not None:
             for value in parent.secrets.values():  # a parent's secret passed down stays hidden
-                self.redactor.add(value)
+                if not isinstance(value, ex.Unknown):
+                    self.redactor.add(value)
         for name, spec in proc.params.items():
             if spec.secret and self.params.get(name) is not None:
                 self.redactor.add(self.params[name])
@@ -248,6 +255,9 @@ class Run:
             self.results[step.id] = StepResult(step.id, phase="on_failure")
         self.emit(ev.RunStarted(self.run_id, self.proc.procedure, self.dry_run, self.offline,
                                 [(s.id, s.name or s.id) for s in order], self.started_at))
+        if self.missing_secrets and not self.offline:
+            self.emit(ev.Note("warning", "secret(s) not set: " + ", ".join(self.missing_secrets)
+                              + "; what needs them is shown as unknown, and a real run would refuse"))
         lock_taken = False
         try:
             refusal = self._check_window()
@@ -488,12 +498,29 @@ class Run:
         except ex.UnknownValueError as exc:
             sr.status = "planned"
             sr.notes.append(f"unknown until the run: {exc.unknown.label}")
+            if sr.description is None and step.action is not None:
+                from .executors import get_executor
+
+                executor = get_executor(step.action.kind)()
+                sr.description = stepper.describe(executor, step.action.options,
+                                                  stepper.context(step.id, step, self.namespace()))
         except ProcedureError as exc:
             sr.status, sr.error = "failed", str(exc)
         finally:
             sr.duration = time.monotonic() - t0
             if sr.status == "planned":
                 self.unknown.add(step.id)
+            if self.dry_run and sr.status in ("planned", "ok") and step.rollback is not None:
+                self._describe_undo(stepper, step, sr)
+
+    def _describe_undo(self, stepper: StepRunner, step: Step, sr: StepResult) -> None:
+        """A plan shows the undo that stands ready for each step, as a real failure would run it."""
+        from .executors import get_executor
+
+        assert step.rollback is not None and step.rollback.action is not None
+        undo = get_executor(step.rollback.action.kind)()
+        ctx = stepper.context(step.id, step.rollback, self.namespace())
+        sr.rollback_action = stepper.describe(undo, step.rollback.action.options, ctx)
 
     def _judge_against_planned_upstream(self, step: Step, sr: StepResult) -> None:
         """A dry run executes readonly steps against today's state, but an upstream write was only
@@ -524,7 +551,8 @@ class Run:
             if node in seen:
                 continue
             seen.add(node)
-            if node in self.unknown and self.results[node].status == "planned":
+            if (node in self.unknown and self.results[node].status == "planned"
+                    and _changes_things(self.proc.step(node))):
                 out.append(node)
             frontier.extend(self._needs.get(node, ()))
         return out
@@ -642,10 +670,11 @@ class Run:
                                           for n in s.notes)]
         cleanup_failed = [s.id for s in (*self.proc.finally_, *self.proc.on_failure)
                           if steps[s.id].status in FAILED]
-        if self.interrupted:
-            status, code = "interrupted", 130
-        elif self.not_undone:
+        if self.not_undone:
+            # before "interrupted": an undo that did not run needs a person, whatever stopped it
             status, code = "rollback_incomplete", 4
+        elif self.interrupted:
+            status, code = "interrupted", 130
         elif self.refused:
             # a denied approval is a refusal even after earlier steps: they were all undone above
             status, code = "refused", 3
@@ -697,10 +726,22 @@ class Run:
         child.wants_output = self.wants_output
         return child._execute()
 
+    def _check_only(self) -> None:
+        """``--only`` names steps; a typo must not skip everything and report success."""
+        ids = [s.id for s in self.proc.steps]
+        unknown = [o for o in self.only if o not in ids]
+        if unknown:
+            from .errors import Problem
+            from .suggest import did_you_mean
+
+            raise ProcedureError([Problem("--only", 0, 0, f"unknown step {o!r}{did_you_mean(o, ids)}")
+                                  for o in sorted(unknown)])
+
     def _child_events(self, name: str) -> Callable[[ev.Event], None]:
         def forward(event: ev.Event) -> None:
             if isinstance(event, ev.StepFinished):
-                self.emit(ev.Note("child", f"{name}/{event.step_id}: {event.result.status}"))
+                # the child's steps appear under the parent's step, named child/step
+                self.emit(ev.StepFinished(f"{name}/{event.step_id}", "child", event.result))
             elif isinstance(event, ev.StepOutput):
                 self.emit(ev.StepOutput(f"{name}/{event.step_id}", event.stream, event.text, event.host))
             elif isinstance(event, ev.Note) and event.level != "child":

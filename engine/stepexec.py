@@ -109,11 +109,12 @@ class StepRunner:
             if n == 1:
                 description = self.describe(executor, options, ctx)
             try:
-                if rehearse:
-                    rehearsed = executor.rehearse(options, ctx)
-                    res = rehearsed if rehearsed is not None else Result(True, {}, planned=True)
-                else:
-                    res = executor.execute(options, ctx)
+                with ex.executing():
+                    if rehearse:
+                        rehearsed = executor.rehearse(options, ctx)
+                        res = rehearsed if rehearsed is not None else Result(True, {}, planned=True)
+                    else:
+                        res = executor.execute(options, ctx)
             except ex.UnknownValueError:
                 raise
             except ex.ExpressionError as exc:  # a template that cannot render: its message says it all
@@ -155,7 +156,12 @@ class StepRunner:
             self.run.emit(Note("warning", f"{step_id}: check '{label}' not run in a dry run: it would write"))
             return True, None
         until = check.retry.until if check.retry and check.retry.until else check.expect
-        res, _, _ = self.attempt(step_id, check, ns, host=host, readonly=True, until=until)
+        try:
+            res, _, _ = self.attempt(step_id, check, ns, host=host, readonly=True, until=until)
+        except ex.UnknownValueError as exc:  # a dry run without a secret, or a planned step's result
+            self.run.emit(Note("warning", f"{step_id}: check '{label}' not run: it needs "
+                                          f"{exc.unknown.label}, unknown in a dry run"))
+            return True, None
         if res.ok:
             return True, None
         reason = res.error or "failed"

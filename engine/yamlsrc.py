@@ -376,7 +376,12 @@ def parse_text(text: str, file: str, *, keep_going: bool = False) -> Source:
         message = f"YAML syntax error: {exc.problem or exc.context}"
         if exc.context and exc.problem:
             message += f" ({exc.context})"
-        raise ProcedureError(Problem(file, line, col, message)) from None
+        hint = None
+        if exc.problem and ("mapping values are not allowed" in exc.problem
+                            or "found unexpected ':'" in exc.problem):
+            # `shell: echo a: b` and `shell: echo {a: b}` are commands, not YAML structure
+            hint = "a value containing ': ' or starting with { or [ must be quoted: shell: 'echo a: b'"
+        raise ProcedureError(Problem(file, line, col, message, hint)) from None
     except yaml.YAMLError as exc:
         raise ProcedureError(Problem(file, 1, 1, f"YAML error: {exc}")) from None
     finally:

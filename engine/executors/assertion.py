@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ..expressions import to_text
 from .base import Effect, Executor, Options, Result, StepContext
 
 
@@ -31,6 +32,8 @@ class AssertExecutor(Executor):
             value = ctx.evaluate(expr)
             values.append(value)
             if not value:
-                message = ctx.render(options.message) if options.message else f"assertion failed: {expr.strip()}"
+                # the author's message explains; the expression says which check it was
+                failed = f"assertion failed: {expr.strip()}"
+                message = f"{to_text(ctx.render(options.message))} ({failed})" if options.message else failed
                 return Result(False, {"value": value}, message)
         return Result(True, {"value": values[0] if len(values) == 1 else values})

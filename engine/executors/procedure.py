@@ -5,6 +5,7 @@ from __future__ import annotations
 import shlex
 from typing import Any
 
+from ..errors import ProcedureError
 from ..expressions import to_text
 from .base import Executor, Options, Result, StepContext
 
@@ -29,8 +30,13 @@ class ProcedureExecutor(Executor):
     def _run(self, options: ProcedureOptions, ctx: StepContext, dry_run: bool) -> Result:
         if ctx.run_child is None:
             return Result(False, {}, "child procedures need the runner")
-        child = ctx.run_child(ctx.render(options.file), ctx.render(options.params), dry_run=dry_run)
-        fields = {"steps": {sid: s.as_fields() for sid, s in child.steps.items()},
+        file = to_text(ctx.render(options.file))
+        try:
+            child = ctx.run_child(file, ctx.render(options.params), dry_run=dry_run)
+        except ProcedureError as exc:  # the child's file, params or secrets: say so plainly
+            return Result(False, {}, f"child procedure {file}: {exc}")
+        # each child step as templates see it, plus the action it ran or would run
+        fields = {"steps": {sid: {**s.as_fields(), "action": s.description} for sid, s in child.steps.items()},
                   "run_status": child.status}
         if child.ok:
             # a child that was itself a dry run (a parent's readonly step in a dry run) only planned
