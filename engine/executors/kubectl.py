@@ -219,7 +219,7 @@ class KubectlExecutor(Executor):
             return None
         res = self._run([*argv, "--dry-run=server"], options, ctx)
         if res.ok:
-            res.note = "the API server accepted it with --dry-run=server; nothing was applied"
+            res.note = "rehearsed with --dry-run=server: the API server accepted it; nothing was applied"
         return res
 
     def _run(self, argv: list[str], options: KubectlOptions, ctx: StepContext) -> Result:

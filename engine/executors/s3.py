@@ -454,7 +454,7 @@ class S3Executor(Executor):
         if options.op == "copy" and t.source is not None:
             fields["source"] = f"s3://{t.source[0]}/{t.source[1]}"
             fields["source_exists"] = self._head_fields(client, *t.source)["exists"]
-        return Result(True, fields, planned=True, note=f"looked at the target: would {fields['would']}")
+        return Result(True, fields, planned=True, note=f"rehearsed by looking at the target: would {fields['would']}")
 
     @staticmethod
     def _path(file: str, ctx: StepContext) -> Path:

@@ -789,7 +789,7 @@ class SqlExecutor(Executor):
             return None
         res = self._run(options, ctx, rehearse=True)
         if res.ok:
-            res.note = (f"ran in a transaction that was rolled back: {res.fields.get('rowcount')} "
+            res.note = (f"rehearsed in a transaction that was rolled back: {res.fields.get('rowcount')} "
                         "row(s) would change")
         return res
 
