@@ -556,7 +556,7 @@ def test_performance_check_warnings_alone_do_not_fail_the_run(postgres_server, p
 # ---------------------------------------------------------------- incident-notify
 
 
-def test_incident_notify_posts_the_seed_template(http, tmp_path):
+def test_incident_notify_posts_the_runbook_template(http, tmp_path):
     http.set_route("POST", "/hook", json={"ok": True})
     code, doc, err = runproc("incident-notify.yml", *params(
         kind="initial", severity=1, summary="Template generation failing", impact="template API",

@@ -1,8 +1,10 @@
 """Every procedure of the library and every example validates, and plans offline as checked in.
 
 The plan of each file (``runproc FILE --dry-run --offline --output json``, reduced to each
-step's id, status, action and notes) is compared with ``golden/<procedure>.json``, so a change
-to what a procedure would do shows up as a diff in review. Regenerate after an intended change:
+step's id, status, action, notes, the rollback that stands ready, and a child procedure's own
+steps) is compared with ``golden/<procedure>.json``, so a change to what a procedure would do
+shows up as a diff in review. The checkout's path reads ``<repo>`` (plans of the examples show
+absolute paths made with ``run.dir``). Regenerate after an intended change:
 
     UPDATE_GOLDEN=1 python3 -m pytest tests/procedures/test_library_offline.py
 """
@@ -42,6 +44,8 @@ _VOLATILE = [
     (re.compile(r"\d{4}-\d{2}-\d{2}([ T]\d{2}:\d{2}(:\d{2}(\.\d+)?)?Z?)?"), "<date>"),
     (re.compile(r"\b\d{2}:\d{2} UTC\b"), "<time> UTC"),
 ]
+# a child procedure's run id (in a path it renders: app-<id>.db); the JSON does not give it
+_CHILD_RUN_ID = re.compile(r"(?<=-)[0-9a-f]{12}\b")
 
 
 def _rel(path: Path) -> str:
@@ -55,7 +59,8 @@ def _env() -> dict[str, str]:
 
 
 def _normalise(text: str, run_id: str) -> str:
-    text = text.replace(run_id, "<run_id>")
+    text = text.replace(str(ROOT), "<repo>").replace(run_id, "<run_id>")
+    text = _CHILD_RUN_ID.sub("<child_run_id>", text)
     for pattern, replacement in _VOLATILE:
         text = pattern.sub(replacement, text)
     return text
@@ -71,6 +76,12 @@ def reduce_plan(doc: dict[str, Any]) -> dict[str, Any]:
             item["action"] = _normalise(step["action"], run_id)
         if step.get("notes"):
             item["notes"] = [_normalise(n, run_id) for n in step["notes"]]
+        if step.get("rollback_action") is not None:
+            item["rollback"] = _normalise(step["rollback_action"], run_id)
+        if isinstance(step.get("steps"), dict):  # a child procedure's own plan
+            item["steps"] = {cid: {k: _normalise(v, run_id) if isinstance(v, str) else v
+                                   for k, v in child.items() if k in ("status", "action") and v is not None}
+                             for cid, child in step["steps"].items()}
         steps.append(item)
     return {"procedure": doc["procedure"], "status": doc["status"], "steps": steps}
 
@@ -134,7 +145,8 @@ def test_library_conventions(path: Path):
     for name, spec in proc.params.items():
         assert spec.help, f"param {name} has no help"
     text = path.read_text()
-    assert text.startswith("# Seed runbook:"), "say which section of the seed runbook this is"
+    assert text.startswith("# Runbook: "), "name the section of the runbook this procedure implements"
+    assert not re.search(r"(?i)\bseed\b", text), "say 'the runbook' (or name its section), not 'the seed'"
     assert not re.search(r"://[^/\s:@]+:[^/\s@{]+@", text), "a password in a URL"
     without_secrets = re.sub(r"\{\{\s*secrets\.\w+\s*\}\}", "", text)
     assert not re.search(r"(?i)password\s*[:=]\s*['\"]?[A-Za-z0-9]", without_secrets), "a literal password"
