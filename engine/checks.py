@@ -247,9 +247,11 @@ def _check_expressions(proc: Procedure, source: Source, dag: graph.Dag | None,
         earlier: set[str] = set()
         for i, step in enumerate(steps):
             refs: set[str] = set()
+            undo_refs: set[str] = set()  # what only the rollback uses: the action does not wait on it
             host = step.on is not None
             for path, body in _step_bodies((section, i), step):
                 in_self = path != (section, i) and path[2] in ("verify", "rollback")
+                collect = undo_refs if path != (section, i) and path[2] == "rollback" else refs
                 for p, text, expression, uses_result in body_sources(body, path):
                     if section == "steps":
                         scope = _Scope(steps=main_ids, self_id=step.id if in_self else None,
@@ -257,10 +259,24 @@ def _check_expressions(proc: Procedure, source: Source, dag: graph.Dag | None,
                     else:
                         scope = _Scope(steps=main_ids | earlier | ({step.id} if in_self else set()),
                                        host=host, result=uses_result)
-                    check(p, text, expression, scope, refs)
+                    check(p, text, expression, scope, collect)
             proc._references[step.id] = refs
             earlier.add(step.id)
     return problems
+
+
+def _branch_hint(proc: Procedure, step_id: str, dag: graph.Dag) -> str:
+    """Explain the implicit chain when it ends at a `needs: []` that started a new branch."""
+    chain = [step_id]
+    step = proc.step(step_id)
+    while step.needs is None and dag.needs.get(step.id):
+        step = proc.step(dag.needs[step.id][0])
+        chain.append(step.id)
+    if len(chain) > 1 and step.needs == []:
+        waits = " -> ".join(chain)
+        return (f" ({waits}: each waits only for the step above it, and {step.id!r} has needs: [], "
+                "so it starts a new branch)")
+    return ""
 
 
 def _reference_problem(ref: ex.Reference, proc: Procedure, scope: _Scope, dag: graph.Dag | None,
@@ -300,6 +316,7 @@ def _reference_problem(ref: ex.Reference, proc: Procedure, scope: _Scope, dag: g
             if name == scope.upstream_of:
                 return f"a step cannot use its own result here (steps.{name})"
             if not dag.is_upstream(name, scope.upstream_of):
-                return (f"uses steps.{name} but does not (transitively) need it; its value would "
-                        f"depend on timing: add {name!r} to 'needs'")
+                message = (f"uses steps.{name} but does not (transitively) need it; its value would "
+                           f"depend on timing: add {name!r} to 'needs'")
+                return message + _branch_hint(proc, scope.upstream_of, dag)
     return None

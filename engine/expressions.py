@@ -57,7 +57,9 @@ class Unknown:
         return Unknown(f"{self.label}.{name}")
 
     def __call__(self, *args: Any, **kwargs: Any) -> Unknown:
-        return Unknown(f"{self.label}()")  # `steps.x.stdout.strip()` is as unknown as stdout
+        # `steps.x.stdout.strip()` is as unknown as stdout; the call is shown as written
+        shown = [repr(a) for a in args] + [f"{k}={v!r}" for k, v in kwargs.items()]
+        return Unknown(f"{self.label}({', '.join(shown)})")
 
     def __getitem__(self, key: Any) -> Unknown:
         return Unknown(f"{self.label}[{key!r}]")

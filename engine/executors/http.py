@@ -292,11 +292,11 @@ class HttpExecutor(Executor):
             return f"{options.method} {options.url or options.path} ({exc})"
         text = f"{req.method} {shown_url(req.url)}"
         if req.params:
-            text += " params " + jsonlib.dumps(req.params, default=str)
+            text += " params " + jsonlib.dumps(req.params, default=str, ensure_ascii=False)
         if req.headers:
             text += " headers " + ", ".join(f"{k}: {header_text(k, v)}" for k, v in req.headers.items())
         if req.json is not None:
-            shown = jsonlib.dumps(req.json, default=str)
+            shown = jsonlib.dumps(req.json, default=str, ensure_ascii=False)
             text += " json " + (shown if len(shown) <= 200 else shown[:200] + "...")
         elif req.body is not None:
             text += f" body ({len(req.body.encode())} bytes)"

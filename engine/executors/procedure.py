@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shlex
+from pathlib import Path
 from typing import Any
 
 from ..errors import ProcedureError
@@ -25,7 +26,7 @@ class ProcedureExecutor(Executor):
     def describe(self, options: ProcedureOptions, ctx: StepContext) -> str:
         params = ctx.render(options.params)
         shown = " ".join(f"-p {shlex.quote(f'{k}={to_text(v)}')}" for k, v in params.items())
-        return f"runproc {ctx.render(options.file)} {shown}".rstrip()
+        return f"runproc {_shown_path(ctx.workdir / to_text(ctx.render(options.file)))} {shown}".rstrip()
 
     def _run(self, options: ProcedureOptions, ctx: StepContext, dry_run: bool) -> Result:
         if ctx.run_child is None:
@@ -51,3 +52,11 @@ class ProcedureExecutor(Executor):
 
     def rehearse(self, options: ProcedureOptions, ctx: StepContext) -> Result | None:
         return self._run(options, ctx, dry_run=True)
+
+
+def _shown_path(path: Path) -> str:
+    """The child's file as the operator can paste it: relative to where they are, when inside."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path.resolve())
