@@ -114,3 +114,37 @@ def test_hints_for_common_mistakes(tmp_path: Path) -> None:
     assert "a step has no 'expect': put the check under 'verify:'" in done.stderr
     assert "expected an integer, got the string 'lots'" in done.stderr
     assert "remove the quotes" not in done.stderr
+
+
+def test_timing_error_explains_a_branch_started_by_empty_needs(tmp_path: Path) -> None:
+    path = write(tmp_path, """
+        procedure: branches
+        steps:
+          - id: current
+            needs: []
+            shell: echo 1
+          - id: other
+            needs: []
+            shell: echo 2
+          - id: migrate
+            shell: echo {{ steps.current.stdout }}
+    """)
+    done = runproc(tmp_path, "validate", str(path))
+    assert done.rc == 2
+    assert "(migrate -> other: each waits only for the step above it, and 'other' has needs: []" in done.stderr
+
+
+def test_a_rollback_reference_does_not_make_the_action_unknown(tmp_path: Path) -> None:
+    done = run_json(tmp_path, """
+        procedure: undo-refs
+        steps:
+          - id: previous
+            shell: cat current-version
+          - id: deploy
+            readonly: true
+            shell: echo deploying 2.0
+            rollback: {shell: "echo back to {{ steps.previous.stdout }}"}
+    """, "--dry-run")
+    deploy = done.step("deploy")
+    assert deploy["status"] == "ok" and deploy["stdout"] == "deploying 2.0\n"
+    assert deploy["rollback_action"] == "echo back to <unknown: steps.previous.stdout>"
