@@ -216,33 +216,30 @@ def _compiled_expression(source: str) -> Any:
         raise ExpressionError(f"expression error: {exc}") from None
 
 
-def evaluate(source: str, namespace: Mapping[str, Any]) -> Any:
-    """Evaluate an expression (``when``, ``expect``, ``until``, ``assert``)."""
+@contextlib.contextmanager
+def _as_user_error(source: str) -> Iterator[None]:
+    """Whatever a user's expression raises becomes an ExpressionError quoting the expression."""
     try:
-        return _compiled_expression(source)(**namespace)
-    except UnknownValueError:
+        yield
+    except (UnknownValueError, ExpressionError):
         raise
     except UndefinedError as exc:
         raise ExpressionError(f"in `{source.strip()}`: {exc.message}") from None
-    except ExpressionError:
-        raise
     except Exception as exc:  # noqa: BLE001 - anything a user's expression can raise
         raise ExpressionError(f"in `{source.strip()}`: {type(exc).__name__}: {exc}") from None
+
+
+def evaluate(source: str, namespace: Mapping[str, Any]) -> Any:
+    """Evaluate an expression (``when``, ``expect``, ``until``, ``assert``)."""
+    with _as_user_error(source):
+        return _compiled_expression(source)(**namespace)
 
 
 def render(source: str, namespace: Mapping[str, Any], mode: str = "text") -> str:
     if not is_template(source):
         return source
-    try:
+    with _as_user_error(source):
         return _compiled_template(mode, source).render(**namespace)
-    except UnknownValueError:
-        raise
-    except UndefinedError as exc:
-        raise ExpressionError(f"in `{source.strip()}`: {exc.message}") from None
-    except ExpressionError:
-        raise
-    except Exception as exc:  # noqa: BLE001
-        raise ExpressionError(f"in `{source.strip()}`: {type(exc).__name__}: {exc}") from None
 
 
 def render_value(value: Any, namespace: Mapping[str, Any]) -> Any:

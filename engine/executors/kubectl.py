@@ -23,7 +23,7 @@ from pydantic import field_validator
 
 from ..model import KubernetesConnection
 from .base import Effect, Executor, Options, Result, StepContext
-from .shell import failure_text, output_fields
+from .shell import command_result
 
 Args = list[str | int | float] | str
 
@@ -232,20 +232,7 @@ class KubectlExecutor(Executor):
         stdin = _text(ctx.render(options.stdin)).encode() if options.stdin is not None else None
         res = run_local(argv, cwd=ctx.workdir, env=env, deadline=ctx.deadline, cancel=ctx.cancel,
                         stdin=stdin, spool_dir=ctx.log_dir, on_output=ctx.on_output)
-        stdout, stderr = res.stdout.text(), res.stderr.text()
-        fields = output_fields(res.rc, stdout, stderr, ctx.redact)
-        if res.stdout.spool_path:
-            fields["stdout_log"] = res.stdout.spool_path
-        if res.stderr.spool_path:
-            fields["stderr_log"] = res.stderr.spool_path
-        if res.timed_out:
-            return Result(False, fields, "timed out; kubectl was killed", timed_out=True)
-        if res.cancelled:
-            return Result(False, fields, "interrupted; kubectl was killed", cancelled=True)
-        if res.rc != 0:
-            return Result(False, fields, ctx.redact(failure_text("kubectl", res.rc, fields["stdout"],
-                                                                 fields["stderr"])))
-        return Result(True, fields)
+        return command_result(res, ctx, "kubectl", "kubectl")
 
 
 def _connection(options: KubectlOptions, ctx: StepContext) -> KubernetesConnection | None:

@@ -49,6 +49,23 @@ def failure_text(what: str, rc: int | None, stdout: str, stderr: str) -> str:
     return f"{what} exited with {rc}{shown}"
 
 
+def command_result(res: Any, ctx: StepContext, what: str, killed: str) -> Result:
+    """A finished process (a CommandResult) as a step result: fields, then why it failed."""
+    stdout, stderr = res.stdout.text(), res.stderr.text()
+    fields = output_fields(res.rc, stdout, stderr, ctx.redact)
+    if res.stdout.spool_path:
+        fields["stdout_log"] = res.stdout.spool_path
+    if res.stderr.spool_path:
+        fields["stderr_log"] = res.stderr.spool_path
+    if res.timed_out:
+        return Result(False, fields, f"timed out; {killed} was killed", timed_out=True)
+    if res.cancelled:
+        return Result(False, fields, f"interrupted; {killed} was killed", cancelled=True)
+    if res.rc != 0:
+        return Result(False, fields, ctx.redact(failure_text(what, res.rc, fields["stdout"], fields["stderr"])))
+    return Result(True, fields)
+
+
 # characters that mean nothing to a POSIX shell in an unquoted word
 _PLAIN = re.compile(r"[A-Za-z0-9_@%+=:,./-]+(?:[ \t]+[A-Za-z0-9_@%+=:,./-]+)*")
 # POSIX special built-ins, regular built-ins and reserved words: their meaning is the shell's
@@ -90,20 +107,7 @@ class ShellExecutor(Executor):
                                 on_output=ctx.on_output, spool_dir=ctx.log_dir, shell=options.shell)
         else:
             res = self._run_here(options, ctx, cmd, env, stdin)
-        stdout, stderr = res.stdout.text(), res.stderr.text()
-        fields = output_fields(res.rc, stdout, stderr, ctx.redact)
-        if res.stdout.spool_path:
-            fields["stdout_log"] = res.stdout.spool_path
-        if res.stderr.spool_path:
-            fields["stderr_log"] = res.stderr.spool_path
-        if res.timed_out:
-            return Result(False, fields, "timed out; the command's process group was killed", timed_out=True)
-        if res.cancelled:
-            return Result(False, fields, "interrupted; the command's process group was killed", cancelled=True)
-        if res.rc != 0:
-            return Result(False, fields, ctx.redact(failure_text("command", res.rc, fields["stdout"],
-                                                                 fields["stderr"])))
-        return Result(True, fields)
+        return command_result(res, ctx, "command", "the command's process group")
 
     def _run_here(self, options: ShellOptions, ctx: StepContext, cmd: str, env: dict[str, str],
                   stdin: bytes | None) -> Any:
