@@ -1,7 +1,8 @@
 """The command line: parse, call the library, map outcomes to exit codes.
 
 Exit codes: 0 done; 1 a step failed and rollback completed; 2 invalid input; 3 refused before
-any change; 4 rollback incomplete; 130 interrupted. Heavy modules are imported per command,
+any change; 4 rollback incomplete; 130 interrupted; 141 a listing command's reader went away
+(``runproc runs | head``), as for ``git log | head``. Heavy modules are imported per command,
 so ``runproc --version`` costs little more than starting Python.
 """
 
@@ -19,6 +20,9 @@ from . import __version__
 
 SUBCOMMANDS = ("validate", "graph", "schema", "list", "inventory", "runs", "show")
 EXIT_INVALID = 2
+# 128 + SIGPIPE: what a shell reports for `git log | head` (git dies of the signal), so a
+# pipeline under `set -o pipefail` behaves the same with runproc in it
+EXIT_BROKEN_PIPE = 141
 
 
 class _Parser(argparse.ArgumentParser):
@@ -31,8 +35,9 @@ class _UsageError(Exception):
     pass
 
 
-def _run_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="runproc", description="Run a procedure (a YAML runbook), or plan it with --dry-run.",
+def _run_parser(prog: str = "runproc") -> argparse.ArgumentParser:
+    p = _Parser(prog=prog, description="Run a procedure (a YAML runbook), or plan it with --dry-run. "
+                                       "`runproc run FILE` is the same as `runproc FILE`.",
                 epilog=f"other commands: {', '.join(SUBCOMMANDS)} (runproc COMMAND --help)")
     p.add_argument("file", help="the procedure file")
     p.add_argument("-p", "--param", action="append", default=[], metavar="NAME=VALUE", help="set a param")
@@ -68,11 +73,16 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     try:
         if args and args[0] in SUBCOMMANDS:
-            return _subcommand(args[0], args[1:])
+            return _listing(args[0], args[1:])
+        prog = "runproc"
+        if args and args[0] == "run":  # `runproc run FILE` reads as other tools' `run` verbs do
+            prog, args = "runproc run", args[1:]
         if not args or args[0] in ("-h", "--help"):
-            _run_parser().print_help()
+            _run_parser(prog).print_help()
             return 0 if args else EXIT_INVALID
-        return _run(_run_parser().parse_args(args))
+        if _not_a_file(args[0]):
+            return _unknown_command(args[0])
+        return _run(_run_parser(prog).parse_args(args))
     except _UsageError as exc:
         print(exc, file=sys.stderr)
         return EXIT_INVALID
@@ -84,7 +94,11 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def main_entry() -> None:
-    code = main()
+    try:
+        code = main()
+    except BrokenPipeError:  # a reader gone while a run wrote (the console itself copes)
+        _silence_stdout()
+        code = EXIT_BROKEN_PIPE
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(OSError):  # the reader went away; the exit code still tells
             stream.flush()
@@ -92,6 +106,35 @@ def main_entry() -> None:
     # 30-150 ms after the work is done and flushed; the console script skips it. main()
     # itself returns normally, for callers that embed the CLI.
     os._exit(code)
+
+
+def _listing(name: str, argv: list[str]) -> int:
+    """A command that prints for a reader: ``| head`` ends it quietly with 141, no traceback."""
+    try:
+        code = _subcommand(name, argv)
+        sys.stdout.flush()  # the write that fails is often this one, for a short output
+        return code
+    except BrokenPipeError:
+        _silence_stdout()  # else the interpreter's own last flush fails again, loudly
+        return EXIT_BROKEN_PIPE
+
+
+def _not_a_file(word: str) -> bool:
+    """A first word that is no option, no existing path and does not look like a file name:
+    a mistyped command (``runproc lsit``) rather than a procedure that cannot be found."""
+    return (not word.startswith("-") and "/" not in word and not Path(word).exists()
+            and not word.endswith((".yml", ".yaml", ".json")))
+
+
+def _unknown_command(word: str) -> int:
+    import difflib
+
+    commands = ("run", *SUBCOMMANDS)
+    close = difflib.get_close_matches(word, commands, n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    print(f"runproc: {word!r} is not a command or a file{hint}\n"
+          f"commands: {', '.join(commands)}; runproc FILE runs a procedure (runproc --help)", file=sys.stderr)
+    return EXIT_INVALID
 
 
 def _print_problems(exc: Any) -> None:
@@ -190,11 +233,13 @@ def _asker(view: Any, stop: list[Any]) -> Any:
     import select
 
     def ask(message: str) -> bool:
-        live = getattr(view, "live", None)
-        if live is not None:
-            live.stop()
+        # the table so far stays on the screen above the question (the operator approves
+        # having seen the checks), and a fresh live table follows the answer
+        pause, resume = getattr(view, "pause", None), getattr(view, "resume", None)
+        if pause is not None:
+            pause()
         try:
-            sys.stderr.write(f"\n{message} [y/N] ")
+            sys.stderr.write(f"{message} [y/N] ")
             sys.stderr.flush()
             while True:
                 if stop and stop[0].is_set():
@@ -205,8 +250,8 @@ def _asker(view: Any, stop: list[Any]) -> Any:
                     answer = sys.stdin.readline().strip().lower()
                     return answer in ("y", "yes")
         finally:
-            if live is not None:
-                live.start()
+            if resume is not None:
+                resume()
     return ask
 
 
@@ -276,8 +321,10 @@ def _schema(argv: list[str]) -> int:
 
 
 def _list(argv: list[str]) -> int:
-    p = _Parser(prog="runproc list", description="List procedures with description, owner and params.")
-    p.add_argument("dir", nargs="?")
+    p = _Parser(prog="runproc list",
+                description="List procedures with file, description, owner and params: the *.yml and *.yaml "
+                            "files of DIR and of its subfolders one level down (examples/local/*.yml).")
+    p.add_argument("dir", nargs="?", help="the folder (default: ./procedures if it exists, else .)")
     p.add_argument("--output", choices=("text", "json"), default="text")
     ns = p.parse_args(argv)
     from .errors import ProcedureError
@@ -288,7 +335,7 @@ def _list(argv: list[str]) -> int:
         print(f"runproc list: {folder}: not a directory", file=sys.stderr)
         return EXIT_INVALID
     rows = []
-    for path in sorted([*folder.glob("*.yml"), *folder.glob("*.yaml")]):
+    for path in _procedure_files(folder):
         try:
             proc = load(path)
             params = ", ".join(f"{n}{'*' if s.required else ''}:{s.type}" for n, s in proc.params.items())
@@ -300,16 +347,47 @@ def _list(argv: list[str]) -> int:
     if ns.output == "json":
         print(json.dumps(rows, indent=2))
         return 0
+    if not _is_tty(sys.stdout):
+        _list_plain(rows)
+        return 0
     from rich.console import Console
     from rich.table import Table
 
     table = Table(title=f"procedures in {folder}")
-    for col in ("procedure", "description", "owner", "params"):
+    for col in ("file", "procedure", "description", "owner", "params"):
         table.add_column(col, overflow="fold")
     for r in rows:
-        table.add_row(r["procedure"], r["description"], r["owner"], r["params"])
-    Console(no_color=bool(os.environ.get("NO_COLOR")) or not sys.stdout.isatty()).print(table)
+        table.add_row(r["file"], r["procedure"], r["description"], r["owner"], r["params"])
+    Console(no_color=bool(os.environ.get("NO_COLOR"))).print(table)
     return 0
+
+
+def _procedure_files(folder: Path) -> list[Path]:
+    """The folder's procedure files, then its subfolders' (one level: examples/local/*.yml).
+    Hidden folders (.git, a procedure's .state) are not looked into."""
+    def yaml_in(d: Path) -> list[Path]:
+        return sorted([*d.glob("*.yml"), *d.glob("*.yaml")])
+
+    files = yaml_in(folder)
+    for sub in sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        files += yaml_in(sub)
+    return files
+
+
+def _list_plain(rows: list[dict[str, Any]]) -> None:
+    """For a pipe or a file: whole words, one line a procedure (grep finds it by file, name or
+    owner), the description on an indented line below."""
+    fw = max((len(r["file"]) for r in rows), default=0)
+    nw = max((len(r["procedure"]) for r in rows), default=0)
+    for r in rows:
+        line = f"{r['file']:<{fw}}  {r['procedure']:<{nw}}"
+        if r["owner"]:
+            line += f"  owner: {r['owner']}"
+        if r["params"]:
+            line += f"  params: {r['params']}"
+        print(line.rstrip())
+        if r["description"]:
+            print(f"    {' '.join(r['description'].split())}")
 
 
 def _inventory(argv: list[str]) -> int:
@@ -337,11 +415,14 @@ def _inventory(argv: list[str]) -> int:
     return 0
 
 
+_STATE_HELP = "state URL (sqlite:///path); default $RUNPROC_STATE or the XDG state dir"
+
+
 def _runs(argv: list[str]) -> int:
     p = _Parser(prog="runproc runs", description="List recorded runs, newest first.")
-    p.add_argument("--state")
+    p.add_argument("--state", help=_STATE_HELP)
     p.add_argument("--output", choices=("text", "json"), default="text")
-    p.add_argument("-n", type=int, default=50)
+    p.add_argument("-n", type=int, default=50, metavar="N", help="show the N newest runs (default 50)")
     ns = p.parse_args(argv)
     from .journal import Journal
 
@@ -356,9 +437,14 @@ def _runs(argv: list[str]) -> int:
 
 
 def _show(argv: list[str]) -> int:
-    p = _Parser(prog="runproc show", description="Show the report of a recorded run.")
-    p.add_argument("run")
-    p.add_argument("--state")
+    p = _Parser(prog="runproc show", description="Show a recorded run: a summary, or its whole JSON report.")
+    p.add_argument("run", help="a run id, or its first characters (runproc runs lists them)")
+    p.add_argument("--state", help=_STATE_HELP)
+    # default: text for a person at a terminal, the JSON report for a pipe (as before text
+    # existed: `runproc show ID | jq` keeps working)
+    p.add_argument("--output", choices=("text", "json"),
+                   help="text: status, each step, root cause, what was not undone; json: the whole report "
+                        "(default: text on a terminal, json when piped)")
     ns = p.parse_args(argv)
     from .journal import Journal
 
@@ -366,7 +452,12 @@ def _show(argv: list[str]) -> int:
     if report is None:
         print(f"runproc show: no run {ns.run!r}", file=sys.stderr)
         return EXIT_INVALID
-    print(json.dumps(report, indent=2))
+    if (ns.output or ("text" if _is_tty(sys.stdout) else "json")) == "json":
+        print(json.dumps(report, indent=2))
+    else:
+        from .console import show_report
+
+        show_report(report)
     return 0
 
 
