@@ -92,6 +92,7 @@ class ConsoleView:
         self.finished = False
         # child procedure name -> (the step running it, whether that is certain)
         self.parents: dict[str, tuple[str | None, bool]] = {}
+        self.announced: set[str] = set()  # child procedures whose parent line is printed (plain)
 
     # ------------------------------------------------------------ event sink
 
@@ -167,7 +168,11 @@ class ConsoleView:
             self._line(f"  retry {e.step_id}: attempt {e.attempt} failed: {_one_line(e.error or '')}")
 
     def on_StepFinished(self, e: ev.StepFinished) -> None:  # noqa: N802
-        if e.step_id not in self.top and (e.phase == "child" or "/" in e.step_id):
+        if e.step_id not in self.top and (e.phase.startswith("child") or "/" in e.step_id):
+            if e.phase.startswith("child:") and "/" in e.step_id:
+                # the runner may name the step running the child: "child:<parent step id>"
+                with self._lock:
+                    self.parents.setdefault(e.step_id.split("/", 1)[0], (e.phase[len("child:"):], True))
             self._child_finished(e.step_id, e.result.status, e.result)
             return
         r = e.result
@@ -244,7 +249,8 @@ class ConsoleView:
         """A child procedure's step, as an indented row under the step that runs the child."""
         name, child_step = sid.split("/", 1)
         with self._lock:
-            first = name not in self.parents
+            first = name not in self.announced
+            self.announced.add(name)
             parent, certain = self._parent_of(name)
             row = self.rows.get(sid)
             if row is None:

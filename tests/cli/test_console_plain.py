@@ -208,3 +208,15 @@ def test_child_steps_as_notes_from_an_older_runner() -> None:
     assert lines[1:4] == ["  … running         migrate (child procedure db-migrate)",
                           "    └ ✔ ok              db-migrate/backup",
                           "  ✔ ok              migrate (0ms)"]
+
+
+def test_child_steps_name_their_parent_when_the_runner_says_it() -> None:
+    # two steps running at once: the phase "child:<step>" says which one runs the child
+    out = io.StringIO()
+    view = ConsoleView(out, force_plain=True)
+    view(ev.RunStarted("r1", "release", False, False, [("migrate", "migrate"), ("probe", "probe")], ""))
+    view(ev.StepStarted("migrate", "step"))
+    view(ev.StepStarted("probe", "step"))
+    view(ev.StepFinished("db-migrate/backup", "child:migrate", StepResult("backup", status="ok", attempts=1)))
+    assert out.getvalue().splitlines()[1:] == ["  … running         migrate (child procedure db-migrate)",
+                                               "    └ ✔ ok              db-migrate/backup (0ms)"]
