@@ -703,7 +703,7 @@ class Run:
 
     # ------------------------------------------------------------ child procedures
 
-    def run_child(self, file: str, params: dict[str, Any], *, dry_run: bool = False,
+    def run_child(self, file: str, params: dict[str, Any], *, dry_run: bool = False, parent_step: str | None = None,
                   cancel: threading.Event | None = None) -> RunResult:
         from .loader import load
 
@@ -716,7 +716,7 @@ class Run:
                     limit=self.limit, state=self.state_url, ignore_window=self.ignore_window,
                     ask=self.ask, log_dir=self.log_dir, forks=self.forks,
                     accept_new_hosts=self.accept_new_hosts, known_hosts=self.known_hosts, parent=self,
-                    on_event=self._child_events(child_proc.procedure))
+                    on_event=self._child_events(child_proc.procedure, parent_step))
         # the child stops with the phase of the parent that runs it, and abandons its undos
         # and cleanup when the parent's are abandoned
         child.stop = cancel or self.cancel
@@ -737,11 +737,12 @@ class Run:
             raise ProcedureError([Problem("--only", 0, 0, f"unknown step {o!r}{did_you_mean(o, ids)}")
                                   for o in sorted(unknown)])
 
-    def _child_events(self, name: str) -> Callable[[ev.Event], None]:
+    def _child_events(self, name: str, parent_step: str | None = None) -> Callable[[ev.Event], None]:
         def forward(event: ev.Event) -> None:
             if isinstance(event, ev.StepFinished):
                 # the child's steps appear under the parent's step, named child/step
-                self.emit(ev.StepFinished(f"{name}/{event.step_id}", "child", event.result))
+                phase = f"child:{parent_step}" if parent_step else "child"
+                self.emit(ev.StepFinished(f"{name}/{event.step_id}", phase, event.result))
             elif isinstance(event, ev.StepOutput):
                 self.emit(ev.StepOutput(f"{name}/{event.step_id}", event.stream, event.text, event.host))
             elif isinstance(event, ev.Note) and event.level != "child":

@@ -59,7 +59,7 @@ class StepRunner:
             run.progress(step_id, red(message), host_name)
 
         def run_child(file: str, params: dict[str, Any], *, dry_run: bool = False) -> Any:
-            return run.run_child(file, params, dry_run=dry_run, cancel=cancel)
+            return run.run_child(file, params, dry_run=dry_run, cancel=cancel, parent_step=step_id)
 
         return StepContext(
             step_id=step_id, workdir=run.workdir, dry_run=run.dry_run, offline=run.offline,

@@ -545,7 +545,8 @@ def test_reference_to_a_step_not_upstream(tmp_path: Path, capsys: pytest.Capture
         "procedures/x.yml:7:11: steps[1].when: uses steps.a but does not (transitively) need it; its value "
         "would depend on timing: add 'a' to 'needs'",
         "procedures/x.yml:10:12: steps[2].shell: uses steps.a but does not (transitively) need it; its value "
-        "would depend on timing: add 'a' to 'needs'",
+        "would depend on timing: add 'a' to 'needs' (c -> b: each waits only for the step above it, and 'b' "
+        "has needs: [], so it starts a new branch)",
     ]
 
 
