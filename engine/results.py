@@ -10,6 +10,7 @@ STEP_STATUSES = ("ok", "failed", "timed_out", "skipped", "planned", "cancelled",
                  "rollback_failed")
 RUN_STATUSES = ("ok", "failed", "refused", "rollback_incomplete", "interrupted", "planned")
 DONE = frozenset({"ok", "skipped", "planned"})  # lets dependents start
+FAILED = frozenset({"failed", "timed_out"})  # what makes a run fail
 
 
 def _same(text: str) -> str:

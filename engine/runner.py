@@ -24,19 +24,18 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from . import dryrun, graph, rollback
 from . import events as ev
 from . import expressions as ex
-from . import graph
 from .errors import Problem, ProcedureError
 from .executors.confirm import Refusal  # noqa: F401 - re-exported for executors' tests
 from .model import Procedure, Step
 from .params import resolve_params, resolve_secrets
 from .resources import Resources
-from .results import DONE, RunResult, StepResult
+from .results import DONE, FAILED, RunResult, StepResult
 from .stepexec import StepRunner, now_iso
 
 DEFAULT_CONCURRENCY_CAP = 16
-FAILED = frozenset({"failed", "timed_out"})
 
 
 class Run:
@@ -275,9 +274,9 @@ class Run:
             failed = self.root_cause is not None or self.interrupted
             if failed and not self.dry_run:
                 if self.no_rollback:
-                    self._note_kept_without_rollback("--no-rollback")
+                    rollback.note_kept_without_rollback(self, "--no-rollback")
                 else:
-                    self._rollback_all()
+                    rollback.rollback_all(self)
                 self._run_list(self.proc.on_failure)
             else:
                 why = "the run did not fail" if not failed else "a dry run does not act on failure"
@@ -483,7 +482,7 @@ class Run:
                     return
             if self.dry_run and unknown:
                 self.emit(ev.StepStarted(step.id, sr.phase, None, None))
-                self._plan_unknown(stepper, step, sr, ns, unknown)
+                dryrun.plan_unknown(self, stepper, step, sr, ns, unknown)
                 return
             hosts = self._hosts(step) if step.on else None
             self.emit(ev.StepStarted(step.id, sr.phase, None, len(hosts) if hosts is not None else None))
@@ -494,7 +493,7 @@ class Run:
             else:
                 stepper.execute(step, ns, sr)
             if self.dry_run and sr.phase == "step":
-                self._judge_against_planned_upstream(step, sr)
+                dryrun.judge_against_planned_upstream(self, step, sr)
         except ex.UnknownValueError as exc:
             sr.status = "planned"
             sr.notes.append(f"unknown until the run: {exc.unknown.label}")
@@ -511,61 +510,7 @@ class Run:
             if sr.status == "planned":
                 self.unknown.add(step.id)
             if self.dry_run and sr.status in ("planned", "ok") and step.rollback is not None:
-                self._describe_undo(stepper, step, sr)
-
-    def _describe_undo(self, stepper: StepRunner, step: Step, sr: StepResult) -> None:
-        """A plan shows the undo that stands ready for each step, as a real failure would run it."""
-        from .executors import get_executor
-
-        assert step.rollback is not None and step.rollback.action is not None
-        undo = get_executor(step.rollback.action.kind)()
-        ctx = stepper.context(step.id, step.rollback, self.namespace())
-        sr.rollback_action = stepper.describe(undo, step.rollback.action.options, ctx)
-
-    def _judge_against_planned_upstream(self, step: Step, sr: StepResult) -> None:
-        """A dry run executes readonly steps against today's state, but an upstream write was only
-        planned: say so, and do not call the plan broken when such a step fails for that reason."""
-        planned = self._planned_upstream(step.id)
-        if not planned:
-            return
-        shown = ", ".join(planned[:3]) + (f" and {len(planned) - 3} more" if len(planned) > 3 else "")
-        was = "was" if len(planned) == 1 else "were"
-        if sr.status in ("failed", "timed_out"):
-            sr.notes.append(f"failed against the current state ({sr.error}); upstream {shown} {was} only "
-                            "planned, so a real run may differ")
-            sr.status, sr.error = "planned", None
-        elif sr.status == "ok":
-            sr.notes.append(f"ran against the current state; upstream {shown} {was} only planned")
-
-    def _planned_upstream(self, step_id: str) -> list[str]:
-        """Steps this one (transitively) needs that a dry run only planned, nearest first."""
-        if not self.unknown:
-            return []
-        if self._needs is None:
-            self._needs = graph.declared_needs(self.proc.steps)
-        seen: set[str] = set()
-        out: list[str] = []
-        frontier = list(self._needs.get(step_id, ()))
-        while frontier:
-            node = frontier.pop(0)
-            if node in seen:
-                continue
-            seen.add(node)
-            if (node in self.unknown and self.results[node].status == "planned"
-                    and _changes_things(self.proc.step(node))):
-                out.append(node)
-            frontier.extend(self._needs.get(node, ()))
-        return out
-
-    def _plan_unknown(self, stepper: StepRunner, step: Step, sr: StepResult, ns: dict[str, Any],
-                      unknown: list[str]) -> None:
-        from .executors import get_executor
-
-        assert step.action is not None
-        executor = get_executor(step.action.kind)()
-        sr.description = stepper.describe(executor, step.action.options, stepper.context(step.id, step, ns))
-        sr.status = "planned"
-        sr.notes.append("depends on planned step(s) " + ", ".join(unknown) + ": result unknown in a dry run")
+                dryrun.describe_undo(self, stepper, step, sr)
 
     def _hosts(self, step: Step) -> list[Any]:
         from .fanout import select_hosts
@@ -573,75 +518,6 @@ class Run:
         return select_hosts(self, step)
 
     # ------------------------------------------------------------ failure path
-
-    def _to_undo(self) -> list[StepResult]:
-        """Steps whose action completed, most recent first.
-
-        A step whose action succeeded but whose ``verify`` failed did change things, so it is
-        undone too; a step that failed or timed out in its action is not (its rollback could
-        undo something that never happened).
-        """
-        out = [sr for sr in self.results.values()
-               if sr.phase == "step" and sr.completed_at is not None
-               and (sr.status == "ok" or sr.changed
-                    or (sr.hosts and any(h.status == "ok" for h in sr.hosts.values())))]
-        out.sort(key=lambda r: r.completed_at or 0, reverse=True)
-        return out
-
-    def _note_kept_without_rollback(self, why: str) -> None:
-        for sr in self._to_undo():
-            if self.proc.step(sr.id).rollback is not None:
-                sr.notes.append(f"not rolled back ({why})")
-
-    def _rollback_all(self) -> None:
-        stepper = StepRunner(self)
-        self._phase_cancel = self.rollback_cancel
-        try:
-            for sr in self._to_undo():
-                step = self.proc.step(sr.id)
-                if step.rollback is None:
-                    if sr.status == "ok" and _changes_things(step):
-                        sr.notes.append("no rollback defined: its change was kept")
-                    continue
-                if self.rollback_cancel.is_set():
-                    sr.notes.append("rollback abandoned (second interrupt): its change was kept")
-                    self.not_undone.append(sr.id)
-                    continue
-                self._rollback_one(stepper, step, sr)
-        finally:
-            self._phase_cancel = self.stop
-
-    def _rollback_one(self, stepper: StepRunner, step: Step, sr: StepResult) -> None:
-        self.emit(ev.RollbackStarted(sr.id))
-        t0 = time.monotonic()
-        started = now_iso()
-        try:
-            ns = self.namespace()
-            if sr.hosts is not None:
-                from .fanout import rollback_fanout
-
-                ok, error, description = rollback_fanout(self, stepper, step, ns, sr)
-            else:
-                ok, error, description = stepper.rollback(step, ns)
-        except ex.ExpressionError as exc:
-            ok, error, description = False, f"rollback: {exc}", ""
-        except Exception as exc:  # noqa: BLE001 - one undo's surprise must not stop the others
-            ok, error, description = False, f"internal error: {type(exc).__name__}: {exc}", ""
-        if not ok and self.rollback_cancel.is_set():
-            error = f"interrupted (second interrupt): {error}" if error else "interrupted (second interrupt)"
-        error = self.redactor(error) if error else error
-        sr.rollback = StepResult(sr.id, phase="rollback", status="ok" if ok else "failed", error=error,
-                                 description=description, duration=time.monotonic() - t0, started_at=started,
-                                 attempts=1)
-        if ok:
-            self.undo_order.append(sr.id)
-            # the root cause keeps "failed" (its verify failed; the undo is in .rollback)
-            if sr.status == "ok" or sr.hosts is not None and sr.status not in FAILED:
-                sr.status = "rolled_back"
-        else:
-            sr.status = "rollback_failed"
-            self.not_undone.append(sr.id)
-        self.emit(ev.RollbackFinished(sr.id, ok, error))
 
     def _run_list(self, steps: list[Step]) -> None:
         """finally/on_failure: in order (``needs`` respected), each whatever the others did."""
@@ -748,17 +624,6 @@ class Run:
             elif isinstance(event, ev.Note) and event.level != "child":
                 self.emit(ev.Note(event.level, f"{name}: {event.text}", event.data))
         return forward
-
-
-def _changes_things(step: Step) -> bool:
-    """Whether a completed step left a change behind (for the "kept" list)."""
-    from .executors import get_executor
-    from .executors.base import Effect
-
-    if step.readonly or step.action is None:
-        return False
-    cls = get_executor(step.action.kind)
-    return not cls.stateless and cls().effect(step.action.options) != Effect.READ
 
 
 def run(procedure: Procedure | str | Path, params: dict[str, Any] | None = None, **options: Any) -> RunResult:
