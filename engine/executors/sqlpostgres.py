@@ -12,23 +12,17 @@ from typing import Any
 
 from ..expressions import SqlIdent, SqlParam
 from .base import StepContext
-from .sqlsessions import ROWS_KEPT, Outcome, StatementFailed
+from .sqlsessions import ROWS_KEPT, Outcome, Session, StatementFailed
 from .sqlsplit import Statement
 
 DEFAULT_CONNECT_TIMEOUT = 10.0  # libpq's default is to wait forever
 CHANGING_TAGS = frozenset({"INSERT", "UPDATE", "DELETE", "MERGE", "COPY"})
 
 
-class PgSession:
+class PgSession(Session):
     """A run's connection to one PostgreSQL ``connection``: opened on first use, reopened if lost."""
 
     dialect = "postgres"
-
-    def __init__(self, name: str, model: Any) -> None:
-        self.name = name
-        self.model = model
-        self.conn: Any = None
-        self.where = ""
 
     def ensure(self, ctx: StepContext) -> Any:
         import psycopg
@@ -79,24 +73,18 @@ class PgSession:
         else:
             conn.cancel()
 
-    def close(self, _: Any = None) -> None:
-        if self.conn is not None:
-            try:
-                self.conn.close()
-            finally:
-                self.conn = None
-
     # ------------------------------------------------------------ running
 
-    def run(self, stmts: list[Statement], *, readonly: bool, autocommit: bool, keep: Callable[[Outcome], bool],
-            outcome: Outcome) -> bool:
-        """Run the statements; commit when ``keep(outcome)`` says so. True when committed."""
+    def driver_error(self) -> type[Exception]:
         import psycopg
 
-        try:
-            return self._run(stmts, readonly=readonly, autocommit=autocommit, keep=keep, outcome=outcome)
-        except psycopg.Error as exc:  # BEGIN, COMMIT (deferred constraints), a lost connection
-            raise StatementFailed(pg_error(exc), broken=self.conn.broken) from None
+        return psycopg.Error
+
+    def error_text(self, exc: Exception) -> str:
+        return pg_error(exc)
+
+    def is_broken(self) -> bool:
+        return bool(self.conn is not None and self.conn.broken)
 
     def _run(self, stmts: list[Statement], *, readonly: bool, autocommit: bool, keep: Callable[[Outcome], bool],
              outcome: Outcome) -> bool:

@@ -150,3 +150,45 @@ class StatementFailed(Exception):
     def __init__(self, message: str, broken: bool = False) -> None:
         super().__init__(message)
         self.broken = broken
+
+
+class Session:
+    """What a run's connection to one database does whatever the driver: opened on first use
+    (``ensure``), closed at the end of the run, and a statement batch whose driver error
+    becomes a StatementFailed with the driver's own wording."""
+
+    dialect = ""
+
+    def __init__(self, name: str, model: Any) -> None:
+        self.name = name
+        self.model = model
+        self.conn: Any = None
+        self.where = ""
+
+    def close(self, _: Any = None) -> None:
+        if self.conn is not None:
+            try:
+                self.conn.close()
+            finally:
+                self.conn = None
+
+    def run(self, stmts: list[Any], *, readonly: bool, autocommit: bool, keep: Callable[[Outcome], bool],
+            outcome: Outcome) -> bool:
+        """Run the statements; commit when ``keep(outcome)`` says so. True when committed."""
+        try:
+            return self._run(stmts, readonly=readonly, autocommit=autocommit, keep=keep, outcome=outcome)
+        except self.driver_error() as exc:  # BEGIN, COMMIT (deferred constraints), a lost connection
+            raise StatementFailed(self.error_text(exc), broken=self.is_broken()) from None
+
+    def _run(self, stmts: list[Any], *, readonly: bool, autocommit: bool, keep: Callable[[Outcome], bool],
+             outcome: Outcome) -> bool:  # pragma: no cover - each driver's session implements it
+        raise NotImplementedError
+
+    def driver_error(self) -> type[Exception]:  # pragma: no cover - each driver's session implements it
+        raise NotImplementedError
+
+    def error_text(self, exc: Exception) -> str:  # pragma: no cover - each driver's session implements it
+        raise NotImplementedError
+
+    def is_broken(self) -> bool:
+        return False

@@ -9,22 +9,16 @@ from typing import Any
 
 from ..expressions import SqlIdent, SqlParam
 from .base import StepContext
-from .sqlsessions import ROWS_KEPT, Outcome, StatementFailed
+from .sqlsessions import ROWS_KEPT, Outcome, Session, StatementFailed
 from .sqlsplit import Statement, quote_ident
 
 SQLITE_BUSY_TIMEOUT = 5.0
 
 
-class SqliteSession:
+class SqliteSession(Session):
     """A run's connection to one SQLite ``connection``: the file is opened once and shared by steps."""
 
     dialect = "sqlite"
-
-    def __init__(self, name: str, model: Any) -> None:
-        self.name = name
-        self.model = model
-        self.conn: Any = None
-        self.where = ""
 
     def ensure(self, ctx: StepContext) -> Any:
         import sqlite3
@@ -57,21 +51,13 @@ class SqliteSession:
         if self.conn is not None:
             self.conn.interrupt()
 
-    def close(self, _: Any = None) -> None:
-        if self.conn is not None:
-            try:
-                self.conn.close()
-            finally:
-                self.conn = None
-
-    def run(self, stmts: list[Statement], *, readonly: bool, autocommit: bool, keep: Callable[[Outcome], bool],
-            outcome: Outcome) -> bool:
+    def driver_error(self) -> type[Exception]:
         import sqlite3
 
-        try:
-            return self._run(stmts, readonly=readonly, autocommit=autocommit, keep=keep, outcome=outcome)
-        except sqlite3.Error as exc:  # BEGIN IMMEDIATE on a busy database, COMMIT
-            raise StatementFailed(sqlite_error(exc)) from None
+        return sqlite3.Error  # BEGIN IMMEDIATE on a busy database, COMMIT
+
+    def error_text(self, exc: Exception) -> str:
+        return sqlite_error(exc)
 
     def _run(self, stmts: list[Statement], *, readonly: bool, autocommit: bool, keep: Callable[[Outcome], bool],
              outcome: Outcome) -> bool:
