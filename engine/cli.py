@@ -19,6 +19,8 @@ from typing import Any
 from . import __version__
 
 SUBCOMMANDS = ("validate", "graph", "schema", "list", "inventory", "runs", "show")
+# commands that run something (not listings: their output is a run's, not a reader's)
+RUN_COMMANDS = ("apply",)
 EXIT_INVALID = 2
 # 128 + SIGPIPE: what a shell reports for `git log | head` (git dies of the signal), so a
 # pipeline under `set -o pipefail` behaves the same with runproc in it
@@ -38,7 +40,7 @@ class _UsageError(Exception):
 def _run_parser(prog: str = "runproc") -> argparse.ArgumentParser:
     p = _Parser(prog=prog, description="Run a procedure (a YAML runbook), or plan it with --dry-run. "
                                        "`runproc run FILE` is the same as `runproc FILE`.",
-                epilog=f"other commands: {', '.join(SUBCOMMANDS)} (runproc COMMAND --help)")
+                epilog=f"other commands: {', '.join((*SUBCOMMANDS, *RUN_COMMANDS))} (runproc COMMAND --help)")
     p.add_argument("file", help="the procedure file")
     p.add_argument("-p", "--param", action="append", default=[], metavar="NAME=VALUE", help="set a param")
     p.add_argument("--params-file", help="params from a YAML or JSON file (-p wins)")
@@ -58,6 +60,8 @@ def _run_parser(prog: str = "runproc") -> argparse.ArgumentParser:
     p.add_argument("--output", choices=("text", "json"), default="text")
     p.add_argument("--state", help="state URL (sqlite:///path); default $RUNPROC_STATE or XDG state dir")
     p.add_argument("--report-dir", help="write report.json, junit.xml and step logs here")
+    p.add_argument("--save-plan", metavar="PLAN",
+                   help="with --dry-run: save the plan to PLAN (JSON), to run later with runproc apply PLAN")
     p.add_argument("-v", "--verbose", action="store_true", help="show step output as it arrives")
     return p
 
@@ -74,6 +78,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args and args[0] in SUBCOMMANDS:
             return _listing(args[0], args[1:])
+        if args and args[0] == "apply":
+            return _apply(args[1:])
         prog = "runproc"
         if args and args[0] == "run":  # `runproc run FILE` reads as other tools' `run` verbs do
             prog, args = "runproc run", args[1:]
@@ -129,7 +135,7 @@ def _not_a_file(word: str) -> bool:
 def _unknown_command(word: str) -> int:
     import difflib
 
-    commands = ("run", *SUBCOMMANDS)
+    commands = ("run", *SUBCOMMANDS, *RUN_COMMANDS)
     close = difflib.get_close_matches(word, commands, n=1)
     hint = f" (did you mean {close[0]!r}?)" if close else ""
     print(f"runproc: {word!r} is not a command or a file{hint}\n"
@@ -152,6 +158,11 @@ def _run(ns: argparse.Namespace) -> int:
 
     if ns.offline:
         ns.dry_run = True
+    if ns.save_plan is not None:
+        problem = _save_plan_problem(ns)
+        if problem:
+            print(f"runproc: --save-plan: {problem}", file=sys.stderr)
+            return EXIT_INVALID
     try:
         proc = load(ns.file)
         cli_params = parse_cli_params(ns.param)
@@ -162,11 +173,21 @@ def _run(ns: argparse.Namespace) -> int:
         return EXIT_INVALID
 
 
-def _execute(proc: Any, ns: argparse.Namespace, cli_params: dict[str, str], file_params: Any) -> int:
-    import signal
+def _save_plan_problem(ns: argparse.Namespace) -> str | None:
+    """Why ``--save-plan`` cannot be honoured, found before a long dry run rather than after it."""
+    if not ns.dry_run:
+        return ("needs --dry-run: a plan is what a dry run shows (runproc FILE --dry-run --save-plan PLAN, "
+                "then runproc apply PLAN)")
+    folder = Path(ns.save_plan).parent
+    if not folder.is_dir():
+        return f"{ns.save_plan}: folder {folder} does not exist"
+    if Path(ns.save_plan).is_dir():
+        return f"{ns.save_plan} is a directory"
+    return None
 
-    from .runner import Run
 
+def _sink(ns: argparse.Namespace) -> tuple[Any, Any, list[Any]]:
+    """(event consumer, confirm asker or None, the list the asker watches for a stop event)."""
     sink: Any
     if ns.output == "text":
         from .console import ConsoleView
@@ -178,12 +199,72 @@ def _execute(proc: Any, ns: argparse.Namespace, cli_params: dict[str, str], file
         sink = NoticeSink()  # stdout carries the JSON document alone
     stop: list[Any] = []
     ask = _asker(sink, stop) if _is_tty(sys.stdin) else None
+    return sink, ask, stop
+
+
+def _execute(proc: Any, ns: argparse.Namespace, cli_params: dict[str, str], file_params: Any) -> int:
+    from .runner import Run
+
+    sink, ask, stop = _sink(ns)
     run = Run(proc, params=file_params, cli_params=cli_params, dry_run=ns.dry_run, offline=ns.offline,
               yes=ns.yes, no_rollback=ns.no_rollback, only=ns.only, limit=ns.limit, inventory=ns.inventory,
               state=ns.state, ignore_window=ns.ignore_window, on_event=sink, ask=ask,
               log_dir=Path(ns.report_dir) / "logs" if ns.report_dir else None, forks=ns.forks,
               accept_new_hosts=ns.accept_new_hosts, known_hosts=ns.known_hosts)
     stop.append(run.stop)
+    fingerprint: Any = None
+    if ns.save_plan is not None:
+        from . import plans
+
+        # hashed now, before the dry run, as close as can be to when the procedure was read
+        inventory = str(Path(ns.inventory).resolve()) if ns.inventory else None
+        fingerprint = (inventory, *plans.fingerprint(proc, inventory, run.namespace()))
+    result = _drive(run, ns)
+    if fingerprint is not None:
+        return _save_plan(run, result, ns.save_plan, *fingerprint) or result.exit_code
+    return result.exit_code
+
+
+def _save_plan(run: Any, result: Any, path: str, inventory: str | None, files: dict[str, Any],
+               warnings: list[str]) -> int:
+    """Write the plan of a clean dry run; 0, or exit 2 when it cannot be written."""
+    from . import plans
+
+    if result.exit_code != 0:
+        # a plan that failed or was refused is not a plan anyone should apply
+        print(f"runproc: plan not saved to {path}: the dry run ended {result.status} (exit {result.exit_code}); "
+              "fix that and plan again", file=sys.stderr)
+        return 0
+    plan = plans.build(run, result, inventory=inventory, files=files, warnings=warnings, cwd=os.getcwd())
+    try:
+        plans.write(path, plan)
+    except OSError as exc:
+        print(f"runproc: plan not saved to {path}: {exc.strerror or exc}", file=sys.stderr)
+        return EXIT_INVALID
+    for warning in warnings:
+        print(f"runproc: warning: {warning}", file=sys.stderr)
+    fixed = plans.expected_actions(plan)
+    loose = _not_fixed(plan["steps"])
+    shown = f"; known only at run time (not compared): {', '.join(loose)}" if loose else ""
+    print(f"runproc: plan saved to {path}: {len(files)} files fingerprinted, {len(fixed)} actions fixed{shown}. "
+          f"Run it with: runproc apply {path}", file=sys.stderr)
+    return 0
+
+
+def _not_fixed(entries: list[dict[str, Any]], prefix: str = "") -> list[str]:
+    """Ids of planned steps whose action apply cannot hold to the plan (child steps as parent/child)."""
+    out = []
+    for e in entries:
+        key = prefix + e["id"]
+        if e.get("not_fixed") and e.get("phase") != "on_failure" and e.get("status") != "skipped":
+            out.append(key)
+        out += _not_fixed(e.get("steps") or [], key + "/")
+    return out
+
+
+def _drive(run: Any, ns: argparse.Namespace) -> Any:
+    """Execute a built run with the signals routed to it; write the report and the JSON."""
+    import signal
 
     def on_signal(signum: int, frame: Any) -> None:
         run.interrupt()  # sets events and emits; the main thread only waits (see Run.execute)
@@ -207,7 +288,155 @@ def _execute(proc: Any, ns: argparse.Namespace, cli_params: dict[str, str], file
             sys.stdout.flush()
         except OSError:
             _silence_stdout()
-    return result.exit_code
+    return result
+
+
+# ---------------------------------------------------------------- apply
+
+
+def _apply_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="runproc apply",
+                description="Run exactly a plan saved by `runproc FILE --dry-run --save-plan PLAN`, with its "
+                            "params and options. Refused (exit 3) before anything runs if the procedure, a "
+                            "child procedure or the inventory changed since; a step whose action would now "
+                            "render otherwise than planned fails before it executes.")
+    p.add_argument("plan", help="the plan file")
+    p.add_argument("-p", "--param", action="append", default=[], metavar="NAME=VALUE",
+                   help="a param declared secret: true, again (the plan keeps only a hash of it); "
+                        "other params are the plan's")
+    p.add_argument("--params-file", help="secret params from a YAML or JSON file (-p wins)")
+    p.add_argument("--yes", action="store_true", help="approve every confirm step")
+    p.add_argument("--ignore-window", action="store_true", help="run outside the procedure's window")
+    p.add_argument("--accept-new-hosts", action="store_true", help="accept and record unknown SSH host keys")
+    p.add_argument("--known-hosts", metavar="FILE", help="SSH known_hosts file (default ~/.ssh/known_hosts)")
+    p.add_argument("--output", choices=("text", "json"), default="text")
+    p.add_argument("--state", help="state URL (sqlite:///path); default $RUNPROC_STATE or XDG state dir")
+    p.add_argument("--report-dir", help="write report.json, junit.xml and step logs here")
+    p.add_argument("-v", "--verbose", action="store_true", help="show step output as it arrives")
+    return p
+
+
+def _apply(argv: list[str]) -> int:
+    ns = _apply_parser().parse_args(argv)
+    from . import plans
+    from .errors import ProcedureError
+    from .loader import load
+    from .params import parse_cli_params, read_params_file
+
+    try:
+        plan = plans.read(ns.plan)
+    except plans.PlanError as exc:
+        print(f"runproc apply: {exc}", file=sys.stderr)
+        return EXIT_INVALID
+    # the files first, from their bytes alone: an edited procedure may not even load any more
+    changes = plans.changed_files(plan)
+    if changes:
+        return _refuse_apply(ns, plan, changes)
+    options = plan["options"]
+    try:
+        proc = load(plan["procedure"]["path"])
+        given = parse_cli_params(ns.param)
+        from_file = dict(read_params_file(ns.params_file)) if ns.params_file else {}
+        problem = _apply_params_problem(plan, proc, {*given, *from_file})
+        if problem:
+            print(f"runproc apply: {problem}", file=sys.stderr)
+            return EXIT_INVALID
+        # the plan's values as it resolved them (typed: JSON keeps them), then the secret ones again
+        values = {k: v for k, v in plan["params"].items() if v is not None}
+        values.update(from_file)
+        state = _absolute_state(ns.state)
+        sink, ask, stop = _sink(ns)
+        from .runner import Run
+
+        run = Run(proc, params=values, cli_params=given, yes=ns.yes, no_rollback=bool(options.get("no_rollback")),
+                  only=options.get("only") or [], limit=options.get("limit"), inventory=options.get("inventory"),
+                  state=state, ignore_window=ns.ignore_window, on_event=sink, ask=ask,
+                  log_dir=Path(ns.report_dir).resolve() / "logs" if ns.report_dir else None,
+                  forks=options.get("forks"), accept_new_hosts=ns.accept_new_hosts, known_hosts=ns.known_hosts,
+                  expected_actions=plans.expected_actions(plan))
+        stop.append(run.stop)
+        for name, stored in plan["secret_params"].items():
+            value = run.params.get(name)
+            same = value is None if stored is None else (value is not None and plans.secret_matches(stored, value))
+            if not same:
+                changes.append(plans.Change("param", name, None, None,
+                                            "secret: not the value the plan was saved with"))
+        # then what the procedure reads now: a templated inventory may point elsewhere, a new
+        # host_vars file may have appeared
+        now, _ = plans.fingerprint(proc, options.get("inventory"), run.namespace())
+        changes += plans.diff_files(plan["files"], now)
+    except ProcedureError as exc:
+        _print_problems(exc)
+        return EXIT_INVALID
+    if changes:
+        return _refuse_apply(ns, plan, changes)
+    fixed = plans.expected_actions(plan)
+    print(f"runproc apply: {plan['procedure']['name']}, planned {plan.get('created_at', '?')} by "
+          f"{plan.get('created_by', '?')}: {len(plan['files'])} files unchanged, {len(fixed)} actions held "
+          "to the plan", file=sys.stderr)
+    if ns.report_dir:
+        ns.report_dir = str(Path(ns.report_dir).resolve())
+    # the plan's actions were rendered in its folder (a child procedure's path is shown relative
+    # to it): run from there, so that the same procedure renders the same actions
+    here = os.getcwd()
+    there = plan["cwd"]
+    moved = there != here and Path(there).is_dir()
+    if moved:
+        os.chdir(there)
+    try:
+        result = _drive(run, ns)
+    finally:
+        if moved:
+            os.chdir(here)
+    return int(result.exit_code)
+
+
+def _apply_params_problem(plan: dict[str, Any], proc: Any, given: set[str]) -> str | None:
+    secret = plan["secret_params"]
+    fixed = sorted(n for n in given if n not in secret)
+    if fixed and fixed[0] not in plan["params"]:
+        return f"unknown param {fixed[0]!r}: the plan's procedure declares no such param"
+    if fixed:
+        return (f"param {fixed[0]!r} is fixed by the plan (it was planned with "
+                f"{fixed[0]}={plan['params'].get(fixed[0])!r}); to change it, save a new plan. "
+                "Only params declared secret: true are given again")
+    for name, stored in secret.items():
+        spec = proc.params.get(name)
+        if stored is not None and name not in given and (spec is None or spec.default is None):
+            return (f"param {name!r} is secret: the plan keeps only a hash of it; give it again with "
+                    f"-p {name}=VALUE or --params-file")
+    return None
+
+
+def _absolute_state(url: str | None) -> str:
+    """The state URL with an absolute path: apply may change directory before it is opened."""
+    from .errors import ProcedureError
+    from .journal import default_state_url, state_path
+
+    url = url or default_state_url()
+    try:
+        return f"sqlite:///{state_path(url).expanduser().resolve()}"
+    except ProcedureError:
+        return url  # malformed: the run reports it as invalid input, in its own words
+
+
+def _refuse_apply(ns: argparse.Namespace, plan: dict[str, Any], changes: list[Any]) -> int:
+    """Exit 3 before anything ran, naming every difference (as text, or as the one JSON document)."""
+    from .stepexec import now_iso
+
+    proc = plan["procedure"]
+    error = f"the plan no longer matches: {len(changes)} difference(s) since it was saved"
+    if ns.output == "json":
+        doc = {"procedure": proc.get("name"), "run_id": None, "status": "refused", "exit_code": 3,
+               "dry_run": False, "started_at": now_iso(), "duration": 0.0, "error": error,
+               "plan": str(ns.plan), "changes": [c.as_dict() for c in changes], "steps": []}
+        print(json.dumps(doc, indent=2))
+    else:
+        print(f"runproc apply: refused, nothing was run: {error}:", file=sys.stderr)
+    for change in changes:
+        print(f"  {change}", file=sys.stderr)
+    print(f"save a new plan: runproc {proc.get('path')} --dry-run --save-plan {ns.plan} ...", file=sys.stderr)
+    return 3
 
 
 def _is_tty(stream: Any) -> bool:

@@ -54,7 +54,8 @@ class Run:
                  ignore_window: bool = False, on_event: Callable[[ev.Event], None] | None = None,
                  ask: Callable[[str], bool] | None = None, log_dir: str | Path | None = None,
                  forks: int | None = None, accept_new_hosts: bool = False, journal: bool = True,
-                 known_hosts: str | None = None, parent: Run | None = None) -> None:
+                 known_hosts: str | None = None, parent: Run | None = None,
+                 expected_actions: dict[str, str | None] | None = None) -> None:
         self.proc = proc
         self.dry_run = dry_run or offline
         self.offline = offline
@@ -75,6 +76,11 @@ class Run:
         self.known_hosts = known_hosts  # SSH known_hosts file (default ~/.ssh/known_hosts)
         self.use_journal = journal
         self.parent = parent
+        # `runproc apply`: the actions a saved plan showed, by step id (``id@host`` for a host of
+        # a fanned-out step, ``parent/child`` for a child procedure's step); None means the plan
+        # showed the step not acting (``when`` false). StepRunner refuses to execute an action
+        # that renders otherwise (engine/plans.py builds this).
+        self.expected_actions = expected_actions
         self.workdir = proc.workdir
         self.run_id = os.urandom(6).hex()  # as uuid4().hex[:12], without importing uuid
         self.started_at = now_iso()
@@ -600,6 +606,11 @@ class Run:
         child.rollback_cancel = self.rollback_cancel
         child.final_cancel = self.final_cancel
         child.wants_output = self.wants_output
+        if self.expected_actions is not None and parent_step is not None:
+            # the plan held the child's steps under this step's id: the child is held to them too
+            prefix = f"{parent_step}/"
+            child.expected_actions = {k[len(prefix):]: v for k, v in self.expected_actions.items()
+                                      if k.startswith(prefix)}
         return child._execute()
 
     def _check_only(self) -> None:

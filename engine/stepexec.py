@@ -194,6 +194,14 @@ class StepRunner:
             sr.description = self.describe(executor, options, ctx)
             sr.status = "planned"
             return
+        if run.expected_actions is not None:
+            # before the step's preconditions too: an action the plan did not show is refused
+            # before this step does anything at all (the failure then rolls back what ran)
+            departure = self.departure_from_plan(step, executor, options, ns, host)
+            if departure is not None:
+                sr.description, sr.error = departure
+                sr.status = "failed"
+                return
         for check in step.preconditions:
             passed, reason = self.check(step.id, check, ns, host=host)
             if not passed:
@@ -230,6 +238,29 @@ class StepRunner:
                     sr.status, sr.error = "failed", f"verify failed: {reason}"
                     return
         sr.status = "ok"
+
+    def departure_from_plan(self, step: Step, executor: Executor, options: Any, ns: dict[str, Any],
+                            host: Any) -> tuple[str, str] | None:
+        """(action now, error) when the action would not be the one a saved plan showed; else None.
+
+        A host of a fanned-out step is held to its own planned action (``id@host``: an action
+        may use ``host.*``), else to the step's entry (the plan skipped the whole step). Steps
+        the plan could not render fully have no entry and are not compared.
+        """
+        expected = self.run.expected_actions
+        assert expected is not None
+        key = step.id if host is None else f"{step.id}@{getattr(host, 'name', host)}"
+        if key not in expected:
+            key = step.id
+            if key not in expected:
+                return None
+        planned = expected[key]
+        now = self.describe(executor, options, self.context(step.id, step, ns, host=host))
+        if planned is None:
+            return now, f"not in the saved plan: the plan skipped it (when false), now it would run: {now}"
+        if now == planned:
+            return None
+        return now, f"differs from the saved plan: planned {planned!r} now {now!r}"
 
     def rollback(self, step: Step, ns: dict[str, Any], *, host: Any = None) -> tuple[bool, str | None, str]:
         assert step.rollback is not None

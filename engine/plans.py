@@ -1,0 +1,541 @@
+"""Saved plans: ``runproc FILE --dry-run --save-plan PLAN`` writes one, ``runproc apply PLAN`` runs it.
+
+A plan is a JSON file holding what a reviewer approved: the dry run's steps and their
+rendered actions, the params and run options that shaped them, and a fingerprint (SHA-256)
+of every file the run reads its definition from: the procedure, the child procedures it
+names, the inventory and its group_vars/host_vars. ``apply`` refuses when a fingerprint no
+longer matches, and the runner refuses to execute an action that renders otherwise than
+the plan showed (``Run.expected_actions``, checked in ``StepRunner.departure_from_plan``).
+
+This module only uses the standard library at import time: the CLI imports it for
+``--save-plan`` and ``apply`` alone.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import socket
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .model import Body, Procedure, Step
+    from .results import RunResult, StepResult
+    from .runner import Run
+
+PLAN_FORMAT = "runproc-plan"
+PLAN_VERSION = 1
+# params declared `secret: true` are kept as a salted, slow hash: enough to tell that apply was
+# given the same value, without a plan file turning into a cheap dictionary attack on it
+_SECRET_ITERATIONS = 100_000
+# template parts whose value is only known when the real run starts: the run's id and start
+# time, whether it is a dry run, the clock. An action using them cannot be fixed by a plan.
+_TEMPLATE = re.compile(r"\{\{.*?\}\}|\{%.*?%\}", re.S)
+_RUN_VALUES = re.compile(r"(?<![\w.])now\s*\(|(?<![\w.])run\s*(?:\.\s*(?!procedure\b|dir\b)[A-Za-z_]|\[)")
+_VAR_NAME = re.compile(r"\bvars\s*(?:\.\s*([A-Za-z_]\w*)|\[\s*['\"]([^'\"]+)['\"]\s*\])")
+
+
+class PlanError(Exception):
+    """The plan file cannot be used: unreadable, not JSON, not a plan, another format version."""
+
+
+@dataclass(frozen=True)
+class Change:
+    """One way the world differs from the plan: a file changed, appeared or went away, a param."""
+
+    what: str  # "procedure", "child procedure", "inventory", "param"
+    name: str  # a path, or a param's name
+    old: str | None  # sha256 (None: the file did not exist / was not read then)
+    new: str | None
+    detail: str | None = None
+
+    def __str__(self) -> str:
+        if self.detail is not None:
+            return f"{self.what} {self.name}: {self.detail}"
+        if self.old is None:
+            return f"{self.what} {self.name}: read now, not when the plan was saved (sha256 {_short(self.new)})"
+        if self.new is None:
+            return f"{self.what} {self.name}: missing now (sha256 was {_short(self.old)})"
+        return f"{self.what} {self.name}: changed (sha256 {_short(self.old)} -> {_short(self.new)})"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"what": self.what, "name": self.name, "old_sha256": self.old, "new_sha256": self.new,
+                "message": str(self)}
+
+
+def _short(digest: str | None) -> str:
+    return f"{digest[:12]}…" if digest else "none"
+
+
+# ---------------------------------------------------------------- fingerprints
+
+
+def sha256_file(path: Path) -> str | None:
+    """The SHA-256 of a file's bytes; None when it cannot be read (gone, a directory)."""
+    h = hashlib.sha256()
+    try:
+        with path.open("rb") as f:
+            for chunk in iter(lambda: f.read(1 << 16), b""):
+                h.update(chunk)
+    except OSError:
+        return None
+    return h.hexdigest()
+
+
+def inventory_files(path: Path) -> list[Path]:
+    """The files the inventory loader may read for ``path``.
+
+    A file: itself plus everything under ``group_vars/`` and ``host_vars/`` beside it. A
+    directory: every file below it (its group_vars/host_vars included). Hidden entries are
+    left out, as the loader leaves them out. This errs towards too many files: a new file
+    where the loader would look refuses an apply rather than slipping in unnoticed.
+    """
+    if path.is_dir():
+        return sorted(_files_below(path))
+    found = [path]
+    for sub in ("group_vars", "host_vars"):
+        folder = path.parent / sub
+        if folder.is_dir():
+            found.extend(sorted(_files_below(folder)))
+    return found
+
+
+def _files_below(folder: Path) -> Iterator[Path]:
+    for root, dirs, files in os.walk(folder):
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        for name in files:
+            if not name.startswith("."):
+                yield Path(root) / name
+
+
+def _bodies(proc: Procedure) -> Iterator[tuple[str, Body]]:
+    """Every executor call in a procedure, with the id of the step it belongs to."""
+    for check in proc.preconditions:
+        yield "preconditions", check
+    for step in proc.all_steps():
+        yield step.id, step
+        if step.rollback is not None:
+            yield step.id, step.rollback
+        for check in (*step.preconditions, *step.verify):
+            yield step.id, check
+
+
+def child_file(body: Body, workdir: Path) -> Path | None:
+    """A ``procedure:`` body's file, when it is written literally (a template is known only at run time)."""
+    from .expressions import is_template
+
+    if body.action is None or body.action.kind != "procedure":
+        return None
+    file = str(getattr(body.action.options, "file", ""))
+    if not file or is_template(file):
+        return None
+    path = Path(file).expanduser()
+    return (path if path.is_absolute() else workdir / path).resolve()
+
+
+def fingerprint(proc: Procedure, inventory: str | None, namespace: Mapping[str, Any]
+                ) -> tuple[dict[str, dict[str, Any]], list[str]]:
+    """(files, warnings): every file the run's definition comes from, path -> {what, sha256}.
+
+    ``inventory`` is ``-i`` (absolute), which also holds for child procedures; without it
+    each procedure's own ``inventory:`` counts, rendered with ``namespace`` when it is a
+    template (the top procedure's params, vars and env). Warnings name what could not be
+    fingerprinted (a templated child file or child inventory).
+    """
+    from . import expressions as ex
+    from .errors import ProcedureError
+    from .loader import load
+
+    files: dict[str, dict[str, Any]] = {}
+    warnings: list[str] = []
+
+    def add(path: Path, what: str) -> None:
+        key = str(path)
+        if key not in files:
+            files[key] = {"what": what, "sha256": sha256_file(path)}
+
+    def add_inventory(path: Path) -> None:
+        for p in inventory_files(path):
+            add(p, "inventory")
+
+    if inventory:
+        add_inventory(Path(inventory))
+    seen: set[Path] = set()
+
+    def walk(p: Procedure, top: bool) -> None:
+        assert p.path is not None
+        seen.add(p.path)
+        add(p.path, "procedure" if top else "child procedure")
+        if not inventory and p.inventory:
+            try:
+                rendered = str(ex.render_value(p.inventory, namespace)) if ex.is_template(p.inventory) \
+                    else p.inventory
+            except ex.ExpressionError as exc:
+                warnings.append(f"{p.path}: inventory {p.inventory!r} not fingerprinted: {exc}")
+            else:
+                where = Path(rendered).expanduser()
+                add_inventory((where if where.is_absolute() else p.workdir / where).resolve())
+        for step_id, body in _bodies(p):
+            if body.action is None or body.action.kind != "procedure":
+                continue
+            path = child_file(body, p.workdir)
+            if path is None:
+                warnings.append(f"{p.path}: step {step_id}: a templated procedure file is not fingerprinted")
+                continue
+            if path in seen:
+                continue
+            try:
+                child = load(path)
+            except ProcedureError:  # its run will fail on it; its bytes still count
+                seen.add(path)
+                add(path, "child procedure")
+                continue
+            walk(child, False)
+
+    walk(proc, True)
+    return files, warnings
+
+
+def diff_files(saved: Mapping[str, Mapping[str, Any]], now: Mapping[str, Mapping[str, Any]]) -> list[Change]:
+    """What differs between two fingerprints: changed, gone, newly read, no longer read."""
+    changes: list[Change] = []
+    for path, entry in saved.items():
+        old = entry.get("sha256")
+        new = now[path].get("sha256") if path in now else sha256_file(Path(path))
+        if path not in now and new is not None and old == new:
+            changes.append(Change(str(entry.get("what")), path, old, new,
+                                  "no longer read (the procedure or its inventory now points elsewhere)"))
+        elif old != new:
+            changes.append(Change(str(entry.get("what")), path, old, new))
+    for path, entry in now.items():
+        if path not in saved:
+            changes.append(Change(str(entry.get("what")), path, None, entry.get("sha256")))
+    return changes
+
+
+def changed_files(plan: Mapping[str, Any]) -> list[Change]:
+    """The plan's files whose bytes differ now (nothing is loaded: a broken file is a change too)."""
+    out = []
+    for path, entry in plan["files"].items():
+        new = sha256_file(Path(path))
+        if new != entry.get("sha256"):
+            out.append(Change(str(entry.get("what")), path, entry.get("sha256"), new))
+    return out
+
+
+# ---------------------------------------------------------------- secret params
+
+
+def hash_secret(value: Any, salt: bytes | None = None) -> str:
+    salt = salt if salt is not None else os.urandom(16)
+    digest = hashlib.pbkdf2_hmac("sha256", _canonical(value), salt, _SECRET_ITERATIONS)
+    return f"pbkdf2-sha256${_SECRET_ITERATIONS}${salt.hex()}${digest.hex()}"
+
+
+def secret_matches(stored: str, value: Any) -> bool:
+    try:
+        scheme, iterations, salt, digest = stored.split("$")
+        if scheme != "pbkdf2-sha256":
+            return False
+        again = hashlib.pbkdf2_hmac("sha256", _canonical(value), bytes.fromhex(salt), int(iterations))
+    except ValueError:
+        return False
+    import hmac
+
+    return hmac.compare_digest(again.hex(), digest)
+
+
+def _canonical(value: Any) -> bytes:
+    return json.dumps(value, sort_keys=True, default=str).encode()
+
+
+# ---------------------------------------------------------------- what a plan fixes
+
+
+def uses_run_values(body: Body, proc: Procedure) -> bool:
+    """Whether a body's action renders values known only once the real run starts (``now()``,
+    ``run.id``, ``run.started_at``, ``run.dry_run``), directly or through ``vars``."""
+    if body.action is None:
+        return False
+    texts = list(_strings(_dump(body.action.options)))
+    seen: set[str] = set()
+    while texts:
+        for part in _TEMPLATE.findall(texts.pop()):
+            if _RUN_VALUES.search(part):
+                return True
+            for m in _VAR_NAME.finditer(part):
+                name = m.group(1) or m.group(2)
+                if name not in seen and name in proc.vars:
+                    seen.add(name)
+                    texts.extend(_strings(proc.vars[name]))
+    return False
+
+
+def _dump(options: Any) -> Any:
+    dump = getattr(options, "model_dump", None)
+    return dump() if dump is not None else options
+
+
+def _strings(value: Any) -> Iterator[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, Mapping):
+        for k, v in value.items():
+            yield from _strings(k)
+            yield from _strings(v)
+    elif isinstance(value, list | tuple):
+        for v in value:
+            yield from _strings(v)
+
+
+def known(action: str | None) -> bool:
+    """A fully rendered action: no unknown value, nothing that failed to render."""
+    return (action is not None and "<unknown:" not in action
+            and not action.startswith(("<depends on ", "<cannot render", "<cannot describe")))
+
+
+def _step_entries(proc: Procedure | None, results: Mapping[str, StepResult]) -> list[dict[str, Any]]:
+    out = []
+    for sid, sr in results.items():
+        step = _find_step(proc, sid)
+        entry: dict[str, Any] = {"id": sid, "phase": sr.phase, "status": sr.status, "action": sr.description,
+                                 "notes": list(sr.notes)}
+        if sr.error:
+            entry["error"] = sr.error
+        if sr.rollback_action is not None:
+            entry["rollback_action"] = sr.rollback_action
+        variant = step is not None and uses_run_values(step, proc)  # type: ignore[arg-type]
+        entry["fixed"], why = _fixed(sr.phase, sr.status, sr.description, sr.notes, variant)
+        if sr.hosts is not None:
+            entry["fixed"] = False
+            entry["hosts"] = {}
+            for host, hsr in sr.hosts.items():
+                fixed, hwhy = _fixed(sr.phase, hsr.status, hsr.description, hsr.notes, variant)
+                entry["hosts"][host] = {"status": hsr.status, "action": hsr.description, "fixed": fixed}
+                if hwhy:
+                    entry["hosts"][host]["not_fixed"] = hwhy
+                entry["fixed"] = entry["fixed"] or fixed
+            why = None if entry["fixed"] else "no host's action is known"
+        if why:
+            entry["not_fixed"] = why
+        children = sr.fields.get("steps") if step is not None and step.action is not None \
+            and step.action.kind == "procedure" else None
+        if isinstance(children, Mapping):
+            entry["steps"] = _child_entries(_child_proc(step, proc), children)
+        out.append(entry)
+    return out
+
+
+def _child_entries(proc: Procedure | None, children: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """A child procedure's steps as its parent's result holds them (as templates see them)."""
+    out = []
+    for sid, view in children.items():
+        if not isinstance(view, Mapping):
+            continue
+        step = _find_step(proc, sid)
+        action = view.get("action")
+        status = str(view.get("status"))
+        entry: dict[str, Any] = {"id": sid, "status": status, "action": action}
+        if view.get("hosts"):
+            # a child's fanned-out step keeps one action for all its hosts: not held per host
+            entry["fixed"], entry["not_fixed"] = False, "a child procedure's fanned-out step"
+        elif proc is None or step is None:
+            entry["fixed"], entry["not_fixed"] = False, "the child procedure could not be read"
+        else:
+            # a child's notes are not in its parent's result, so why it was skipped is not
+            # known here: a skipped child step is not held to anything
+            fixed, why = _fixed("step", status, action, [], uses_run_values(step, proc))
+            entry["fixed"] = fixed
+            if why:
+                entry["not_fixed"] = why
+        grandchildren = view.get("steps")
+        if isinstance(grandchildren, Mapping) and step is not None:
+            entry["steps"] = _child_entries(_child_proc(step, proc), grandchildren)
+        out.append(entry)
+    return out
+
+
+def _fixed(phase: str, status: str, action: str | None, notes: list[str], variant: bool) -> tuple[bool, str | None]:
+    """(fixed, why not): whether apply holds the step to this plan entry."""
+    if phase == "on_failure":
+        return False, "on_failure steps are not planned"
+    if status == "skipped":
+        if any(n.startswith("when false") for n in notes):
+            return True, None  # with no action: the plan showed it not acting, so it must not act
+        return False, "skipped in the plan"
+    if not known(action):
+        return False, "its action is known only at run time"
+    if variant:
+        return False, "its action renders now() or run.* values, known only at run time"
+    return True, None
+
+
+def _find_step(proc: Procedure | None, sid: str) -> Step | None:
+    if proc is None:
+        return None
+    try:
+        return proc.step(sid)
+    except KeyError:
+        return None
+
+
+def _child_proc(step: Step | None, proc: Procedure | None) -> Procedure | None:
+    if step is None or proc is None:
+        return None
+    path = child_file(step, proc.workdir)
+    if path is None:
+        return None
+    from .errors import ProcedureError
+    from .loader import load
+
+    try:
+        return load(path)
+    except ProcedureError:
+        return None
+
+
+def expected_actions(plan: Mapping[str, Any]) -> dict[str, str | None]:
+    """``Run.expected_actions`` from a plan's steps: the fixed ones, keyed as the runner looks them up."""
+    out: dict[str, str | None] = {}
+
+    def walk(entries: list[dict[str, Any]], prefix: str) -> None:
+        for e in entries:
+            key = prefix + e["id"]
+            hosts = e.get("hosts")
+            if hosts:
+                for host, h in hosts.items():
+                    if h.get("fixed"):
+                        out[f"{key}@{host}"] = h.get("action")
+            elif e.get("fixed"):
+                out[key] = e.get("action") if e.get("status") != "skipped" else None
+            if e.get("steps"):
+                walk(e["steps"], key + "/")
+
+    walk(plan["steps"], "")
+    return out
+
+
+# ---------------------------------------------------------------- writing and reading
+
+
+def build(run: Run, result: RunResult, *, inventory: str | None, files: dict[str, dict[str, Any]],
+          warnings: list[str], cwd: str) -> dict[str, Any]:
+    """The plan document for a finished dry run (``result``) of ``run``."""
+    from .journal import user_name
+    from .stepexec import now_iso
+
+    proc = run.proc
+    params: dict[str, Any] = {}
+    secret_params: dict[str, str | None] = {}
+    for name, value in run.params.items():
+        spec = proc.params.get(name)
+        if spec is not None and spec.secret:
+            secret_params[name] = None if value is None else hash_secret(value)
+        else:
+            params[name] = value
+    # every text of the steps goes through the run's redactor once more, as reports do (not the
+    # whole document: a secret of three characters could be found inside a hex digest)
+    steps = _redact(_step_entries(proc, result.steps), result.redact)
+    return {
+        "format": PLAN_FORMAT, "version": PLAN_VERSION,
+        "created_at": now_iso(), "created_by": f"{user_name()}@{socket.gethostname()}",
+        "runproc_version": _version(), "cwd": cwd,
+        "procedure": {"name": proc.procedure, "path": str(proc.path)},
+        "files": files, "not_fingerprinted": warnings,
+        "params": params, "secret_params": secret_params,
+        "options": {"inventory": inventory, "only": sorted(run.only), "limit": run.limit,
+                    "no_rollback": run.no_rollback, "forks": run.forks},
+        "dry_run": {"run_id": result.run_id, "status": result.status, "exit_code": result.exit_code,
+                    "offline": result.offline, "started_at": result.started_at},
+        "steps": steps,
+    }
+
+
+def _version() -> str:
+    from . import __version__
+
+    return __version__
+
+
+def _redact(value: Any, redact: Any) -> Any:
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):
+        return {k: _redact(v, redact) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_redact(v, redact) for v in value]
+    return value
+
+
+def write(path: str | Path, plan: Mapping[str, Any]) -> None:
+    """Write atomically (a reviewer never sees half a plan), readable by its owner only:
+    it holds rendered commands and the hashes of secret params."""
+    target = Path(path)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(plan, f, indent=2, default=str)
+            f.write("\n")
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+_REQUIRED: dict[str, type | tuple[type, ...]] = {
+    "procedure": dict, "files": dict, "params": dict, "secret_params": dict, "options": dict, "steps": list,
+    "cwd": str,
+}
+
+
+def read(path: str | Path) -> dict[str, Any]:
+    """A plan file, checked enough that apply can trust its shape; PlanError otherwise."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise PlanError(f"{path}: cannot read the plan: {getattr(exc, 'strerror', None) or exc}") from None
+    try:
+        plan = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise PlanError(f"{path}: not a plan (invalid JSON at line {exc.lineno}: {exc.msg})") from None
+    if not isinstance(plan, dict) or plan.get("format") != PLAN_FORMAT:
+        raise PlanError(f"{path}: not a runproc plan (write one with runproc FILE --dry-run --save-plan {path})")
+    if plan.get("version") != PLAN_VERSION:
+        raise PlanError(f"{path}: plan format version {plan.get('version')!r} is not supported "
+                        f"(this runproc reads version {PLAN_VERSION}); save the plan again")
+    for key, kind in _REQUIRED.items():
+        if not isinstance(plan.get(key), kind):
+            raise PlanError(f"{path}: malformed plan: {key!r} is missing or not a {_kind(kind)}")
+    if not isinstance(plan["procedure"].get("path"), str):
+        raise PlanError(f"{path}: malformed plan: 'procedure.path' is missing")
+    for file, entry in plan["files"].items():
+        if not isinstance(entry, dict) or not isinstance(entry.get("sha256"), str | None):
+            raise PlanError(f"{path}: malformed plan: files[{file!r}] has no sha256")
+    if not _steps_ok(plan["steps"]):
+        raise PlanError(f"{path}: malformed plan: every step needs an 'id' and a string or null 'action'")
+    return plan
+
+
+def _steps_ok(steps: Any) -> bool:
+    if not isinstance(steps, list):
+        return False
+    for e in steps:
+        if not isinstance(e, dict) or not isinstance(e.get("id"), str) or not isinstance(e.get("action"), str | None):
+            return False
+        hosts = e.get("hosts")
+        if hosts is not None and not (isinstance(hosts, dict) and all(
+                isinstance(h, dict) and isinstance(h.get("action"), str | None) for h in hosts.values())):
+            return False
+        if e.get("steps") is not None and not _steps_ok(e["steps"]):
+            return False
+    return True
+
+
+def _kind(kind: type | tuple[type, ...]) -> str:
+    return {dict: "mapping", list: "list", str: "string"}.get(kind, "value")  # type: ignore[call-overload]
