@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import threading
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -110,7 +111,7 @@ class StepContext:
         return name, conn
 
 
-class Executor:
+class Executor(ABC):
     """Base class of executors; subclasses set the class attributes and implement execute."""
 
     name: ClassVar[str]
@@ -141,8 +142,10 @@ class Executor:
         main = getattr(options, self.main_option, None)
         return f"{self.name}: {ctx.render(main) if isinstance(main, str) else main}"
 
-    def execute(self, options: Any, ctx: StepContext) -> Result:  # pragma: no cover - interface
-        raise NotImplementedError
+    @abstractmethod
+    def execute(self, options: Any, ctx: StepContext) -> Result:
+        """Do it, honouring ``ctx.deadline`` and ``ctx.cancel``; an expected failure is a
+        returned ``Result(ok=False)``, an unexpected one an exception the runner records."""
 
     def rehearse(self, options: Any, ctx: StepContext) -> Result | None:
         return None

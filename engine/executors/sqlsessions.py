@@ -13,6 +13,7 @@ import datetime as dt
 import math
 import threading
 import uuid
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -152,7 +153,7 @@ class StatementFailed(Exception):
         self.broken = broken
 
 
-class Session:
+class Session(ABC):
     """What a run's connection to one database does whatever the driver: opened on first use
     (``ensure``), closed at the end of the run, and a statement batch whose driver error
     becomes a StatementFailed with the driver's own wording."""
@@ -180,15 +181,18 @@ class Session:
         except self.driver_error() as exc:  # BEGIN, COMMIT (deferred constraints), a lost connection
             raise StatementFailed(self.error_text(exc), broken=self.is_broken()) from None
 
+    @abstractmethod
     def _run(self, stmts: list[Any], *, readonly: bool, autocommit: bool, keep: Callable[[Outcome], bool],
-             outcome: Outcome) -> bool:  # pragma: no cover - each driver's session implements it
-        raise NotImplementedError
+             outcome: Outcome) -> bool:
+        """Run the batch in the driver's own way (each driver's session)."""
 
-    def driver_error(self) -> type[Exception]:  # pragma: no cover - each driver's session implements it
-        raise NotImplementedError
+    @abstractmethod
+    def driver_error(self) -> type[Exception]:
+        """The driver's base exception class, imported when first needed."""
 
-    def error_text(self, exc: Exception) -> str:  # pragma: no cover - each driver's session implements it
-        raise NotImplementedError
+    @abstractmethod
+    def error_text(self, exc: Exception) -> str:
+        """The driver's error as an operator reads it (SQLSTATE and message)."""
 
     def is_broken(self) -> bool:
         return False
