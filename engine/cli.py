@@ -20,7 +20,7 @@ from . import __version__
 
 SUBCOMMANDS = ("validate", "graph", "schema", "list", "inventory", "runs", "show")
 # commands that run something (not listings: their output is a run's, not a reader's)
-RUN_COMMANDS = ("apply",)
+RUN_COMMANDS = ("apply", "resume", "rollback")
 EXIT_INVALID = 2
 # 128 + SIGPIPE: what a shell reports for `git log | head` (git dies of the signal), so a
 # pipeline under `set -o pipefail` behaves the same with runproc in it
@@ -80,6 +80,10 @@ def main(argv: list[str] | None = None) -> int:
             return _listing(args[0], args[1:])
         if args and args[0] == "apply":
             return _apply(args[1:])
+        if args and args[0] == "resume":
+            return _resume(args[1:])
+        if args and args[0] == "rollback":
+            return _rollback(args[1:])
         prog = "runproc"
         if args and args[0] == "run":  # `runproc run FILE` reads as other tools' `run` verbs do
             prog, args = "runproc run", args[1:]
@@ -212,6 +216,8 @@ def _execute(proc: Any, ns: argparse.Namespace, cli_params: dict[str, str], file
               log_dir=Path(ns.report_dir) / "logs" if ns.report_dir else None, forks=ns.forks,
               accept_new_hosts=ns.accept_new_hosts, known_hosts=ns.known_hosts)
     stop.append(run.stop)
+    if not run.dry_run:
+        _capture_inputs(run, ns.inventory)
     fingerprint: Any = None
     if ns.save_plan is not None:
         from . import plans
@@ -291,6 +297,177 @@ def _drive(run: Any, ns: argparse.Namespace) -> Any:
     return result
 
 
+def _capture_inputs(run: Any, inventory: str | None, cwd: str | None = None) -> None:
+    """Record with a real run what `runproc resume/rollback RUN` will need (engine/replay.py)."""
+    from . import replay
+
+    inventory = str(Path(inventory).resolve()) if inventory else None
+    try:
+        run.journal_inputs = replay.capture(run, inventory, cwd or os.getcwd())
+    except Exception as exc:  # noqa: BLE001 - the run itself must not fail for its history
+        print(f"runproc: warning: run inputs not recorded (resume/rollback will refuse it): {exc}", file=sys.stderr)
+
+
+# ---------------------------------------------------------------- resume and rollback
+
+
+def _replay_parser(verb: str, description: str) -> argparse.ArgumentParser:
+    p = _Parser(prog=f"runproc {verb}", description=description)
+    p.add_argument("run", help="a run id, or its first characters (runproc runs lists them)")
+    p.add_argument("-p", "--param", action="append", default=[], metavar="NAME=VALUE",
+                   help="a param declared secret: true, again (the journal keeps only a hash of it)")
+    p.add_argument("--params-file", help="secret params from a YAML or JSON file (-p wins)")
+    p.add_argument("--yes", action="store_true",
+                   help="roll back without asking" if verb == "rollback" else "approve every confirm step")
+    p.add_argument("--output", choices=("text", "json"), default="text")
+    p.add_argument("--state", help=_STATE_HELP)
+    return p
+
+
+def _replay_load(verb: str, ns: argparse.Namespace, journal: Any) -> Any:
+    """The recorded run, checked; replay.Refused (with its exit code) when it cannot be replayed."""
+    from . import replay
+    from .errors import ProcedureError
+    from .params import parse_cli_params, read_params_file
+
+    try:
+        given = parse_cli_params(ns.param)
+        from_file = dict(read_params_file(ns.params_file)) if ns.params_file else {}
+    except ProcedureError as exc:
+        raise replay.Refused("\n".join(str(p) for p in exc.problems), EXIT_INVALID) from None
+    from_file.update(given)
+    return replay.load(journal, ns.run, verb, given, from_file)
+
+
+def _refuse_replay(verb: str, ns: argparse.Namespace, exc: Any) -> int:
+    if ns.output == "json" and exc.code == 3:
+        print(json.dumps({"run_id": None, "of_run": ns.run, "kind": verb, "status": "refused", "exit_code": 3,
+                          "error": str(exc), "steps": []}, indent=2))
+    print(f"runproc {verb}: {'refused, nothing was run: ' if exc.code == 3 else ''}{exc}", file=sys.stderr)
+    return int(exc.code)
+
+
+def _rollback(argv: list[str]) -> int:
+    ns = _replay_parser("rollback", "Undo a recorded run: the rollback of each step it completed and that "
+                                    "was not undone yet, most recent first, with the recorded results as "
+                                    "steps.<id>. Refused (exit 3) if the procedure changed since the run. "
+                                    "Exit 0 all undone, 4 an undo failed.").parse_args(argv)
+    from . import replay
+    from .errors import ProcedureError
+    from .journal import Journal
+
+    ns.state = _absolute_state(ns.state)
+    journal = Journal(ns.state)
+    try:
+        rec = _replay_load("rollback", ns, journal)
+        plan = replay.undo_plan(rec)
+    except replay.Refused as exc:
+        return _refuse_replay("rollback", ns, exc)
+    finally:
+        journal.close()
+    if not plan.undo:
+        kept = f"; kept (no rollback defined): {', '.join(plan.kept)}" if plan.kept else ""
+        print(f"runproc rollback: run {rec.run_id}: nothing to undo{kept}", file=sys.stderr)
+        return 0
+    print(f"runproc rollback: run {rec.run_id} ({rec.proc.procedure}): will undo {', '.join(plan.undo)} "
+          "in this order" + (f"; kept (no rollback defined): {', '.join(plan.kept)}" if plan.kept else ""),
+          file=sys.stderr)
+    if not ns.yes:
+        if not _is_tty(sys.stdin):
+            print("runproc rollback: refused, nothing was run: no terminal to ask; give --yes to roll back",
+                  file=sys.stderr)
+            return 3
+        if not _asker(None, [])("Roll back?"):
+            print("runproc rollback: not confirmed: nothing was undone", file=sys.stderr)
+            return 3
+    import signal
+
+    here = replay.chdir_to(rec)
+    try:
+        run = replay.build_run(rec, state=ns.state, yes=True)
+
+        def on_signal(signum: int, frame: Any) -> None:
+            run.rollback_cancel.set()  # the undo running is stopped; the others are listed not undone
+
+        previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+        try:
+            report, code = replay.roll_back(rec, plan, run)
+        finally:
+            for s, handler in previous.items():
+                signal.signal(s, handler)
+    except ProcedureError as exc:
+        _print_problems(exc)
+        return EXIT_INVALID
+    except replay.Refused as exc:
+        return _refuse_replay("rollback", ns, exc)
+    finally:
+        if here is not None:
+            os.chdir(here)
+    if ns.output == "json":
+        print(json.dumps(report, indent=2, default=str))
+        return code
+    steps = {s["id"]: s for s in report["steps"]}
+    print(f"rollback of run {rec.run_id} ({rec.proc.procedure}): {report['status']} (run {report['run_id']})")
+    for sid in plan.undo:
+        undo = steps[sid].get("rollback") or {}
+        line = f"  {sid}: {steps[sid]['status']}"
+        if undo.get("error"):
+            line += f": {undo['error']}"
+        print(line)
+    if report["kept"]:
+        print(f"  kept (no rollback defined): {', '.join(report['kept'])}")
+    if report["not_undone"]:
+        print(f"  NOT undone: {', '.join(report['not_undone'])}: a person must look")
+    return code
+
+
+def _resume(argv: list[str]) -> int:
+    p = _replay_parser("resume", "Continue a recorded run that did not end ok (typically one run with "
+                                 "--no-rollback, after fixing the cause): the procedure runs again with the "
+                                 "recorded params and options; steps recorded ok are not run again, their "
+                                 "recorded results are steps.<id>. Refused (exit 3) if the procedure changed "
+                                 "since, or if the run's steps were rolled back.")
+    p.add_argument("--ignore-window", action="store_true", help="run outside the procedure's window")
+    p.add_argument("--accept-new-hosts", action="store_true", help="accept and record unknown SSH host keys")
+    p.add_argument("--known-hosts", metavar="FILE", help="SSH known_hosts file (default ~/.ssh/known_hosts)")
+    p.add_argument("--report-dir", help="write report.json, junit.xml and step logs here")
+    p.add_argument("-v", "--verbose", action="store_true", help="show step output as it arrives")
+    ns = p.parse_args(argv)
+    from . import replay
+    from .errors import ProcedureError
+    from .journal import Journal
+
+    ns.state = _absolute_state(ns.state)
+    if ns.report_dir:
+        ns.report_dir = str(Path(ns.report_dir).resolve())
+    journal = Journal(ns.state)
+    try:
+        rec = _replay_load("resume", ns, journal)
+        done = replay.resume_steps(rec)
+    except replay.Refused as exc:
+        return _refuse_replay("resume", ns, exc)
+    finally:
+        journal.close()
+    print(f"runproc resume: run {rec.run_id} ({rec.proc.procedure}): "
+          f"{', '.join(done) if done else 'no step'} done before, not run again", file=sys.stderr)
+    here = replay.chdir_to(rec)
+    try:
+        sink, ask, stop = _sink(ns)
+        run = replay.build_run(rec, state=ns.state, yes=ns.yes, ignore_window=ns.ignore_window, on_event=sink,
+                               ask=ask, log_dir=Path(ns.report_dir) / "logs" if ns.report_dir else None,
+                               accept_new_hosts=ns.accept_new_hosts, known_hosts=ns.known_hosts, completed=done)
+        stop.append(run.stop)
+        run.journal_inputs = replay.inputs_of_replay(rec, "resume")
+        result = _drive(run, ns)
+    except ProcedureError as exc:
+        _print_problems(exc)
+        return EXIT_INVALID
+    finally:
+        if here is not None:
+            os.chdir(here)
+    return int(result.exit_code)
+
+
 # ---------------------------------------------------------------- apply
 
 
@@ -355,6 +532,7 @@ def _apply(argv: list[str]) -> int:
                   forks=options.get("forks"), accept_new_hosts=ns.accept_new_hosts, known_hosts=ns.known_hosts,
                   expected_actions=plans.expected_actions(plan))
         stop.append(run.stop)
+        _capture_inputs(run, options.get("inventory"), cwd=plan["cwd"])
         for name, stored in plan["secret_params"].items():
             value = run.params.get(name)
             same = value is None if stored is None else (value is not None and plans.secret_matches(stored, value))

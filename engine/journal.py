@@ -24,7 +24,15 @@ CREATE TABLE IF NOT EXISTS locks (name TEXT PRIMARY KEY, run_id TEXT, procedure 
 CREATE TABLE IF NOT EXISTS runs (id TEXT PRIMARY KEY, procedure TEXT, status TEXT, exit_code INTEGER,
                                  dry_run INTEGER, started_at TEXT, duration REAL, report TEXT);
 CREATE INDEX IF NOT EXISTS runs_started ON runs (started_at);
+CREATE TABLE IF NOT EXISTS run_inputs (run_id TEXT PRIMARY KEY, kind TEXT NOT NULL DEFAULT 'run',
+                                       of_run TEXT, inputs TEXT);
+CREATE INDEX IF NOT EXISTS run_inputs_of ON run_inputs (of_run);
 """
+# run_inputs is a side table rather than new columns of ``runs``: a state file written by an
+# older runproc gains it through CREATE TABLE IF NOT EXISTS, and its runs simply have no row
+# there (resume/rollback then say the run cannot be replayed). ``inputs`` is what a later
+# ``runproc resume/rollback RUN`` needs (engine/replay.py writes and reads it); ``kind`` is
+# run, resume or rollback; ``of_run`` the run a resume or rollback was made from.
 
 # runs of this process that hold locks: a lock held by our own pid is live only if its run is
 _LIVE: set[str] = set()
@@ -129,11 +137,42 @@ class Journal:
             _LIVE.discard(run_id)
         self.db.execute("DELETE FROM locks WHERE name = ? AND run_id = ?", (name, run_id))
 
-    def record(self, report: dict[str, Any]) -> None:
-        self.db.execute("INSERT OR REPLACE INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                        (report["run_id"], report["procedure"], report["status"], report["exit_code"],
-                         int(report["dry_run"]), report["started_at"], report["duration"],
-                         json.dumps(report, default=str)))
+    def record(self, report: dict[str, Any], inputs: dict[str, Any] | None = None) -> None:
+        """Record a finished run; ``inputs`` (engine/replay.py) makes it resumable and undoable."""
+        self.db.execute("BEGIN IMMEDIATE")  # the report and its inputs together, or neither
+        try:
+            self.db.execute("INSERT OR REPLACE INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                            (report["run_id"], report["procedure"], report["status"], report["exit_code"],
+                             int(report["dry_run"]), report["started_at"], report["duration"],
+                             json.dumps(report, default=str)))
+            if inputs is not None:
+                self.db.execute("INSERT OR REPLACE INTO run_inputs VALUES (?, ?, ?, ?)",
+                                (report["run_id"], inputs.get("kind") or "run", inputs.get("of_run"),
+                                 json.dumps(inputs, default=str)))
+            self.db.execute("COMMIT")
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+
+    def inputs(self, run_id: str) -> dict[str, Any] | None:
+        """What was recorded to resume or roll back a run (its full id); None for runs without."""
+        row = self.db.execute("SELECT inputs FROM run_inputs WHERE run_id = ?", (run_id,)).fetchone()
+        return json.loads(row[0]) if row and row[0] else None
+
+    def replays_of(self, run_id: str) -> list[dict[str, Any]]:
+        """The resumes and rollbacks made from a run, oldest first: {id, kind, report}."""
+        rows = self.db.execute("SELECT i.run_id, i.kind, r.report FROM run_inputs i JOIN runs r ON r.id = i.run_id "
+                               "WHERE i.of_run = ? ORDER BY r.started_at, r.rowid", (run_id,)).fetchall()
+        return [{"id": r[0], "kind": r[1], "report": json.loads(r[2])} for r in rows]
+
+    def lock_of(self, run_id: str) -> LockHolder | None:
+        """The live lock a run holds, if any: a run holding its lock has not ended."""
+        row = self.db.execute("SELECT name, run_id, procedure, pid, host, user, acquired_at, pid_start "
+                              "FROM locks WHERE run_id = ?", (run_id,)).fetchone()
+        if row is None:
+            return None
+        holder = LockHolder(*row)
+        return holder if _alive(holder, socket.gethostname()) else None
 
     def runs(self, limit: int = 50) -> list[dict[str, Any]]:
         # started_at has millisecond resolution; rowid orders two runs started in the same one

@@ -55,7 +55,8 @@ class Run:
                  ask: Callable[[str], bool] | None = None, log_dir: str | Path | None = None,
                  forks: int | None = None, accept_new_hosts: bool = False, journal: bool = True,
                  known_hosts: str | None = None, parent: Run | None = None,
-                 expected_actions: dict[str, str | None] | None = None) -> None:
+                 expected_actions: dict[str, str | None] | None = None,
+                 completed: dict[str, dict[str, Any]] | None = None) -> None:
         self.proc = proc
         self.dry_run = dry_run or offline
         self.offline = offline
@@ -81,6 +82,11 @@ class Run:
         # showed the step not acting (``when`` false). StepRunner refuses to execute an action
         # that renders otherwise (engine/plans.py builds this).
         self.expected_actions = expected_actions
+        # `runproc resume`: steps an earlier run completed, id -> its report entry, in completion
+        # order. They are not run again; their recorded fields are their ``steps.<id>``.
+        self.completed = completed or {}
+        # what the journal keeps to resume or roll back this run (engine/replay.py captures it)
+        self.journal_inputs: dict[str, Any] | None = None
         self.workdir = proc.workdir
         self.run_id = os.urandom(6).hex()  # as uuid4().hex[:12], without importing uuid
         self.started_at = now_iso()
@@ -258,6 +264,12 @@ class Run:
             self.results[step.id] = StepResult(step.id, phase="finally")
         for step in self.proc.on_failure:
             self.results[step.id] = StepResult(step.id, phase="on_failure")
+        if self.completed:
+            from .replay import recorded_result
+
+            for i, (sid, entry) in enumerate(self.completed.items()):
+                # before any step of this run, in their old order: a rollback undoes them last
+                self.results[sid] = recorded_result(entry, completed_at=i - len(self.completed))
         self.emit(ev.RunStarted(self.run_id, self.proc.procedure, self.dry_run, self.offline,
                                 [(s.id, s.name or s.id) for s in order], self.started_at))
         if self.missing_secrets and not self.offline:
@@ -445,13 +457,16 @@ class Run:
 
     def _step_job(self, stepper: StepRunner, step: Step, done: queue.SimpleQueue[str] | None = None) -> None:
         sr = self.results[step.id]
+        done_before = step.id in self.completed and sr.phase == "step"
         try:
-            self._run_step(stepper, step, sr)
+            if not done_before:
+                self._run_step(stepper, step, sr)
         except Exception as exc:  # noqa: BLE001 - a bug in one step must not hang the run
             sr.status, sr.error = "failed", f"internal error: {type(exc).__name__}: {exc}"
         finally:
             try:
-                sr.completed_at = time.monotonic()
+                if not done_before:  # a resumed step keeps its place in the old completion order
+                    sr.completed_at = time.monotonic()
                 if sr.error:
                     sr.error = self.redactor(sr.error)
                 if sr.notes and self.redactor:
@@ -577,11 +592,21 @@ class Run:
                            redact=self.redactor)
         if self.use_journal and self.parent is None and not self.offline:
             try:
-                self._journal().record(result.to_json())
+                self._journal().record(result.to_json(), self._inputs_to_record(main))
             except Exception as exc:  # noqa: BLE001 - history is best effort; the outcome is not
                 self.emit(ev.Note("warning", f"could not record the run in the journal: {exc}"))
         self.emit(ev.RunFinished(result))
         return result
+
+    def _inputs_to_record(self, main: list[StepResult]) -> dict[str, Any] | None:
+        """The journal's inputs for a later resume/rollback, with what only the end knows: the
+        order steps completed in (rollbacks run in reverse) and which failed steps had changed
+        things (their action completed, their verify failed: rollback undoes them too)."""
+        if self.journal_inputs is None or self.dry_run:
+            return None
+        ended = sorted((sr for sr in main if sr.completed_at is not None), key=lambda sr: sr.completed_at or 0)
+        return {**self.journal_inputs, "completed": [sr.id for sr in ended],
+                "changed": [sr.id for sr in main if sr.changed]}
 
     # ------------------------------------------------------------ child procedures
 

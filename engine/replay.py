@@ -1,0 +1,312 @@
+"""Replaying recorded runs: ``runproc resume RUN`` and ``runproc rollback RUN``.
+
+Every real run started from the CLI records its inputs beside its report in the journal
+(``capture``): the procedure file's absolute path, the SHA-256 of every file its definition
+comes from (engine/plans.py's fingerprint: procedure, child procedures, inventory), its
+params (those declared ``secret: true`` only as a salted hash), its options, and at the end
+the order its steps completed in. Both commands refuse (exit 3) when a fingerprinted file
+changed since: the recorded results would not describe what the file now says.
+
+- rollback: runs the ``rollback`` of each completed step not yet undone, most recent first,
+  with the recorded results as ``steps.<id>``; records a new run (kind ``rollback``).
+- resume: runs the procedure again with the recorded params and options; steps recorded
+  ``ok`` are not run again (``Run(completed=...)``), their recorded fields are their
+  ``steps.<id>``; records a new run (kind ``resume``).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .results import StepResult
+
+if TYPE_CHECKING:
+    from .journal import Journal
+    from .model import Procedure
+    from .runner import Run
+
+INPUTS_VERSION = 1
+# report keys that describe the step, not its executor's result: everything else in a report
+# entry is a result field (rc, stdout, rows...), as StepResult.to_json spread them
+_COMMON = frozenset({"id", "status", "phase", "started_at", "duration", "attempts", "error", "action", "notes",
+                     "rollback", "rollback_action", "hosts"})
+
+
+class Refused(Exception):
+    """Resume/rollback cannot go ahead; ``code`` is the exit code (2 invalid input, 3 refused)."""
+
+    def __init__(self, message: str, code: int = 3) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def capture(run: Run, inventory: str | None, cwd: str) -> dict[str, Any]:
+    """The inputs to record for a real run, taken before it starts (the files as it read them)."""
+    from . import plans
+
+    files, warnings = plans.fingerprint(run.proc, inventory, run.namespace())
+    params: dict[str, Any] = {}
+    secret: dict[str, str | None] = {}
+    for name, value in run.params.items():
+        spec = run.proc.params.get(name)
+        if spec is not None and spec.secret:
+            # never the value: a hash that tells whether the value given again is the same
+            secret[name] = None if value is None else plans.hash_secret(value)
+        else:
+            params[name] = value
+    return {"version": INPUTS_VERSION, "kind": "run", "of_run": None, "path": str(run.proc.path), "cwd": cwd,
+            "files": files, "not_fingerprinted": warnings, "params": params, "secret_params": secret,
+            "options": {"inventory": inventory, "limit": run.limit, "only": sorted(run.only),
+                        "no_rollback": run.no_rollback, "forks": run.forks}}
+
+
+def recorded_result(entry: dict[str, Any], completed_at: float | None = None) -> StepResult:
+    """A step's StepResult rebuilt from its report entry: its fields are the ones reported."""
+    return StepResult(str(entry["id"]), status=str(entry.get("status")), phase=str(entry.get("phase") or "step"),
+                      started_at=entry.get("started_at"), duration=float(entry.get("duration") or 0.0),
+                      attempts=int(entry.get("attempts") or 0), error=entry.get("error"),
+                      fields={k: v for k, v in entry.items() if k not in _COMMON},
+                      description=entry.get("action"), notes=list(entry.get("notes") or []),
+                      completed_at=completed_at)
+
+
+@dataclass
+class Recorded:
+    """A recorded run, checked replayable: its report, inputs, procedure and params to run with."""
+
+    report: dict[str, Any]
+    inputs: dict[str, Any]
+    proc: Procedure
+    values: dict[str, Any]  # the recorded params (typed), then the secret ones given again
+    given: dict[str, str]  # -p values (secret params only)
+    replays: list[dict[str, Any]]  # earlier resumes/rollbacks of this run
+
+    @property
+    def run_id(self) -> str:
+        return str(self.report["run_id"])
+
+    def entries(self) -> dict[str, dict[str, Any]]:
+        return {str(e["id"]): e for e in self.report.get("steps") or []}
+
+    def undone(self) -> set[str]:
+        """Steps already undone: by the run's own rollback, or by an earlier `runproc rollback`."""
+        out = set(self.report.get("rolled_back") or [])
+        for r in self.replays:
+            if r["kind"] == "rollback":
+                out.update(r["report"].get("rolled_back") or [])
+        return out
+
+
+def load(journal: Journal, ref: str, verb: str, given: dict[str, str], from_file: dict[str, Any]) -> Recorded:
+    """The run ``ref`` names (an id or its first characters), or Refused saying why not."""
+    from . import plans
+    from .loader import load as load_procedure
+
+    report = journal.show(ref)
+    if report is None:
+        raise Refused(f"no run {ref!r} (runproc runs lists them)", 2)
+    run_id = str(report["run_id"])
+    if report.get("dry_run"):
+        raise Refused(f"run {run_id} was a dry run: it changed nothing, there is nothing to {verb}")
+    inputs = journal.inputs(run_id)
+    if inputs is None:
+        raise Refused(f"run {run_id} has no recorded inputs (it was recorded by an older runproc or by a "
+                      f"library caller): nothing to {verb} it with; run the procedure again instead")
+    if inputs.get("kind") == "rollback":
+        raise Refused(f"run {run_id} is a rollback of run {inputs.get('of_run')}: to retry what it left "
+                      f"undone, runproc rollback {inputs.get('of_run')}")
+    replays = journal.replays_of(run_id)
+    resumed = [r["id"] for r in replays if r["kind"] == "resume"]
+    if resumed:
+        # its steps now belong to the resumed run: acting on both would undo or redo them twice
+        raise Refused(f"run {run_id} was resumed as run {resumed[-1]}: runproc {verb} {resumed[-1]} instead")
+    holder = journal.lock_of(run_id)
+    if holder is not None:
+        raise Refused(f"run {run_id} is still running (it holds lock {holder.name!r}: {holder})")
+    changes = plans.changed_files(inputs)
+    if changes:
+        raise Refused(f"the procedure changed since run {run_id}, so its recorded results may not match "
+                      "what the file now says:\n" + "\n".join(f"  {c}" for c in changes))
+    from .errors import ProcedureError
+
+    try:
+        proc = load_procedure(inputs["path"])
+    except ProcedureError as exc:
+        raise Refused("\n".join(str(p) for p in exc.problems), 2) from None
+    values = {k: v for k, v in inputs["params"].items() if v is not None}
+    secret: dict[str, str | None] = inputs.get("secret_params") or {}
+    fixed = sorted(n for n in {*given, *from_file} if n not in secret)
+    if fixed:
+        raise Refused(f"param {fixed[0]!r} is fixed by run {run_id} (it ran with "
+                      f"{fixed[0]}={inputs['params'].get(fixed[0])!r}); only params declared secret: true "
+                      "are given again", 2)
+    values.update(from_file)
+    for name, stored in secret.items():
+        value = given.get(name, from_file.get(name))
+        if stored is None:
+            continue
+        if value is None:
+            raise Refused(f"param {name!r} is secret: run {run_id} recorded only a hash of it; give it again "
+                          f"with -p {name}=VALUE", 2)
+        if not plans.secret_matches(stored, value):
+            raise Refused(f"param {name!r}: not the value run {run_id} ran with")
+    return Recorded(report, inputs, proc, values, dict(given), replays)
+
+
+def build_run(rec: Recorded, **options: Any) -> Run:
+    """A Run of the recorded procedure with the recorded params and options (``options`` adds the
+    present command's: state, yes, on_event...)."""
+    from .runner import Run
+
+    opts = rec.inputs["options"]
+    return Run(rec.proc, params=rec.values, cli_params=rec.given, no_rollback=bool(opts.get("no_rollback")),
+               only=opts.get("only") or [], limit=opts.get("limit"), inventory=opts.get("inventory"),
+               forks=opts.get("forks"), **options)
+
+
+def inputs_of_replay(rec: Recorded, kind: str) -> dict[str, Any]:
+    """The recorded inputs again, for the resume/rollback's own journal entry (files unchanged:
+    ``load`` checked them)."""
+    keep = {k: v for k, v in rec.inputs.items() if k not in ("completed", "changed")}
+    return {**keep, "kind": kind, "of_run": rec.run_id}
+
+
+def fanned_out(rec: Recorded, ids: list[str]) -> list[str]:
+    """Which of these steps fanned out to hosts: replaying them per host is not supported yet."""
+    entries = rec.entries()
+    return [sid for sid in ids if entries.get(sid, {}).get("hosts")]
+
+
+# ---------------------------------------------------------------- resume
+
+
+def resume_steps(rec: Recorded) -> dict[str, dict[str, Any]]:
+    """The steps a resume treats as done, id -> report entry, in completion order; Refused when
+    the run cannot be resumed."""
+    status = rec.report.get("status")
+    if status == "ok":
+        raise Refused(f"run {rec.run_id} ended ok: there is nothing to resume")
+    rollbacks = [r["id"] for r in rec.replays if r["kind"] == "rollback"]
+    if rec.undone() or rollbacks:
+        how = f"by runproc rollback (run {rollbacks[-1]})" if rollbacks else "when it failed"
+        raise Refused(f"run {rec.run_id}'s completed steps were rolled back {how}: there is nothing to resume "
+                      f"from; run it again instead: runproc {rec.inputs['path']} ...")
+    entries = rec.entries()
+    order = [sid for sid in rec.inputs.get("completed") or [] if sid in entries]
+    note = f"done in run {rec.run_id}: not run again (resumed)"
+    done = {sid: {**entries[sid], "notes": [*_live_notes(entries[sid]), note]} for sid in order
+            if entries[sid].get("status") == "ok" and entries[sid].get("phase", "step") == "step"}
+    hosts = fanned_out(rec, list(done))
+    if hosts:
+        raise Refused(f"run {rec.run_id}: step(s) {', '.join(hosts)} fanned out to hosts; resuming runs with "
+                      "fanned-out steps is not supported yet: run the procedure again (with --only/--limit)")
+    return done
+
+
+def _live_notes(entry: dict[str, Any]) -> list[str]:
+    """A step's notes without the old run's verdict on its rollback: the resumed run decides that
+    anew (the runner counts "not rolled back" notes as changes kept)."""
+    return [n for n in entry.get("notes") or [] if not n.startswith(("not rolled back", "no rollback defined"))]
+
+
+# ---------------------------------------------------------------- rollback
+
+
+@dataclass
+class UndoPlan:
+    undo: list[str]  # steps whose rollback runs, most recently completed first
+    kept: list[str]  # completed steps that change things and have no rollback
+
+
+def undo_plan(rec: Recorded) -> UndoPlan:
+    """What ``runproc rollback`` would undo; Refused when it cannot."""
+    from .dryrun import changes_things
+    from .results import FAILED
+
+    entries = rec.entries()
+    undone = rec.undone()
+    changed = set(rec.inputs.get("changed") or [])
+    order = [sid for sid in rec.inputs.get("completed") or [] if sid in entries]
+    undo: list[str] = []
+    kept: list[str] = []
+    for sid in reversed(order):
+        e = entries[sid]
+        if e.get("phase", "step") != "step" or sid in undone:
+            continue
+        status = e.get("status")
+        # ok; or failed in its verify after its action completed (as the run's own rollback does);
+        # or an undo that failed before, tried again
+        completed = status in ("ok", "rollback_failed") or (status in FAILED and sid in changed) or (
+            e.get("hosts") and any(h.get("status") == "ok" for h in e["hosts"].values()))
+        if not completed:
+            continue
+        step = rec.proc.step(sid)
+        if step.rollback is not None:
+            undo.append(sid)
+        elif changes_things(step):
+            kept.append(sid)
+    hosts = fanned_out(rec, undo)
+    if hosts:
+        raise Refused(f"run {rec.run_id}: step(s) {', '.join(hosts)} fanned out to hosts; rolling back per host "
+                      "from the journal is not supported yet: nothing was undone")
+    return UndoPlan(undo, kept)
+
+
+def roll_back(rec: Recorded, plan: UndoPlan, run: Run) -> tuple[dict[str, Any], int]:
+    """Run the undos of ``plan`` in ``run``; record and return (the report, exit code)."""
+    from . import rollback
+    from .results import RunResult
+    from .stepexec import StepRunner
+
+    t0 = time.monotonic()
+    entries = rec.entries()
+    for sid, entry in entries.items():
+        sr = recorded_result(entry)
+        if sid in plan.undo and sr.status == "rollback_failed":
+            sr.status = "ok"  # its change is still there: undone now, it reads rolled_back
+        run.results[sid] = sr
+        run.views[sid] = sr.as_fields()
+    # rollback templates render as they would have in the run itself
+    run.base_ns["run"].update(id=rec.run_id, started_at=rec.report.get("started_at"))
+    refusal, locked = run._take_lock() if rec.proc.lock else (None, False)
+    if refusal is not None:
+        raise Refused(refusal)
+    stepper = StepRunner(run)
+    run._phase_cancel = run.rollback_cancel
+    try:
+        for sid in plan.undo:
+            sr = run.results[sid]
+            if run.rollback_cancel.is_set():
+                sr.notes.append("rollback abandoned (interrupted): its change was kept")
+                run.not_undone.append(sid)
+                continue
+            rollback.rollback_one(run, stepper, rec.proc.step(sid), sr)
+    finally:
+        run._phase_cancel = run.stop
+        if locked:
+            run._journal().release(rec.proc.lock or "", run.run_id)
+        # a connection that fails to close does not change what was undone
+        run.resources.close_all()
+    status, code = ("rollback_incomplete", 4) if run.not_undone else ("ok", 0)
+    error = f"not undone: {', '.join(run.not_undone)}" if run.not_undone else None
+    result = RunResult(rec.proc.procedure, run.run_id, status, code, False, run.started_at, time.monotonic() - t0,
+                       run.results, error, None, list(run.undo_order), list(run.not_undone), plan.kept,
+                       redact=run.redactor)
+    report = {**result.to_json(), "kind": "rollback", "of_run": rec.run_id}
+    run._journal().record(report, inputs_of_replay(rec, "rollback"))
+    run._journal().close()
+    return report, code
+
+
+def chdir_to(rec: Recorded) -> str | None:
+    """Go to the folder the run started in (a relative child path renders as it did); the old one."""
+    there = rec.inputs.get("cwd")
+    here = os.getcwd()
+    if there and there != here and Path(there).is_dir():
+        os.chdir(there)
+        return here
+    return None
