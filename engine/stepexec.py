@@ -68,6 +68,7 @@ class StepRunner:
             resources=run.resources, log_dir=run.log_dir, host=host, yes=run.yes,
             interactive=run.ask is not None, ask=run.ask, readonly=readonly,
             render=lambda v: ex.render_value(v, ns), render_shell=lambda t: _render_shell(t, ns),
+            render_shell_exec=lambda t: _render_shell_exec(t, ns),
             render_sql=lambda t, style="": ex.render_sql(t, ns),  # type: ignore[misc]
             evaluate=lambda e: ex.evaluate(e, ns), redact=red, on_output=on_output,
             on_progress=on_progress, run_child=run_child)
@@ -269,7 +270,7 @@ class StepRunner:
 
 
 def _render_shell(template: str, ns: dict[str, Any]) -> str:
-    """A command template rendered with each value quoted for where it stands (shell.py)."""
+    """A command template as a plan shows it: each value as text where it stands (shell.py)."""
     if not ex.is_template(template):
         return template
     from .executors.shell import QUOTER, quote_in, shell_template
@@ -281,6 +282,19 @@ def _render_shell(template: str, ns: dict[str, Any]) -> str:
         raise
     except ex.ExpressionError as exc:  # say it in the author's words, not the rewritten ones
         raise ex.ExpressionError(str(exc).replace(rewritten.strip(), template.strip())) from None
+
+
+def _render_shell_exec(template: str, ns: dict[str, Any]) -> tuple[str, dict[str, str]]:
+    """A command template as it runs: values referenced as environment variables, and their values."""
+    if not ex.is_template(template):
+        return template, {}
+    from .executors.shell import bind_values, unbind_values
+
+    token, values = bind_values()
+    try:
+        return _render_shell(template, ns), values
+    finally:
+        unbind_values(token)
 
 
 def _writes(body: Body) -> bool:

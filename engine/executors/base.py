@@ -80,7 +80,9 @@ class StepContext:
     interactive: bool = False
     readonly: bool = False
     render: Callable[[Any], Any] = lambda value: value
-    render_shell: Callable[[str], str] = lambda text: text
+    render_shell: Callable[[str], str] = lambda text: text  # a command as a plan shows it
+    # a command as it runs, and the environment variables that carry its values
+    render_shell_exec: Callable[[str], tuple[str, dict[str, str]]] = lambda text: (text, {})
     # literal SQL text, SqlParam and SqlIdent parts (expressions.render_sql)
     render_sql: Callable[[str], list[Any]] = lambda text: [text]
     evaluate: Callable[[str], Any] = lambda expr: None

@@ -1,7 +1,10 @@
 """``shell``: a command through ``/bin/sh -c``, locally or on an inventory host.
 
-Every ``{{ }}`` value is shell-quoted (``| raw`` opts out). The executor does not know where
-the command runs: ``ctx.host`` carries a transport when the step fans out over SSH.
+Values never become code: when the command runs, every ``{{ }}`` value reaches the shell as
+an environment variable (``"${RUNPROC_V_1}"`` in the command text), so no quoting decision
+can be wrong in a way that executes the value. ``| raw`` opts out, visibly. Plans show the
+values themselves, quoted for reading. The executor does not know where the command runs:
+``ctx.host`` carries a transport when the step fans out over SSH.
 
 A simple command (words of plain characters, no quoting, expansion, redirection or shell
 keyword) is executed directly rather than through ``/bin/sh -c``, as GNU make does: the
@@ -11,6 +14,7 @@ command that cannot be found or executed, goes through the shell (which then rep
 
 from __future__ import annotations
 
+import contextvars
 import json
 import re
 from functools import lru_cache
@@ -97,8 +101,8 @@ class ShellExecutor(Executor):
         return ctx.render_shell(options.cmd)
 
     def execute(self, options: ShellOptions, ctx: StepContext) -> Result:
-        cmd = ctx.render_shell(options.cmd)
-        env = {k: str(ctx.render(v)) for k, v in ctx.env.items()}
+        cmd, values = ctx.render_shell_exec(options.cmd)
+        env = {**{k: str(ctx.render(v)) for k, v in ctx.env.items()}, **values}
         stdin = ctx.render(options.stdin).encode() if options.stdin is not None else None
         transport = getattr(ctx.host, "transport", None)
         if transport is not None:
@@ -118,7 +122,8 @@ class ShellExecutor(Executor):
         env = {"PWD": str(cwd.absolute()), **env}
         common: dict[str, Any] = dict(cwd=cwd, env=env, deadline=ctx.deadline, cancel=ctx.cancel, stdin=stdin,
                                       spool_dir=ctx.log_dir, on_output=ctx.on_output, label=ctx.step_id)
-        argv = simple_argv(cmd)
+        # only when the shell asked for is the one that would have read it
+        argv = simple_argv(cmd) if options.shell == "/bin/sh" else None
         if argv is not None:
             try:
                 return run_local(argv, **common)
@@ -127,13 +132,17 @@ class ShellExecutor(Executor):
         return run_local([options.shell, "-c", cmd], **common)
 
 
-# ---------------------------------------------------------------- quoting by context
+# ---------------------------------------------------------------- values by context
 #
-# ``{{ }}`` values are shell-quoted, but how depends on where the tag stands in the command:
-# shlex.quote's '...' is right in a bare word, yet inside "..." its quotes are literal and
-# ``$(...)`` in the value would run; inside '...' it would end the quotes; in an unquoted
-# here-document quotes mean nothing and ``$`` expands. So the command template is scanned
-# once (as a shell reads it) and every tag is rewritten to quote for its place.
+# Where a tag stands in the command decides how its value is inserted: in a bare word,
+# inside "...", inside '...', in a here-document, in backticks. The command template is
+# scanned once (as a shell reads it) and every tag is rewritten to call ``quote_in`` with
+# its context. When the command runs, ``quote_in`` inserts a reference to an environment
+# variable that holds the value (``"${V}"`` bare, ``${V}`` inside "..." and here-documents,
+# ``'"${V}"'`` inside '...'): a parameter expansion is never read as code, so even a wrong
+# guess about the context yields a wrong string, never an executed value. Only a quoted
+# here-document (``<<'EOF'``), where nothing expands, gets the text itself, refused if it
+# holds the line that would end the here-document. For plans, values are shown as text.
 
 QUOTER = "_runproc_quote_in"  # the name the rewritten tags call; bound when rendering
 _TAG = re.compile(r"\{\{(-?)(.*?)(-?)\}\}|\{%.*?%\}|\{#.*?#\}", re.S)
@@ -145,7 +154,9 @@ class _Scanner:
     comments and here-documents."""
 
     def __init__(self) -> None:
-        self.stack: list[str] = ["bare"]  # bare | dq | sq | sub (in $( )) | bq (in ` `) | comment | heredoc
+        # bare | dq | sq | sub (in $( )) | paren (( ) inside $( )) | arith ($(( ))) | bq (in ` `) | comment
+        self.stack: list[str] = ["bare"]
+        self.depth = 0  # parentheses open inside $(( ))
         self.escape = False
         self.word_start = True
         self.pending: list[tuple[str, bool, bool]] = []  # here-docs opened on this line
@@ -156,7 +167,7 @@ class _Scanner:
         if self.heredoc is not None:
             return "heredoc_raw" if self.heredoc[1] else "heredoc"
         top = self.stack[-1]
-        if top == "sub":
+        if top in ("sub", "paren"):
             return "bare"
         return top
 
@@ -202,7 +213,21 @@ class _Scanner:
                     i += 1
                 elif c == "`":
                     self.stack.append("bq")
-            else:  # bare, sub, bq
+            elif top == "arith":  # $(( ... )): no quoting, no here-documents, only nesting
+                if text.startswith("))", i) and self.depth == 0:
+                    self.stack.pop()
+                    i += 2
+                    continue
+                if c == "(":
+                    self.depth += 1
+                elif c == ")":
+                    self.depth -= 1
+            else:  # bare, sub, bq, paren
+                if text.startswith("$((", i):
+                    self.stack.append("arith")
+                    self.depth = 0
+                    i += 3
+                    continue
                 if c == "'":
                     self.stack.append("sq")
                 elif c == '"':
@@ -215,7 +240,9 @@ class _Scanner:
                         self.stack.pop()
                     else:
                         self.stack.append("bq")
-                elif c == ")" and top == "sub":
+                elif c == "(" and top in ("sub", "paren"):
+                    self.stack.append("paren")  # a subshell or group inside $( ): its ) is not ours
+                elif c == ")" and top in ("sub", "paren"):
                     self.stack.pop()
                 elif c == "#" and self.word_start:
                     self.stack.append("comment")
@@ -246,33 +273,50 @@ def _quoted_heredoc_value(text: str, delimiter: str) -> str:
     return text
 
 
+_bindings: contextvars.ContextVar[dict[str, str] | None] = contextvars.ContextVar("shell_bindings",
+                                                                                  default=None)
+ENV_PREFIX = "RUNPROC_V_"
+
+
+def bind_values() -> tuple[contextvars.Token[dict[str, str] | None], dict[str, str]]:
+    """Start collecting the values of one command render (see ``quote_in``)."""
+    values: dict[str, str] = {}
+    return _bindings.set(values), values
+
+
+def unbind_values(token: contextvars.Token[dict[str, str] | None]) -> None:
+    _bindings.reset(token)
+
+
 def quote_in(value: Any, context: str) -> Any:
-    """A ``{{ }}`` value quoted for where it stands (see ``shell_template``)."""
+    """A ``{{ }}`` value for where it stands (see ``shell_template``): a reference to an
+    environment variable when the command runs, readable text in a plan."""
     from ..expressions import RawValue, Unknown, to_text
 
     if isinstance(value, RawValue | Unknown):
         return RawValue(to_text(value))  # | raw: the author's choice, visible in the file
     text = to_text(value)
-    if context == "dq":
-        text = re.sub(r'([\\$`"])', r"\\\1", text)
-    elif context == "sq":
-        text = text.replace("'", "'\\''")
-    elif context == "heredoc":
-        text = re.sub(r"([\\$`])", r"\\\1", text)
-    elif context.startswith("heredoc_raw:"):
-        text = _quoted_heredoc_value(text, context.split(":", 1)[1])
-    elif context == "comment":
-        text = text.replace("\n", " ")
-    elif context == "bq":
-        import shlex
+    if context.startswith("heredoc_raw:"):
+        return RawValue(_quoted_heredoc_value(text, context.split(":", 1)[1]))
+    if context == "arith":
+        # $(( )) evaluates what it is given (bash even runs $( ) in array subscripts): numbers only
+        if not re.fullmatch(r"[+-]?[0-9]+", text.strip()):
+            raise ValueError(f"a value inside $(( )) must be an integer, got {text!r}")
+        return RawValue(text.strip())
+    values = _bindings.get()
+    if values is None:  # a plan: show the value itself, as a person reads it
+        if context in ("bare", "bq"):
+            import shlex
 
-        # inside `...` the shell first removes a level of backslashes before \, ` and $
-        text = re.sub(r"([\\`$])", r"\\\1", shlex.quote(text))
-    else:
-        import shlex
-
-        text = shlex.quote(text)
-    return RawValue(text)
+            return RawValue(shlex.quote(text))
+        return RawValue(text.replace("\n", " ") if context == "comment" else text)
+    name = f"{ENV_PREFIX}{len(values) + 1}"
+    values[name] = text
+    if context == "sq":
+        return RawValue(f"'\"${{{name}}}\"'")  # close '...', expand inside "...", reopen
+    if context in ("dq", "heredoc"):
+        return RawValue(f"${{{name}}}")
+    return RawValue(f'"${{{name}}}"')  # bare, $(...), `...`, a comment: one word, never split
 
 
 @lru_cache(maxsize=4096)
@@ -294,7 +338,8 @@ def shell_template(source: str) -> str:
         result.append(literal)
         pos = m.end()
         context = scanner.context()
-        if m.group(2) is None or context == "bare":  # a block or comment emits no value
+        scanner.word_start = False  # a value is part of the word it stands in: no '#' comment after it
+        if m.group(2) is None:  # a block or comment emits no value
             result.append(m.group(0))
             continue
         if context == "heredoc_raw":
