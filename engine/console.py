@@ -511,8 +511,10 @@ class ConsoleView:
         if result.not_undone:
             self._print(f"NOT UNDONE (a person must look): {', '.join(result.not_undone)}", "bold red")
             for sid in result.not_undone:
-                s = result.steps[sid]
-                if s.rollback is not None and s.rollback.status != "ok":
+                s = result.steps.get(sid)
+                if s is None:  # a child procedure's step: its own run said why
+                    why = "its rollback did not complete in the child procedure"
+                elif s.rollback is not None and s.rollback.status != "ok":
                     why = f"its rollback failed: {_one_line(s.rollback.error or 'failed')}"
                     if s.rollback.description:
                         why += f" (rollback: {_one_line(s.rollback.description)})"

@@ -372,7 +372,8 @@ def rollback_fanout(run: Run, stepper: StepRunner, step: Step, ns: dict[str, Any
     assert sr.hosts is not None and step.rollback is not None
     with _TARGETS_LOCK:
         known = _TARGETS.get(run, {}).get(step.id, {})
-    targets = [known[name] for name, r in sr.hosts.items() if r.status == "ok" and name in known]
+    # where the action completed: ok, or ok until its verify failed (that host changed too)
+    targets = [known[name] for name, r in sr.hosts.items() if (r.status == "ok" or r.changed) and name in known]
     if not targets:
         return True, None, "no host to roll back"
     descriptions: dict[str, str] = {}

@@ -29,7 +29,9 @@ def to_undo(run: Run) -> list[StepResult]:
         if sr.phase == "step"
         and sr.completed_at is not None
         and (
-            sr.status == "ok" or sr.changed or (sr.hosts and any(h.status == "ok" for h in sr.hosts.values()))
+            sr.status == "ok"
+            or sr.changed
+            or (sr.hosts and any(h.status == "ok" or h.changed for h in sr.hosts.values()))
         )
     ]
     out.sort(key=lambda r: r.completed_at or 0, reverse=True)

@@ -513,6 +513,8 @@ class Run:
                 run_fanout(self, stepper, step, ns, sr, hosts)
             else:
                 stepper.execute(step, ns, sr)
+            # a child procedure whose undos did not all run leaves them to this run's person
+            self.not_undone.extend(f"{step.id}/{x}" for x in sr.fields.get("not_undone") or ())
             if self.dry_run and sr.phase == "step":
                 dryrun.judge_against_planned_upstream(self, step, sr)
         except ex.UnknownValueError as exc:

@@ -217,7 +217,10 @@ class KubectlExecutor(Executor):
         effect, rehearsable = classify(argv[1:])
         if effect == Effect.READ or not rehearsable:
             return None
-        res = self._run([*argv, "--dry-run=server"], options, ctx)
+        # before any "--": after it, words belong to the container's command, and a flag there
+        # would leave kubectl to apply the change for real
+        cut = argv.index("--") if "--" in argv else len(argv)
+        res = self._run([*argv[:cut], "--dry-run=server", *argv[cut:]], options, ctx)
         if res.ok:
             res.note = "rehearsed with --dry-run=server: the API server accepted it; nothing was applied"
         return res

@@ -42,6 +42,8 @@ class ProcedureExecutor(Executor):
         if child.ok:
             # a child that was itself a dry run (a parent's readonly step in a dry run) only planned
             return Result(True, fields, planned=dry_run or child.status == "planned")
+        if child.not_undone:  # the parent's run must end "a person must look" too
+            fields["not_undone"] = [f"{child.procedure}/{sid}" for sid in child.not_undone]
         message = f"child procedure {child.procedure} ended {child.status}: {child.error}"
         if child.status == "interrupted":
             return Result(False, fields, message, cancelled=True)
