@@ -206,9 +206,34 @@ def _sink(ns: argparse.Namespace) -> tuple[Any, Any, list[Any]]:
     return sink, ask, stop
 
 
+def _check_run_options(ns: argparse.Namespace) -> None:
+    """Options that would only fail after steps ran are invalid input now (exit 2)."""
+    from .errors import Problem, ProcedureError
+
+    problems = []
+    if ns.forks is not None and ns.forks < 1:
+        problems.append(Problem("--forks", 0, 0, f"must be at least 1, got {ns.forks}"))
+    if ns.report_dir:
+        try:
+            Path(ns.report_dir).mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            problems.append(Problem("--report-dir", 0, 0, f"cannot create {ns.report_dir}: {exc.strerror}"))
+    if ns.limit:
+        from .inventory import InventoryError
+        from .inventory.patterns import check_pattern
+
+        try:
+            check_pattern(ns.limit)
+        except InventoryError as exc:
+            problems.append(Problem("--limit", 0, 0, str(exc)))
+    if problems:
+        raise ProcedureError(problems)
+
+
 def _execute(proc: Any, ns: argparse.Namespace, cli_params: dict[str, str], file_params: Any) -> int:
     from .runner import Run
 
+    _check_run_options(ns)
     sink, ask, stop = _sink(ns)
     run = Run(proc, params=file_params, cli_params=cli_params, dry_run=ns.dry_run, offline=ns.offline,
               yes=ns.yes, no_rollback=ns.no_rollback, only=ns.only, limit=ns.limit, inventory=ns.inventory,
@@ -285,7 +310,10 @@ def _drive(run: Any, ns: argparse.Namespace) -> Any:
     if ns.report_dir:
         from .report import write_bundle
 
-        write_bundle(result, ns.report_dir)
+        try:
+            write_bundle(result, ns.report_dir)
+        except OSError as exc:  # the run is over: its outcome, not the report's, is the exit code
+            print(f"runproc: could not write the report to {ns.report_dir}: {exc}", file=sys.stderr)
     if ns.output == "json":
         from .report import to_json_text
 
@@ -666,8 +694,17 @@ def _asker(view: Any, stop: list[Any]) -> Any:
 
 
 def _subcommand(name: str, argv: list[str]) -> int:
-    return {"validate": _validate, "graph": _graph, "schema": _schema, "list": _list,
-            "inventory": _inventory, "runs": _runs, "show": _show}[name](argv)
+    import sqlite3
+
+    command = {"validate": _validate, "graph": _graph, "schema": _schema, "list": _list,
+               "inventory": _inventory, "runs": _runs, "show": _show}[name]
+    try:
+        return command(argv)
+    except (OSError, sqlite3.Error) as exc:  # a state or file path that cannot be opened
+        if isinstance(exc, BrokenPipeError):
+            raise
+        print(f"runproc {name}: {exc}", file=sys.stderr)
+        return EXIT_INVALID
 
 
 def _validate(argv: list[str]) -> int:

@@ -176,6 +176,8 @@ def resolve_secrets(proc: Procedure, *, allow_missing: bool = False) -> dict[str
                 value = path.read_text().rstrip("\n")
             except OSError as exc:
                 missing += f" ({exc.strerror})"
+            except ValueError:  # not UTF-8 text
+                missing += " (not UTF-8 text)"
         if value is None:
             if spec.optional:
                 out[name] = ""

@@ -619,6 +619,14 @@ class Run:
         path = Path(file)
         if not path.is_absolute():
             path = self.workdir / path
+        chain = [self.proc.path]
+        run: Run | None = self
+        while run is not None and run.parent is not None:
+            run = run.parent
+            chain.append(run.proc.path)
+        if path.resolve() in chain:  # a procedure that calls itself would recurse without end
+            names = " -> ".join(p.name for p in reversed([*chain]) if p) + f" -> {path.name}"
+            raise ProcedureError(Problem(file, 0, 0, f"child procedures call each other in a loop: {names}"))
         child_proc = load(path)
         child = Run(child_proc, params=params, dry_run=dry_run or self.dry_run, offline=self.offline,
                     yes=self.yes, no_rollback=self.no_rollback, inventory=self.inventory_path,

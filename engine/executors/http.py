@@ -125,6 +125,9 @@ _ABSOLUTE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 _PAST_AUTHORITY = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://[^/?#]*[/?#]")
 
 
+_AUTHORITY_VALUE = re.compile(r"[A-Za-z0-9._\-:\[\]]*")
+
+
 def render_url(template: str, ctx: StepContext, *, is_path: bool) -> str:
     """Render a URL or path; values in the path or query are percent-encoded (see the module doc)."""
     from urllib.parse import quote
@@ -141,7 +144,14 @@ def render_url(template: str, ctx: StepContext, *, is_path: bool) -> str:
         value = part.name if isinstance(part, SqlIdent) else part.value if isinstance(part, SqlParam) else part
         text = to_text(value)
         inside = bool(out) if is_path or not _ABSOLUTE.match(out) else bool(_PAST_AUTHORITY.match(out))
-        out += quote(text, safe="") if inside else text
+        if inside:
+            # a value is one segment: "..", "." would climb or vanish once the URL is normalised
+            out += text.replace(".", "%2E") if text in (".", "..") else quote(text, safe="")
+        elif out and not _AUTHORITY_VALUE.fullmatch(text):
+            # inside scheme://host:port a value could add a host or user-info ('x@evil/', 'a/b#')
+            raise ValueError(f"a value in the host part of the URL must be a host name or port, got {text!r}")
+        else:
+            out += text  # the URL itself, from a var or a param: used as written
     return out
 
 

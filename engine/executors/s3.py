@@ -377,6 +377,9 @@ class S3Executor(Executor):
             text = ctx.redact(body.decode("utf-8", errors="replace"))
             return Result(True, {**base, **head, "text": text, "json": parse_json(text)})
         dest = self._path(options.file, ctx)
+        if ctx.dry_run:  # a dry run changes nothing, the local disk included: it only looked
+            return Result(True, {**base, **head, "file": str(dest), "file_exists": dest.exists()}, planned=True,
+                          note=f"rehearsed by looking at the object: would download {head['size']} bytes to {dest}")
         dest.parent.mkdir(parents=True, exist_ok=True)
         progress = Progress(ctx, "downloaded", head["size"] or 0)
         # the transfer manager writes a temporary file and renames it: no half-written destination

@@ -53,14 +53,26 @@ def failure_text(what: str, rc: int | None, stdout: str, stderr: str) -> str:
     return f"{what} exited with {rc}{shown}"
 
 
+def redact_file(path: str, redact: Any) -> None:
+    """Secrets never reach logs: a spooled output file is rewritten line by line, redacted."""
+    import os
+
+    tmp = f"{path}.redacting"
+    with open(path, "rb") as src, open(tmp, "wb") as dst:
+        for line in src:
+            text = line.decode("utf-8", errors="surrogateescape")
+            dst.write(redact(text).encode("utf-8", errors="surrogateescape"))
+    os.replace(tmp, path)
+
+
 def command_result(res: Any, ctx: StepContext, what: str, killed: str) -> Result:
     """A finished process (a CommandResult) as a step result: fields, then why it failed."""
     stdout, stderr = res.stdout.text(), res.stderr.text()
     fields = output_fields(res.rc, stdout, stderr, ctx.redact)
-    if res.stdout.spool_path:
-        fields["stdout_log"] = res.stdout.spool_path
-    if res.stderr.spool_path:
-        fields["stderr_log"] = res.stderr.spool_path
+    for buffer, field in ((res.stdout, "stdout_log"), (res.stderr, "stderr_log")):
+        if buffer.spool_path:
+            redact_file(buffer.spool_path, ctx.redact)
+            fields[field] = buffer.spool_path
     if res.timed_out:
         return Result(False, fields, f"timed out; {killed} was killed", timed_out=True)
     if res.cancelled:

@@ -45,6 +45,18 @@ def _split_pattern(pattern: str) -> list[str]:
     return parts
 
 
+def check_pattern(pattern: str) -> None:
+    """Raise ValueError (InventoryError) for a pattern that cannot match anything as written,
+    before any inventory is read: ``--limit`` is checked before a run starts."""
+    for part in _split_pattern(pattern):
+        body = part.lstrip("&!")
+        if body.startswith("~"):
+            try:
+                re.compile(body[1:])
+            except re.error as exc:
+                raise InventoryError(f"invalid host pattern {body!r} in {pattern!r}: {exc}") from None
+
+
 def select(hosts: Mapping[str, Host], groups: Mapping[str, Group], pattern: str) -> list[str]:
     """Names of the hosts ``pattern`` selects, without duplicates (the caller puts them in order).
 

@@ -368,3 +368,20 @@ def test_an_unknown_profile_is_the_step_error(tmp_path: Path, s3_server: S3Serve
     assert result.steps["list"].status == "failed"
     assert "nobody" in (result.steps["list"].error or "") and "could not be found" in (result.steps["list"].error or "")
     assert "'key' rendered to an empty string" in (result.steps["empty_key"].error or "")
+
+
+def test_dry_run_get_to_a_file_writes_nothing_locally(tmp_path: Path, s3_server: S3Server, s3_bucket: str) -> None:
+    s3_server.client().put_object(Bucket=s3_bucket, Key="dump.sql", Body=b"select 1;")
+    (tmp_path / "restore").mkdir()
+    (tmp_path / "restore" / "dump.sql").write_text("the local copy an operator still needs")
+    result = run(tmp_path, """
+        steps:
+          - id: fetch
+            s3: {op: get, key: dump.sql, file: restore/dump.sql}
+          - id: elsewhere
+            s3: {op: get, key: dump.sql, file: new/dump.sql}
+    """, server=s3_server, bucket=s3_bucket, dry_run=True)
+    assert result.steps["fetch"].status == "planned", result.steps["fetch"].error
+    assert any("would download 9 bytes" in n for n in result.steps["fetch"].notes)
+    assert (tmp_path / "restore" / "dump.sql").read_text() == "the local copy an operator still needs"
+    assert not (tmp_path / "new").exists()
