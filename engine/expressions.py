@@ -180,7 +180,8 @@ def _make_env(finalize: Any) -> _Environment:
         "ident": lambda v: SqlIdent(str(v)),
         "to_json": lambda v: json.dumps(v, default=str),
         "from_json": json.loads,
-        "quote": lambda v: shlex.quote(to_text(v)),
+        # already quoted: raw, so that a command's own quoting does not quote it twice
+        "quote": lambda v: RawValue(shlex.quote(to_text(v))),
         "to_text": to_text,
     })
     env.globals["now"] = _now
@@ -478,6 +479,35 @@ class Redactor:
         if self._pattern is None or not isinstance(text, str):
             return text
         return self._pattern.sub(self.MASK, text)
+
+    def file(self, path: str, chunk: int = 1 << 20) -> None:
+        """Rewrite a (spooled output) file with every secret masked, in bounded memory.
+
+        Chunks overlap: text that could be the start of a secret is carried into the next
+        chunk, and a cut never falls inside a match, so no secret escapes at a boundary.
+        """
+        import os
+
+        if self._pattern is None:
+            return
+        hold = max(len(f) for f in self._forms) - 1
+        tmp = f"{path}.redacting"
+        with open(path, encoding="utf-8", errors="surrogateescape", newline="") as src, \
+                open(tmp, "w", encoding="utf-8", errors="surrogateescape", newline="") as dst:
+            carry = ""
+            while True:
+                data = src.read(chunk)
+                buf = carry + data
+                if not data:
+                    dst.write(self._pattern.sub(self.MASK, buf))
+                    break
+                cut = max(0, len(buf) - hold)
+                for m in self._pattern.finditer(buf):
+                    if m.start() < cut < m.end():
+                        cut = m.end()
+                dst.write(self._pattern.sub(self.MASK, buf[:cut]))
+                carry = buf[cut:]
+        os.replace(tmp, path)
 
     def deep(self, value: Any) -> Any:
         """Redact every string inside a JSON-like value."""

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 from . import events as ev
 from . import expressions as ex
 from .errors import Problem, ProcedureError
-from .results import StepResult
+from .results import FAILED, StepResult
 from .stepexec import now_iso
 
 if TYPE_CHECKING:
@@ -44,7 +44,6 @@ if TYPE_CHECKING:
     from .stepexec import StepRunner
 
 DEFAULT_FORKS = 20
-FAILED = frozenset({"failed", "timed_out"})
 
 # hosts each fanned-out step ran on, per run, so that rollback reaches exactly those hosts
 _TARGETS: weakref.WeakKeyDictionary[Any, dict[str, dict[str, Target]]] = weakref.WeakKeyDictionary()

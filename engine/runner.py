@@ -28,7 +28,6 @@ from . import dryrun, graph, rollback
 from . import events as ev
 from . import expressions as ex
 from .errors import Problem, ProcedureError
-from .executors.confirm import Refusal  # noqa: F401 - re-exported for executors' tests
 from .model import Procedure, Step
 from .params import resolve_params, resolve_secrets
 from .resources import Resources

@@ -69,7 +69,7 @@ class StepRunner:
             interactive=run.ask is not None, ask=run.ask, readonly=readonly,
             render=lambda v: ex.render_value(v, ns), render_shell=lambda t: _render_shell(t, ns),
             render_shell_exec=lambda t: _render_shell_exec(t, ns),
-            render_sql=lambda t, style="": ex.render_sql(t, ns),  # type: ignore[misc]
+            render_sql=lambda t: ex.render_sql(t, ns),
             evaluate=lambda e: ex.evaluate(e, ns), redact=red, on_output=on_output,
             on_progress=on_progress, run_child=run_child)
 

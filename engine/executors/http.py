@@ -374,11 +374,14 @@ class HttpExecutor(Executor):
         while not done.wait(WATCH_INTERVAL):
             if ctx.cancel.is_set():
                 stop.set()
-                return Result(False, {}, f"{what}: interrupted", cancelled=True)
+                # the request was sent: the server may still act on it (a write is not undone)
+                return Result(False, {}, f"{what}: interrupted (the server may still complete the request)",
+                              cancelled=True)
             left = ctx.remaining()
             if left is not None and left <= -0.5:  # httpx's own timeout normally fires first
                 stop.set()
-                return Result(False, {}, f"{what}: timed out (step timeout)", timed_out=True)
+                return Result(False, {}, f"{what}: timed out (step timeout; the server may still complete "
+                                         "the request)", timed_out=True)
         error = box.get("error")
         if error is not None:
             if isinstance(error, httpx.TimeoutException):

@@ -54,15 +54,10 @@ def failure_text(what: str, rc: int | None, stdout: str, stderr: str) -> str:
 
 
 def redact_file(path: str, redact: Any) -> None:
-    """Secrets never reach logs: a spooled output file is rewritten line by line, redacted."""
-    import os
-
-    tmp = f"{path}.redacting"
-    with open(path, "rb") as src, open(tmp, "wb") as dst:
-        for line in src:
-            text = line.decode("utf-8", errors="surrogateescape")
-            dst.write(redact(text).encode("utf-8", errors="surrogateescape"))
-    os.replace(tmp, path)
+    """Secrets never reach logs: a spooled output file is masked too (in bounded memory)."""
+    masker = getattr(redact, "file", None)  # the run's Redactor; a plain function has no secrets
+    if masker is not None:
+        masker(path)
 
 
 def command_result(res: Any, ctx: StepContext, what: str, killed: str) -> Result:
@@ -228,6 +223,10 @@ class _Scanner:
             elif top == "arith":  # $(( ... )): no quoting, no here-documents, only nesting
                 if text.startswith("))", i) and self.depth == 0:
                     self.stack.pop()
+                    i += 2
+                    continue
+                if text.startswith("$(", i) and not text.startswith("$((", i):
+                    self.stack.append("sub")  # a command substitution inside: words again
                     i += 2
                     continue
                 if c == "(":

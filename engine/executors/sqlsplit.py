@@ -186,10 +186,7 @@ class _Lexer:
 
 def render_parts(ctx: StepContext, text: str) -> list[Part]:
     """The query as literal text, bind parameters and identifiers (``expressions.render_sql``)."""
-    # StepContext declares render_sql as (text, style) -> (text, params), but the engine passes
-    # expressions.render_sql, which takes the text and returns the parts: call what is passed
-    render: Any = ctx.render_sql
-    return list(render(text))
+    return list(ctx.render_sql(text))
 
 
 def split_statements(parts: list[Part], dialect: str) -> list[Statement]:

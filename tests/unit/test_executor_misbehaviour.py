@@ -48,3 +48,14 @@ def test_broken_describe_and_effect(tmp_path: Path) -> None:
     assert a.description == "<cannot describe: RuntimeError: describe exploded>"
     assert b.status == "failed" and "effect exploded" in (b.error or "")
     assert result.exit_code == 1
+
+
+def test_redacting_a_file_in_chunks_misses_no_secret_at_a_boundary(tmp_path: Path) -> None:
+    from engine.expressions import Redactor
+
+    redactor = Redactor(["tok-spool-1234"])
+    path = tmp_path / "out.log"
+    for n in range(30):
+        path.write_text("x" * n + "tok-spool-1234" + "y" * 7 + "tok-spool-1234")
+        redactor.file(str(path), chunk=8)
+        assert path.read_text() == "x" * n + "***" + "y" * 7 + "***"
