@@ -1,0 +1,158 @@
+"""What the command modules and the run path share: exit codes, the argument parser, problem
+printing, and running a built Run at the terminal (console sink, confirm asker, signals, report).
+
+Kept to the standard library at import time: engine.cli imports it on every start, ``--version``
+included, so anything heavier is imported inside the function that needs it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+EXIT_INVALID = 2
+# 128 + SIGPIPE: what a shell reports for `git log | head` (git dies of the signal), so a
+# pipeline under `set -o pipefail` behaves the same with runproc in it
+EXIT_BROKEN_PIPE = 141
+# the --state help of the commands that read the journal
+STATE_HELP = "state URL (sqlite:///path); default $RUNPROC_STATE or the XDG state dir"
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse that raises instead of exiting, so main() maps a usage error to exit 2 itself."""
+
+    def error(self, message: str) -> None:  # usage errors are exit 2, as for invalid input
+        self.print_usage(sys.stderr)
+        raise UsageError(f"{self.prog}: error: {message}")
+
+
+class UsageError(Exception):
+    """A command line argparse refused; its message is printed as argparse would."""
+
+
+def print_problems(exc: Any) -> None:
+    """Each located problem of a ProcedureError on its own stderr line (file:line:col: message)."""
+    for problem in exc.problems:
+        print(str(problem), file=sys.stderr)
+
+
+def console_sink(ns: argparse.Namespace) -> tuple[Any, Any, list[Any]]:
+    """(event consumer, confirm asker or None, the list the asker watches for a stop event)."""
+    sink: Any
+    if ns.output == "text":
+        from ..console import ConsoleView
+
+        sink = ConsoleView(verbose=ns.verbose)
+    else:
+        from ..console import NoticeSink
+
+        sink = NoticeSink()  # stdout carries the JSON document alone
+    stop: list[Any] = []
+    ask = asker(sink, stop) if is_tty(sys.stdin) else None
+    return sink, ask, stop
+
+
+def drive(run: Any, ns: argparse.Namespace) -> Any:
+    """Execute a built run with the signals routed to it; write the report and the JSON."""
+    import signal
+
+    def on_signal(signum: int, frame: Any) -> None:
+        run.interrupt()  # sets events and emits; the main thread only waits (see Run.execute)
+
+    # SIGHUP too: a closed terminal or ssh session must not leave a change half done
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    try:
+        result = run.execute()
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+    if ns.report_dir:
+        from ..report import write_bundle
+
+        try:
+            write_bundle(result, ns.report_dir)
+        except OSError as exc:  # the run is over: its outcome, not the report's, is the exit code
+            print(f"runproc: could not write the report to {ns.report_dir}: {exc}", file=sys.stderr)
+    if ns.output == "json":
+        from ..report import to_json_text
+
+        try:
+            sys.stdout.write(to_json_text(result) + "\n")
+            sys.stdout.flush()
+        except OSError:
+            silence_stdout()
+    return result
+
+
+def capture_inputs(run: Any, inventory: str | None, cwd: str | None = None) -> None:
+    """Record with a real run what `runproc resume/rollback RUN` will need (engine/replay.py)."""
+    from .. import replay
+
+    inventory = str(Path(inventory).resolve()) if inventory else None
+    try:
+        run.journal_inputs = replay.capture(run, inventory, cwd or os.getcwd())
+    except Exception as exc:  # noqa: BLE001 - the run itself must not fail for its history
+        print(f"runproc: warning: run inputs not recorded (resume/rollback will refuse it): {exc}", file=sys.stderr)
+
+
+def absolute_state(url: str | None) -> str:
+    """The state URL with an absolute path: apply may change directory before it is opened."""
+    from ..errors import ProcedureError
+    from ..journal import default_state_url, state_path
+
+    url = url or default_state_url()
+    try:
+        return f"sqlite:///{state_path(url).expanduser().resolve()}"
+    except ProcedureError:
+        return url  # malformed: the run reports it as invalid input, in its own words
+
+
+def is_tty(stream: Any) -> bool:
+    """Whether a person is there; a closed or replaced stream counts as no."""
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):
+        return False
+
+
+def silence_stdout() -> None:
+    """The reader of stdout went away (``| head``): exit quietly, as cat does."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+
+
+def asker(view: Any, stop: list[Any]) -> Any:
+    """Ask on the terminal; the prompt goes to stderr (as ``read -p``), stdout may be a report.
+
+    It polls stdin so that an interrupt while a question waits ends the wait (the answer is
+    then no): a thread blocked in ``input()`` could never be stopped.
+    """
+    import select
+
+    def ask(message: str) -> bool:
+        # the table so far stays on the screen above the question (the operator approves
+        # having seen the checks), and a fresh live table follows the answer
+        pause, resume = getattr(view, "pause", None), getattr(view, "resume", None)
+        if pause is not None:
+            pause()
+        try:
+            sys.stderr.write(f"{message} [y/N] ")
+            sys.stderr.flush()
+            while True:
+                if stop and stop[0].is_set():
+                    sys.stderr.write("\n")
+                    return False
+                readable, _, _ = select.select([sys.stdin], [], [], 0.2)
+                if readable:
+                    answer = sys.stdin.readline().strip().lower()
+                    return answer in ("y", "yes")
+        finally:
+            if resume is not None:
+                resume()
+    return ask
+
+

@@ -1,0 +1,187 @@
+"""The commands that act again on a recorded run: resume (continue one that did not end ok)
+and rollback (undo what it completed). The procedure and params come from the journal
+(engine/replay.py); both refuse (exit 3) when the procedure changed since the run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from .common import (
+    EXIT_INVALID,
+    STATE_HELP,
+    Parser,
+    absolute_state,
+    asker,
+    console_sink,
+    drive,
+    is_tty,
+    print_problems,
+)
+
+
+def _replay_parser(verb: str, description: str) -> argparse.ArgumentParser:
+    p = Parser(prog=f"runproc {verb}", description=description)
+    p.add_argument("run", help="a run id, or its first characters (runproc runs lists them)")
+    p.add_argument("-p", "--param", action="append", default=[], metavar="NAME=VALUE",
+                   help="a param declared secret: true, again (the journal keeps only a hash of it)")
+    p.add_argument("--params-file", help="secret params from a YAML or JSON file (-p wins)")
+    p.add_argument("--yes", action="store_true",
+                   help="roll back without asking" if verb == "rollback" else "approve every confirm step")
+    p.add_argument("--output", choices=("text", "json"), default="text")
+    p.add_argument("--state", help=STATE_HELP)
+    return p
+
+
+def _replay_load(verb: str, ns: argparse.Namespace, journal: Any) -> Any:
+    """The recorded run, checked; replay.Refused (with its exit code) when it cannot be replayed."""
+    from .. import replay
+    from ..errors import ProcedureError
+    from ..params import parse_cli_params, read_params_file
+
+    try:
+        given = parse_cli_params(ns.param)
+        from_file = dict(read_params_file(ns.params_file)) if ns.params_file else {}
+    except ProcedureError as exc:
+        raise replay.Refused("\n".join(str(p) for p in exc.problems), EXIT_INVALID) from None
+    from_file.update(given)
+    return replay.load(journal, ns.run, verb, given, from_file)
+
+
+def _refuse_replay(verb: str, ns: argparse.Namespace, exc: Any) -> int:
+    if ns.output == "json" and exc.code == 3:
+        print(json.dumps({"run_id": None, "of_run": ns.run, "kind": verb, "status": "refused", "exit_code": 3,
+                          "error": str(exc), "steps": []}, indent=2))
+    print(f"runproc {verb}: {'refused, nothing was run: ' if exc.code == 3 else ''}{exc}", file=sys.stderr)
+    return int(exc.code)
+
+
+def _rollback(argv: list[str]) -> int:
+    ns = _replay_parser("rollback", "Undo a recorded run: the rollback of each step it completed and that "
+                                    "was not undone yet, most recent first, with the recorded results as "
+                                    "steps.<id>. Refused (exit 3) if the procedure changed since the run. "
+                                    "Exit 0 all undone, 4 an undo failed.").parse_args(argv)
+    from .. import replay
+    from ..errors import ProcedureError
+    from ..journal import Journal
+
+    ns.state = absolute_state(ns.state)
+    journal = Journal(ns.state)
+    try:
+        rec = _replay_load("rollback", ns, journal)
+        plan = replay.undo_plan(rec)
+    except replay.Refused as exc:
+        return _refuse_replay("rollback", ns, exc)
+    finally:
+        journal.close()
+    if not plan.undo:
+        kept = f"; kept (no rollback defined): {', '.join(plan.kept)}" if plan.kept else ""
+        print(f"runproc rollback: run {rec.run_id}: nothing to undo{kept}", file=sys.stderr)
+        return 0
+    print(f"runproc rollback: run {rec.run_id} ({rec.proc.procedure}): will undo {', '.join(plan.undo)} "
+          "in this order" + (f"; kept (no rollback defined): {', '.join(plan.kept)}" if plan.kept else ""),
+          file=sys.stderr)
+    if not ns.yes:
+        if not is_tty(sys.stdin):
+            print("runproc rollback: refused, nothing was run: no terminal to ask; give --yes to roll back",
+                  file=sys.stderr)
+            return 3
+        if not asker(None, [])("Roll back?"):
+            print("runproc rollback: not confirmed: nothing was undone", file=sys.stderr)
+            return 3
+    import signal
+
+    here = replay.chdir_to(rec)
+    try:
+        run = replay.build_run(rec, state=ns.state, yes=True)
+
+        def on_signal(signum: int, frame: Any) -> None:
+            run.rollback_cancel.set()  # the undo running is stopped; the others are listed not undone
+
+        previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+        try:
+            report, code = replay.roll_back(rec, plan, run)
+        finally:
+            for s, handler in previous.items():
+                signal.signal(s, handler)
+    except ProcedureError as exc:
+        print_problems(exc)
+        return EXIT_INVALID
+    except replay.Refused as exc:
+        return _refuse_replay("rollback", ns, exc)
+    finally:
+        if here is not None:
+            os.chdir(here)
+    if ns.output == "json":
+        print(json.dumps(report, indent=2, default=str))
+        return code
+    steps = {s["id"]: s for s in report["steps"]}
+    print(f"rollback of run {rec.run_id} ({rec.proc.procedure}): {report['status']} (run {report['run_id']})")
+    for sid in plan.undo:
+        undo = steps[sid].get("rollback") or {}
+        line = f"  {sid}: {steps[sid]['status']}"
+        if undo.get("error"):
+            line += f": {undo['error']}"
+        print(line)
+    if report["kept"]:
+        print(f"  kept (no rollback defined): {', '.join(report['kept'])}")
+    if report["not_undone"]:
+        print(f"  NOT undone: {', '.join(report['not_undone'])}: a person must look")
+    return code
+
+
+def _resume(argv: list[str]) -> int:
+    p = _replay_parser("resume", "Continue a recorded run that did not end ok (typically one run with "
+                                 "--no-rollback, after fixing the cause): the procedure runs again with the "
+                                 "recorded params and options; steps recorded ok are not run again, their "
+                                 "recorded results are steps.<id>. Refused (exit 3) if the procedure changed "
+                                 "since, or if the run's steps were rolled back.")
+    p.add_argument("--ignore-window", action="store_true", help="run outside the procedure's window")
+    p.add_argument("--accept-new-hosts", action="store_true", help="accept and record unknown SSH host keys")
+    p.add_argument("--known-hosts", metavar="FILE", help="SSH known_hosts file (default ~/.ssh/known_hosts)")
+    p.add_argument("--report-dir", help="write report.json, junit.xml and step logs here")
+    p.add_argument("-v", "--verbose", action="store_true", help="show step output as it arrives")
+    ns = p.parse_args(argv)
+    from .. import replay
+    from ..errors import ProcedureError
+    from ..journal import Journal
+
+    ns.state = absolute_state(ns.state)
+    if ns.report_dir:
+        ns.report_dir = str(Path(ns.report_dir).resolve())
+    journal = Journal(ns.state)
+    try:
+        rec = _replay_load("resume", ns, journal)
+        done = replay.resume_steps(rec)
+    except replay.Refused as exc:
+        return _refuse_replay("resume", ns, exc)
+    finally:
+        journal.close()
+    print(f"runproc resume: run {rec.run_id} ({rec.proc.procedure}): "
+          f"{', '.join(done) if done else 'no step'} done before, not run again", file=sys.stderr)
+    here = replay.chdir_to(rec)
+    try:
+        sink, ask, stop = console_sink(ns)
+        run = replay.build_run(rec, state=ns.state, yes=ns.yes, ignore_window=ns.ignore_window, on_event=sink,
+                               ask=ask, log_dir=Path(ns.report_dir) / "logs" if ns.report_dir else None,
+                               accept_new_hosts=ns.accept_new_hosts, known_hosts=ns.known_hosts, completed=done)
+        stop.append(run.stop)
+        run.journal_inputs = replay.inputs_of_replay(rec, "resume")
+        result = drive(run, ns)
+    except ProcedureError as exc:
+        print_problems(exc)
+        return EXIT_INVALID
+    finally:
+        if here is not None:
+            os.chdir(here)
+    return int(result.exit_code)
+
+
+# the commands of this module by name, for engine.cli's dispatcher
+COMMANDS: dict[str, Callable[[list[str]], int]] = {"resume": _resume, "rollback": _rollback}
