@@ -62,6 +62,21 @@ def _refuse_replay(verb: str, ns: argparse.Namespace, exc: Any) -> int:
     return int(exc.code)
 
 
+def _load_decided(verb: str, ns: argparse.Namespace, decide: Callable[[Any], Any]) -> tuple[Any, Any] | int:
+    """The recorded run and what ``decide`` makes of it, or the exit code of a refusal."""
+    from .. import replay
+    from ..journal import Journal
+
+    journal = Journal(ns.state)
+    try:
+        rec = _replay_load(verb, ns, journal)
+        return rec, decide(rec)
+    except replay.Refused as exc:
+        return _refuse_replay(verb, ns, exc)
+    finally:
+        journal.close()
+
+
 def _rollback(argv: list[str]) -> int:
     ns = _replay_parser("rollback", "Undo a recorded run: the rollback of each step it completed and that "
                                     "was not undone yet, most recent first, with the recorded results as "
@@ -69,17 +84,12 @@ def _rollback(argv: list[str]) -> int:
                                     "Exit 0 all undone, 4 an undo failed.").parse_args(argv)
     from .. import replay
     from ..errors import ProcedureError
-    from ..journal import Journal
 
     ns.state = absolute_state(ns.state)
-    journal = Journal(ns.state)
-    try:
-        rec = _replay_load("rollback", ns, journal)
-        plan = replay.undo_plan(rec)
-    except replay.Refused as exc:
-        return _refuse_replay("rollback", ns, exc)
-    finally:
-        journal.close()
+    loaded = _load_decided("rollback", ns, replay.undo_plan)
+    if isinstance(loaded, int):
+        return loaded
+    rec, plan = loaded
     if not plan.undo:
         kept = f"; kept (no rollback defined): {', '.join(plan.kept)}" if plan.kept else ""
         print(f"runproc rollback: run {rec.run_id}: nothing to undo{kept}", file=sys.stderr)
@@ -150,19 +160,14 @@ def _resume(argv: list[str]) -> int:
     ns = p.parse_args(argv)
     from .. import replay
     from ..errors import ProcedureError
-    from ..journal import Journal
 
     ns.state = absolute_state(ns.state)
     if ns.report_dir:
         ns.report_dir = str(Path(ns.report_dir).resolve())
-    journal = Journal(ns.state)
-    try:
-        rec = _replay_load("resume", ns, journal)
-        done = replay.resume_steps(rec)
-    except replay.Refused as exc:
-        return _refuse_replay("resume", ns, exc)
-    finally:
-        journal.close()
+    loaded = _load_decided("resume", ns, replay.resume_steps)
+    if isinstance(loaded, int):
+        return loaded
+    rec, done = loaded
     print(f"runproc resume: run {rec.run_id} ({rec.proc.procedure}): "
           f"{', '.join(done) if done else 'no step'} done before, not run again", file=sys.stderr)
     here = replay.chdir_to(rec)
