@@ -10,7 +10,7 @@ from pathlib import Path
 from engine import events as ev
 from engine.console import ConsoleView
 from engine.results import RunResult, StepResult
-from tests.cli.test_run_helpers import RUNPROC, child_env, runproc, state_args, write
+from tests.helpers.cli import RUNPROC, child_env, runproc, state_args, write
 
 ADVICE = ("the replica lag is above the threshold; wait for the replica to catch up, or run with "
           "-p force=true after checking the dashboard at https://grafana.example.com/d/replication")

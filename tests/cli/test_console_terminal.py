@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from tests.cli.test_run_helpers import RUNPROC, child_env, state_args, write
+from tests.helpers.cli import RUNPROC, child_env, state_args, write
 
 _CSI = re.compile(r"\x1b\[([0-9;?]*)([@-~])")
 _OSC = re.compile(r"\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)")

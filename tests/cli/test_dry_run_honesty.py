@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.cli.test_run_helpers import run_json, write
+from tests.helpers.cli import run_json, write
 
 
 def test_readonly_step_after_a_planned_write_is_not_a_failure(tmp_path: Path) -> None:
@@ -111,7 +111,7 @@ def test_run_dir_is_the_procedure_folder(tmp_path: Path) -> None:
           - id: a
             shell: echo {{ run.dir }}
     """)
-    from tests.cli.test_run_helpers import runproc
+    from tests.helpers.cli import runproc
 
     done = runproc(tmp_path, str(path), "--output", "json")
     assert done.json["steps"][0]["stdout"].strip() == str(sub.resolve())

@@ -10,7 +10,7 @@ import pytest
 
 import engine
 from engine import events as ev
-from tests.cli.test_run_helpers import runproc, write
+from tests.helpers.cli import runproc, write
 from tests.cli.test_run_rollback import SAGA
 
 

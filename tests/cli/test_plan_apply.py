@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from tests.cli.test_run_helpers import Done, runproc, write
+from tests.helpers.cli import Done, runproc, write
 
 PROC = """
 procedure: deploy

@@ -6,7 +6,7 @@ import json
 import sqlite3
 from pathlib import Path
 
-from tests.cli.test_run_helpers import runproc, write
+from tests.helpers.cli import runproc, write
 
 # three steps that each leave a trace and an undo that leaves another; `gate` fails until the
 # file `fixed` exists, so a --no-rollback run stops there with a and b done

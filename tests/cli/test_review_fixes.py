@@ -5,7 +5,7 @@ from __future__ import annotations
 import stat
 from pathlib import Path
 
-from tests.cli.test_run_helpers import run_json, write
+from tests.helpers.cli import run_json, write
 
 
 def test_fanned_out_step_whose_verify_failed_is_rolled_back_on_that_host(tmp_path: Path) -> None:
@@ -64,7 +64,7 @@ def test_a_child_rollback_that_failed_makes_the_parent_incomplete(tmp_path: Path
 
 
 def test_console_names_a_child_step_that_was_not_undone(tmp_path: Path) -> None:
-    from tests.cli.test_run_helpers import runproc
+    from tests.helpers.cli import runproc
 
     write(tmp_path, "procedure: child\nsteps:\n  - id: a\n    shell: 'true'\n    rollback: {shell: exit 3}\n"
                     "  - id: b\n    shell: 'false'\n", name="child.yml")
@@ -91,7 +91,7 @@ def test_a_url_value_cannot_change_the_host(tmp_path: Path, http) -> None:
 
 
 def test_invalid_run_options_are_refused_before_anything_runs(tmp_path: Path) -> None:
-    from tests.cli.test_run_helpers import runproc
+    from tests.helpers.cli import runproc
 
     path = write(tmp_path, "procedure: opts\nsteps:\n  - id: a\n    shell: touch ran\n")
     for args, message in ((["--forks", "0"], "--forks: must be at least 1"),
@@ -104,7 +104,7 @@ def test_invalid_run_options_are_refused_before_anything_runs(tmp_path: Path) ->
 
 
 def test_listing_with_a_state_that_cannot_be_opened_is_a_clear_error(tmp_path: Path) -> None:
-    from tests.cli.test_run_helpers import runproc
+    from tests.helpers.cli import runproc
 
     done = runproc(tmp_path, "runs", "--state", "sqlite:////proc/nope/state.db", state=False)
     assert done.rc == 2 and "Traceback" not in done.stderr
@@ -112,7 +112,7 @@ def test_listing_with_a_state_that_cannot_be_opened_is_a_clear_error(tmp_path: P
 
 
 def test_secret_file_that_is_not_text_is_a_located_error(tmp_path: Path) -> None:
-    from tests.cli.test_run_helpers import runproc
+    from tests.helpers.cli import runproc
 
     (tmp_path / "bad").write_bytes(b"\xff\xfe\xfa")
     path = write(tmp_path, "procedure: s\nsecrets:\n  x: {file: bad}\nsteps:\n  - id: a\n    shell: 'true'\n")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.cli.test_run_helpers import run_json, runproc, write
+from tests.helpers.cli import run_json, runproc, write
 
 PLAN = """
 procedure: plan

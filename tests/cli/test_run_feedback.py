@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.cli.test_run_helpers import run_json, runproc, write
+from tests.helpers.cli import run_json, runproc, write
 
 
 def test_only_with_an_unknown_step_is_invalid_input(tmp_path: Path) -> None:

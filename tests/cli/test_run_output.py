@@ -12,7 +12,7 @@ import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from tests.cli.test_run_helpers import RUNPROC, child_env, popen, run_json, runproc, state_args, write
+from tests.helpers.cli import RUNPROC, child_env, popen, run_json, runproc, state_args, write
 
 ANSI = re.compile(r"\x1b\[")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.cli.test_run_helpers import run_json, runproc, write
+from tests.helpers.cli import run_json, runproc, write
 
 SAGA = """
 procedure: saga
@@ -212,7 +212,7 @@ def test_confirm_on_a_terminal_asks(tmp_path: Path) -> None:
     import select
     import time
 
-    from tests.cli.test_run_helpers import RUNPROC, child_env, state_args
+    from tests.helpers.cli import RUNPROC, child_env, state_args
 
     path = write(tmp_path, """
         procedure: approve

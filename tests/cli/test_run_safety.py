@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.cli.test_run_helpers import RUNPROC, child_env, run_json, runproc, state_args, write
+from tests.helpers.cli import RUNPROC, child_env, run_json, runproc, state_args, write
 
 CANARY_PARAM = "x; touch CANARY $(touch CANARY) `touch CANARY` && touch CANARY | 'q' \"dq\" $HOME end"
 

@@ -7,7 +7,7 @@ import time
 import uuid
 from pathlib import Path
 
-from tests.cli.test_run_helpers import run_json
+from tests.helpers.cli import run_json
 
 
 def test_sequential_by_default_in_file_order(tmp_path: Path) -> None:

@@ -9,7 +9,7 @@ import time
 import uuid
 from pathlib import Path
 
-from tests.cli.test_run_helpers import popen, write
+from tests.helpers.cli import popen, write
 
 
 def _wait_for_file(path: Path, timeout: float = 15) -> None:

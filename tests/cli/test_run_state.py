@@ -10,7 +10,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from tests.cli.test_run_helpers import popen, run_json, runproc, write
+from tests.helpers.cli import popen, run_json, runproc, write
 
 LOCKED = """
 procedure: locked

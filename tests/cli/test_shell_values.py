@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.cli.test_run_helpers import run_json
+from tests.helpers.cli import run_json
 
 ATTACK = "z;touch PWNED $(touch PWNED) `touch PWNED` \"q\" 's'"
 
