@@ -1,7 +1,4 @@
-"""Helpers for the CLI-level runner tests: write a procedure, run ``runproc`` as a user would.
-
-Kept in a ``test_`` module so that it lives among the tests it serves; it defines no tests.
-"""
+"""Helpers for the CLI-level runner tests: write a procedure, run ``runproc`` as a user would."""
 
 from __future__ import annotations
 
