@@ -117,18 +117,43 @@ def _refuse_unknown(value: Any) -> None:
         raise UnknownValueError(value)
 
 
+# Set while engine.taint renders a template twice: every value a template emits is recorded,
+# so that the values that differ between the real and the shadow rendering can be masked.
+_emitted: contextvars.ContextVar[list[Any] | None] = contextvars.ContextVar("emitted", default=None)
+
+
+@contextlib.contextmanager
+def emitted() -> Iterator[list[Any]]:
+    """Record every value emitted by renders inside the block (see ``engine.taint``)."""
+    values: list[Any] = []
+    token = _emitted.set(values)
+    try:
+        yield values
+    finally:
+        _emitted.reset(token)
+
+
+def _emit(value: Any) -> None:
+    values = _emitted.get()
+    if values is not None:
+        values.append(value)
+
+
 def to_text(value: Any) -> str:
     """How a value reads when inserted in text: JSON for containers, lower-case booleans."""
     if isinstance(value, RawValue):
         value = value.value
     _refuse_unknown(value)
     if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, dict | list | tuple):
-        return json.dumps(value, default=str)
-    return str(value)
+        text = ""
+    elif isinstance(value, bool):
+        text = "true" if value else "false"
+    elif isinstance(value, dict | list | tuple):
+        text = json.dumps(value, default=str)
+    else:
+        text = str(value)
+    _emit(text)
+    return text
 
 
 _sql_parts: contextvars.ContextVar[list[Any]] = contextvars.ContextVar("sql_parts")
@@ -155,6 +180,7 @@ def _finalize_sql(eval_ctx: Any, value: Any) -> str:
     parts = _sql_parts.get()
     if isinstance(value, RawValue):  # in SQL even a raw value stays a bind parameter
         value = value.value
+    _emit(value.name if isinstance(value, SqlIdent) else value)
     parts.append(value if isinstance(value, SqlIdent) else SqlParam(value))
     return f"\x00{len(parts) - 1}\x00"
 
@@ -166,6 +192,18 @@ class _Environment(SandboxedEnvironment):
         if isinstance(obj, Mapping) and attribute in obj:
             return obj[attribute]
         return super().getattr(obj, attribute)
+
+
+def _b64encode(value: Any) -> str:
+    import base64
+
+    return base64.b64encode(to_text(value).encode()).decode("ascii")
+
+
+def _b64decode(value: Any) -> str:
+    import base64
+
+    return base64.b64decode(to_text(value).encode("ascii"), validate=True).decode()
 
 
 def _now(fmt: str = "%Y-%m-%dT%H:%M:%SZ") -> str:
@@ -183,6 +221,8 @@ def _make_env(finalize: Any) -> _Environment:
         # already quoted: raw, so that a command's own quoting does not quote it twice
         "quote": lambda v: RawValue(shlex.quote(to_text(v))),
         "to_text": to_text,
+        "b64encode": _b64encode,
+        "b64decode": _b64decode,
     })
     env.globals["now"] = _now
     return env
@@ -252,7 +292,9 @@ def render_value(value: Any, namespace: Mapping[str, Any]) -> Any:
         if whole and "{{" not in whole.group(1) and "}}" not in whole.group(1):
             result = evaluate(whole.group(1), namespace)
             _refuse_unknown(result)
-            return result.value if isinstance(result, RawValue) else result
+            result = result.value if isinstance(result, RawValue) else result
+            _emit(result)
+            return result
         return render(value, namespace)
     if isinstance(value, dict):
         return {render_value(k, namespace): render_value(v, namespace) for k, v in value.items()}
@@ -450,24 +492,43 @@ def step_references(sources: Iterable[str]) -> set[str]:
 # ---------------------------------------------------------------- redaction
 
 
+def encodings(text: str) -> set[str]:
+    """The forms a secret takes when a program or a library passes it on: as is, shell-quoted,
+    JSON-escaped, URL-encoded (``%20`` and form-encoded ``+``), base64 (with and without the
+    newline ``echo`` adds), and in upper or lower case."""
+    import base64
+    from urllib.parse import quote, quote_plus
+
+    forms = {text, text.upper(), text.lower()}
+    for form in list(forms):
+        forms.update({shlex.quote(form), json.dumps(form)[1:-1], quote(form, safe=""), quote_plus(form)})
+    raw = text.encode("utf-8", "surrogateescape")
+    for data in (raw, raw + b"\n"):
+        forms.add(base64.b64encode(data).decode("ascii"))
+        forms.add(base64.urlsafe_b64encode(data).decode("ascii"))
+    # a base64 form without its padding is what JWTs and URLs carry
+    forms.update({f.rstrip("=") for f in list(forms) if f.endswith("=")})
+    return {f for f in forms if len(f) >= 3}
+
+
 class Redactor:
     """Replaces every secret value, and the forms it takes once quoted or encoded, by ***."""
 
     MASK = "***"
 
     def __init__(self, secrets: Iterable[str] = ()) -> None:
+        self._added: set[str] = set()
         self._forms: set[str] = set()
         self._pattern: re.Pattern[str] | None = None
         for s in secrets:
             self.add(s)
 
     def add(self, secret: Any) -> None:
-        text = to_text(secret)
-        if len(text) < 3:  # masking "a" everywhere would destroy output and reveal nothing
+        text = secret if isinstance(secret, str) else to_text(secret)
+        if len(text) < 3 or text in self._added:  # masking "a" everywhere would destroy output and reveal nothing
             return
-        from urllib.parse import quote
-
-        self._forms.update({text, shlex.quote(text), quote(text, safe=""), json.dumps(text)[1:-1]})
+        self._added.add(text)
+        self._forms.update(encodings(text))
         self._forms.discard("")
         alternatives = sorted(self._forms, key=len, reverse=True)
         self._pattern = re.compile("|".join(re.escape(f) for f in alternatives))

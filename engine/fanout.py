@@ -151,7 +151,7 @@ def select_hosts(run: Run, step: Step) -> list[Host]:
     for host in hosts:  # an inventory password must never appear in output or the journal
         for name in SECRET_VARS:
             if host.vars.get(name) is not None:
-                run.redactor.add(str(host.vars[name]))
+                run.taint.protect(str(host.vars[name]))
     return hosts
 
 

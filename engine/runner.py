@@ -33,6 +33,7 @@ from .params import resolve_params, resolve_secrets
 from .resources import Resources
 from .results import DONE, FAILED, RunResult, StepResult
 from .stepexec import StepRunner, now_iso
+from .taint import Taint, connection_secrets
 
 DEFAULT_CONCURRENCY_CAP = 16
 
@@ -120,16 +121,18 @@ class Run:
         self.missing_secrets = [n for n, v in self.secrets.items() if v is None]
         for name in self.missing_secrets:
             self.secrets[name] = ex.Unknown(f"secrets.{name}")
+        # every value derived from a secret is masked too: engine/taint.py renders twice to find them
+        self.taint = Taint(self.redactor)
         for value in self.secrets.values():
-            if not isinstance(value, ex.Unknown):
-                self.redactor.add(value)
-        if parent is not None:
-            for value in parent.secrets.values():  # a parent's secret passed down stays hidden
-                if not isinstance(value, ex.Unknown):
-                    self.redactor.add(value)
+            self.taint.protect(value)
+        if parent is not None:  # a parent's secret, or a value derived from one, passed down stays hidden
+            for value, shadow in parent.taint.pairs():
+                self.taint.protect(value, shadow)
         for name, spec in proc.params.items():
             if spec.secret and self.params.get(name) is not None:
-                self.redactor.add(self.params[name])
+                self.taint.protect(self.params[name])
+        for value in connection_secrets(proc.connections):
+            self.taint.protect(value)
         self.base_ns = self._base_namespace()
 
     @property
@@ -200,7 +203,7 @@ class Run:
         }
         for name, value in self.proc.vars.items():
             try:
-                ns["vars"][name] = ex.render_value(value, ns)
+                ns["vars"][name] = self.taint.run(ex.render_value, ns, value)
             except ex.ExpressionError as exc:
                 src = self.proc._source
                 line, col = src.where(("vars", name)) if src else (0, 0)

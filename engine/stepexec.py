@@ -46,6 +46,7 @@ class StepRunner:
                 readonly: bool = False, rollback: bool = False) -> StepContext:
         run = self.run
         red = run.redactor
+        taint = run.taint
         timeout = body.timeout
         # read the phase's event now: a rollback or a finally step is cancelled by its own level
         cancel = run.rollback_cancel if rollback else run.cancel
@@ -67,10 +68,12 @@ class StepRunner:
             env={k: str(v) for k, v in body.env.items()}, connections=run.proc.connections,
             resources=run.resources, log_dir=run.log_dir, host=host, yes=run.yes,
             interactive=run.ask is not None, ask=run.ask, readonly=readonly,
-            render=lambda v: ex.render_value(v, ns), render_shell=lambda t: _render_shell(t, ns),
-            render_shell_exec=lambda t: _render_shell_exec(t, ns),
-            render_sql=lambda t: ex.render_sql(t, ns),
-            evaluate=lambda e: ex.evaluate(e, ns), redact=red, on_output=on_output,
+            # every render goes through the run's taint: a value derived from a secret is masked
+            render=lambda v: taint.run(ex.render_value, ns, v),
+            render_shell=lambda t: taint.run(_render_shell, ns, t),
+            render_shell_exec=lambda t: taint.run(_render_shell_exec, ns, t),
+            render_sql=lambda t: taint.run(ex.render_sql, ns, t),
+            evaluate=lambda e: ex.evaluate(e, ns), redact=red, protect=taint.protect, on_output=on_output,
             on_progress=on_progress, run_child=run_child)
 
     def describe(self, executor: Executor, options: Any, ctx: StepContext) -> str:

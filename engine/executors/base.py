@@ -87,6 +87,9 @@ class StepContext:
     render_sql: Callable[[str], list[Any]] = lambda text: [text]
     evaluate: Callable[[str], Any] = lambda expr: None
     redact: Callable[[str], str] = lambda text: text
+    # a secret an executor meets on its own (a password inside a DSN, an Authorization header):
+    # masked from then on, with every value derived from it
+    protect: Callable[[Any], None] = lambda value: None
     on_output: Callable[[str, str], None] | None = None
     on_progress: Callable[[str], None] | None = None
     ask: Callable[[str], bool] | None = None

@@ -30,6 +30,7 @@ from pydantic import field_validator, model_validator
 
 from ..durations import Duration, format_duration
 from ..expressions import SqlIdent, SqlParam, to_text
+from ..taint import SENSITIVE_NAME as SENSITIVE_HEADER  # header names whose values are credentials
 from .base import Effect, Executor, Options, Result, StepContext
 from .sql import render_parts
 
@@ -39,8 +40,15 @@ READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 WATCH_INTERVAL = 0.05
 SNIPPET = 300  # characters of the body quoted in a failure message
 
-# header names whose values are credentials: never shown, in a plan or in a result
-SENSITIVE_HEADER = re.compile(r"auth|cookie|token|secret|passw|api[-_]?key|session|signature|credential", re.I)
+
+
+def protect_credentials(settings: dict[str, str], ctx: StepContext) -> None:
+    """A credential in a header or a URL is masked wherever it comes back (a server's echo)."""
+    from ..taint import credentials_in
+
+    for name, value in settings.items():
+        for credential in credentials_in(value, name):
+            ctx.protect(credential)
 
 StatusSpec = int | str | list[int | str]
 
@@ -274,6 +282,7 @@ def _client_for(req: _Request, ctx: StepContext) -> Any:
         timeout = DEFAULT_TIMEOUT
         if req.conn is not None:
             headers = {str(k): to_text(ctx.render(v)) for k, v in req.conn.headers.items()}
+            protect_credentials(headers, ctx)
             timeout = req.conn.timeout or DEFAULT_TIMEOUT
         return httpx.Client(headers=headers, timeout=timeout, verify=verify, follow_redirects=False)
 
@@ -329,6 +338,7 @@ class HttpExecutor(Executor):
                 url = join_url(to_text(ctx.render(conn.base_url)), url)
         method = to_text(ctx.render(options.method)).upper()
         headers = {str(k): to_text(ctx.render(v)) for k, v in options.headers.items()}
+        protect_credentials({**headers, "url": url}, ctx)
         params = ctx.render(options.params) if options.params else {}
         body_json = ctx.render(options.json) if options.json is not None else None
         body = to_text(ctx.render(options.body)) if options.body is not None else None

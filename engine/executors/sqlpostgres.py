@@ -38,9 +38,12 @@ class PgSession(Session):
         except psycopg.Error as exc:
             raise StatementFailed(f"postgres connection {self.name!r}: invalid dsn: {exc}") from None
         self.where = _pg_where(info)
+        if info.get("password"):  # written in the DSN: masked wherever psycopg or the server repeats it
+            ctx.protect(str(info["password"]))
         kwargs: dict[str, Any] = {"autocommit": True}  # transactions are begun explicitly, below
         if m.password is not None:
             kwargs["password"] = str(ctx.render(m.password))
+            ctx.protect(kwargs["password"])
         timeout = m.connect_timeout or DEFAULT_CONNECT_TIMEOUT
         remaining = ctx.remaining()
         if remaining is not None:
