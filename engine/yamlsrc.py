@@ -371,6 +371,7 @@ def parse_text(text: str, file: str, *, keep_going: bool = False) -> Source:
     except _Refused as exc:
         raise ProcedureError(exc.problem) from None
     except yaml.MarkedYAMLError as exc:
+        _refuse_if_too_deep(text, file)
         mark = exc.problem_mark or exc.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
         message = f"YAML syntax error: {exc.problem or exc.context}"
@@ -393,6 +394,28 @@ def parse_text(text: str, file: str, *, keep_going: bool = False) -> Source:
         raise ProcedureError(Problem(file, 1, 1, "the file is empty; a procedure is a YAML mapping"))
     builder.source.data = builder.root
     return builder.source
+
+
+def _refuse_if_too_deep(text: str, file: str) -> None:
+    """Report nesting too deep in runproc's own words, wherever libyaml's scanner gave up.
+
+    libyaml scans a flow collection's tokens ahead of its events and has a nesting limit of its
+    own (newer releases), so ``[[[[...`` can fail inside the scanner before the builder sees the
+    depth. Only for input that can nest that deep, the pure-Python parser (which yields events as
+    it goes) is run through a builder to find where the nesting passes MAX_DEPTH.
+    """
+    if text.count("[") + text.count("{") < MAX_DEPTH - 1:
+        return
+    builder = _Builder(file, text)
+    loader = yaml.SafeLoader(text)
+    try:
+        builder.run(loader)
+    except _Refused as refused:
+        raise ProcedureError(refused.problem) from None
+    except yaml.YAMLError:
+        return  # some other error: the first parser's report stands
+    finally:
+        loader.dispose()
 
 
 def read_file(path: str | Path, *, display: str | None = None, keep_going: bool = False) -> Source:
