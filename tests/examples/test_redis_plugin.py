@@ -7,7 +7,6 @@ import os
 import subprocess
 import sys
 import textwrap
-from importlib.metadata import entry_points
 from pathlib import Path
 
 import pytest
@@ -17,18 +16,24 @@ PLUGIN = ROOT / "examples" / "redis-executor"
 
 
 @pytest.fixture(scope="module")
-def plugin_installed() -> None:
-    """``pip install --no-deps -e examples/redis-executor``, skipped when already installed."""
-    eps = [ep for ep in entry_points(group="runproc.executors") if ep.name == "redis"]
-    if not eps:
-        out = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "-e", str(PLUGIN)],
-                             capture_output=True, text=True, timeout=300)
-        assert out.returncode == 0, out.stderr[-2000:]
-    if str(PLUGIN) not in sys.path:  # the editable install's import hook is read at startup only
+def plugin_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """The plugin installed as a user would (``pip install``), into a folder of its own.
+
+    Never into the environment that runs the tests: the runproc processes the tests start see
+    it through PYTHONPATH, where importlib.metadata finds its entry point.
+    """
+    target = tmp_path_factory.mktemp("plugin-site")
+    out = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--disable-pip-version-check",
+                          "--no-deps", "--no-index", "--no-build-isolation", "--target", str(target), str(PLUGIN)],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert list(target.glob("runproc_redis-*.dist-info")), "pip installed no distribution metadata"
+    if str(PLUGIN) not in sys.path:  # the tests import the plugin's fake server from its source
         sys.path.insert(0, str(PLUGIN))
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(target), os.environ.get("PYTHONPATH")]))}
 
 
-def test_a_redis_step_runs_through_the_cli(plugin_installed, tmp_path):
+def test_a_redis_step_runs_through_the_cli(plugin_env: dict[str, str], tmp_path: Path) -> None:
     from runproc_redis.fake import FakeRedis
 
     proc = tmp_path / "cache.yml"
@@ -51,7 +56,7 @@ def test_a_redis_step_runs_through_the_cli(plugin_installed, tmp_path):
             redis: FLUSHDB
             url: "{{ params.url }}"
         """))
-    env = {**os.environ, "RUNPROC_STATE": f"sqlite:///{tmp_path}/state.db"}
+    env = {**plugin_env, "RUNPROC_STATE": f"sqlite:///{tmp_path}/state.db"}
     with FakeRedis() as server:
         dry = subprocess.run([sys.executable, "-m", "engine.cli", str(proc), "-p", f"url={server.url}",
                               "--dry-run", "--output", "json"], capture_output=True, text=True, env=env, timeout=60)
@@ -69,10 +74,10 @@ def test_a_redis_step_runs_through_the_cli(plugin_installed, tmp_path):
         assert ["FLUSHDB"] in server.commands
 
 
-def test_validate_knows_the_plugin(plugin_installed, tmp_path):
+def test_validate_knows_the_plugin(plugin_env: dict[str, str], tmp_path: Path) -> None:
     proc = tmp_path / "typo.yml"
     proc.write_text("procedure: typo\nsteps:\n  - id: ping\n    redis: PING\n    timeuot: 5s\n")
     out = subprocess.run([sys.executable, "-m", "engine.cli", "validate", str(proc)], capture_output=True,
-                         text=True, timeout=60)
+                         text=True, timeout=60, env=plugin_env)
     assert out.returncode == 2
     assert "typo.yml:5:5" in out.stderr and "unknown key 'timeuot'" in out.stderr
