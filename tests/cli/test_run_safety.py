@@ -103,9 +103,10 @@ def test_secret_never_leaves(tmp_path: Path) -> None:
     env = {"MY_TOKEN": SECRET}
     for args in (["--output", "json"], [], ["-v"], ["--dry-run"], ["--dry-run", "--output", "json"]):
         done = runproc(tmp_path, str(path), *args, "--report-dir", str(tmp_path / "report"), env=env)
-        assert done.rc in (0, 1), done.stderr
+        assert done.rc == (0 if "--dry-run" in args else 1), done.stderr  # a plan does not run `fail`
         assert SECRET not in done.stdout and SECRET not in done.stderr, args
-        assert "***" in done.stdout or args[:1] == ["--dry-run"], args
+        if "--dry-run" not in args:  # the steps ran: their output is there, masked
+            assert "***" in done.stdout, args
         for f in (tmp_path / "report").rglob("*"):
             if f.is_file():
                 assert SECRET not in f.read_text(errors="replace"), f

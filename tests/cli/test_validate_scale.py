@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
@@ -44,15 +43,10 @@ def chain(n: int, *, reference_first: bool = False, close_cycle: bool = False) -
 
 def test_alias_bomb_is_refused_quickly(tmp_path: Path) -> None:
     (tmp_path / "bomb.yml").write_text(BOMB)
-    started = time.monotonic()
     done = run("validate", "bomb.yml", cwd=tmp_path)
-    elapsed = time.monotonic() - started
     assert done.rc == 2
     assert done.lines == ["bomb.yml:8:38: YAML expands to more than 500,000 nodes (hint: too many aliases "
                           "(an 'alias bomb'?); write the values out or use fewer anchors)"]
-    # the target is well under a second; the bound is generous for a loaded test machine,
-    # and includes starting the interpreter
-    assert elapsed < 2.0, elapsed
 
 
 def test_aliases_within_bounds_are_fine(tmp_path: Path, capsys: pytest.CaptureFixture[str],
@@ -73,12 +67,9 @@ def test_recursive_alias_is_refused(tmp_path: Path, capsys: pytest.CaptureFixtur
 
 def test_ten_thousand_step_chain_validates(tmp_path: Path) -> None:
     (tmp_path / "chain.yml").write_text(chain(10_000))
-    started = time.monotonic()
-    done = run("validate", "chain.yml", cwd=tmp_path, timeout=120)
-    elapsed = time.monotonic() - started
+    done = run("validate", "chain.yml", cwd=tmp_path, timeout=120)  # the time: bench/startup.py
     assert (done.rc, done.err) == (0, "")
     assert done.out == "chain.yml: ok (chain)\n"
-    assert elapsed < 20, elapsed  # the target (bench/startup.py) is 2 s; this only catches a blow-up
 
 
 def test_ten_thousand_steps_reading_the_first_one(tmp_path: Path, capsys: pytest.CaptureFixture[str],
@@ -86,10 +77,8 @@ def test_ten_thousand_steps_reading_the_first_one(tmp_path: Path, capsys: pytest
     # every step checks that s0 is upstream: linear, not one walk down the chain per step
     monkeypatch.chdir(tmp_path)
     (tmp_path / "far.yml").write_text(chain(10_000, reference_first=True))
-    started = time.monotonic()
     done = cli(capsys, "validate", "far.yml")
     assert (done.rc, done.err) == (0, "")
-    assert time.monotonic() - started < 20
 
 
 def test_ten_thousand_step_cycle_is_reported(tmp_path: Path, capsys: pytest.CaptureFixture[str],

@@ -83,7 +83,6 @@ def test_quickstart_from_the_repo_root(tmp_path):
     assert st["release"] == "ok" and not doc["rolled_back"]  # the rollback stood ready, unused
     service = _step(doc, "service")
     assert service["attempts"] == 3 and "ready" in service["stdout"]  # retried by `until`, exit 0 each time
-    assert doc["duration"] < 3
     assert not list(tmp_path.glob("runproc-quickstart-*"))  # finally removed the scratch directory
 
 
