@@ -1,7 +1,8 @@
 """The command line: parse, call the library, map outcomes to exit codes.
 
 Exit codes: 0 done; 1 a step failed and rollback completed; 2 invalid input; 3 refused before
-any change; 4 rollback incomplete; 130 interrupted; 141 a listing command's reader went away
+any change; 4 rollback incomplete; 70 an internal error (a bug: one line and a crash file with
+the traceback); 130 interrupted; 141 a listing command's reader went away
 (``runproc runs | head``), as for ``git log | head``. Heavy modules are imported per command,
 so ``runproc --version`` costs little more than starting Python.
 
@@ -24,15 +25,18 @@ from typing import Any
 from . import __version__
 from .commands.common import (
     EXIT_BROKEN_PIPE,
+    EXIT_INTERNAL,
     EXIT_INVALID,
     Parser,
     UsageError,
     capture_inputs,
     console_sink,
+    crashed,
     drive,
     print_problems,
     silence_stdout,
 )
+from .errors import ProcedureError
 
 SUBCOMMANDS = ("validate", "graph", "schema", "list", "inventory", "runs", "show")
 # commands that run something (not listings: their output is a run's, not a reader's)
@@ -42,7 +46,7 @@ _COMMAND_MODULES = {"validate": "inspect", "graph": "inspect", "schema": "inspec
                     "inventory": "inspect", "runs": "history", "show": "history", "apply": "plan",
                     "resume": "replay", "rollback": "replay"}
 # re-exported: embedders and older callers read the exit codes here
-__all__ = ["EXIT_BROKEN_PIPE", "EXIT_INVALID", "RUN_COMMANDS", "SUBCOMMANDS", "main", "main_entry"]
+__all__ = ["EXIT_BROKEN_PIPE", "EXIT_INTERNAL", "EXIT_INVALID", "RUN_COMMANDS", "SUBCOMMANDS", "main", "main_entry"]
 
 
 def _run_parser(prog: str = "runproc") -> argparse.ArgumentParser:
@@ -101,6 +105,9 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as exc:
         print(exc, file=sys.stderr)
         return EXIT_INVALID
+    except ProcedureError as exc:  # invalid input met by any command: a bad --state, a file
+        print_problems(exc)
+        return EXIT_INVALID
     except SystemExit as exc:  # argparse --help
         return int(exc.code or 0)
     except KeyboardInterrupt:
@@ -115,6 +122,8 @@ def main_entry() -> None:
     except BrokenPipeError:  # a reader gone while a run wrote (the console itself copes)
         silence_stdout()
         code = EXIT_BROKEN_PIPE
+    except Exception as exc:  # noqa: BLE001 - the last resort: no user ever sees a raw traceback
+        code = crashed(exc)
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(OSError):  # the reader went away; the exit code still tells
             stream.flush()

@@ -13,6 +13,7 @@ import contextvars
 import json
 import re
 import shlex
+import weakref
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -511,12 +512,24 @@ def encodings(text: str) -> set[str]:
     return {f for f in forms if len(f) >= 3}
 
 
+# every Redactor of this process, for the last-resort crash report (engine.commands.common.crashed)
+_REDACTORS: weakref.WeakSet[Redactor] = weakref.WeakSet()
+
+
+def redact_everywhere(text: str) -> str:
+    """``text`` masked by every live Redactor: what a crash report may show."""
+    for redactor in list(_REDACTORS):
+        text = redactor(text)
+    return text
+
+
 class Redactor:
     """Replaces every secret value, and the forms it takes once quoted or encoded, by ***."""
 
     MASK = "***"
 
     def __init__(self, secrets: Iterable[str] = ()) -> None:
+        _REDACTORS.add(self)
         self._added: set[str] = set()
         self._forms: set[str] = set()
         self._pattern: re.Pattern[str] | None = None

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import ProcedureError
+from .errors import Problem, ProcedureError
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS locks (name TEXT PRIMARY KEY, run_id TEXT, procedure TEXT, pid INTEGER,
@@ -47,14 +47,40 @@ def default_state_url() -> str:
     return f"sqlite:///{Path(base) / 'runproc' / 'state.db'}"
 
 
+def _state_problem(url: str, message: str, hint: str | None = None) -> ProcedureError:
+    """A state URL that cannot be used: invalid input (exit 2), said in one line."""
+    return ProcedureError(Problem("--state", 0, 0, f"state {url!r}: {message}", hint))
+
+
 def state_path(url: str) -> Path:
     if url.startswith("sqlite:///"):
         return Path(url[len("sqlite:///"):])  # sqlite:////abs/path keeps its leading slash
     if url.startswith("sqlite://"):
-        raise ProcedureError(f"state URL {url!r}: write sqlite:///relative/path or sqlite:////absolute/path")
+        raise _state_problem(url, "write sqlite:///relative/path or sqlite:////absolute/path")
     if "://" not in url:
         return Path(url)
-    raise ProcedureError(f"state URL {url!r}: only sqlite:/// is supported")
+    scheme = url.split("://", 1)[0]
+    if scheme in ("postgresql", "postgres"):
+        raise _state_problem(url, "PostgreSQL state is not supported by this runproc",
+                             "use sqlite:///PATH (the default is $RUNPROC_STATE or the XDG state dir)")
+    raise _state_problem(url, f"unsupported scheme {scheme + '://'!r}", "use sqlite:///PATH")
+
+
+def open_journal(url: str | None = None) -> Journal:
+    """The state store at ``url``; an unusable one is invalid input (exit 2) before anything runs."""
+    url = url or default_state_url()
+    path = state_path(url)
+    try:
+        return Journal(url)
+    except (OSError, sqlite3.OperationalError) as exc:  # a folder it cannot create, a file it cannot open
+        if isinstance(exc, OSError) and exc.filename and exc.strerror:
+            reason = f"{exc.filename}: {exc.strerror}"  # the folder that could not be made, say
+        else:
+            reason = str(exc)
+        raise _state_problem(url, f"cannot open {path}: {reason}") from None
+    except sqlite3.DatabaseError as exc:  # not a database, or a corrupt one
+        raise _state_problem(url, f"{path} is not a usable runproc state database ({exc})",
+                             "move the file aside to start a new state") from None
 
 
 def user_name() -> str:
@@ -88,14 +114,18 @@ class Journal:
         self.path = state_path(self.url)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.db = sqlite3.connect(self.path, timeout=10, isolation_level=None, check_same_thread=False)
-        # WAL: readers never block the writer; NORMAL: no fsync per commit (WAL keeps it safe
-        # against a crash of runproc, which is what a lock must survive)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=NORMAL")
-        self.db.executescript(_SCHEMA)
-        columns = {row[1] for row in self.db.execute("PRAGMA table_info(locks)")}
-        if "pid_start" not in columns:  # a state file from before pid start times were kept
-            self.db.execute("ALTER TABLE locks ADD COLUMN pid_start TEXT")
+        try:
+            # WAL: readers never block the writer; NORMAL: no fsync per commit (WAL keeps it safe
+            # against a crash of runproc, which is what a lock must survive)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=NORMAL")
+            self.db.executescript(_SCHEMA)
+            columns = {row[1] for row in self.db.execute("PRAGMA table_info(locks)")}
+            if "pid_start" not in columns:  # a state file from before pid start times were kept
+                self.db.execute("ALTER TABLE locks ADD COLUMN pid_start TEXT")
+        except BaseException:
+            self.db.close()
+            raise
 
     def close(self) -> None:
         self.db.close()

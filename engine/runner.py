@@ -134,6 +134,9 @@ class Run:
         for value in connection_secrets(proc.connections):
             self.taint.protect(value)
         self.base_ns = self._base_namespace()
+        if self.use_journal and not self.dry_run and parent is None:
+            # a real run records itself: a state it cannot open is invalid input, before any step
+            self._journal()
 
     @property
     def cancel(self) -> threading.Event:
@@ -320,9 +323,9 @@ class Run:
 
     def _journal(self) -> Any:
         if self._journal_obj is None:
-            from .journal import Journal
+            from .journal import open_journal
 
-            self._journal_obj = Journal(self.state_url)
+            self._journal_obj = open_journal(self.state_url)
         return self._journal_obj
 
     def _take_lock(self) -> tuple[str | None, bool]:

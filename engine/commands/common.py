@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 EXIT_INVALID = 2
+# EX_SOFTWARE (sysexits.h): runproc itself went wrong; the traceback is in a crash file
+EXIT_INTERNAL = 70
 # 128 + SIGPIPE: what a shell reports for `git log | head` (git dies of the signal), so a
 # pipeline under `set -o pipefail` behaves the same with runproc in it
 EXIT_BROKEN_PIPE = 141
@@ -156,3 +158,34 @@ def asker(view: Any, stop: list[Any]) -> Any:
     return ask
 
 
+def crashed(exc: BaseException) -> int:
+    """The last resort: one line and a crash file with the traceback, never a raw traceback.
+
+    Secrets the run knew are masked in the file too (every live Redactor of this process).
+    """
+    import tempfile
+    import time
+    import traceback
+
+    text = "".join(traceback.format_exception(exc))
+    expressions = sys.modules.get("engine.expressions")
+    if expressions is not None:
+        text = expressions.redact_everywhere(text)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    base = Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state") / "runproc" / "crashes"
+    where = "no crash file could be written"
+    for folder in (base, Path(tempfile.gettempdir())):
+        path = folder / f"runproc-crash-{stamp}-{os.getpid()}.txt"
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            path.write_text(f"runproc {sys.argv[1:]!r}\n{text}")
+        except OSError:
+            continue
+        where = f"details: {path}"
+        break
+    summary = str(exc).splitlines()[0] if str(exc) else ""
+    if expressions is not None:
+        summary = expressions.redact_everywhere(summary)
+    print(f"runproc: internal error: {type(exc).__name__}{': ' + summary[:200] if summary else ''} ({where}); "
+          "please report it", file=sys.stderr)
+    return EXIT_INTERNAL

@@ -65,9 +65,9 @@ def _refuse_replay(verb: str, ns: argparse.Namespace, exc: Any) -> int:
 def _load_decided(verb: str, ns: argparse.Namespace, decide: Callable[[Any], Any]) -> tuple[Any, Any] | int:
     """The recorded run and what ``decide`` makes of it, or the exit code of a refusal."""
     from .. import replay
-    from ..journal import Journal
+    from ..journal import open_journal
 
-    journal = Journal(ns.state)
+    journal = open_journal(ns.state)
     try:
         rec = _replay_load(verb, ns, journal)
         return rec, decide(rec)

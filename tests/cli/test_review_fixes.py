@@ -108,7 +108,7 @@ def test_listing_with_a_state_that_cannot_be_opened_is_a_clear_error(tmp_path: P
 
     done = runproc(tmp_path, "runs", "--state", "sqlite:////proc/nope/state.db", state=False)
     assert done.rc == 2 and "Traceback" not in done.stderr
-    assert done.stderr.startswith("runproc runs: ")
+    assert done.stderr.startswith("--state: ") and done.stderr.count("\n") == 1
 
 
 def test_secret_file_that_is_not_text_is_a_located_error(tmp_path: Path) -> None:

@@ -185,8 +185,9 @@ def test_unusable_state_refuses_a_locked_run(tmp_path: Path) -> None:
     (tmp_path / "not-a-dir").write_text("")
     done = runproc(tmp_path, str(path), "--output", "json", "--state", f"sqlite:///{tmp_path}/not-a-dir/s.db",
                    state=False)
-    assert done.rc == 3, done.stderr
-    assert "cannot take lock" in done.json["error"]
+    # a state that cannot be opened is invalid input, found before anything runs (exit 2)
+    assert done.rc == 2, done.stderr
+    assert done.stderr.startswith("--state: ") and "not-a-dir" in done.stderr
     assert not (tmp_path / "finished").exists()
     bad = runproc(tmp_path, str(path), "--state", "postgres://nope/x", state=False)
     assert bad.rc == 2 and "sqlite" in bad.stderr
