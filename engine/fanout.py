@@ -35,7 +35,7 @@ from . import events as ev
 from . import expressions as ex
 from .errors import Problem, ProcedureError
 from .results import FAILED, StepResult
-from .stepexec import now_iso
+from .stepexec import error_text, now_iso
 
 if TYPE_CHECKING:
     from .inventory import Host, Inventory
@@ -326,7 +326,7 @@ def _execute(stepper: StepRunner, step: Step, ns: dict[str, Any], hsr: StepResul
         hsr.status = "planned"
         hsr.notes.append(f"unknown until the run: {exc.unknown.label}")
     except Exception as exc:  # noqa: BLE001 - one host's surprise must not sink the others
-        hsr.status, hsr.error = "failed", stepper.run.redactor(f"{type(exc).__name__}: {exc}")
+        hsr.status, hsr.error = "failed", stepper.run.redactor(error_text(exc))
     finally:
         hsr.duration = time.monotonic() - t0
         hsr.completed_at = time.monotonic()
@@ -386,7 +386,7 @@ def rollback_fanout(run: Run, stepper: StepRunner, step: Step, ns: dict[str, Any
         try:
             ok, error, description = stepper.rollback(step, {**ns, "host": t.view()}, host=t)
         except Exception as exc:  # noqa: BLE001
-            ok, error, description = False, run.redactor(f"{type(exc).__name__}: {exc}"), ""
+            ok, error, description = False, run.redactor(error_text(exc)), ""
         descriptions[t.name] = description
         hsr.rollback = StepResult(step.id, phase="rollback", status="ok" if ok else "failed", error=error,
                                   description=description, duration=time.monotonic() - t0)

@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from . import expressions as ex
+from .errors import RunprocError
 from .events import Note
 from .executors import get_executor
 from .executors.base import Effect, Executor, Result, StepContext
@@ -26,6 +27,12 @@ if TYPE_CHECKING:
 
 def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def error_text(exc: BaseException) -> str:
+    """An exception as a step's error: runproc's own errors are worded for the user already
+    (``web-1 127.0.0.1:22: no SSH banner ...``); anything else is named by its type."""
+    return str(exc) if isinstance(exc, RunprocError) and str(exc) else f"{type(exc).__name__}: {exc}"
 
 
 def result_view(res: Result) -> dict[str, Any]:
@@ -124,7 +131,7 @@ class StepRunner:
             except ex.ExpressionError as exc:  # a template that cannot render: its message says it all
                 res = Result(False, {}, str(exc))
             except Exception as exc:  # noqa: BLE001 - an executor's unexpected error is the step's error
-                res = Result(False, {}, f"{type(exc).__name__}: {exc}")
+                res = Result(False, {}, error_text(exc))
             res.error = self.run.redactor(res.error) if res.error else res.error
             res.fields = self.run.redactor.deep(res.fields)
             if res.ok and until and not res.planned:

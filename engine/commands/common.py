@@ -64,6 +64,9 @@ def drive(run: Any, ns: argparse.Namespace) -> Any:
     def on_signal(signum: int, frame: Any) -> None:
         run.interrupt()  # sets events and emits; the main thread only waits (see Run.execute)
 
+    from ..logs import route_library_logs, write_library_log
+
+    route_library_logs(verbose=bool(getattr(ns, "verbose", False)))  # no library noise on the terminal
     # SIGHUP too: a closed terminal or ssh session must not leave a change half done
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
     try:
@@ -76,6 +79,7 @@ def drive(run: Any, ns: argparse.Namespace) -> Any:
 
         try:
             write_bundle(result, ns.report_dir)
+            write_library_log(Path(ns.report_dir) / "logs")  # what paramiko & co. said, in full
         except OSError as exc:  # the run is over: its outcome, not the report's, is the exit code
             print(f"runproc: could not write the report to {ns.report_dir}: {exc}", file=sys.stderr)
     if ns.output == "json":

@@ -105,6 +105,10 @@ def open_client(settings: SshSettings, *, resources: Any = None, notify: Notify 
         raise SshError(f"{s.label}: unreachable: no answer within {s.timeout:g}s") from exc
     except (paramiko.SSHException, OSError, EOFError) as exc:
         client.close()
+        if isinstance(exc, paramiko.SSHException) and "banner" in str(exc).lower():
+            # something answered that is not an SSH server, or dropped the connection at once
+            raise SshError(f"{s.label}: no SSH banner within {s.timeout:g}s (not an SSH server, or it "
+                           "closed the connection)") from exc
         raise SshError(f"{s.label}: unreachable: {exc or type(exc).__name__}") from exc
     t = client.get_transport()
     assert t is not None

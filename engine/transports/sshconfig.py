@@ -15,6 +15,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from ..errors import RunprocError
+
 DEFAULT_TIMEOUT = 10.0  # seconds to connect (TCP + banner + auth), as ansible's default timeout
 DEFAULT_KEEPALIVE = 30  # seconds between keepalives, so idle connections survive NAT/firewalls
 SECRET_VARS = ("ansible_password", "ansible_ssh_pass", "ansible_ssh_password",
@@ -24,7 +26,7 @@ Notify = Callable[[str], None]  # a warning for the run's output (an accepted ke
 Resolver = Callable[[str], "Mapping[str, Any] | None"]  # a bastion's inventory vars, None if not a host
 
 
-class SshError(Exception):
+class SshError(RunprocError):
     """A host could not be reached or refused us; the message says what to do about it."""
 
 
