@@ -241,6 +241,9 @@ def split_body(raw: Any, path: Path_, kind: str, source: Source, problems: list[
                                        "thing: split it into steps", key=True))
         return out
     if not exec_keys:
+        if kind == "check" and "expect" in out and not others:
+            _self_check(out, path, source, problems, label)
+            return out
         _no_executor(others, path, kind, common, source, problems, label)
         return out
     key = exec_keys[0]
@@ -251,6 +254,24 @@ def split_body(raw: Any, path: Path_, kind: str, source: Source, problems: list[
         return out
     out["action"] = _build_action(cls, key, raw, path, others, common, source, problems, label)
     return out
+
+
+def _self_check(out: dict[str, Any], path: Path_, source: Source, problems: list[Problem], label: str) -> None:
+    """A check with ``expect`` and no executor judges the step's own result (no second execution).
+
+    Only a verification has such a result: a precondition runs before its step, so it would
+    judge nothing."""
+    if len(path) < 2 or path[-2] != "verify":
+        problems.append(source.problem(path, f"{label}: a precondition without an executor has no result to "
+                                             "judge", hint="give it an executor (for example "
+                                             "'sql: ...' with 'expect:'), or use 'assert: EXPR' for a "
+                                             "condition on params and earlier steps"))
+        return
+    extra = sorted(k for k in out if k not in ("expect", "name", "action"))
+    for key in extra:
+        problems.append(source.problem((*path, key), f"{label}: {key!r} means nothing on a check without an "
+                                       "executor: it judges the step's own result, which is not run again",
+                                       key=True))
 
 
 def _no_executor(others: list[Any], path: Path_, kind: str, common: frozenset[str], source: Source,

@@ -54,6 +54,8 @@ def json_schema() -> dict[str, Any]:
             # the executor key itself, so it can only be given inside the mapping)
             beside = {k: v for k, v in opts.get("properties", {}).items()
                       if k not in props and k not in (cls.main_option, name)}
+            if body_model is Step and "verify" in props:
+                props["verify"] = {**props["verify"], "items": {"$ref": "#/$defs/Verification"}}
             variants.append({
                 "type": "object",
                 "title": f"{body_model.__name__.lower()} with {name}",
@@ -63,6 +65,12 @@ def json_schema() -> dict[str, Any]:
             })
         defs[body_model.__name__] = {"anyOf": variants, "title": body_model.__name__,
                                      "description": (body_model.__doc__ or "").strip()}
+        if body_model is Check:
+            # under verify, a check may have no executor: its expect judges the step's own result
+            own = {k: props[k] for k in ("name", "expect") if k in props}
+            defs["Verification"] = {"anyOf": [{"$ref": "#/$defs/Check"}, {
+                "type": "object", "title": "check of the step's own result", "properties": own,
+                "required": ["expect"], "additionalProperties": False}], "title": "Verification"}
     conn_variants = []
     for kind, model in CONNECTION_KINDS.items():
         s = _model_schema(model, defs)

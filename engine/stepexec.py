@@ -156,12 +156,21 @@ class StepRunner:
 
     # ------------------------------------------------------------ checks
 
-    def check(self, step_id: str, check: Check, ns: dict[str, Any], *, host: Any = None) -> tuple[bool, str | None]:
-        """Run a precondition or verification; (passed, reason)."""
-        assert check.action is not None
+    def check(self, step_id: str, check: Check, ns: dict[str, Any], *, host: Any = None,
+              own: Result | None = None) -> tuple[bool, str | None]:
+        """Run a precondition or verification; (passed, reason). A check without an action
+        judges ``own``, the step's own result, with its ``expect``."""
         label = check.name or self._default_name(check)
         if self.run.offline:
             return True, None
+        if check.action is None:
+            assert check.expect is not None and own is not None  # the loader allows it in verify only
+            try:
+                if ex.evaluate(check.expect, {**ns, "result": result_view(own)}):
+                    return True, None
+            except ex.ExpressionError as exc:
+                return False, f"{check.name + ': ' if check.name else ''}{self.run.redactor(str(exc))}"
+            return False, f"{check.name + ': ' if check.name else ''}expected {check.expect.strip()}"
         if self.run.dry_run and _writes(check):
             # a check that would POST or mutate is not run by a dry run (keep writes out of checks)
             self.run.emit(Note("warning", f"{step_id}: check '{label}' not run in a dry run: it would write"))
@@ -182,7 +191,8 @@ class StepRunner:
 
     @staticmethod
     def _default_name(check: Check) -> str:
-        assert check.action is not None
+        if check.action is None:
+            return f"expect: {(check.expect or '').strip()[:60]}"
         main = getattr(check.action.options, get_executor(check.action.kind).main_option, "")
         text = main if isinstance(main, str) else " ".join(map(str, main)) if isinstance(main, list) else ""
         return f"{check.action.kind}: {text.strip()[:60]}"
@@ -242,7 +252,7 @@ class StepRunner:
         if step.verify:
             vns = {**ns, "steps": {**ns["steps"], step.id: {**res.fields, "ok": True, "status": "ok"}}}
             for check in step.verify:
-                passed, reason = self.check(step.id, check, vns, host=host)
+                passed, reason = self.check(step.id, check, vns, host=host, own=res)
                 if not passed:
                     # the action did complete: on failure, its rollback must run
                     sr.changed = True
