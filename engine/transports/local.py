@@ -1,12 +1,25 @@
-"""Run a command on this machine in its own session, so a timeout can kill its whole tree."""
+"""Run a command on this machine in its own session, so a timeout can kill its whole tree.
+
+A step's processes do not outlive it. The command runs in its own session (one process group
+to signal), and on Linux runproc is a *child subreaper* (``prctl(PR_SET_CHILD_SUBREAPER)``):
+a descendant that left the group (``setsid``, a double fork) is re-parented to runproc instead
+of init when its parent dies. Every process of a step carries the step's token in its
+environment (``RUNPROC_STEP_TOKEN``); when the command ends, times out or is cancelled, the
+runproc children left over that carry the token are killed with their descendants, then
+reaped. A process that must outlive its step (a service a step starts on purpose) is started
+without the token (``env -u RUNPROC_STEP_TOKEN ...``, ``systemd-run``). Elsewhere than Linux
+only the process group is killed.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import select
 import signal
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -30,6 +43,29 @@ class CommandResult:
     cancelled: bool = False
 
 
+TOKEN_VAR = "RUNPROC_STEP_TOKEN"
+_tokens = itertools.count(1)
+_live_roots: set[int] = set()  # the command processes running now (parallel steps): not leftovers
+_roots_lock = threading.Lock()
+_subreaper: bool | None = None
+
+
+def become_subreaper() -> bool:
+    """Make runproc the reaper of its orphaned descendants (Linux >= 3.4); once per process."""
+    global _subreaper
+    if _subreaper is None:
+        _subreaper = False
+        if sys.platform.startswith("linux"):
+            try:
+                import ctypes
+
+                libc = ctypes.CDLL(None, use_errno=True)
+                _subreaper = libc.prctl(36, 1, 0, 0, 0) == 0  # PR_SET_CHILD_SUBREAPER
+            except (OSError, AttributeError):
+                _subreaper = False
+    return _subreaper
+
+
 def run_local(argv: list[str], *, cwd: Path | None, env: dict[str, str], deadline: float | None,
               cancel: threading.Event, stdin: bytes | None = None, spool_dir: Path | None = None,
               on_output: Callable[[str, str], None] | None = None, label: str | None = None,
@@ -41,12 +77,16 @@ def run_local(argv: list[str], *, cwd: Path | None, env: dict[str, str], deadlin
     """
     out = OutputBuffer("stdout", spool_dir=spool_dir, label=label)
     err = OutputBuffer("stderr", spool_dir=spool_dir, label=label)
+    reaping = become_subreaper()
+    token = f"{os.getpid()}.{next(_tokens)}"
+    env = {**(env if replace_env else {**os.environ, **env}), TOKEN_VAR: token}
     # start_new_session: the command and everything it starts share a process group we can
     # kill as one, and a Ctrl-C on the terminal reaches runproc alone, which decides
-    proc = subprocess.Popen(argv, cwd=cwd, env=env if replace_env else {**os.environ, **env},
-                            start_new_session=True,
-                            stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    with _roots_lock:  # registered before any of its children can be orphaned to us
+        proc = subprocess.Popen(argv, cwd=cwd, env=env, start_new_session=True,
+                                stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        _live_roots.add(proc.pid)
     if stdin is not None and proc.stdin is not None:
         threading.Thread(target=_feed, args=(proc.stdin, stdin), daemon=True).start()
     assert proc.stdout is not None and proc.stderr is not None
@@ -105,6 +145,10 @@ def run_local(argv: list[str], *, cwd: Path | None, env: dict[str, str], deadlin
             kill_group(proc)
         rc = proc.wait()
     finally:
+        with _roots_lock:
+            _live_roots.discard(proc.pid)
+        if reaping:
+            kill_leftovers(token)
         if pidfd is not None:
             os.close(pidfd)
         for stream in lines.values():
@@ -181,3 +225,98 @@ def _live_members(pgid: int) -> int:
         if len(fields) > 2 and int(fields[2]) == pgid and fields[0] != b"Z":
             live += 1
     return live
+
+
+# ---------------------------------------------------------------- what left the group
+
+
+def _children_of_runproc() -> set[int]:
+    """runproc's child processes: with the subreaper, every orphaned descendant is one."""
+    pids: set[int] = set()
+    try:
+        tasks = os.listdir("/proc/self/task")
+    except OSError:
+        return pids
+    for task in tasks:
+        try:
+            with open(f"/proc/self/task/{task}/children") as f:
+                pids.update(int(p) for p in f.read().split())
+        except (OSError, ValueError):
+            continue
+    return pids
+
+
+def _carries(pid: int, token: str) -> bool:
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as f:
+            return f"{TOKEN_VAR}={token}".encode() in f.read().split(b"\0")
+    except OSError:
+        return False
+
+
+def _descendants(roots: set[int]) -> list[int]:
+    """``roots`` and every process below them, from the parent links in /proc."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(b")") + 2:].split()
+        children.setdefault(int(fields[1]), []).append(int(entry))
+    out: list[int] = []
+    stack = list(roots)
+    while stack:
+        pid = stack.pop()
+        out.append(pid)
+        stack.extend(children.get(pid, ()))
+    return out
+
+
+def kill_leftovers(token: str) -> list[int]:
+    """Kill what a finished command left running (re-parented to runproc, carrying ``token``),
+    with everything below it; reap them. Returns the pids that were signalled."""
+    with _roots_lock:
+        candidates = _children_of_runproc() - _live_roots
+    mine = {pid for pid in candidates if _carries(pid, token)}
+    if not mine:
+        return []
+    victims = _descendants(mine)
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for pid in victims:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, sig)
+        end = time.monotonic() + (KILL_GRACE if sig == signal.SIGTERM else 0.5)
+        while time.monotonic() < end and any(_alive_not_zombie(pid) for pid in victims):
+            _reap(mine)
+            time.sleep(0.02)
+        _reap(mine)
+        if not any(_alive_not_zombie(pid) for pid in victims):
+            break
+    _reap(mine)
+    return victims
+
+
+def _reap(pids: set[int]) -> None:
+    """Collect the exit status of orphans re-parented to runproc (only these: a Popen's own
+    child is waited for by its Popen)."""
+    for pid in list(pids):
+        try:
+            done, _ = os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            pids.discard(pid)
+            continue
+        if done:
+            pids.discard(pid)
+
+
+def _alive_not_zombie(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except OSError:
+        return False
+    return stat[stat.rindex(b")") + 2:].split()[0] != b"Z"

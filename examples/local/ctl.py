@@ -91,8 +91,11 @@ def pid_of(state: Path, name: str) -> int | None:
 def spawn(state: Path, name: str, argv: list[str]) -> int:
     stop(state, name)
     log = open(state / f"{name}.log", "ab")  # noqa: SIM115 - handed to the child
+    # a service outlives the step that starts it: without the step's token, runproc does not
+    # count it among the step's processes (which it kills when the step ends)
+    env = {k: v for k, v in os.environ.items() if k != "RUNPROC_STEP_TOKEN"}
     proc = subprocess.Popen(argv, cwd=HERE, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                            start_new_session=True, close_fds=True)
+                            start_new_session=True, close_fds=True, env=env)
     log.close()
     write_atomic(state / f"{name}.pid", f"{proc.pid}\n")
     return proc.pid
