@@ -56,7 +56,8 @@ def _run_parser(prog: str = "runproc") -> argparse.ArgumentParser:
     p.add_argument("file", help="the procedure file")
     p.add_argument("-p", "--param", action="append", default=[], metavar="NAME=VALUE", help="set a param")
     p.add_argument("--params-file", help="params from a YAML or JSON file (-p wins)")
-    p.add_argument("-i", "--inventory", help="Ansible inventory (overrides the procedure's)")
+    p.add_argument("-i", "--inventory", default=os.environ.get("RUNPROC_INVENTORY") or None,
+                   help="Ansible inventory (overrides the procedure's); default $RUNPROC_INVENTORY")
     p.add_argument("--limit", help="restrict fanned-out steps to hosts matching this pattern")
     p.add_argument("--forks", type=int, help="hosts at a time in fanned-out steps (default 20)")
     p.add_argument("--accept-new-hosts", action="store_true", help="accept and record unknown SSH host keys")

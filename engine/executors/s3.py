@@ -13,6 +13,7 @@ created, replaced or deleted, and sends no write.
 
 from __future__ import annotations
 
+import contextlib
 import mimetypes
 import threading
 import time
@@ -88,16 +89,39 @@ class S3Client:
 
 def _open(conn: S3Connection, ctx: StepContext) -> S3Client:
     import boto3
+    import botocore.session
     from botocore.config import Config
 
     profile = _opt(ctx, conn.profile)
-    session = boto3.session.Session(profile_name=profile, region_name=_opt(ctx, conn.region))
+    endpoint = _opt(ctx, conn.endpoint_url)
+    core = botocore.session.Session(profile=profile)  # the profile first: the resolver reads it
+    if endpoint is not None and _is_loopback_url(endpoint):
+        # a local stand-in (MinIO on this machine) never needs the cloud's instance credentials:
+        # do not ask the metadata service (169.254.169.254), an address nobody chose here
+        resolver = core.get_component("credential_provider")
+        for name in ("iam-role", "container-role"):
+            with contextlib.suppress(Exception):
+                resolver.remove(name)
+    session = boto3.session.Session(region_name=_opt(ctx, conn.region), botocore_session=core)
     creds = session.get_credentials()
     source = (getattr(creds, "method", None) or "unknown") if creds is not None else "none found"
     # standard retries (throttling, 5xx) and bounded waits: a dead endpoint must not hang a step
     config = Config(retries={"max_attempts": 3, "mode": "standard"}, connect_timeout=10, read_timeout=60)
-    client = session.client("s3", endpoint_url=_opt(ctx, conn.endpoint_url), config=config)
+    client = session.client("s3", endpoint_url=endpoint, config=config)
     return S3Client(client, source)
+
+
+def _is_loopback_url(url: str) -> bool:
+    import ipaddress
+    from urllib.parse import urlsplit
+
+    host = (urlsplit(url).hostname or "").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _opt(ctx: StepContext, value: str | None) -> str | None:

@@ -404,7 +404,7 @@ def test_local_examples_run_everything_locally() -> None:
 def test_production_example_shape() -> None:
     inv = load_inventory(EXAMPLES / "production.yml")
     app = inv.match("appservers")
-    assert names(app) == [f"app0{i}.prod.unjucks.internal" for i in range(1, 5)]
+    assert names(app) == [f"app0{i}.prod.unjucks.example" for i in range(1, 5)]
     assert app[0].vars["app_service"] == "unjucks-api" and app[0].vars["app_port"] == 3000
     assert app[0].vars["k8s_namespace"] == "unjucks-prod" and app[0].user == "deploy"
     primary = inv.match("db_primary")
