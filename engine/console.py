@@ -93,6 +93,7 @@ class ConsoleView:
         # child procedure name -> (the step running it, whether that is certain)
         self.parents: dict[str, tuple[str | None, bool]] = {}
         self.announced: set[str] = set()  # child procedures whose parent line is printed (plain)
+        self.deferred: dict[str, list[str]] = {}  # a plan's child rows, printed after their parent's
 
     # ------------------------------------------------------------ event sink
 
@@ -184,6 +185,8 @@ class ConsoleView:
             self._settle_if_too_tall()
         else:
             self._line(self._plain_row(e.step_id, row))
+            for line in self.deferred.pop(e.step_id, []):
+                self._line(line)
 
     def on_RollbackStarted(self, e: ev.RollbackStarted) -> None:  # noqa: N802
         if self.fancy:
@@ -271,11 +274,16 @@ class ConsoleView:
         if self.fancy:
             self._settle_if_too_tall()
             return
+        line = self._plain_row(sid, row, indent="    └ ")
+        if self.dry_run and parent is not None and parent in self.top:
+            # a plan is quick: its child's rows follow the parent's own row, which appears once
+            self.deferred.setdefault(parent, []).append(line)
+            return
         if first:
             # plain lines come as steps finish, the parent's last: name it above its children
             who = f"{parent} (child procedure {name})" if parent else f"child procedure {name}"
             self._line(f"  {ICONS['running']} {'running':<15} {who}")
-        self._line(self._plain_row(sid, row, indent="    └ "))
+        self._line(line)
 
     def _parent_of(self, name: str) -> tuple[str | None, bool]:
         """The step running child procedure ``name`` (the step of that id, else the running
@@ -400,7 +408,7 @@ class ConsoleView:
         if tries:  # columns empty for every row only take the detail's room
             cols.append(("tries", 5))
         if hosts:
-            cols.append(("hosts", 5))
+            cols.append(("hosts", max(5, *(len(_hosts(row)) for row in rows))))
         table = Table(show_header=header, header_style="bold", box=None, pad_edge=False)
         for col, width in cols:
             table.add_column(col, no_wrap=True, width=width, overflow="ellipsis")
@@ -410,8 +418,9 @@ class ConsoleView:
         for sid, row in entries:
             status = _status(row)
             style = STYLES.get(status, "")
+            took = "" if self.dry_run and row.get("result") is not None else _took(row)
             cells: list[Any] = [Text(ICONS.get(status, "?"), style=style), Text(_label(sid, row)),
-                                Text(status, style=style), _took(row)]
+                                Text(status, style=style), took]
             if tries:
                 cells.append(_tries(row))
             if hosts:
@@ -434,6 +443,8 @@ class ConsoleView:
             self._print(f"{indent}{sid}:", "cyan")
             for ln in s.description.rstrip("\n").splitlines():
                 self._print(f"{indent}    {ln}")
+            if s.rollback_action:
+                self._print(f"{indent}  undo ready: {_one_line(s.rollback_action, 300)}", "dim")
 
     # ------------------------------------------------------------ drawing
 
@@ -459,12 +470,12 @@ class ConsoleView:
         more: list[str] = []  # lines under the row, indented past its icon
         pad = " " * (len(indent) + 4)
         if r is not None:
-            parts.append(f"({format_duration(r.duration)})")
+            if not self.dry_run:  # a plan's timings say nothing about the run it plans
+                parts.append(f"({format_duration(r.duration)})")
             if r.attempts > 1:
                 parts.append(f"attempts={r.attempts}")
             if r.hosts is not None:
-                ok = sum(1 for h in r.hosts.values() if h.status == "ok")
-                parts.append(f"{ok}/{len(r.hosts)} hosts ok")
+                parts.append(hosts_text(r))
             if r.error and status != "ok":
                 more = _error_lines(r, pad)
             # a kept change is said once, in the summary's "kept" line
@@ -476,6 +487,8 @@ class ConsoleView:
                     parts.insert(2, f"would run: {action[0]}")
                 else:
                     more = [f"{pad}would run:", *(f"{pad}  {ln}" for ln in action), *more]
+            if status == "planned" and r.rollback_action:
+                more.append(f"{pad}undo ready: {_one_line(r.rollback_action, 300)}")
         return "\n".join([" ".join(parts), *more])
 
     def _print(self, text: str, style: str | None = None) -> None:
@@ -497,6 +510,10 @@ class ConsoleView:
         elif result.error and result.status in ("refused", "interrupted") and result.error != result.status:
             self._print(f"{result.status}: {result.error}", "bold red")
         tally = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
+        unjudged = sum(1 for s in result.steps.values() if s.unjudged)
+        if unjudged:
+            tally += (f", {unjudged} {'check' if unjudged == 1 else 'checks'} could not be judged against "
+                      "today's state")
         if spared:
             # the rows do not show them: counted apart, so the tally matches the rows
             why = "not planned in a dry run" if result.dry_run else "not needed"
@@ -662,8 +679,21 @@ def _tries(row: dict[str, Any]) -> str:
 def _hosts(row: dict[str, Any]) -> str:
     r: StepResult | None = row.get("result")
     if r is not None and r.hosts is not None:
+        if r.status == "planned":
+            return f"{len(r.hosts)} planned"
         return f"{sum(1 for h in r.hosts.values() if h.status == 'ok')}/{len(r.hosts)}"
     return str(row["hosts"]) if row.get("hosts") else ""
+
+
+def hosts_text(r: StepResult) -> str:
+    """A fanned-out step's hosts in words: ``16 hosts planned`` in a plan, ``3/4 hosts ok`` after a run."""
+    assert r.hosts is not None
+    n = len(r.hosts)
+    planned = sum(1 for h in r.hosts.values() if h.status == "planned")
+    if r.status == "planned" or (planned and planned == n):
+        return f"{n} host{'s' if n != 1 else ''} planned"
+    ok = sum(1 for h in r.hosts.values() if h.status == "ok")
+    return f"{ok}/{n} hosts ok"
 
 
 def _detail(row: dict[str, Any]) -> str:

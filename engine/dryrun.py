@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from . import graph
+from .executors.base import ENVIRONMENT
 from .model import Step
 from .results import StepResult
 
@@ -36,12 +37,16 @@ def judge_against_planned_upstream(run: Run, step: Step, sr: StepResult) -> None
         return
     shown = ", ".join(planned[:3]) + (f" and {len(planned) - 3} more" if len(planned) > 3 else "")
     was = "was" if len(planned) == 1 else "were"
+    if sr.status in ("failed", "timed_out") and sr.error_kind == ENVIRONMENT:
+        # unreachable, refused, no such program: the real run would fail the same way
+        sr.notes.append(f"the environment is broken, whatever upstream {shown} would change")
+        return
     if sr.status in ("failed", "timed_out"):
         sr.notes.append(
             f"failed against the current state ({sr.error}); upstream {shown} {was} only "
             "planned, so a real run may differ"
         )
-        sr.status, sr.error = "planned", None
+        sr.status, sr.error, sr.unjudged = "planned", None, True
     elif sr.status == "ok":
         sr.notes.append(f"ran against the current state; upstream {shown} {was} only planned")
 

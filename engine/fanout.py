@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 from . import events as ev
 from . import expressions as ex
 from .errors import Problem, ProcedureError
+from .executors.base import environment_error
 from .results import FAILED, StepResult
 from .stepexec import error_text, now_iso
 
@@ -327,6 +328,7 @@ def _execute(stepper: StepRunner, step: Step, ns: dict[str, Any], hsr: StepResul
         hsr.notes.append(f"unknown until the run: {exc.unknown.label}")
     except Exception as exc:  # noqa: BLE001 - one host's surprise must not sink the others
         hsr.status, hsr.error = "failed", stepper.run.redactor(error_text(exc))
+        hsr.error_kind = "environment" if environment_error(exc) else None
     finally:
         hsr.duration = time.monotonic() - t0
         hsr.completed_at = time.monotonic()
@@ -342,6 +344,9 @@ def _summarise(sr: StepResult, step: Step, stopped: str | None, tolerated: int) 
     first = next((r.description for r in results.values() if r.description), None)
     sr.description = first
     if failures:
+        kinds = {r.error_kind for _, r in failures}
+        # one unreachable host is enough to call the environment broken for this step
+        sr.error_kind = "environment" if "environment" in kinds else ("assertion" if "assertion" in kinds else None)
         shown = "; ".join(f"{name}: {(r.error or r.status).splitlines()[0]}" for name, r in failures[:3])
         more = f" (and {len(failures) - 3} more)" if len(failures) > 3 else ""
         summary = f"{len(failures)} of {len(results)} hosts failed: {shown}{more}"

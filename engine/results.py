@@ -34,6 +34,9 @@ class StepResult:
     rollback_action: str | None = None  # in a plan: the undo that stands ready
     completed_at: float | None = None  # monotonic, orders rollbacks
     changed: bool = False  # the action completed although the step failed (its verify did)
+    error_kind: str | None = None  # environment | assertion (executors/base.py)
+    # a dry run: the step failed against today's state while an upstream write was only planned
+    unjudged: bool = False
 
     @property
     def ok(self) -> bool:
@@ -62,6 +65,10 @@ class StepResult:
                                "attempts": self.attempts, "error": self.error}
         if self.description is not None:
             out["action"] = self.description
+        if self.error_kind is not None:
+            out["error_kind"] = self.error_kind
+        if self.unjudged:
+            out["not_judged"] = True
         # executor fields sit beside the common ones (spec), which they never overwrite
         out.update({k: v for k, v in self.fields.items() if k not in out})
         if self.hosts is not None:
@@ -104,4 +111,13 @@ class RunResult:
                 "duration": round(self.duration, 4), "error": self.error, "root_cause": self.root_cause,
                 # rolled_back in the order the undos ran; not_undone, in the order they would have
                 "rolled_back": self.rolled_back, "not_undone": self.not_undone, "kept": self.kept,
+                **({"counts": self.counts()} if self.dry_run else {}),
                 "steps": [s.to_json() for s in self.steps.values()]}
+
+    def counts(self) -> dict[str, int]:
+        """A plan's tally: statuses, and the checks that could not be judged against today's state."""
+        out: dict[str, int] = {}
+        for s in self.steps.values():
+            out[s.status] = out.get(s.status, 0) + 1
+        out["not_judged"] = sum(1 for s in self.steps.values() if s.unjudged)
+        return out

@@ -388,7 +388,7 @@ class Run:
             if self.offline:
                 self.emit(ev.PreconditionChecked(name, True, unknown=True))
                 continue
-            passed, reason = stepper.check("preconditions", check, self.namespace())
+            passed, reason, _ = stepper.check("preconditions", check, self.namespace())
             self.emit(ev.PreconditionChecked(name, passed, reason))
             if self.interrupted:
                 return "interrupted"

@@ -14,7 +14,7 @@ from . import expressions as ex
 from .errors import RunprocError
 from .events import Note
 from .executors import get_executor
-from .executors.base import Effect, Executor, Result, StepContext
+from .executors.base import ASSERTION, ENVIRONMENT, Effect, Executor, Result, StepContext, environment_error
 from .executors.confirm import Refusal
 from .results import StepResult
 
@@ -131,13 +131,14 @@ class StepRunner:
             except ex.ExpressionError as exc:  # a template that cannot render: its message says it all
                 res = Result(False, {}, str(exc))
             except Exception as exc:  # noqa: BLE001 - an executor's unexpected error is the step's error
-                res = Result(False, {}, error_text(exc))
+                res = Result(False, {}, error_text(exc),
+                             error_kind=ENVIRONMENT if environment_error(exc) else None)
             res.error = self.run.redactor(res.error) if res.error else res.error
             res.fields = self.run.redactor.deep(res.fields)
             if res.ok and until and not res.planned:
                 try:
                     if not ex.evaluate(until, {**ns, "result": result_view(res)}):
-                        res = Result(False, res.fields, f"until not met: {until.strip()}")
+                        res = Result(False, res.fields, f"until not met: {until.strip()}", error_kind=ASSERTION)
                 except ex.ExpressionError as exc:
                     res = Result(False, res.fields, self.run.redactor(str(exc)))
             if res.ok or res.cancelled or isinstance(res, Refusal) or n == attempts:
@@ -157,37 +158,38 @@ class StepRunner:
     # ------------------------------------------------------------ checks
 
     def check(self, step_id: str, check: Check, ns: dict[str, Any], *, host: Any = None,
-              own: Result | None = None) -> tuple[bool, str | None]:
-        """Run a precondition or verification; (passed, reason). A check without an action
-        judges ``own``, the step's own result, with its ``expect``."""
+              own: Result | None = None) -> tuple[bool, str | None, str | None]:
+        """Run a precondition or verification; (passed, reason, error kind). A check without an
+        action judges ``own``, the step's own result, with its ``expect``."""
         label = check.name or self._default_name(check)
+        named = f"{check.name}: " if check.name else ""
         if self.run.offline:
-            return True, None
+            return True, None, None
         if check.action is None:
             assert check.expect is not None and own is not None  # the loader allows it in verify only
             try:
                 if ex.evaluate(check.expect, {**ns, "result": result_view(own)}):
-                    return True, None
+                    return True, None, None
             except ex.ExpressionError as exc:
-                return False, f"{check.name + ': ' if check.name else ''}{self.run.redactor(str(exc))}"
-            return False, f"{check.name + ': ' if check.name else ''}expected {check.expect.strip()}"
+                return False, f"{named}{self.run.redactor(str(exc))}", ASSERTION
+            return False, f"{named}expected {check.expect.strip()}", ASSERTION
         if self.run.dry_run and _writes(check):
             # a check that would POST or mutate is not run by a dry run (keep writes out of checks)
             self.run.emit(Note("warning", f"{step_id}: check '{label}' not run in a dry run: it would write"))
-            return True, None
+            return True, None, None
         until = check.retry.until if check.retry and check.retry.until else check.expect
         try:
             res, _, _ = self.attempt(step_id, check, ns, host=host, readonly=True, until=until)
         except ex.UnknownValueError as exc:  # a dry run without a secret, or a planned step's result
             self.run.emit(Note("warning", f"{step_id}: check '{label}' not run: it needs "
                                           f"{exc.unknown.label}, unknown in a dry run"))
-            return True, None
+            return True, None, None
         if res.ok:
-            return True, None
+            return True, None, None
         reason = res.error or "failed"
         if check.expect and reason.startswith("until not met"):
             reason = f"expected {check.expect.strip()}"
-        return False, f"{label}: {reason}"
+        return False, f"{label}: {reason}", res.error_kind
 
     @staticmethod
     def _default_name(check: Check) -> str:
@@ -224,13 +226,24 @@ class StepRunner:
                 sr.status = "failed"
                 return
         for check in step.preconditions:
-            passed, reason = self.check(step.id, check, ns, host=host)
+            passed, reason, kind = self.check(step.id, check, ns, host=host)
             if not passed:
-                sr.status, sr.error = "failed", f"precondition failed: {reason}"
+                sr.status, sr.error, sr.error_kind = "failed", f"precondition failed: {reason}", kind
                 ctx = self.context(step.id, step, ns, host=host)
                 sr.description = self.describe(executor, options, ctx)
                 return
         rehearse = run.dry_run and not safe
+        reach = getattr(getattr(host, "transport", None), "reach", None)
+        if rehearse and reach is not None:
+            # a planned write on a host proves the host is there: an unreachable one would fail
+            # the real run, so it fails the plan (Ansible's check mode connects too)
+            try:
+                reach()
+            except Exception as exc:  # noqa: BLE001 - SshError, OSError: the host's own failure
+                sr.description = self.describe(executor, options, self.context(step.id, step, ns, host=host))
+                sr.status, sr.error = "failed", error_text(exc)
+                sr.error_kind = ENVIRONMENT if environment_error(exc) else None
+                return
         res, attempts, description = self.attempt(step.id, step, ns, host=host, readonly=step.readonly,
                                                   rehearse=rehearse)
         sr.attempts, sr.description, sr.fields = attempts, description, res.fields
@@ -240,7 +253,7 @@ class StepRunner:
             return
         if not res.ok:
             sr.status = "timed_out" if res.timed_out else ("cancelled" if res.cancelled else "failed")
-            sr.error = res.error
+            sr.error, sr.error_kind = res.error, res.error_kind
             return
         if rehearse or res.planned:
             sr.status = "planned"
@@ -252,11 +265,11 @@ class StepRunner:
         if step.verify:
             vns = {**ns, "steps": {**ns["steps"], step.id: {**res.fields, "ok": True, "status": "ok"}}}
             for check in step.verify:
-                passed, reason = self.check(step.id, check, vns, host=host, own=res)
+                passed, reason, kind = self.check(step.id, check, vns, host=host, own=res)
                 if not passed:
                     # the action did complete: on failure, its rollback must run
                     sr.changed = True
-                    sr.status, sr.error = "failed", f"verify failed: {reason}"
+                    sr.status, sr.error, sr.error_kind = "failed", f"verify failed: {reason}", kind
                     return
         sr.status = "ok"
 

@@ -51,6 +51,25 @@ class Result:
     cancelled: bool = False
     planned: bool = False  # a dry run showed the action without executing it
     note: str | None = None  # what a rehearsal established, in the executor's words
+    # why it failed: ENVIRONMENT (the target could not be reached or used: a real run would
+    # fail the same way) or ASSERTION (the target answered, and not as expected); None: unknown
+    error_kind: str | None = None
+
+
+ENVIRONMENT = "environment"
+ASSERTION = "assertion"
+
+
+def environment_error(exc: BaseException) -> bool:
+    """Whether an exception says the environment is broken (unreachable, refused, no name,
+    TLS, no such program), rather than that a target answered unexpectedly."""
+    import socket
+    import ssl
+
+    if type(exc).__name__ in ("SshError", "UnknownHostKey", "ChangedHostKey"):
+        return True
+    return isinstance(exc, ConnectionError | socket.gaierror | ssl.SSLError | TimeoutError | FileNotFoundError
+                      | PermissionError)
 
 
 class Cancelled(Exception):

@@ -31,7 +31,7 @@ from pydantic import field_validator, model_validator
 from ..durations import Duration, format_duration
 from ..expressions import SqlIdent, SqlParam, to_text
 from ..taint import SENSITIVE_NAME as SENSITIVE_HEADER  # header names whose values are credentials
-from .base import Effect, Executor, Options, Result, StepContext
+from .base import ASSERTION, ENVIRONMENT, Effect, Executor, Options, Result, StepContext
 from .sql import render_parts
 
 BODY_LIMIT = 1024 * 1024  # `text` keeps at most 1 MiB; a longer body is not read further
@@ -397,10 +397,13 @@ class HttpExecutor(Executor):
             if isinstance(error, httpx.TimeoutException):
                 if req.capped:
                     return Result(False, {}, ctx.redact(f"{what}: timed out (step timeout)"), timed_out=True)
+                # a connect timeout is an unreachable host; a read timeout, a server that answered
+                kind = ENVIRONMENT if isinstance(error, httpx.ConnectTimeout) else None
                 return Result(False, {}, ctx.redact(f"{what}: no response within "
-                                                    f"{format_duration(req.timeout)} ({type(error).__name__})"))
-            if isinstance(error, httpx.ConnectError):
-                return Result(False, {}, ctx.redact(f"{what}: cannot connect: {error}"))
+                                                    f"{format_duration(req.timeout)} ({type(error).__name__})"),
+                              error_kind=kind)
+            if isinstance(error, httpx.ConnectError):  # refused, no such name, TLS handshake
+                return Result(False, {}, ctx.redact(f"{what}: cannot connect: {error}"), error_kind=ENVIRONMENT)
             if isinstance(error, httpx.HTTPError | httpx.InvalidURL):
                 return Result(False, {}, ctx.redact(f"{what}: {type(error).__name__}: {error}"))
             raise error
@@ -420,5 +423,5 @@ class HttpExecutor(Executor):
             message = (f"{what}: HTTP {resp.status_code} {resp.reason}".rstrip()
                        + f" (expected {status_label(options.expect_status)})"
                        + (f": {snippet}" if snippet else ""))
-            return Result(False, fields, ctx.redact(message))
+            return Result(False, fields, ctx.redact(message), error_kind=ASSERTION)  # it answered
         return Result(True, fields)

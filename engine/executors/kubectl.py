@@ -22,8 +22,13 @@ from typing import Any
 from pydantic import field_validator
 
 from ..model import KubernetesConnection
-from .base import Effect, Executor, Options, Result, StepContext
+from .base import ENVIRONMENT, Effect, Executor, Options, Result, StepContext
 from .shell import command_result
+
+# kubectl's words for a cluster it cannot use (its own messages: matched loosely, case-insensitive)
+_UNREACHABLE = re.compile(r"context .* (?:was )?not found|unable to connect to the server|connection refused|"
+                          r"no such host|i/o timeout|certificate|x509|the server has asked for the client to "
+                          r"provide credentials|you must be logged in|no configuration has been provided", re.I)
 
 Args = list[str | int | float] | str
 
@@ -230,12 +235,16 @@ class KubectlExecutor(Executor):
 
         binary = argv[0]
         if shutil.which(binary) is None:
-            return Result(False, {}, f"kubectl not found: {binary!r} (set the 'kubectl' option to its path)")
+            return Result(False, {}, f"kubectl not found: {binary!r} (set the 'kubectl' option to its path)",
+                          error_kind=ENVIRONMENT)
         env = {k: _text(ctx.render(v)) for k, v in ctx.env.items()}
         stdin = _text(ctx.render(options.stdin)).encode() if options.stdin is not None else None
         res = run_local(argv, cwd=ctx.workdir, env=env, deadline=ctx.deadline, cancel=ctx.cancel,
                         stdin=stdin, spool_dir=ctx.log_dir, on_output=ctx.on_output)
-        return command_result(res, ctx, "kubectl", "kubectl")
+        result = command_result(res, ctx, "kubectl", "kubectl")
+        if not result.ok and result.error_kind is None and _UNREACHABLE.search(str(result.fields.get("stderr") or "")):
+            result.error_kind = ENVIRONMENT  # no such context, no cluster answering: not the data
+        return result
 
 
 def _connection(options: KubectlOptions, ctx: StepContext) -> KubernetesConnection | None:

@@ -25,7 +25,7 @@ from typing import Any, Literal
 from pydantic import Field, model_validator
 
 from ..model import S3Connection
-from .base import Effect, Executor, Options, Result, StepContext
+from .base import ASSERTION, ENVIRONMENT, Effect, Executor, Options, Result, StepContext
 
 MiB = 1024 * 1024
 MULTIPART_THRESHOLD = 8 * MiB  # parts of 8 MiB too: 10,000 parts cover 78 GiB
@@ -77,6 +77,10 @@ class S3Options(Options):
                 raise ValueError("op copy needs 'source: s3://bucket/key' or 'source_key'")
         return self
 
+
+# error codes that say the credentials do not work here: the environment, not the data
+_CREDENTIAL_CODES = frozenset({"InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken", "InvalidToken",
+                               "AccessDenied", "AllAccessDisabled"})
 
 # ---------------------------------------------------------------- the client
 
@@ -324,7 +328,10 @@ class S3Executor(Executor):
             err = exc.response.get("Error", {})
             code, message = err.get("Code", "?"), err.get("Message") or ""
             what = f"s3 {options.op} {t.url}"
-            return Result(False, base, ctx.redact(f"{what}: {code}{': ' + message if message else ''}"))
+            # the server answered; but a refusal of the credentials means the run would fail too
+            kind = ENVIRONMENT if code in _CREDENTIAL_CODES else ASSERTION
+            return Result(False, base, ctx.redact(f"{what}: {code}{': ' + message if message else ''}"),
+                          error_kind=kind)
         except _Stop as exc:
             if str(exc) == "timed_out":
                 return Result(False, base, f"s3 {options.op} {t.url}: timed out; transfer aborted",
@@ -332,7 +339,15 @@ class S3Executor(Executor):
             return Result(False, base, f"s3 {options.op} {t.url}: interrupted; transfer aborted",
                           cancelled=True)
         except BotoCoreError as exc:  # no credentials, endpoint unreachable, bad parameter
-            return Result(False, base, ctx.redact(f"s3 {options.op} {t.url}: {exc}"))
+            from botocore.exceptions import (
+                EndpointConnectionError,
+                NoCredentialsError,
+                PartialCredentialsError,
+            )
+
+            broken = isinstance(exc, EndpointConnectionError | NoCredentialsError | PartialCredentialsError)
+            return Result(False, base, ctx.redact(f"s3 {options.op} {t.url}: {exc}"),
+                          error_kind=ENVIRONMENT if broken else None)
 
     # ------------------------------------------------------------ ops
 

@@ -21,7 +21,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from .base import Executor, Options, Result, StepContext
+from .base import ENVIRONMENT, Executor, Options, Result, StepContext
 
 
 class ShellOptions(Options):
@@ -73,7 +73,10 @@ def command_result(res: Any, ctx: StepContext, what: str, killed: str) -> Result
     if res.cancelled:
         return Result(False, fields, f"interrupted; {killed} was killed", cancelled=True)
     if res.rc != 0:
-        return Result(False, fields, ctx.redact(failure_text(what, res.rc, fields["stdout"], fields["stderr"])))
+        # 126/127: the shell could not execute or find the program: a real run fails the same way
+        kind = ENVIRONMENT if res.rc in (126, 127) else None
+        return Result(False, fields, ctx.redact(failure_text(what, res.rc, fields["stdout"], fields["stderr"])),
+                      error_kind=kind)
     return Result(True, fields)
 
 

@@ -26,7 +26,7 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from .base import Executor, Options, Result, StepContext
+from .base import ASSERTION, ENVIRONMENT, Executor, Options, Result, StepContext
 from .sqlpostgres import PgSession
 from .sqlsessions import Outcome, StatementFailed, Watch, acquire
 from .sqlsplit import SqlError, Statement, display_sql, render_parts, split_statements, transaction_control
@@ -126,8 +126,8 @@ class SqlExecutor(Executor):
             return _stopped("timeout", "before the statement started")
         try:
             session.ensure(ctx)
-        except StatementFailed as exc:
-            return Result(False, {}, ctx.redact(str(exc)))
+        except StatementFailed as exc:  # no server, refused, authentication, an unopenable file
+            return Result(False, {}, ctx.redact(str(exc)), error_kind=ENVIRONMENT)
         outcome = Outcome()
         too_many: list[str] = []
         watch = Watch(ctx, session.interrupt)
@@ -143,6 +143,7 @@ class SqlExecutor(Executor):
             return not rehearse
 
         error: str | None = None
+        broken = False
         committed = False
         with watch:
             try:
@@ -150,6 +151,7 @@ class SqlExecutor(Executor):
                                         keep=keep, outcome=outcome)
             except StatementFailed as exc:
                 error = str(exc)
+                broken = exc.broken
                 if exc.broken:
                     session.close()  # the next step reconnects
         fields = outcome.fields()
@@ -164,7 +166,8 @@ class SqlExecutor(Executor):
         if error is not None:
             if ctx.readonly and _is_readonly_violation(error):
                 error += "\n(the step is readonly: true, so it runs in a read-only transaction)"
-            return Result(False, fields, ctx.redact(error))
+            # the server answered (a constraint, a missing table) unless the connection broke
+            return Result(False, fields, ctx.redact(error), error_kind=ENVIRONMENT if broken else ASSERTION)
         if too_many:
             return Result(False, fields, too_many[0])
         return Result(True, fields)

@@ -170,6 +170,11 @@ class SshTransport:
     def connection(self) -> Connection:
         return connection(self.settings, self.resources, notify=self.notify, resolve=self.resolve)
 
+    def reach(self) -> None:
+        """Connect and authenticate (host key checked), running nothing: what a dry run of a
+        write proves about the host. Raises SshError."""
+        self.connection().client()
+
     def run(self, cmd: str, *, env: Mapping[str, str] | None = None, cwd: str | None = None,
             deadline: float | None = None, cancel: threading.Event | None = None, stdin: bytes | None = None,
             on_output: Callable[[str, str], None] | None = None, spool_dir: Path | None = None,
@@ -233,6 +238,9 @@ class LocalHostTransport:
         self.name = name
         self.workdir = workdir
         self.become = become
+
+    def reach(self) -> None:
+        """This machine is always reachable."""
 
     def run(self, cmd: str, *, env: Mapping[str, str] | None = None, cwd: str | None = None,
             deadline: float | None = None, cancel: threading.Event | None = None, stdin: bytes | None = None,
