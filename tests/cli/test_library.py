@@ -10,8 +10,8 @@ import pytest
 
 import engine
 from engine import events as ev
-from tests.helpers.cli import runproc, write
 from tests.cli.test_run_rollback import SAGA
+from tests.helpers.cli import runproc, write
 
 
 @pytest.fixture(autouse=True)
