@@ -19,11 +19,11 @@ __all__ = ["Executor", "Procedure", "ProcedureError", "RunResult", "StepResult",
            "run", "__version__"]
 
 _LAZY = {
-    "load": "engine.loader",
-    "run": "engine.runner",
-    "Procedure": "engine.model",
-    "RunResult": "engine.results",
-    "StepResult": "engine.results",
+    "load": "engine.format.loader",
+    "run": "engine.execution.scheduler",
+    "Procedure": "engine.format.model",
+    "RunResult": "engine.execution.results",
+    "StepResult": "engine.execution.results",
     "Executor": "engine.executors.base",
     "register_executor": "engine.executors",
     "ProcedureError": "engine.errors",
@@ -31,12 +31,12 @@ _LAZY = {
 
 if TYPE_CHECKING:
     from .errors import ProcedureError
+    from .execution.results import RunResult, StepResult
+    from .execution.scheduler import run
     from .executors import register_executor
     from .executors.base import Executor
-    from .loader import load
-    from .model import Procedure
-    from .results import RunResult, StepResult
-    from .runner import run
+    from .format.loader import load
+    from .format.model import Procedure
 
 
 def __getattr__(name: str) -> Any:

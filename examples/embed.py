@@ -6,7 +6,7 @@
     python3 examples/embed.py path/to/proc.yml -p version=2.0.0
 
 The library prints nothing: everything the console shows arrives as typed events
-(``engine.events``) through ``on_event``, and the outcome is a ``RunResult``.
+(``engine.execution.events``) through ``on_event``, and the outcome is a ``RunResult``.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 import engine
-from engine import events as ev
+from engine.execution import events as ev
 
 HERE = Path(__file__).resolve().parent
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..expressions import to_text
+from ..format.expressions import to_text
 from .base import Effect, Executor, Options, Result, StepContext
 
 

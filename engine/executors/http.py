@@ -28,9 +28,11 @@ from typing import Any
 
 from pydantic import field_validator, model_validator
 
-from ..durations import Duration, format_duration
-from ..expressions import SqlIdent, SqlParam, to_text
-from ..taint import SENSITIVE_NAME as SENSITIVE_HEADER  # header names whose values are credentials
+from ..format.credentials import (
+    SENSITIVE_NAME as SENSITIVE_HEADER,  # header names whose values are credentials
+)
+from ..format.durations import Duration, format_duration
+from ..format.expressions import SqlIdent, SqlParam, to_text
 from .base import ASSERTION, ENVIRONMENT, Effect, Executor, Options, Result, StepContext
 from .sql import render_parts
 
@@ -44,7 +46,7 @@ SNIPPET = 300  # characters of the body quoted in a failure message
 
 def protect_credentials(settings: dict[str, str], ctx: StepContext) -> None:
     """A credential in a header or a URL is masked wherever it comes back (a server's echo)."""
-    from ..taint import credentials_in
+    from ..format.credentials import credentials_in
 
     for name, value in settings.items():
         for credential in credentials_in(value, name):

@@ -21,7 +21,7 @@ from typing import Any
 
 from pydantic import field_validator
 
-from ..model import KubernetesConnection
+from ..format.model import KubernetesConnection
 from .base import ENVIRONMENT, Effect, Executor, Options, Result, StepContext
 from .shell import command_result
 
@@ -162,7 +162,7 @@ def raw_args(options: KubectlOptions) -> list[str]:
 
 
 def _text(value: Any) -> str:
-    from ..expressions import to_text
+    from ..format.expressions import to_text
 
     return to_text(value)
 

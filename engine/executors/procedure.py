@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ProcedureError
-from ..expressions import to_text
+from ..format.expressions import to_text
 from .base import Executor, Options, Result, StepContext
 
 

@@ -24,7 +24,7 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from ..model import S3Connection
+from ..format.model import S3Connection
 from .base import ASSERTION, ENVIRONMENT, Effect, Executor, Options, Result, StepContext
 
 MiB = 1024 * 1024

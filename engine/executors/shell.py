@@ -305,7 +305,7 @@ def unbind_values(token: contextvars.Token[dict[str, str] | None]) -> None:
 def quote_in(value: Any, context: str) -> Any:
     """A ``{{ }}`` value for where it stands (see ``shell_template``): a reference to an
     environment variable when the command runs, readable text in a plan."""
-    from ..expressions import RawValue, Unknown, to_text
+    from ..format.expressions import RawValue, Unknown, to_text
 
     if isinstance(value, RawValue | Unknown):
         return RawValue(to_text(value))  # | raw: the author's choice, visible in the file

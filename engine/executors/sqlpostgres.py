@@ -10,7 +10,7 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-from ..expressions import SqlIdent, SqlParam
+from ..format.expressions import SqlIdent, SqlParam
 from .base import StepContext
 from .sqlsessions import ROWS_KEPT, Outcome, Session, StatementFailed
 from .sqlsplit import Statement

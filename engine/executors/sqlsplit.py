@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from ..expressions import SqlIdent, SqlParam
+from ..format.expressions import SqlIdent, SqlParam
 from .base import StepContext
 
 Part = str | SqlParam | SqlIdent
@@ -247,7 +247,7 @@ def display_value(value: Any) -> str:
         return "true" if value else "false"
     if isinstance(value, int | float | Decimal):
         return str(value)
-    from ..expressions import to_text
+    from ..format.expressions import to_text
 
     return "'" + to_text(value).replace("'", "''") + "'"
 

@@ -7,7 +7,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from ..expressions import SqlIdent, SqlParam
+from ..format.expressions import SqlIdent, SqlParam
 from .base import StepContext
 from .sqlsessions import ROWS_KEPT, Outcome, Session, StatementFailed
 from .sqlsplit import Statement, quote_ident

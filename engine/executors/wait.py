@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..durations import Duration, format_duration
+from ..format.durations import Duration, format_duration
 from .base import Executor, Options, Result, StepContext
 
 

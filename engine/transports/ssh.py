@@ -1,7 +1,7 @@
 """Commands on inventory hosts: over SSH (paramiko), or locally for ``ansible_connection=local``.
 
 Like an Ansible connection plugin, this module only moves commands and bytes; which hosts
-and in what batches is decided by ``engine.fanout``. paramiko is imported on first use
+and in what batches is decided by ``engine.execution.fanout``. paramiko is imported on first use
 only, so ``runproc validate`` and ``--help`` never pay for it.
 
 Settings come from ``sshconfig``, host keys are checked by ``knownhosts`` before any credential

@@ -52,8 +52,8 @@ def test_single_connection_may_be_omitted(tmp_path: Path, capsys) -> None:
 def test_empty_kubernetes_settings_add_no_flags(tmp_path: Path) -> None:
     from engine.executors.base import StepContext
     from engine.executors.kubectl import KubectlExecutor, KubectlOptions
-    from engine.expressions import render_value
-    from engine.model import KubernetesConnection
+    from engine.format.expressions import render_value
+    from engine.format.model import KubernetesConnection
 
     conn = KubernetesConnection(context="{{ params.ctx }}", namespace="{{ params.ns }}",
                                 kubeconfig="{{ params.kc }}")

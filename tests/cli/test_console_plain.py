@@ -7,9 +7,9 @@ import re
 import subprocess
 from pathlib import Path
 
-from engine import events as ev
-from engine.console import ConsoleView
-from engine.results import RunResult, StepResult
+from engine.execution import events as ev
+from engine.execution.results import RunResult, StepResult
+from engine.ui.console import ConsoleView
 from tests.helpers.cli import RUNPROC, child_env, runproc, state_args, write
 
 ADVICE = ("the replica lag is above the threshold; wait for the replica to catch up, or run with "

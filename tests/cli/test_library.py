@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 import engine
-from engine import events as ev
+from engine.execution import events as ev
 from tests.cli.test_run_rollback import SAGA
 from tests.helpers.cli import runproc, write
 

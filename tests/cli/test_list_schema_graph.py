@@ -9,7 +9,7 @@ from typing import Any
 import jsonschema
 import pytest
 
-from engine.yamlsrc import read_file
+from engine.format.yamlsrc import read_file
 from tests.cli.test_validate_support import cli, run, write
 from tests.procedures.test_shipped import SHIPPED
 

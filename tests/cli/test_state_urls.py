@@ -77,7 +77,7 @@ def test_a_bad_state_is_one_line_and_exit_2(tmp_path: Path, command: str, url_na
 def test_an_internal_error_is_one_line_a_crash_file_and_exit_70(tmp_path: Path) -> None:
     write(tmp_path, PROC)
     # a bug stands in for the run path: the console script's last resort must catch it
-    code = ("import sys, engine.cli as app\n"
+    code = ("import sys, engine.cli.app as app\n"
             "def broken(ns):\n    raise RuntimeError('a bug in runproc')\n"
              "app._run = broken\nsys.argv = ['runproc', 'proc.yml']\napp.main_entry()\n")
     env = child_env({"XDG_STATE_HOME": str(tmp_path / "xdg")})

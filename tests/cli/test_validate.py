@@ -94,7 +94,7 @@ def test_empty_file(tmp_path: Path, capsys: pytest.CaptureFixture[str], text: st
 
 
 def test_file_too_large_is_refused_before_parsing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from engine.yamlsrc import MAX_FILE_BYTES
+    from engine.format.yamlsrc import MAX_FILE_BYTES
 
     path = tmp_path / "procedures" / "huge.yml"
     path.parent.mkdir()

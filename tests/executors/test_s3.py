@@ -15,7 +15,7 @@ import pytest
 
 import engine
 from engine.errors import ProcedureError
-from engine.events import Event, StepProgress
+from engine.execution.events import Event, StepProgress
 from engine.executors.base import Effect
 from engine.executors.s3 import S3Executor, S3Options
 from tests.servers.s3 import S3Server
@@ -328,9 +328,9 @@ def test_bucket_from_the_step_and_an_unreachable_endpoint(tmp_path: Path) -> Non
 def test_a_transfer_past_its_deadline_is_aborted(tmp_path: Path, s3_server: S3Server, s3_bucket: str) -> None:
     import time
 
+    from engine.execution.resources import Resources
     from engine.executors.base import StepContext
-    from engine.model import S3Connection
-    from engine.resources import Resources
+    from engine.format.model import S3Connection
 
     (tmp_path / "big.bin").write_bytes(os.urandom(17 * MiB))
     resources = Resources()

@@ -21,10 +21,10 @@ from typing import Any
 import pytest
 
 import engine
+from engine.execution.scheduler import Run
 from engine.executors.base import Effect
 from engine.executors.sql import SqlExecutor, SqlOptions, split_statements
-from engine.expressions import SqlParam, render_sql
-from engine.runner import Run
+from engine.format.expressions import SqlParam, render_sql
 from tests.servers._common import free_port
 from tests.servers.postgres import PostgresServer
 

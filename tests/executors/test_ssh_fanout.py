@@ -20,8 +20,8 @@ from typing import Any
 import pytest
 
 import engine
-from engine import events as ev
-from engine.fanout import batch_sizes, too_many_failures
+from engine.execution import events as ev
+from engine.execution.fanout import batch_sizes, too_many_failures
 from engine.transports.ssh import parse_jumps, parse_ssh_args, settings_for, wrapped
 from tests.servers.sshd import SshHost, write_inventory
 
@@ -428,8 +428,8 @@ def test_interrupt_kills_running_hosts_and_cancels_the_rest(sshd_hosts: list[Ssh
                                                               tmp_path: Path) -> None:
     import threading
 
-    from engine.loader import load
-    from engine.runner import Run
+    from engine.execution.scheduler import Run
+    from engine.format.loader import load
 
     inv = inventory(tmp_path, sshd_hosts, known_hosts_file)
     seconds = f"62.{uuid.uuid4().int % 10_000 + 1:04d}"
@@ -689,6 +689,6 @@ def test_wrapper_reports_pid_then_execs() -> None:
 
 
 def test_importing_fanout_does_not_import_paramiko() -> None:
-    code = "import sys, engine.fanout, engine.transports.ssh; print('paramiko' in sys.modules)"
+    code = "import sys, engine.execution.fanout, engine.transports.ssh; print('paramiko' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

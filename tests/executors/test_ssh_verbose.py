@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from engine import events as ev
+from engine.execution import events as ev
 from tests.servers.sshd import SshHost, write_inventory
 
 

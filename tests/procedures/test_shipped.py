@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from engine import ProcedureError, load
-from engine.yamlsrc import read_file
+from engine.format.yamlsrc import read_file
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from engine.durations import parse_duration
+from engine.format.durations import parse_duration
 
 
 @pytest.mark.parametrize(("value", "seconds"), [

@@ -7,8 +7,8 @@ from graphlib import CycleError
 
 import pytest
 
-from engine import graph
-from engine.model import Step
+from engine.format import graph
+from engine.format.model import Step
 
 
 def steps(spec: dict[str, list[str] | None]) -> list[Step]:

@@ -7,7 +7,7 @@ import math
 import pytest
 
 from engine.errors import ProcedureError
-from engine.yamlsrc import parse_text
+from engine.format.yamlsrc import parse_text
 
 
 def data(text: str) -> object:

@@ -26,8 +26,8 @@ import time
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from engine.durations import Duration
 from engine.executors.base import Effect, Executor, Options, Result, StepContext
+from engine.format.durations import Duration
 
 __all__ = ["RedisExecutor", "RedisOptions", "RespError", "parse_info", "encode_command"]
 __version__ = "0.1.0"
@@ -217,7 +217,7 @@ class RedisExecutor(Executor):
         items = split_command(options.command) if isinstance(options.command, str) else options.command
         if ctx is None:
             return [str(i) for i in items]
-        from engine.expressions import to_text
+        from engine.format.expressions import to_text
 
         return [to_text(ctx.render(i)) if isinstance(i, str) else str(i) for i in items]
 

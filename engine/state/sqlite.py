@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import Problem, ProcedureError
+from ..errors import Problem, ProcedureError
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS locks (name TEXT PRIMARY KEY, run_id TEXT, procedure TEXT, pid INTEGER,

@@ -24,7 +24,7 @@ from typing import Any
 
 import yaml
 
-from .errors import Problem, ProcedureError
+from ..errors import Problem, ProcedureError
 
 try:  # the C parser is several times faster on large files
     from yaml import CSafeLoader as _Loader

@@ -21,7 +21,7 @@ def _validate(argv: list[str]) -> int:
     p.add_argument("--output", choices=("text", "json"), default="text")
     ns = p.parse_args(argv)
     from ..errors import ProcedureError
-    from ..loader import load
+    from ..format.loader import load
 
     report = []
     bad = False
@@ -47,9 +47,9 @@ def _graph(argv: list[str]) -> int:
     p.add_argument("file")
     p.add_argument("--format", choices=("mermaid", "dot"), default="mermaid")
     ns = p.parse_args(argv)
-    from .. import graph
     from ..errors import ProcedureError
-    from ..loader import load
+    from ..format import graph
+    from ..format.loader import load
 
     try:
         proc = load(ns.file)
@@ -66,7 +66,7 @@ def _graph(argv: list[str]) -> int:
 def _schema(argv: list[str]) -> int:
     p = Parser(prog="runproc schema", description="Print the JSON Schema of the procedure format.")
     p.parse_args(argv)
-    from ..schema import json_schema
+    from ..format.schema import json_schema
 
     print(json.dumps(json_schema(), indent=2))
     return 0
@@ -80,7 +80,7 @@ def _list(argv: list[str]) -> int:
     p.add_argument("--output", choices=("text", "json"), default="text")
     ns = p.parse_args(argv)
     from ..errors import ProcedureError
-    from ..loader import load
+    from ..format.loader import load
 
     folder = Path(ns.dir or ("procedures" if Path("procedures").is_dir() else "."))
     if not folder.is_dir():

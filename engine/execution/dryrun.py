@@ -9,19 +9,19 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from . import graph
-from .executors.base import ENVIRONMENT
-from .model import Step
+from ..executors.base import ENVIRONMENT
+from ..format import graph
+from ..format.model import Step
 from .results import StepResult
 
 if TYPE_CHECKING:
-    from .runner import Run
-    from .stepexec import StepRunner
+    from .scheduler import Run
+    from .step import StepRunner
 
 
 def describe_undo(run: Run, stepper: StepRunner, step: Step, sr: StepResult) -> None:
     """A plan shows the undo that stands ready for each step, as a real failure would run it."""
-    from .executors import get_executor
+    from ..executors import get_executor
 
     assert step.rollback is not None and step.rollback.action is not None
     undo = get_executor(step.rollback.action.kind)()
@@ -78,7 +78,7 @@ def planned_upstream(run: Run, step_id: str) -> list[str]:
 def plan_unknown(
     run: Run, stepper: StepRunner, step: Step, sr: StepResult, ns: dict[str, Any], unknown: list[str]
 ) -> None:
-    from .executors import get_executor
+    from ..executors import get_executor
 
     assert step.action is not None
     executor = get_executor(step.action.kind)()
@@ -89,8 +89,8 @@ def plan_unknown(
 
 def changes_things(step: Step) -> bool:
     """Whether a completed step left a change behind (for the "kept" list)."""
-    from .executors import get_executor
-    from .executors.base import Effect
+    from ..executors import get_executor
+    from ..executors.base import Effect
 
     if step.readonly or step.action is None:
         return False

@@ -8,7 +8,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from .errors import Problem, ProcedureError
+from ..errors import Problem, ProcedureError
 from .model import Param, Procedure
 from .suggest import did_you_mean
 

@@ -22,12 +22,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .results import StepResult
+from ..execution.results import StepResult
 
 if TYPE_CHECKING:
-    from .journal import Journal
-    from .model import Procedure
-    from .runner import Run
+    from ..execution.scheduler import Run
+    from ..format.model import Procedure
+    from .sqlite import Journal
 
 INPUTS_VERSION = 1
 # report keys that describe the step, not its executor's result: everything else in a report
@@ -103,8 +103,8 @@ class Recorded:
 
 def load(journal: Journal, ref: str, verb: str, given: dict[str, str], from_file: dict[str, Any]) -> Recorded:
     """The run ``ref`` names (an id or its first characters), or Refused saying why not."""
+    from ..format.loader import load as load_procedure
     from . import plans
-    from .loader import load as load_procedure
 
     report = journal.show(ref)
     if report is None:
@@ -131,7 +131,7 @@ def load(journal: Journal, ref: str, verb: str, given: dict[str, str], from_file
     if changes:
         raise Refused(f"the procedure changed since run {run_id}, so its recorded results may not match "
                       "what the file now says:\n" + "\n".join(f"  {c}" for c in changes))
-    from .errors import ProcedureError
+    from ..errors import ProcedureError
 
     try:
         proc = load_procedure(inputs["path"])
@@ -160,7 +160,7 @@ def load(journal: Journal, ref: str, verb: str, given: dict[str, str], from_file
 def build_run(rec: Recorded, **options: Any) -> Run:
     """A Run of the recorded procedure with the recorded params and options (``options`` adds the
     present command's: state, yes, on_event...)."""
-    from .runner import Run
+    from ..execution.scheduler import Run
 
     opts = rec.inputs["options"]
     return Run(rec.proc, params=rec.values, cli_params=rec.given, no_rollback=bool(opts.get("no_rollback")),
@@ -224,8 +224,8 @@ class UndoPlan:
 
 def undo_plan(rec: Recorded) -> UndoPlan:
     """What ``runproc rollback`` would undo; Refused when it cannot."""
-    from .dryrun import changes_things
-    from .results import FAILED
+    from ..execution.dryrun import changes_things
+    from ..execution.results import FAILED
 
     entries = rec.entries()
     undone = rec.undone()
@@ -258,9 +258,9 @@ def undo_plan(rec: Recorded) -> UndoPlan:
 
 def roll_back(rec: Recorded, plan: UndoPlan, run: Run) -> tuple[dict[str, Any], int]:
     """Run the undos of ``plan`` in ``run``; record and return (the report, exit code)."""
-    from . import rollback
-    from .results import RunResult
-    from .stepexec import StepRunner
+    from ..execution import saga as rollback
+    from ..execution.results import RunResult
+    from ..execution.step import StepRunner
 
     t0 = time.monotonic()
     entries = rec.entries()

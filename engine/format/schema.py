@@ -11,7 +11,7 @@ from typing import Any
 
 from pydantic.json_schema import GenerateJsonSchema
 
-from . import executors
+from .. import executors
 from .model import CONNECTION_KINDS, Body, Check, Procedure, Step
 
 SCHEMA_ID = "https://runproc.dev/schema/procedure-v1.json"

@@ -24,16 +24,19 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from . import dryrun, graph, rollback
+from ..errors import Problem, ProcedureError
+from ..format import expressions as ex
+from ..format import graph
+from ..format.credentials import connection_secrets
+from ..format.model import Procedure, Step
+from ..format.params import resolve_params, resolve_secrets
+from . import dryrun
 from . import events as ev
-from . import expressions as ex
-from .errors import Problem, ProcedureError
-from .model import Procedure, Step
-from .params import resolve_params, resolve_secrets
+from . import saga as rollback
 from .resources import Resources
 from .results import DONE, FAILED, RunResult, StepResult
-from .stepexec import StepRunner, now_iso
-from .taint import Taint, connection_secrets
+from .step import StepRunner, now_iso
+from .taint import Taint
 
 DEFAULT_CONCURRENCY_CAP = 16
 
@@ -111,7 +114,7 @@ class Run:
         self.not_undone: list[str] = []
         # resolved before anything runs; ProcedureError (exit 2) on bad input
         if state is not None:
-            from .journal import state_path
+            from ..state.sqlite import state_path
 
             state_path(state)  # a malformed --state is invalid input (exit 2), found before anything runs
         self.params = resolve_params(proc, cli_params, params)
@@ -147,7 +150,7 @@ class Run:
     def log_dir(self) -> Path:
         """Where full outputs are spooled: ``--report-dir``'s, else next to the state database."""
         if self._log_dir is None:
-            from .journal import default_state_url, state_path
+            from ..state.sqlite import default_state_url, state_path
 
             base = state_path(self.state_url or default_state_url()).parent
             self._log_dir = base / "logs" / self.run_id
@@ -270,7 +273,7 @@ class Run:
         for step in self.proc.on_failure:
             self.results[step.id] = StepResult(step.id, phase="on_failure")
         if self.completed:
-            from .replay import recorded_result
+            from ..state.replay import recorded_result
 
             for i, (sid, entry) in enumerate(self.completed.items()):
                 # before any step of this run, in their old order: a rollback undoes them last
@@ -323,7 +326,7 @@ class Run:
 
     def _journal(self) -> Any:
         if self._journal_obj is None:
-            from .journal import open_journal
+            from ..state.sqlite import open_journal
 
             self._journal_obj = open_journal(self.state_url)
         return self._journal_obj
@@ -332,7 +335,7 @@ class Run:
         """(refusal, taken). A dry run only looks: it warns where a real run would be refused."""
         import sqlite3
 
-        from .journal import user_name
+        from ..state.sqlite import user_name
 
         name = self.proc.lock or ""
         try:
@@ -368,7 +371,7 @@ class Run:
     def _check_window(self) -> str | None:
         if not self.proc.window:
             return None
-        from .window import parse_window
+        from ..format.window import parse_window
 
         window = parse_window(self.proc.window)
         if window.contains(datetime.now(UTC)):
@@ -526,7 +529,7 @@ class Run:
             sr.status = "planned"
             sr.notes.append(f"unknown until the run: {exc.unknown.label}")
             if sr.description is None and step.action is not None:
-                from .executors import get_executor
+                from ..executors import get_executor
 
                 executor = get_executor(step.action.kind)()
                 sr.description = stepper.describe(executor, step.action.options,
@@ -619,7 +622,7 @@ class Run:
 
     def run_child(self, file: str, params: dict[str, Any], *, dry_run: bool = False, parent_step: str | None = None,
                   cancel: threading.Event | None = None) -> RunResult:
-        from .loader import load
+        from ..format.loader import load
 
         path = Path(file)
         if not path.is_absolute():
@@ -658,8 +661,8 @@ class Run:
         ids = [s.id for s in self.proc.steps]
         unknown = [o for o in self.only if o not in ids]
         if unknown:
-            from .errors import Problem
-            from .suggest import did_you_mean
+            from ..errors import Problem
+            from ..format.suggest import did_you_mean
 
             raise ProcedureError([Problem("--only", 0, 0, f"unknown step {o!r}{did_you_mean(o, ids)}")
                                   for o in sorted(unknown)])
@@ -680,7 +683,7 @@ class Run:
 def run(procedure: Procedure | str | Path, params: dict[str, Any] | None = None, **options: Any) -> RunResult:
     """Run (or with ``dry_run=True`` plan) a procedure; see ``Run`` for the options."""
     if not isinstance(procedure, Procedure):
-        from .loader import load
+        from ..format.loader import load
 
         procedure = load(procedure)
     return Run(procedure, params=params, **options).execute()

@@ -26,7 +26,7 @@ class _Masking(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         text = super().format(record)
-        expressions = sys.modules.get("engine.expressions")
+        expressions = sys.modules.get("engine.format.expressions")
         return expressions.redact_everywhere(text) if expressions is not None else text
 
 

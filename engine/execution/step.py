@@ -10,19 +10,19 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from . import expressions as ex
-from .errors import RunprocError
+from ..errors import RunprocError
+from ..executors import get_executor
+from ..executors.base import ASSERTION, ENVIRONMENT, Effect, Executor, Result, StepContext, environment_error
+from ..executors.confirm import Refusal
+from ..format import expressions as ex
 from .events import Note
-from .executors import get_executor
-from .executors.base import ASSERTION, ENVIRONMENT, Effect, Executor, Result, StepContext, environment_error
-from .executors.confirm import Refusal
 from .results import StepResult
 
 if TYPE_CHECKING:
     import threading
 
-    from .model import Body, Check, Step
-    from .runner import Run
+    from ..format.model import Body, Check, Step
+    from .scheduler import Run
 
 
 def now_iso() -> str:
@@ -306,7 +306,7 @@ def _render_shell(template: str, ns: dict[str, Any]) -> str:
     """A command template as a plan shows it: each value as text where it stands (shell.py)."""
     if not ex.is_template(template):
         return template
-    from .executors.shell import QUOTER, quote_in, shell_template
+    from ..executors.shell import QUOTER, quote_in, shell_template
 
     rewritten = shell_template(template)
     try:
@@ -321,7 +321,7 @@ def _render_shell_exec(template: str, ns: dict[str, Any]) -> tuple[str, dict[str
     """A command template as it runs: values referenced as environment variables, and their values."""
     if not ex.is_template(template):
         return template, {}
-    from .executors.shell import bind_values, unbind_values
+    from ..executors.shell import bind_values, unbind_values
 
     token, values = bind_values()
     try:

@@ -7,7 +7,7 @@ the traceback); 130 interrupted; 141 a listing command's reader went away
 so ``runproc --version`` costs little more than starting Python.
 
 This module is the entry point and the run path (``runproc FILE``); the other commands live in
-``engine.commands`` (one module per group) and are imported only when named, which is what
+``engine.cli`` (one module per group) and are imported only when named, which is what
 keeps ``--version`` and ``validate`` from paying for the rest.
 """
 
@@ -22,8 +22,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from . import __version__
-from .commands.common import (
+from .. import __version__
+from ..errors import ProcedureError
+from .common import (
     EXIT_BROKEN_PIPE,
     EXIT_INTERNAL,
     EXIT_INVALID,
@@ -36,12 +37,11 @@ from .commands.common import (
     print_problems,
     silence_stdout,
 )
-from .errors import ProcedureError
 
 SUBCOMMANDS = ("validate", "graph", "schema", "list", "inventory", "runs", "show")
 # commands that run something (not listings: their output is a run's, not a reader's)
 RUN_COMMANDS = ("apply", "resume", "rollback")
-# the engine.commands module of each command: imported on use, so a command pays only for its own
+# the engine.cli module of each command: imported on use, so a command pays only for its own
 _COMMAND_MODULES = {"validate": "inspect", "graph": "inspect", "schema": "inspect", "list": "inspect",
                     "inventory": "inspect", "runs": "history", "show": "history", "apply": "plan",
                     "resume": "replay", "rollback": "replay"}
@@ -165,7 +165,7 @@ def _unknown_command(word: str) -> int:
 
 def _command(name: str) -> Callable[[list[str]], int]:
     """The function of command ``name``, its module imported now and not at startup."""
-    module = importlib.import_module(f".commands.{_COMMAND_MODULES[name]}", __package__)
+    module = importlib.import_module(f".{_COMMAND_MODULES[name]}", __package__)
     command: Callable[[list[str]], int] = module.COMMANDS[name]
     return command
 
@@ -175,9 +175,9 @@ def _command(name: str) -> Callable[[list[str]], int]:
 
 def _run(ns: argparse.Namespace) -> int:
     """``runproc FILE``: load the procedure and its params, then execute (or plan) it."""
-    from .errors import ProcedureError
-    from .loader import load
-    from .params import parse_cli_params, read_params_file
+    from ..errors import ProcedureError
+    from ..format.loader import load
+    from ..format.params import parse_cli_params, read_params_file
 
     if ns.offline:
         ns.dry_run = True
@@ -211,7 +211,7 @@ def _save_plan_problem(ns: argparse.Namespace) -> str | None:
 
 def _check_run_options(ns: argparse.Namespace) -> None:
     """Options that would only fail after steps ran are invalid input now (exit 2)."""
-    from .errors import Problem, ProcedureError
+    from ..errors import Problem, ProcedureError
 
     problems = []
     if ns.forks is not None and ns.forks < 1:
@@ -222,8 +222,8 @@ def _check_run_options(ns: argparse.Namespace) -> None:
         except OSError as exc:
             problems.append(Problem("--report-dir", 0, 0, f"cannot create {ns.report_dir}: {exc.strerror}"))
     if ns.limit:
-        from .inventory import InventoryError
-        from .inventory.patterns import check_pattern
+        from ..inventory import InventoryError
+        from ..inventory.patterns import check_pattern
 
         try:
             check_pattern(ns.limit)
@@ -234,7 +234,7 @@ def _check_run_options(ns: argparse.Namespace) -> None:
 
 
 def _execute(proc: Any, ns: argparse.Namespace, cli_params: dict[str, str], file_params: Any) -> int:
-    from .runner import Run
+    from ..execution.scheduler import Run
 
     _check_run_options(ns)
     sink, ask, stop = console_sink(ns)
@@ -248,7 +248,7 @@ def _execute(proc: Any, ns: argparse.Namespace, cli_params: dict[str, str], file
         capture_inputs(run, ns.inventory)
     fingerprint: Any = None
     if ns.save_plan is not None:
-        from . import plans
+        from ..state import plans
 
         # hashed now, before the dry run, as close as can be to when the procedure was read
         inventory = str(Path(ns.inventory).resolve()) if ns.inventory else None
@@ -262,7 +262,7 @@ def _execute(proc: Any, ns: argparse.Namespace, cli_params: dict[str, str], file
 def _save_plan(run: Any, result: Any, path: str, inventory: str | None, files: dict[str, Any],
                warnings: list[str]) -> int:
     """Write the plan of a clean dry run; 0, or exit 2 when it cannot be written."""
-    from . import plans
+    from ..state import plans
 
     if result.exit_code != 0:
         # a plan that failed or was refused is not a plan anyone should apply

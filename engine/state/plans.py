@@ -24,9 +24,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .model import Body, Procedure, Step
-    from .results import RunResult, StepResult
-    from .runner import Run
+    from ..execution.results import RunResult, StepResult
+    from ..execution.scheduler import Run
+    from ..format.model import Body, Procedure, Step
 
 PLAN_FORMAT = "runproc-plan"
 PLAN_VERSION = 1
@@ -127,7 +127,7 @@ def _bodies(proc: Procedure) -> Iterator[tuple[str, Body]]:
 
 def child_file(body: Body, workdir: Path) -> Path | None:
     """A ``procedure:`` body's file, when it is written literally (a template is known only at run time)."""
-    from .expressions import is_template
+    from ..format.expressions import is_template
 
     if body.action is None or body.action.kind != "procedure":
         return None
@@ -147,9 +147,9 @@ def fingerprint(proc: Procedure, inventory: str | None, namespace: Mapping[str, 
     template (the top procedure's params, vars and env). Warnings name what could not be
     fingerprinted (a templated child file or child inventory).
     """
-    from . import expressions as ex
-    from .errors import ProcedureError
-    from .loader import load
+    from ..errors import ProcedureError
+    from ..format import expressions as ex
+    from ..format.loader import load
 
     files: dict[str, dict[str, Any]] = {}
     warnings: list[str] = []
@@ -390,8 +390,8 @@ def _child_proc(step: Step | None, proc: Procedure | None) -> Procedure | None:
     path = child_file(step, proc.workdir)
     if path is None:
         return None
-    from .errors import ProcedureError
-    from .loader import load
+    from ..errors import ProcedureError
+    from ..format.loader import load
 
     try:
         return load(path)
@@ -426,8 +426,8 @@ def expected_actions(plan: Mapping[str, Any]) -> dict[str, str | None]:
 def build(run: Run, result: RunResult, *, inventory: str | None, files: dict[str, dict[str, Any]],
           warnings: list[str], cwd: str) -> dict[str, Any]:
     """The plan document for a finished dry run (``result``) of ``run``."""
-    from .journal import user_name
-    from .stepexec import now_iso
+    from ..execution.step import now_iso
+    from .sqlite import user_name
 
     proc = run.proc
     params: dict[str, Any] = {}
@@ -457,7 +457,7 @@ def build(run: Run, result: RunResult, *, inventory: str | None, files: dict[str
 
 
 def _version() -> str:
-    from . import __version__
+    from .. import __version__
 
     return __version__
 

@@ -17,7 +17,7 @@ def _runs(argv: list[str]) -> int:
     p.add_argument("--output", choices=("text", "json"), default="text")
     p.add_argument("-n", type=int, default=50, metavar="N", help="show the N newest runs (default 50)")
     ns = p.parse_args(argv)
-    from ..journal import open_journal
+    from ..state.sqlite import open_journal
 
     runs = open_journal(ns.state).runs(ns.n)
     if ns.output == "json":
@@ -39,7 +39,7 @@ def _show(argv: list[str]) -> int:
                    help="text: status, each step, root cause, what was not undone; json: the whole report "
                         "(default: text on a terminal, json when piped)")
     ns = p.parse_args(argv)
-    from ..journal import open_journal
+    from ..state.sqlite import open_journal
 
     report = open_journal(ns.state).show(ns.run)
     if report is None:
@@ -48,7 +48,7 @@ def _show(argv: list[str]) -> int:
     if (ns.output or ("text" if is_tty(sys.stdout) else "json")) == "json":
         print(json.dumps(report, indent=2))
     else:
-        from ..console import show_report
+        from ..ui.console import show_report
 
         show_report(report)
     return 0

@@ -40,10 +40,10 @@ def _apply_parser() -> argparse.ArgumentParser:
 
 def _apply(argv: list[str]) -> int:
     ns = _apply_parser().parse_args(argv)
-    from .. import plans
     from ..errors import ProcedureError
-    from ..loader import load
-    from ..params import parse_cli_params, read_params_file
+    from ..format.loader import load
+    from ..format.params import parse_cli_params, read_params_file
+    from ..state import plans
 
     try:
         plan = plans.read(ns.plan)
@@ -68,7 +68,7 @@ def _apply(argv: list[str]) -> int:
         values.update(from_file)
         state = absolute_state(ns.state)
         sink, ask, stop = console_sink(ns)
-        from ..runner import Run
+        from ..execution.scheduler import Run
 
         run = Run(proc, params=values, cli_params=given, yes=ns.yes, no_rollback=bool(options.get("no_rollback")),
                   only=options.get("only") or [], limit=options.get("limit"), inventory=options.get("inventory"),
@@ -133,7 +133,7 @@ def _apply_params_problem(plan: dict[str, Any], proc: Any, given: set[str]) -> s
 
 def _refuse_apply(ns: argparse.Namespace, plan: dict[str, Any], changes: list[Any]) -> int:
     """Exit 3 before anything ran, naming every difference (as text, or as the one JSON document)."""
-    from ..stepexec import now_iso
+    from ..execution.step import now_iso
 
     proc = plan["procedure"]
     error = f"the plan no longer matches: {len(changes)} difference(s) since it was saved"

@@ -5,15 +5,15 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING
 
+from ..format import expressions as ex
+from ..format.model import Step
 from . import events as ev
-from . import expressions as ex
 from .dryrun import changes_things
-from .model import Step
 from .results import FAILED, StepResult
-from .stepexec import StepRunner, now_iso
+from .step import StepRunner, now_iso
 
 if TYPE_CHECKING:
-    from .runner import Run
+    from .scheduler import Run
 
 
 def to_undo(run: Run) -> list[StepResult]:

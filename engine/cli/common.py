@@ -45,11 +45,11 @@ def console_sink(ns: argparse.Namespace) -> tuple[Any, Any, list[Any]]:
     """(event consumer, confirm asker or None, the list the asker watches for a stop event)."""
     sink: Any
     if ns.output == "text":
-        from ..console import ConsoleView
+        from ..ui.console import ConsoleView
 
         sink = ConsoleView(verbose=ns.verbose)
     else:
-        from ..console import NoticeSink
+        from ..ui.console import NoticeSink
 
         sink = NoticeSink()  # stdout carries the JSON document alone
     stop: list[Any] = []
@@ -64,7 +64,7 @@ def drive(run: Any, ns: argparse.Namespace) -> Any:
     def on_signal(signum: int, frame: Any) -> None:
         run.interrupt()  # sets events and emits; the main thread only waits (see Run.execute)
 
-    from ..logs import route_library_logs, write_library_log
+    from ..ui.logs import route_library_logs, write_library_log
 
     route_library_logs(verbose=bool(getattr(ns, "verbose", False)))  # no library noise on the terminal
     # SIGHUP too: a closed terminal or ssh session must not leave a change half done
@@ -75,7 +75,7 @@ def drive(run: Any, ns: argparse.Namespace) -> Any:
         for s, handler in previous.items():
             signal.signal(s, handler)
     if ns.report_dir:
-        from ..report import write_bundle
+        from ..ui.report import write_bundle
 
         try:
             write_bundle(result, ns.report_dir)
@@ -83,7 +83,7 @@ def drive(run: Any, ns: argparse.Namespace) -> Any:
         except OSError as exc:  # the run is over: its outcome, not the report's, is the exit code
             print(f"runproc: could not write the report to {ns.report_dir}: {exc}", file=sys.stderr)
     if ns.output == "json":
-        from ..report import to_json_text
+        from ..ui.report import to_json_text
 
         try:
             sys.stdout.write(to_json_text(result) + "\n")
@@ -95,7 +95,7 @@ def drive(run: Any, ns: argparse.Namespace) -> Any:
 
 def capture_inputs(run: Any, inventory: str | None, cwd: str | None = None) -> None:
     """Record with a real run what `runproc resume/rollback RUN` will need (engine/replay.py)."""
-    from .. import replay
+    from ..state import replay
 
     inventory = str(Path(inventory).resolve()) if inventory else None
     try:
@@ -107,7 +107,7 @@ def capture_inputs(run: Any, inventory: str | None, cwd: str | None = None) -> N
 def absolute_state(url: str | None) -> str:
     """The state URL with an absolute path: apply may change directory before it is opened."""
     from ..errors import ProcedureError
-    from ..journal import default_state_url, state_path
+    from ..state.sqlite import default_state_url, state_path
 
     url = url or default_state_url()
     try:
@@ -172,7 +172,7 @@ def crashed(exc: BaseException) -> int:
     import traceback
 
     text = "".join(traceback.format_exception(exc))
-    expressions = sys.modules.get("engine.expressions")
+    expressions = sys.modules.get("engine.format.expressions")
     if expressions is not None:
         text = expressions.redact_everywhere(text)
     stamp = time.strftime("%Y%m%d-%H%M%S")

@@ -31,18 +31,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..errors import Problem, ProcedureError
+from ..executors.base import environment_error
+from ..format import expressions as ex
 from . import events as ev
-from . import expressions as ex
-from .errors import Problem, ProcedureError
-from .executors.base import environment_error
 from .results import FAILED, StepResult
-from .stepexec import error_text, now_iso
+from .step import error_text, now_iso
 
 if TYPE_CHECKING:
-    from .inventory import Host, Inventory
-    from .model import Step
-    from .runner import Run
-    from .stepexec import StepRunner
+    from ..format.model import Step
+    from ..inventory import Host, Inventory
+    from .scheduler import Run
+    from .step import StepRunner
 
 DEFAULT_FORKS = 20
 
@@ -94,7 +94,7 @@ def _problem(run: Run, step: Step, key: str, message: str) -> ProcedureError:
 
 def load_run_inventory(run: Run, step: Step) -> Inventory:
     """``-i`` (relative to the current directory), else the procedure's ``inventory:`` (to its file)."""
-    from .inventory import InventoryError, load_inventory
+    from ..inventory import InventoryError, load_inventory
 
     if run.inventory_path:
         path = Path(run.inventory_path)
@@ -118,7 +118,7 @@ def load_run_inventory(run: Run, step: Step) -> Inventory:
 
 def select_hosts(run: Run, step: Step) -> list[Host]:
     """The hosts ``step.on`` targets, narrowed by ``--limit``; see the module docstring for empties."""
-    from .inventory import InventoryError
+    from ..inventory import InventoryError
 
     assert step.on is not None
     inventory = load_run_inventory(run, step)
@@ -147,7 +147,7 @@ def select_hosts(run: Run, step: Step) -> list[Host]:
         hosts.note = f"no host matches the optional pattern {pattern!r}"
     elif not selected:
         hosts.note = f"--limit {run.limit!r} leaves none of the {len(matched)} host(s) of {pattern!r}"
-    from .transports.ssh import SECRET_VARS
+    from ..transports.ssh import SECRET_VARS
 
     for host in hosts:  # an inventory password must never appear in output or the journal
         for name in SECRET_VARS:
@@ -157,7 +157,7 @@ def select_hosts(run: Run, step: Step) -> list[Host]:
 
 
 def _targets(run: Run, hosts: list[Host]) -> list[Target]:
-    from .transports.ssh import host_transport
+    from ..transports.ssh import host_transport
 
     def notify(text: str) -> None:
         run.emit(ev.Note("warning", run.redactor(text)))
@@ -307,7 +307,7 @@ def _failed_upstream(run: Run, step: Step) -> dict[str, str]:
               for sid, res in run.results.items() if res.hosts and sid != step.id}
     if not any(failed.values()) or step not in run.proc.steps:
         return {}  # finally/on_failure cleanups still reach every host
-    from . import graph
+    from ..format import graph
 
     dag = graph.build(run.proc.steps)
     out: dict[str, str] = {}

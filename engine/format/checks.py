@@ -8,9 +8,9 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from ..errors import Problem
 from . import expressions as ex
 from . import graph
-from .errors import Problem
 from .model import Body, Check, Procedure, Step
 from .suggest import did_you_mean
 from .window import WindowError, parse_window
@@ -101,7 +101,7 @@ def _check_needs(section: str, steps: list[Step], main_ids: set[str], source: So
 
 
 def _check_connections(proc: Procedure, source: Source, lenience: Lenience) -> list[Problem]:
-    from . import executors
+    from .. import executors
 
     out: list[Problem] = []
     for path, body in _bodies(proc):
@@ -174,7 +174,7 @@ def _strings(value: Any, path: Path_) -> Iterator[tuple[Path_, str]]:
 
 def body_sources(body: Body, path: Path_) -> Iterator[tuple[Path_, str, bool, bool]]:
     """(path, text, is_expression, uses_result) for every expression and template in a body."""
-    from . import executors
+    from .. import executors
 
     if body.name and ex.is_template(body.name):
         yield (*path, "name"), body.name, False, False

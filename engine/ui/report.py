@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from .results import RunResult
+from ..execution.results import RunResult
 
 
 def to_json_text(result: RunResult) -> str:

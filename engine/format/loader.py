@@ -15,8 +15,8 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from . import executors
-from .errors import ExecutorError, Problem, ProcedureError
+from .. import executors
+from ..errors import ExecutorError, Problem, ProcedureError
 from .model import CONNECTION_KINDS, Action, Body, Check, Procedure, Step
 from .suggest import did_you_mean
 from .yamlsrc import Path_, Source, read_file

@@ -118,14 +118,14 @@ def _refuse_unknown(value: Any) -> None:
         raise UnknownValueError(value)
 
 
-# Set while engine.taint renders a template twice: every value a template emits is recorded,
+# Set while engine.execution.taint renders a template twice: every value a template emits is recorded,
 # so that the values that differ between the real and the shadow rendering can be masked.
 _emitted: contextvars.ContextVar[list[Any] | None] = contextvars.ContextVar("emitted", default=None)
 
 
 @contextlib.contextmanager
 def emitted() -> Iterator[list[Any]]:
-    """Record every value emitted by renders inside the block (see ``engine.taint``)."""
+    """Record every value emitted by renders inside the block (see ``engine.execution.taint``)."""
     values: list[Any] = []
     token = _emitted.set(values)
     try:
@@ -512,7 +512,7 @@ def encodings(text: str) -> set[str]:
     return {f for f in forms if len(f) >= 3}
 
 
-# every Redactor of this process, for the last-resort crash report (engine.commands.common.crashed)
+# every Redactor of this process, for the last-resort crash report (engine.cli.common.crashed)
 _REDACTORS: weakref.WeakSet[Redactor] = weakref.WeakSet()
 
 

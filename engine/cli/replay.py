@@ -41,9 +41,9 @@ def _replay_parser(verb: str, description: str) -> argparse.ArgumentParser:
 
 def _replay_load(verb: str, ns: argparse.Namespace, journal: Any) -> Any:
     """The recorded run, checked; replay.Refused (with its exit code) when it cannot be replayed."""
-    from .. import replay
     from ..errors import ProcedureError
-    from ..params import parse_cli_params, read_params_file
+    from ..format.params import parse_cli_params, read_params_file
+    from ..state import replay
 
     try:
         given = parse_cli_params(ns.param)
@@ -64,8 +64,8 @@ def _refuse_replay(verb: str, ns: argparse.Namespace, exc: Any) -> int:
 
 def _load_decided(verb: str, ns: argparse.Namespace, decide: Callable[[Any], Any]) -> tuple[Any, Any] | int:
     """The recorded run and what ``decide`` makes of it, or the exit code of a refusal."""
-    from .. import replay
-    from ..journal import open_journal
+    from ..state import replay
+    from ..state.sqlite import open_journal
 
     journal = open_journal(ns.state)
     try:
@@ -82,8 +82,8 @@ def _rollback(argv: list[str]) -> int:
                                     "was not undone yet, most recent first, with the recorded results as "
                                     "steps.<id>. Refused (exit 3) if the procedure changed since the run. "
                                     "Exit 0 all undone, 4 an undo failed.").parse_args(argv)
-    from .. import replay
     from ..errors import ProcedureError
+    from ..state import replay
 
     ns.state = absolute_state(ns.state)
     loaded = _load_decided("rollback", ns, replay.undo_plan)
@@ -158,8 +158,8 @@ def _resume(argv: list[str]) -> int:
     p.add_argument("--report-dir", help="write report.json, junit.xml and step logs here")
     p.add_argument("-v", "--verbose", action="store_true", help="show step output as it arrives")
     ns = p.parse_args(argv)
-    from .. import replay
     from ..errors import ProcedureError
+    from ..state import replay
 
     ns.state = absolute_state(ns.state)
     if ns.report_dir:

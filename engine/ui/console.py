@@ -20,9 +20,9 @@ import threading
 import time
 from typing import IO, Any
 
-from . import events as ev
-from .durations import format_duration
-from .results import RunResult, StepResult
+from ..execution import events as ev
+from ..execution.results import RunResult, StepResult
+from ..format.durations import format_duration
 
 ICONS = {"ok": "✔", "failed": "✖", "timed_out": "⏱", "skipped": "↷", "planned": "○", "cancelled": "⊘",
          "rolled_back": "↺", "rollback_failed": "‼", "running": "…", "pending": " ", "rolling back": "↺"}

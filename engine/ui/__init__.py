@@ -1,0 +1,1 @@
+"""Listeners of the event stream: the console and the report directory."""
