@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -19,23 +23,37 @@ PLUGIN = ROOT / "examples" / "redis-executor"
 def plugin_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     """The plugin installed as a user would (``pip install``), into a folder of its own.
 
-    Never into the environment that runs the tests: the runproc processes the tests start see
-    it through PYTHONPATH, where importlib.metadata finds its entry point.
+    Built from a copy (the build leaves metadata beside the sources) and never installed into
+    the environment that runs the tests: the runproc processes the tests start see it through
+    PYTHONPATH, where importlib.metadata finds its entry point. This process never does.
     """
+    source = tmp_path_factory.mktemp("plugin-src") / "redis-executor"
+    shutil.copytree(PLUGIN, source, ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"))
     target = tmp_path_factory.mktemp("plugin-site")
     out = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--disable-pip-version-check",
-                          "--no-deps", "--no-index", "--no-build-isolation", "--target", str(target), str(PLUGIN)],
+                          "--no-deps", "--no-index", "--no-build-isolation", "--target", str(target), str(source)],
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     assert list(target.glob("runproc_redis-*.dist-info")), "pip installed no distribution metadata"
-    if str(PLUGIN) not in sys.path:  # the tests import the plugin's fake server from its source
-        sys.path.insert(0, str(PLUGIN))
     return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(target), os.environ.get("PYTHONPATH")]))}
 
 
-def test_a_redis_step_runs_through_the_cli(plugin_env: dict[str, str], tmp_path: Path) -> None:
-    from runproc_redis.fake import FakeRedis
+def _fake_redis() -> Any:
+    """The plugin's test server, loaded from its sources without putting them on sys.path (where
+    importlib.metadata would find the plugin's metadata and this process would see its entry point)."""
+    if "runproc_redis.fake" not in sys.modules:
+        package = PLUGIN / "runproc_redis"
+        spec = importlib.util.spec_from_file_location("runproc_redis", package / "__init__.py",
+                                                      submodule_search_locations=[str(package)])
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules["runproc_redis"] = module
+        spec.loader.exec_module(module)
+    return importlib.import_module("runproc_redis.fake").FakeRedis
 
+
+def test_a_redis_step_runs_through_the_cli(plugin_env: dict[str, str], tmp_path: Path) -> None:
+    FakeRedis = _fake_redis()  # noqa: N806 - a class
     proc = tmp_path / "cache.yml"
     proc.write_text(textwrap.dedent("""\
         procedure: cache-check
