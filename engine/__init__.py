@@ -19,8 +19,8 @@ __all__ = ["Executor", "Procedure", "ProcedureError", "RunResult", "StepResult",
            "run", "__version__"]
 
 _LAZY = {
-    "load": "engine.format.loader",
-    "run": "engine.execution.scheduler",
+    "load": "engine.api",
+    "run": "engine.api",
     "Procedure": "engine.format.model",
     "RunResult": "engine.execution.results",
     "StepResult": "engine.execution.results",
@@ -30,12 +30,11 @@ _LAZY = {
 }
 
 if TYPE_CHECKING:
+    from .api import load, run
     from .errors import ProcedureError
     from .execution.results import RunResult, StepResult
-    from .execution.scheduler import run
     from .executors import register_executor
     from .executors.base import Executor
-    from .format.loader import load
     from .format.model import Procedure
 
 

@@ -30,7 +30,6 @@ from .common import (
     EXIT_INVALID,
     Parser,
     UsageError,
-    capture_inputs,
     console_sink,
     crashed,
     drive,
@@ -209,43 +208,23 @@ def _save_plan_problem(ns: argparse.Namespace) -> str | None:
     return None
 
 
-def _check_run_options(ns: argparse.Namespace) -> None:
-    """Options that would only fail after steps ran are invalid input now (exit 2)."""
-    from ..errors import Problem, ProcedureError
+def _options(ns: argparse.Namespace) -> Any:
+    """The command line's choices as one RunOptions: checked now (exit 2), before anything runs."""
+    from ..execution.options import RunOptions
 
-    problems = []
-    if ns.forks is not None and ns.forks < 1:
-        problems.append(Problem("--forks", 0, 0, f"must be at least 1, got {ns.forks}"))
-    if ns.report_dir:
-        try:
-            Path(ns.report_dir).mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            problems.append(Problem("--report-dir", 0, 0, f"cannot create {ns.report_dir}: {exc.strerror}"))
-    if ns.limit:
-        from ..inventory import InventoryError
-        from ..inventory.patterns import check_pattern
-
-        try:
-            check_pattern(ns.limit)
-        except InventoryError as exc:
-            problems.append(Problem("--limit", 0, 0, str(exc)))
-    if problems:
-        raise ProcedureError(problems)
+    return RunOptions(dry_run=ns.dry_run, offline=ns.offline, yes=ns.yes, no_rollback=ns.no_rollback,
+                      only=tuple(ns.only or ()), limit=ns.limit, inventory=ns.inventory, state=ns.state,
+                      ignore_window=ns.ignore_window, report_dir=ns.report_dir, forks=ns.forks,
+                      accept_new_hosts=ns.accept_new_hosts, known_hosts=ns.known_hosts)
 
 
 def _execute(proc: Any, ns: argparse.Namespace, cli_params: dict[str, str], file_params: Any) -> int:
-    from ..execution.scheduler import Run
+    from .. import api
 
-    _check_run_options(ns)
+    options = _options(ns)
     sink, ask, stop = console_sink(ns)
-    run = Run(proc, params=file_params, cli_params=cli_params, dry_run=ns.dry_run, offline=ns.offline,
-              yes=ns.yes, no_rollback=ns.no_rollback, only=ns.only, limit=ns.limit, inventory=ns.inventory,
-              state=ns.state, ignore_window=ns.ignore_window, on_event=sink, ask=ask,
-              log_dir=Path(ns.report_dir) / "logs" if ns.report_dir else None, forks=ns.forks,
-              accept_new_hosts=ns.accept_new_hosts, known_hosts=ns.known_hosts)
+    run = api.prepare(proc, file_params, cli_params=cli_params, options=options, on_event=sink, ask=ask)
     stop.append(run.stop)
-    if not run.dry_run:
-        capture_inputs(run, ns.inventory)
     fingerprint: Any = None
     if ns.save_plan is not None:
         from ..state import plans

@@ -58,22 +58,12 @@ def console_sink(ns: argparse.Namespace) -> tuple[Any, Any, list[Any]]:
 
 
 def drive(run: Any, ns: argparse.Namespace) -> Any:
-    """Execute a built run with the signals routed to it; write the report and the JSON."""
-    import signal
-
-    def on_signal(signum: int, frame: Any) -> None:
-        run.interrupt()  # sets events and emits; the main thread only waits (see Run.execute)
-
+    """Execute a prepared run with the signals routed to it; write the report and the JSON."""
+    from .. import api
     from ..ui.logs import route_library_logs, write_library_log
 
     route_library_logs(verbose=bool(getattr(ns, "verbose", False)))  # no library noise on the terminal
-    # SIGHUP too: a closed terminal or ssh session must not leave a change half done
-    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
-    try:
-        result = run.execute()
-    finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)
+    result = api.execute(run, handle_signals=True)
     if ns.report_dir:
         from ..ui.report import write_bundle
 
@@ -91,17 +81,6 @@ def drive(run: Any, ns: argparse.Namespace) -> Any:
         except OSError:
             silence_stdout()
     return result
-
-
-def capture_inputs(run: Any, inventory: str | None, cwd: str | None = None) -> None:
-    """Record with a real run what `runproc resume/rollback RUN` will need (engine/replay.py)."""
-    from ..state import replay
-
-    inventory = str(Path(inventory).resolve()) if inventory else None
-    try:
-        run.journal_inputs = replay.capture(run, inventory, cwd or os.getcwd())
-    except Exception as exc:  # noqa: BLE001 - the run itself must not fail for its history
-        print(f"runproc: warning: run inputs not recorded (resume/rollback will refuse it): {exc}", file=sys.stderr)
 
 
 def absolute_state(url: str | None) -> str:

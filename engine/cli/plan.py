@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .common import EXIT_INVALID, Parser, absolute_state, capture_inputs, console_sink, drive, print_problems
+from .common import EXIT_INVALID, Parser, absolute_state, console_sink, drive, print_problems
 
 
 def _apply_parser() -> argparse.ArgumentParser:
@@ -68,16 +68,17 @@ def _apply(argv: list[str]) -> int:
         values.update(from_file)
         state = absolute_state(ns.state)
         sink, ask, stop = console_sink(ns)
-        from ..execution.scheduler import Run
+        from .. import api
+        from ..execution.options import RunOptions
 
-        run = Run(proc, params=values, cli_params=given, yes=ns.yes, no_rollback=bool(options.get("no_rollback")),
-                  only=options.get("only") or [], limit=options.get("limit"), inventory=options.get("inventory"),
-                  state=state, ignore_window=ns.ignore_window, on_event=sink, ask=ask,
-                  log_dir=Path(ns.report_dir).resolve() / "logs" if ns.report_dir else None,
-                  forks=options.get("forks"), accept_new_hosts=ns.accept_new_hosts, known_hosts=ns.known_hosts,
-                  expected_actions=plans.expected_actions(plan))
+        chosen = RunOptions(yes=ns.yes, no_rollback=bool(options.get("no_rollback")),
+                            only=tuple(options.get("only") or ()), limit=options.get("limit"),
+                            inventory=options.get("inventory"), state=state, ignore_window=ns.ignore_window,
+                            report_dir=str(Path(ns.report_dir).resolve()) if ns.report_dir else None,
+                            forks=options.get("forks"), accept_new_hosts=ns.accept_new_hosts,
+                            known_hosts=ns.known_hosts, expected_actions=plans.expected_actions(plan))
+        run = api.prepare(proc, values, cli_params=given, options=chosen, on_event=sink, ask=ask, cwd=plan["cwd"])
         stop.append(run.stop)
-        capture_inputs(run, options.get("inventory"), cwd=plan["cwd"])
         for name, stored in plan["secret_params"].items():
             value = run.params.get(name)
             same = value is None if stored is None else (value is not None and plans.secret_matches(stored, value))

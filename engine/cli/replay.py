@@ -65,9 +65,9 @@ def _refuse_replay(verb: str, ns: argparse.Namespace, exc: Any) -> int:
 def _load_decided(verb: str, ns: argparse.Namespace, decide: Callable[[Any], Any]) -> tuple[Any, Any] | int:
     """The recorded run and what ``decide`` makes of it, or the exit code of a refusal."""
     from ..state import replay
-    from ..state.sqlite import open_journal
+    from ..state.sqlite import open_store
 
-    journal = open_journal(ns.state)
+    journal = open_store(ns.state)
     try:
         rec = _replay_load(verb, ns, journal)
         return rec, decide(rec)
@@ -174,7 +174,7 @@ def _resume(argv: list[str]) -> int:
     try:
         sink, ask, stop = console_sink(ns)
         run = replay.build_run(rec, state=ns.state, yes=ns.yes, ignore_window=ns.ignore_window, on_event=sink,
-                               ask=ask, log_dir=Path(ns.report_dir) / "logs" if ns.report_dir else None,
+                               ask=ask, report_dir=ns.report_dir,
                                accept_new_hosts=ns.accept_new_hosts, known_hosts=ns.known_hosts, completed=done)
         stop.append(run.stop)
         run.journal_inputs = replay.inputs_of_replay(rec, "resume")

@@ -121,3 +121,18 @@ class RunResult:
             out[s.status] = out.get(s.status, 0) + 1
         out["not_judged"] = sum(1 for s in self.steps.values() if s.unjudged)
         return out
+
+
+# the report fields every step has; the rest of an entry is the executor's result fields
+_COMMON = frozenset({"id", "status", "phase", "started_at", "duration", "attempts", "error", "action", "notes",
+                     "rollback", "rollback_action", "hosts", "error_kind", "not_judged"})
+
+
+def recorded_result(entry: dict[str, Any], completed_at: float | None = None) -> StepResult:
+    """A step's StepResult rebuilt from its report entry: its fields are the ones reported."""
+    return StepResult(str(entry["id"]), status=str(entry.get("status")), phase=str(entry.get("phase") or "step"),
+                      started_at=entry.get("started_at"), duration=float(entry.get("duration") or 0.0),
+                      attempts=int(entry.get("attempts") or 0), error=entry.get("error"),
+                      fields={k: v for k, v in entry.items() if k not in _COMMON},
+                      description=entry.get("action"), notes=list(entry.get("notes") or []),
+                      completed_at=completed_at)

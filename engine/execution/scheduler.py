@@ -33,9 +33,11 @@ from ..format.params import resolve_params, resolve_secrets
 from . import dryrun
 from . import events as ev
 from . import saga as rollback
+from .options import RunOptions
 from .resources import Resources
-from .results import DONE, FAILED, RunResult, StepResult
+from .results import DONE, FAILED, RunResult, StepResult, recorded_result
 from .step import StepRunner, now_iso
+from .store import StateStore, StoreOpener, user_name
 from .taint import Taint
 
 DEFAULT_CONCURRENCY_CAP = 16
@@ -51,44 +53,44 @@ class Run:
     """
 
     def __init__(self, proc: Procedure, *, params: dict[str, Any] | None = None,
-                 cli_params: dict[str, str] | None = None, dry_run: bool = False, offline: bool = False,
-                 yes: bool = False, no_rollback: bool = False, only: list[str] | None = None,
-                 limit: str | None = None, inventory: str | None = None, state: str | None = None,
-                 ignore_window: bool = False, on_event: Callable[[ev.Event], None] | None = None,
-                 ask: Callable[[str], bool] | None = None, log_dir: str | Path | None = None,
-                 forks: int | None = None, accept_new_hosts: bool = False, journal: bool = True,
-                 known_hosts: str | None = None, parent: Run | None = None,
-                 expected_actions: dict[str, str | None] | None = None,
+                 cli_params: dict[str, str] | None = None, options: RunOptions | None = None,
+                 on_event: Callable[[ev.Event], None] | None = None, ask: Callable[[str], bool] | None = None,
+                 store: StateStore | StoreOpener | None = None, parent: Run | None = None,
                  completed: dict[str, dict[str, Any]] | None = None) -> None:
+        """``options``: what the caller chose (engine.execution.options). ``store``: the state
+        store, or what opens it when first needed (None: no locks, nothing recorded). ``ask``:
+        how a ``confirm`` asks a person. ``parent``: the run whose step runs this child."""
         self.proc = proc
-        self.dry_run = dry_run or offline
-        self.offline = offline
-        self.yes = yes
-        self.no_rollback = no_rollback
-        self.only = set(only or [])
-        self.limit = limit
-        self.inventory_path = inventory
-        self.state_url = state
-        self.ignore_window = ignore_window
+        self.options = options = options or RunOptions()
+        self.dry_run = options.dry_run
+        self.offline = options.offline
+        self.yes = options.yes
+        self.no_rollback = options.no_rollback
+        self.only = set(options.only)
+        self.limit = options.limit
+        self.inventory_path = options.inventory
+        self.state_url = options.state
+        self.ignore_window = options.ignore_window
+        self.forks = options.forks
+        self.accept_new_hosts = options.accept_new_hosts
+        self.known_hosts = options.known_hosts  # SSH known_hosts file (default ~/.ssh/known_hosts)
+        self.use_journal = options.journal and store is not None
+        # `runproc apply`: the actions a saved plan showed, by step id (``id@host`` for a host of
+        # a fanned-out step, ``parent/child`` for a child procedure's step); None means the plan
+        # showed the step not acting (``when`` false). StepRunner refuses to execute an action
+        # that renders otherwise (engine/state/plans.py builds this).
+        self.expected_actions = options.expected_actions
+        self._log_dir = Path(options.log_dir) if options.log_dir else None
         self.on_event = on_event
         # consumers that do not show output (JSON mode, a quiet console) spare the decoding
         self.wants_output = on_event is not None and getattr(on_event, "wants_output", True)
         self.ask = ask
-        self._log_dir = Path(log_dir) if log_dir else None
-        self.forks = forks
-        self.accept_new_hosts = accept_new_hosts
-        self.known_hosts = known_hosts  # SSH known_hosts file (default ~/.ssh/known_hosts)
-        self.use_journal = journal
+        self._store_arg = store
         self.parent = parent
-        # `runproc apply`: the actions a saved plan showed, by step id (``id@host`` for a host of
-        # a fanned-out step, ``parent/child`` for a child procedure's step); None means the plan
-        # showed the step not acting (``when`` false). StepRunner refuses to execute an action
-        # that renders otherwise (engine/plans.py builds this).
-        self.expected_actions = expected_actions
         # `runproc resume`: steps an earlier run completed, id -> its report entry, in completion
         # order. They are not run again; their recorded fields are their ``steps.<id>``.
         self.completed = completed or {}
-        # what the journal keeps to resume or roll back this run (engine/replay.py captures it)
+        # what the store keeps to resume or roll back this run (engine/state/replay.py captures it)
         self.journal_inputs: dict[str, Any] | None = None
         self.workdir = proc.workdir
         self.run_id = os.urandom(6).hex()  # as uuid4().hex[:12], without importing uuid
@@ -113,10 +115,6 @@ class Run:
         self.undo_order: list[str] = []  # rollbacks that ran, in the order they ran
         self.not_undone: list[str] = []
         # resolved before anything runs; ProcedureError (exit 2) on bad input
-        if state is not None:
-            from ..state.sqlite import state_path
-
-            state_path(state)  # a malformed --state is invalid input (exit 2), found before anything runs
         self.params = resolve_params(proc, cli_params, params)
         self._check_only()
         # a dry run plans without secrets: what needs a missing one is shown as unknown
@@ -139,7 +137,7 @@ class Run:
         self.base_ns = self._base_namespace()
         if self.use_journal and not self.dry_run and parent is None:
             # a real run records itself: a state it cannot open is invalid input, before any step
-            self._journal()
+            self.store()
 
     @property
     def cancel(self) -> threading.Event:
@@ -148,12 +146,16 @@ class Run:
 
     @property
     def log_dir(self) -> Path:
-        """Where full outputs are spooled: ``--report-dir``'s, else next to the state database."""
+        """Where full outputs are spooled: ``--report-dir``'s, else the state store's logs folder
+        (a temporary folder for a run without a store)."""
         if self._log_dir is None:
-            from ..state.sqlite import default_state_url, state_path
+            if self._store_arg is not None:
+                base = self.store().logs_dir()
+            else:
+                import tempfile
 
-            base = state_path(self.state_url or default_state_url()).parent
-            self._log_dir = base / "logs" / self.run_id
+                base = Path(tempfile.gettempdir()) / "runproc-logs"
+            self._log_dir = base / self.run_id
         return self._log_dir
 
     # ------------------------------------------------------------ events
@@ -273,8 +275,6 @@ class Run:
         for step in self.proc.on_failure:
             self.results[step.id] = StepResult(step.id, phase="on_failure")
         if self.completed:
-            from ..state.replay import recorded_result
-
             for i, (sid, entry) in enumerate(self.completed.items()):
                 # before any step of this run, in their old order: a rollback undoes them last
                 self.results[sid] = recorded_result(entry, completed_at=i - len(self.completed))
@@ -314,7 +314,7 @@ class Run:
         finally:
             if lock_taken:
                 try:
-                    self._journal().release(self.proc.lock or "", self.run_id)
+                    self.store().release(self.proc.lock or "", self.run_id)
                 except Exception as exc:  # noqa: BLE001 - never hide the outcome; say it
                     self.emit(ev.Note("warning", f"could not release lock {self.proc.lock!r}: {exc}"))
             if self.parent is None:
@@ -324,22 +324,22 @@ class Run:
                 self._journal_obj.close()
                 self._journal_obj = None
 
-    def _journal(self) -> Any:
+    def store(self) -> StateStore:
+        """The state store, opened on first use (a ProcedureError when it cannot be)."""
         if self._journal_obj is None:
-            from ..state.sqlite import open_journal
-
-            self._journal_obj = open_journal(self.state_url)
+            assert self._store_arg is not None, "a run without a store takes no lock and records nothing"
+            store = self._store_arg
+            self._journal_obj = store if isinstance(store, StateStore) else store()
         return self._journal_obj
 
     def _take_lock(self) -> tuple[str | None, bool]:
         """(refusal, taken). A dry run only looks: it warns where a real run would be refused."""
-        import sqlite3
-
-        from ..state.sqlite import user_name
-
         name = self.proc.lock or ""
+        if self._store_arg is None:  # an embedder's run without a state store: nothing to lock in
+            self.emit(ev.Note("warning", f"lock {name!r} not taken: this run has no state store"))
+            return None, False
         try:
-            journal = self._journal()
+            journal = self.store()
             if self.dry_run:
                 holder = journal.holder(name)
                 if holder is not None:
@@ -349,7 +349,7 @@ class Run:
             if holder is not None and holder.pid == os.getpid() and holder.run_id in self._ancestors():
                 return None, False  # a child procedure under the same lock as its parent: held by us
             holder = journal.acquire(name, self.run_id, self.proc.procedure, user_name(), self.started_at)
-        except (OSError, sqlite3.Error) as exc:
+        except Exception as exc:  # noqa: BLE001 - whatever the store raised: the lock was not taken
             # without the lock nothing may run; with no state at all a dry run may still plan
             if self.dry_run:
                 self.emit(ev.Note("warning", f"cannot check lock {name!r}: {exc}"))
@@ -602,7 +602,7 @@ class Run:
                            redact=self.redactor)
         if self.use_journal and self.parent is None and not self.offline:
             try:
-                self._journal().record(result.to_json(), self._inputs_to_record(main))
+                self.store().record(result.to_json(), self._inputs_to_record(main))
             except Exception as exc:  # noqa: BLE001 - history is best effort; the outcome is not
                 self.emit(ev.Note("warning", f"could not record the run in the journal: {exc}"))
         self.emit(ev.RunFinished(result))
@@ -636,11 +636,12 @@ class Run:
             names = " -> ".join(p.name for p in reversed([*chain]) if p) + f" -> {path.name}"
             raise ProcedureError(Problem(file, 0, 0, f"child procedures call each other in a loop: {names}"))
         child_proc = load(path)
-        child = Run(child_proc, params=params, dry_run=dry_run or self.dry_run, offline=self.offline,
-                    yes=self.yes, no_rollback=self.no_rollback, inventory=self.inventory_path,
-                    limit=self.limit, state=self.state_url, ignore_window=self.ignore_window,
-                    ask=self.ask, log_dir=self.log_dir, forks=self.forks,
-                    accept_new_hosts=self.accept_new_hosts, known_hosts=self.known_hosts, parent=self,
+        from dataclasses import replace
+
+        # the parent's choices, less what only the parent names (--only, a saved plan, the report)
+        options = replace(self.options, dry_run=dry_run or self.dry_run, only=(), expected_actions=None,
+                          report_dir=None, log_dir=str(self.log_dir))
+        child = Run(child_proc, params=params, options=options, ask=self.ask, store=self._store_arg, parent=self,
                     on_event=self._child_events(child_proc.procedure, parent_step))
         # the child stops with the phase of the parent that runs it, and abandons its undos
         # and cleanup when the parent's are abandoned
@@ -679,11 +680,3 @@ class Run:
                 self.emit(ev.Note(event.level, f"{name}: {event.text}", event.data))
         return forward
 
-
-def run(procedure: Procedure | str | Path, params: dict[str, Any] | None = None, **options: Any) -> RunResult:
-    """Run (or with ``dry_run=True`` plan) a procedure; see ``Run`` for the options."""
-    if not isinstance(procedure, Procedure):
-        from ..format.loader import load
-
-        procedure = load(procedure)
-    return Run(procedure, params=params, **options).execute()

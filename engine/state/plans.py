@@ -427,7 +427,7 @@ def build(run: Run, result: RunResult, *, inventory: str | None, files: dict[str
           warnings: list[str], cwd: str) -> dict[str, Any]:
     """The plan document for a finished dry run (``result``) of ``run``."""
     from ..execution.step import now_iso
-    from .sqlite import user_name
+    from ..execution.store import user_name
 
     proc = run.proc
     params: dict[str, Any] = {}

@@ -22,19 +22,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..execution.results import StepResult
+from ..execution.results import recorded_result
 
 if TYPE_CHECKING:
     from ..execution.scheduler import Run
     from ..format.model import Procedure
-    from .sqlite import Journal
+    from .sqlite import SqliteStore
 
 INPUTS_VERSION = 1
 # report keys that describe the step, not its executor's result: everything else in a report
 # entry is a result field (rc, stdout, rows...), as StepResult.to_json spread them
-_COMMON = frozenset({"id", "status", "phase", "started_at", "duration", "attempts", "error", "action", "notes",
-                     "rollback", "rollback_action", "hosts"})
-
 
 class Refused(Exception):
     """Resume/rollback cannot go ahead; ``code`` is the exit code (2 invalid input, 3 refused)."""
@@ -64,16 +61,6 @@ def capture(run: Run, inventory: str | None, cwd: str) -> dict[str, Any]:
                         "no_rollback": run.no_rollback, "forks": run.forks}}
 
 
-def recorded_result(entry: dict[str, Any], completed_at: float | None = None) -> StepResult:
-    """A step's StepResult rebuilt from its report entry: its fields are the ones reported."""
-    return StepResult(str(entry["id"]), status=str(entry.get("status")), phase=str(entry.get("phase") or "step"),
-                      started_at=entry.get("started_at"), duration=float(entry.get("duration") or 0.0),
-                      attempts=int(entry.get("attempts") or 0), error=entry.get("error"),
-                      fields={k: v for k, v in entry.items() if k not in _COMMON},
-                      description=entry.get("action"), notes=list(entry.get("notes") or []),
-                      completed_at=completed_at)
-
-
 @dataclass
 class Recorded:
     """A recorded run, checked replayable: its report, inputs, procedure and params to run with."""
@@ -101,7 +88,7 @@ class Recorded:
         return out
 
 
-def load(journal: Journal, ref: str, verb: str, given: dict[str, str], from_file: dict[str, Any]) -> Recorded:
+def load(journal: SqliteStore, ref: str, verb: str, given: dict[str, str], from_file: dict[str, Any]) -> Recorded:
     """The run ``ref`` names (an id or its first characters), or Refused saying why not."""
     from ..format.loader import load as load_procedure
     from . import plans
@@ -157,15 +144,19 @@ def load(journal: Journal, ref: str, verb: str, given: dict[str, str], from_file
     return Recorded(report, inputs, proc, values, dict(given), replays)
 
 
-def build_run(rec: Recorded, **options: Any) -> Run:
+def build_run(rec: Recorded, *, on_event: Any = None, ask: Any = None,
+              completed: dict[str, dict[str, Any]] | None = None, **options: Any) -> Run:
     """A Run of the recorded procedure with the recorded params and options (``options`` adds the
-    present command's: state, yes, on_event...)."""
+    present command's choices: state, yes, ignore_window...)."""
+    from ..execution.options import RunOptions
     from ..execution.scheduler import Run
+    from .sqlite import store_opener
 
     opts = rec.inputs["options"]
-    return Run(rec.proc, params=rec.values, cli_params=rec.given, no_rollback=bool(opts.get("no_rollback")),
-               only=opts.get("only") or [], limit=opts.get("limit"), inventory=opts.get("inventory"),
-               forks=opts.get("forks"), **options)
+    chosen = RunOptions(no_rollback=bool(opts.get("no_rollback")), only=tuple(opts.get("only") or ()),
+                        limit=opts.get("limit"), inventory=opts.get("inventory"), forks=opts.get("forks"), **options)
+    return Run(rec.proc, params=rec.values, cli_params=rec.given, options=chosen, on_event=on_event, ask=ask,
+               store=store_opener(chosen.state), completed=completed)
 
 
 def inputs_of_replay(rec: Recorded, kind: str) -> dict[str, Any]:
@@ -288,7 +279,7 @@ def roll_back(rec: Recorded, plan: UndoPlan, run: Run) -> tuple[dict[str, Any], 
     finally:
         run._phase_cancel = run.stop
         if locked:
-            run._journal().release(rec.proc.lock or "", run.run_id)
+            run.store().release(rec.proc.lock or "", run.run_id)
         # a connection that fails to close does not change what was undone
         run.resources.close_all()
     status, code = ("rollback_incomplete", 4) if run.not_undone else ("ok", 0)
@@ -297,8 +288,8 @@ def roll_back(rec: Recorded, plan: UndoPlan, run: Run) -> tuple[dict[str, Any], 
                        run.results, error, None, list(run.undo_order), list(run.not_undone), plan.kept,
                        redact=run.redactor)
     report = {**result.to_json(), "kind": "rollback", "of_run": rec.run_id}
-    run._journal().record(report, inputs_of_replay(rec, "rollback"))
-    run._journal().close()
+    run.store().record(report, inputs_of_replay(rec, "rollback"))
+    run.store().close()
     return report, code
 
 

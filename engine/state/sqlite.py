@@ -12,11 +12,11 @@ import os
 import socket
 import sqlite3
 import threading
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..errors import Problem, ProcedureError
+from ..execution.store import LockHolder, StateStore, StoreOpener
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS locks (name TEXT PRIMARY KEY, run_id TEXT, procedure TEXT, pid INTEGER,
@@ -66,12 +66,19 @@ def state_path(url: str) -> Path:
     raise _state_problem(url, f"unsupported scheme {scheme + '://'!r}", "use sqlite:///PATH")
 
 
-def open_journal(url: str | None = None) -> Journal:
+def store_opener(url: str | None = None) -> StoreOpener:
+    """What opens the store at ``url`` when a run first needs it; a malformed URL is invalid
+    input now (exit 2), before anything runs."""
+    state_path(url or default_state_url())
+    return lambda: open_store(url)
+
+
+def open_store(url: str | None = None) -> SqliteStore:
     """The state store at ``url``; an unusable one is invalid input (exit 2) before anything runs."""
     url = url or default_state_url()
     path = state_path(url)
     try:
-        return Journal(url)
+        return SqliteStore(url)
     except (OSError, sqlite3.OperationalError) as exc:  # a folder it cannot create, a file it cannot open
         if isinstance(exc, OSError) and exc.filename and exc.strerror:
             reason = f"{exc.filename}: {exc.strerror}"  # the folder that could not be made, say
@@ -83,32 +90,9 @@ def open_journal(url: str | None = None) -> Journal:
                              "move the file aside to start a new state") from None
 
 
-def user_name() -> str:
-    import getpass
+class SqliteStore(StateStore):
+    """The state store in one SQLite file (WAL): the default, for one machine."""
 
-    try:
-        return getpass.getuser()
-    except Exception:  # noqa: BLE001 - no user name in some containers
-        return "unknown"
-
-
-@dataclass
-class LockHolder:
-    name: str
-    run_id: str
-    procedure: str
-    pid: int
-    host: str
-    user: str
-    acquired_at: str
-    pid_start: str | None = None
-
-    def __str__(self) -> str:
-        return (f"run {self.run_id} of {self.procedure} (pid {self.pid} on {self.host}, "
-                f"by {self.user}, since {self.acquired_at})")
-
-
-class Journal:
     def __init__(self, url: str | None = None) -> None:
         self.url = url or default_state_url()
         self.path = state_path(self.url)
@@ -129,6 +113,9 @@ class Journal:
 
     def close(self) -> None:
         self.db.close()
+
+    def logs_dir(self) -> Path:
+        return self.path.parent / "logs"
 
     def holder(self, name: str) -> LockHolder | None:
         """The live holder of a lock, or None."""

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 import engine
-from engine.execution.scheduler import Run
+from engine.api import prepare
 from engine.executors.base import Effect
 from engine.executors.sql import SqlExecutor, SqlOptions, split_statements
 from engine.format.expressions import SqlParam, render_sql
@@ -270,7 +270,7 @@ def test_pg_interrupt_cancels_the_query_on_the_server(tmp_path: Path, db: Db,
         - id: slow
           sql: SELECT pg_sleep(30) AS runproc_interrupt_marker
         """))
-    the_run = Run(engine.load(path), state=f"sqlite:///{tmp_path}/state.db")
+    the_run = prepare(engine.load(path), state=f"sqlite:///{tmp_path}/state.db")
     threading.Timer(0.7, the_run.interrupt).start()  # as the first SIGINT does
     t0 = time.monotonic()
     result = the_run.execute()

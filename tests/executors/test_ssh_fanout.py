@@ -428,7 +428,7 @@ def test_interrupt_kills_running_hosts_and_cancels_the_rest(sshd_hosts: list[Ssh
                                                               tmp_path: Path) -> None:
     import threading
 
-    from engine.execution.scheduler import Run
+    from engine.api import prepare
     from engine.format.loader import load
 
     inv = inventory(tmp_path, sshd_hosts, known_hosts_file)
@@ -448,7 +448,7 @@ def test_interrupt_kills_running_hosts_and_cancels_the_rest(sshd_hosts: list[Ssh
         if isinstance(event, ev.StepOutput) and "started" in event.text:
             started.set()
 
-    r = Run(load(proc), state=f"sqlite:///{tmp_path}/state.db", on_event=on_event)
+    r = prepare(load(proc), state=f"sqlite:///{tmp_path}/state.db", on_event=on_event)
     box: list[engine.RunResult] = []
     worker = threading.Thread(target=lambda: box.append(r.execute()))
     worker.start()

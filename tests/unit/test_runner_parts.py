@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.state.sqlite import Journal
+from engine.state.sqlite import SqliteStore
 from engine.transports.local import run_local
 from engine.transports.output import OutputBuffer
 
@@ -68,7 +68,7 @@ def test_background_child_holding_the_pipe_does_not_hang() -> None:
 
 def test_lock_in_the_same_process_is_exclusive(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path}/state.db"
-    a, b = Journal(url), Journal(url)
+    a, b = SqliteStore(url), SqliteStore(url)
     try:
         assert a.acquire("x", "run-a", "p", "me", "now") is None
         holder = b.acquire("x", "run-b", "p", "me", "now")
