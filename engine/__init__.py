@@ -13,7 +13,7 @@ from __future__ import annotations
 from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+from .version import __version__
 
 __all__ = ["Executor", "Procedure", "ProcedureError", "RunResult", "StepResult", "load", "register_executor",
            "run", "__version__"]

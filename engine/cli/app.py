@@ -22,8 +22,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .. import __version__
 from ..errors import ProcedureError
+from ..version import __version__
 from .common import (
     EXIT_BROKEN_PIPE,
     EXIT_INTERNAL,

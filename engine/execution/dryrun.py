@@ -15,7 +15,7 @@ from ..format.model import Step
 from .results import StepResult
 
 if TYPE_CHECKING:
-    from .scheduler import Run
+    from .context import RunContext as Run
     from .step import StepRunner
 
 

@@ -41,7 +41,7 @@ from .step import error_text, now_iso
 if TYPE_CHECKING:
     from ..format.model import Step
     from ..inventory import Host, Inventory
-    from .scheduler import Run
+    from .context import RunContext as Run
     from .step import StepRunner
 
 DEFAULT_FORKS = 20

@@ -13,7 +13,7 @@ from .results import FAILED, StepResult
 from .step import StepRunner, now_iso
 
 if TYPE_CHECKING:
-    from .scheduler import Run
+    from .context import RunContext as Run
 
 
 def to_undo(run: Run) -> list[StepResult]:

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     import threading
 
     from ..format.model import Body, Check, Step
-    from .scheduler import Run
+    from .context import RunContext as Run
 
 
 def now_iso() -> str:

@@ -457,7 +457,7 @@ def build(run: Run, result: RunResult, *, inventory: str | None, files: dict[str
 
 
 def _version() -> str:
-    from .. import __version__
+    from ..version import __version__
 
     return __version__
 
