@@ -22,14 +22,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ..errors import ProcedureError
+from ..errors import ProcedureError, RunprocError, UsageError, exit_code_for
 from ..version import __version__
 from .common import (
     EXIT_BROKEN_PIPE,
     EXIT_INTERNAL,
     EXIT_INVALID,
     Parser,
-    UsageError,
     console_sink,
     crashed,
     drive,
@@ -102,12 +101,16 @@ def main(argv: list[str] | None = None) -> int:
         if _not_a_file(args[0]):
             return _unknown_command(args[0])
         return _run(_run_parser(prog).parse_args(args))
+    # exit codes by class, in this one place (engine/errors.py groups them by what to do)
     except UsageError as exc:
         print(exc, file=sys.stderr)
-        return EXIT_INVALID
+        return exc.exit_code
     except ProcedureError as exc:  # invalid input met by any command: a bad --state, a file
         print_problems(exc)
-        return EXIT_INVALID
+        return exc.exit_code
+    except RunprocError as exc:
+        print(f"runproc: {exc}", file=sys.stderr)
+        return exit_code_for(exc)
     except SystemExit as exc:  # argparse --help
         return int(exc.code or 0)
     except KeyboardInterrupt:

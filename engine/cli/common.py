@@ -13,6 +13,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ..errors import UsageError
+
 EXIT_INVALID = 2
 # EX_SOFTWARE (sysexits.h): runproc itself went wrong; the traceback is in a crash file
 EXIT_INTERNAL = 70
@@ -29,10 +31,6 @@ class Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # usage errors are exit 2, as for invalid input
         self.print_usage(sys.stderr)
         raise UsageError(f"{self.prog}: error: {message}")
-
-
-class UsageError(Exception):
-    """A command line argparse refused; its message is printed as argparse would."""
 
 
 def print_problems(exc: Any) -> None:

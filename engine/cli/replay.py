@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from ..errors import InvalidInputError, RefusedError
 from .common import (
     EXIT_INVALID,
     STATE_HELP,
@@ -40,7 +41,7 @@ def _replay_parser(verb: str, description: str) -> argparse.ArgumentParser:
 
 
 def _replay_load(verb: str, ns: argparse.Namespace, journal: Any) -> Any:
-    """The recorded run, checked; replay.Refused (with its exit code) when it cannot be replayed."""
+    """The recorded run, checked; InvalidInputError or RefusedError when it cannot be replayed."""
     from ..errors import ProcedureError
     from ..format.params import parse_cli_params, read_params_file
     from ..state import replay
@@ -49,29 +50,28 @@ def _replay_load(verb: str, ns: argparse.Namespace, journal: Any) -> Any:
         given = parse_cli_params(ns.param)
         from_file = dict(read_params_file(ns.params_file)) if ns.params_file else {}
     except ProcedureError as exc:
-        raise replay.Refused("\n".join(str(p) for p in exc.problems), EXIT_INVALID) from None
+        raise InvalidInputError("\n".join(str(p) for p in exc.problems)) from None
     from_file.update(given)
     return replay.load(journal, ns.run, verb, given, from_file)
 
 
 def _refuse_replay(verb: str, ns: argparse.Namespace, exc: Any) -> int:
-    if ns.output == "json" and exc.code == 3:
+    if ns.output == "json" and exc.exit_code == 3:
         print(json.dumps({"run_id": None, "of_run": ns.run, "kind": verb, "status": "refused", "exit_code": 3,
                           "error": str(exc), "steps": []}, indent=2))
-    print(f"runproc {verb}: {'refused, nothing was run: ' if exc.code == 3 else ''}{exc}", file=sys.stderr)
-    return int(exc.code)
+    print(f"runproc {verb}: {'refused, nothing was run: ' if exc.exit_code == 3 else ''}{exc}", file=sys.stderr)
+    return exc.exit_code
 
 
 def _load_decided(verb: str, ns: argparse.Namespace, decide: Callable[[Any], Any]) -> tuple[Any, Any] | int:
     """The recorded run and what ``decide`` makes of it, or the exit code of a refusal."""
-    from ..state import replay
     from ..state.sqlite import open_store
 
     journal = open_store(ns.state)
     try:
         rec = _replay_load(verb, ns, journal)
         return rec, decide(rec)
-    except replay.Refused as exc:
+    except (InvalidInputError, RefusedError) as exc:
         return _refuse_replay(verb, ns, exc)
     finally:
         journal.close()
@@ -123,7 +123,7 @@ def _rollback(argv: list[str]) -> int:
     except ProcedureError as exc:
         print_problems(exc)
         return EXIT_INVALID
-    except replay.Refused as exc:
+    except (InvalidInputError, RefusedError) as exc:
         return _refuse_replay("rollback", ns, exc)
     finally:
         if here is not None:

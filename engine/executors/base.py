@@ -72,9 +72,6 @@ def environment_error(exc: BaseException) -> bool:
                       | PermissionError)
 
 
-class Cancelled(Exception):
-    """Raised inside an executor when ``ctx.cancel`` was set while it waited."""
-
 
 @dataclass
 class StepContext:

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
+from ..errors import FailedError
 from .base import StepContext
 
 # ``rows`` keeps at most this many rows (``rowcount`` still counts them all): a result lands
@@ -144,7 +145,7 @@ class Outcome:
         return {"rows": self.rows, "columns": self.columns, "rowcount": self.rowcount, "scalar": scalar}
 
 
-class StatementFailed(Exception):
+class StatementFailed(FailedError):
     """A statement, connect or commit that failed, with the message to show; ``broken`` when the
     connection is lost too, so the executor closes it and the next step reconnects."""
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
+from ..errors import FailedError
 from ..format.expressions import SqlIdent, SqlParam
 from .base import StepContext
 
@@ -28,7 +29,7 @@ Part = str | SqlParam | SqlIdent
 TRANSACTION_WORDS = frozenset({"BEGIN", "START", "COMMIT", "END", "ROLLBACK", "ABORT"})
 
 
-class SqlError(Exception):
+class SqlError(FailedError):
     """A query that cannot be sent as written (a value inside quotes, a COMMIT in a step)."""
 
 

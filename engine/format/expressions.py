@@ -24,6 +24,8 @@ from jinja2 import StrictUndefined, TemplateSyntaxError, nodes, pass_eval_contex
 from jinja2.exceptions import TemplateError, UndefinedError
 from jinja2.sandbox import SandboxedEnvironment
 
+from ..errors import InvalidInputError
+
 ROOT_NAMES = frozenset({"params", "vars", "secrets", "env", "steps", "run", "host", "result", "now"})
 # run.dir is the procedure file's folder: commands already run there, but paths handed to
 # other programs (a SQLite VACUUM INTO, a kubectl -f) need it spelled out
@@ -31,7 +33,7 @@ RUN_FIELDS = frozenset({"id", "dry_run", "started_at", "error", "procedure", "di
 HOST_FIELDS = frozenset({"name", "address", "port", "user", "vars", "groups"})
 
 
-class ExpressionError(Exception):
+class ExpressionError(InvalidInputError):
     """An expression or template failed to compile or to evaluate."""
 
 

@@ -10,6 +10,8 @@ import re
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, tzinfo
 
+from ..errors import InvalidInputError
+
 DAYS = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 ORDINALS = {"first": 1, "second": 2, "third": 3, "fourth": 4, "last": -1}
 _FORM = re.compile(r"^\s*(?:(?P<ord>first|second|third|fourth|last)\s+)?(?P<days>[A-Za-z,*-]+)\s+"
@@ -17,7 +19,7 @@ _FORM = re.compile(r"^\s*(?:(?P<ord>first|second|third|fourth|last)\s+)?(?P<days
                    re.IGNORECASE)
 
 
-class WindowError(ValueError):
+class WindowError(InvalidInputError, ValueError):
     pass
 
 

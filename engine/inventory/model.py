@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..errors import InvalidInputError
+
 
 class UnsafeText(str):
     """A string written with YAML ``!unsafe``: Ansible never templates it, so neither should we.
@@ -24,7 +26,7 @@ class VaultedText(str):
     """The ciphertext of a YAML ``!vault`` value. We do not decrypt; the runner must not use it as is."""
 
 
-class InventoryError(Exception):
+class InventoryError(InvalidInputError):
     """An inventory that cannot be read, or a host pattern that cannot be evaluated.
 
     ``path`` and ``line`` say where, when known, so the message reads ``file:line: ...``.

@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..errors import InvalidInputError
+
 if TYPE_CHECKING:
     from ..execution.results import RunResult, StepResult
     from ..execution.scheduler import Run
@@ -40,7 +42,7 @@ _RUN_VALUES = re.compile(r"(?<![\w.])now\s*\(|(?<![\w.])run\s*(?:\.\s*(?!procedu
 _VAR_NAME = re.compile(r"\bvars\s*(?:\.\s*([A-Za-z_]\w*)|\[\s*['\"]([^'\"]+)['\"]\s*\])")
 
 
-class PlanError(Exception):
+class PlanError(InvalidInputError):
     """The plan file cannot be used: unreadable, not JSON, not a plan, another format version."""
 
 

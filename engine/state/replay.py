@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..errors import InvalidInputError, RefusedError
 from ..execution.results import recorded_result
 
 if TYPE_CHECKING:
@@ -32,14 +33,6 @@ if TYPE_CHECKING:
 INPUTS_VERSION = 1
 # report keys that describe the step, not its executor's result: everything else in a report
 # entry is a result field (rc, stdout, rows...), as StepResult.to_json spread them
-
-class Refused(Exception):
-    """Resume/rollback cannot go ahead; ``code`` is the exit code (2 invalid input, 3 refused)."""
-
-    def __init__(self, message: str, code: int = 3) -> None:
-        super().__init__(message)
-        self.code = code
-
 
 def capture(run: Run, inventory: str | None, cwd: str) -> dict[str, Any]:
     """The inputs to record for a real run, taken before it starts (the files as it read them)."""
@@ -89,58 +82,58 @@ class Recorded:
 
 
 def load(journal: SqliteStore, ref: str, verb: str, given: dict[str, str], from_file: dict[str, Any]) -> Recorded:
-    """The run ``ref`` names (an id or its first characters), or Refused saying why not."""
+    """The run ``ref`` names (an id or its first characters), or a RefusedError/InvalidInputError saying why not."""
     from ..format.loader import load as load_procedure
     from . import plans
 
     report = journal.show(ref)
     if report is None:
-        raise Refused(f"no run {ref!r} (runproc runs lists them)", 2)
+        raise InvalidInputError(f"no run {ref!r} (runproc runs lists them)")
     run_id = str(report["run_id"])
     if report.get("dry_run"):
-        raise Refused(f"run {run_id} was a dry run: it changed nothing, there is nothing to {verb}")
+        raise RefusedError(f"run {run_id} was a dry run: it changed nothing, there is nothing to {verb}")
     inputs = journal.inputs(run_id)
     if inputs is None:
-        raise Refused(f"run {run_id} has no recorded inputs (it was recorded by an older runproc or by a "
+        raise RefusedError(f"run {run_id} has no recorded inputs (it was recorded by an older runproc or by a "
                       f"library caller): nothing to {verb} it with; run the procedure again instead")
     if inputs.get("kind") == "rollback":
-        raise Refused(f"run {run_id} is a rollback of run {inputs.get('of_run')}: to retry what it left "
+        raise RefusedError(f"run {run_id} is a rollback of run {inputs.get('of_run')}: to retry what it left "
                       f"undone, runproc rollback {inputs.get('of_run')}")
     replays = journal.replays_of(run_id)
     resumed = [r["id"] for r in replays if r["kind"] == "resume"]
     if resumed:
         # its steps now belong to the resumed run: acting on both would undo or redo them twice
-        raise Refused(f"run {run_id} was resumed as run {resumed[-1]}: runproc {verb} {resumed[-1]} instead")
+        raise RefusedError(f"run {run_id} was resumed as run {resumed[-1]}: runproc {verb} {resumed[-1]} instead")
     holder = journal.lock_of(run_id)
     if holder is not None:
-        raise Refused(f"run {run_id} is still running (it holds lock {holder.name!r}: {holder})")
+        raise RefusedError(f"run {run_id} is still running (it holds lock {holder.name!r}: {holder})")
     changes = plans.changed_files(inputs)
     if changes:
-        raise Refused(f"the procedure changed since run {run_id}, so its recorded results may not match "
+        raise RefusedError(f"the procedure changed since run {run_id}, so its recorded results may not match "
                       "what the file now says:\n" + "\n".join(f"  {c}" for c in changes))
     from ..errors import ProcedureError
 
     try:
         proc = load_procedure(inputs["path"])
     except ProcedureError as exc:
-        raise Refused("\n".join(str(p) for p in exc.problems), 2) from None
+        raise InvalidInputError("\n".join(str(p) for p in exc.problems)) from None
     values = {k: v for k, v in inputs["params"].items() if v is not None}
     secret: dict[str, str | None] = inputs.get("secret_params") or {}
     fixed = sorted(n for n in {*given, *from_file} if n not in secret)
     if fixed:
-        raise Refused(f"param {fixed[0]!r} is fixed by run {run_id} (it ran with "
-                      f"{fixed[0]}={inputs['params'].get(fixed[0])!r}); only params declared secret: true "
-                      "are given again", 2)
+        raise InvalidInputError(f"param {fixed[0]!r} is fixed by run {run_id} (it ran with "
+                                f"{fixed[0]}={inputs['params'].get(fixed[0])!r}); only params declared "
+                                "secret: true are given again")
     values.update(from_file)
     for name, stored in secret.items():
         value = given.get(name, from_file.get(name))
         if stored is None:
             continue
         if value is None:
-            raise Refused(f"param {name!r} is secret: run {run_id} recorded only a hash of it; give it again "
-                          f"with -p {name}=VALUE", 2)
+            raise InvalidInputError(f"param {name!r} is secret: run {run_id} recorded only a hash of it; "
+                                    f"give it again with -p {name}=VALUE")
         if not plans.secret_matches(stored, value):
-            raise Refused(f"param {name!r}: not the value run {run_id} ran with")
+            raise RefusedError(f"param {name!r}: not the value run {run_id} ran with")
     return Recorded(report, inputs, proc, values, dict(given), replays)
 
 
@@ -176,15 +169,15 @@ def fanned_out(rec: Recorded, ids: list[str]) -> list[str]:
 
 
 def resume_steps(rec: Recorded) -> dict[str, dict[str, Any]]:
-    """The steps a resume treats as done, id -> report entry, in completion order; Refused when
+    """The steps a resume treats as done, id -> report entry, in completion order; RefusedError when
     the run cannot be resumed."""
     status = rec.report.get("status")
     if status == "ok":
-        raise Refused(f"run {rec.run_id} ended ok: there is nothing to resume")
+        raise RefusedError(f"run {rec.run_id} ended ok: there is nothing to resume")
     rollbacks = [r["id"] for r in rec.replays if r["kind"] == "rollback"]
     if rec.undone() or rollbacks:
         how = f"by runproc rollback (run {rollbacks[-1]})" if rollbacks else "when it failed"
-        raise Refused(f"run {rec.run_id}'s completed steps were rolled back {how}: there is nothing to resume "
+        raise RefusedError(f"run {rec.run_id}'s completed steps were rolled back {how}: there is nothing to resume "
                       f"from; run it again instead: runproc {rec.inputs['path']} ...")
     entries = rec.entries()
     order = [sid for sid in rec.inputs.get("completed") or [] if sid in entries]
@@ -193,7 +186,7 @@ def resume_steps(rec: Recorded) -> dict[str, dict[str, Any]]:
             if entries[sid].get("status") == "ok" and entries[sid].get("phase", "step") == "step"}
     hosts = fanned_out(rec, list(done))
     if hosts:
-        raise Refused(f"run {rec.run_id}: step(s) {', '.join(hosts)} fanned out to hosts; resuming runs with "
+        raise RefusedError(f"run {rec.run_id}: step(s) {', '.join(hosts)} fanned out to hosts; resuming runs with "
                       "fanned-out steps is not supported yet: run the procedure again (with --only/--limit)")
     return done
 
@@ -214,7 +207,7 @@ class UndoPlan:
 
 
 def undo_plan(rec: Recorded) -> UndoPlan:
-    """What ``runproc rollback`` would undo; Refused when it cannot."""
+    """What ``runproc rollback`` would undo; RefusedError when it cannot."""
     from ..execution.dryrun import changes_things
     from ..execution.results import FAILED
 
@@ -242,7 +235,7 @@ def undo_plan(rec: Recorded) -> UndoPlan:
             kept.append(sid)
     hosts = fanned_out(rec, undo)
     if hosts:
-        raise Refused(f"run {rec.run_id}: step(s) {', '.join(hosts)} fanned out to hosts; rolling back per host "
+        raise RefusedError(f"run {rec.run_id}: step(s) {', '.join(hosts)} fanned out to hosts; rolling back per host "
                       "from the journal is not supported yet: nothing was undone")
     return UndoPlan(undo, kept)
 
@@ -265,7 +258,7 @@ def roll_back(rec: Recorded, plan: UndoPlan, run: Run) -> tuple[dict[str, Any], 
     run.base_ns["run"].update(id=rec.run_id, started_at=rec.report.get("started_at"))
     refusal, locked = run._take_lock() if rec.proc.lock else (None, False)
     if refusal is not None:
-        raise Refused(refusal)
+        raise RefusedError(refusal)
     stepper = StepRunner(run)
     run._phase_cancel = run.rollback_cancel
     try:

@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from ..errors import RunprocError
+from ..errors import FailedError
 
 DEFAULT_TIMEOUT = 10.0  # seconds to connect (TCP + banner + auth), as ansible's default timeout
 DEFAULT_KEEPALIVE = 30  # seconds between keepalives, so idle connections survive NAT/firewalls
@@ -26,7 +26,7 @@ Notify = Callable[[str], None]  # a warning for the run's output (an accepted ke
 Resolver = Callable[[str], "Mapping[str, Any] | None"]  # a bastion's inventory vars, None if not a host
 
 
-class SshError(RunprocError):
+class SshError(FailedError):
     """A host could not be reached or refused us; the message says what to do about it."""
 
 
