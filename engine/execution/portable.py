@@ -1,0 +1,160 @@
+"""One step from plain inputs: the seam a remote worker calls.
+
+``StepInputs`` holds only values that survive ``pickle`` and JSON: the step as written, the
+connections it may use, the template values it reads (params, vars, upstream results, run
+fields) and the caller's choices. ``run_step`` validates the step again where it runs, then
+executes it with the same code as the scheduler (``StepRunner.execute``) and returns its
+``StepResult``. Secrets are not inputs: where the step runs, they come from that machine's
+own environment (``secrets`` names the ones to read).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import Problem, ProcedureError
+from ..format import expressions as ex
+from . import events as ev
+from .resources import Resources
+from .results import RunResult, StepResult
+from .step import StepRunner
+from .taint import Taint
+
+
+@dataclass(frozen=True)
+class StepInputs:
+    """Everything one step needs, as plain values."""
+
+    step: dict[str, Any]  # the step as the procedure file gives it (its id, executor key, checks...)
+    values: dict[str, Any] = field(default_factory=dict)  # params, vars, steps (upstream results), run
+    connections: dict[str, Any] = field(default_factory=dict)  # as written in the procedure
+    params: dict[str, Any] = field(default_factory=dict)  # the params' declarations, as written
+    secrets: dict[str, str] = field(default_factory=dict)  # secret name -> environment variable, read here
+    workdir: str = "."
+    dry_run: bool = False
+    offline: bool = False
+    yes: bool = False
+    log_dir: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> StepInputs:
+        return cls(**data)
+
+
+def _procedure_of(inputs: StepInputs) -> Any:
+    """The step validated as the loader validates a file: the step, the connections it names,
+    and a stand-in for each upstream step its templates read (so that references check)."""
+    from ..format.loader import from_source
+    from ..format.yamlsrc import parse_text
+
+    upstream = sorted(set(inputs.values.get("steps") or {}))
+    step = {k: v for k, v in inputs.step.items() if k != "needs"}
+    if upstream:
+        step["needs"] = upstream
+    # vars arrive rendered: they stand in the document as their values, without templates
+    plain_vars = {k: v for k, v in (inputs.values.get("vars") or {}).items()
+                  if not (isinstance(v, str) and ex.is_template(v))}
+    doc = {"procedure": "portable-step", "connections": inputs.connections, "params": inputs.params,
+           "vars": plain_vars,
+           "secrets": {name: {"env": var} for name, var in inputs.secrets.items()},
+           "steps": [*({"id": sid, "assert": "true"} for sid in upstream), step]}
+    import json
+
+    return from_source(parse_text(json.dumps(doc), f"<step {inputs.step.get('id')}>"))
+
+
+class _PortableRun:
+    """A RunContext made of plain values: what one step needs of a run, without the scheduler."""
+
+    def __init__(self, inputs: StepInputs, proc: Any, on_event: Any = None) -> None:
+        self.proc = proc
+        self.workdir = Path(inputs.workdir).resolve()
+        self.dry_run = inputs.dry_run or inputs.offline
+        self.offline = inputs.offline
+        self.yes = inputs.yes
+        self.ask = None
+        self.expected_actions = None
+        self.limit = self.inventory_path = self.known_hosts = None
+        self.forks = None
+        self.accept_new_hosts = False
+        self.on_event = on_event
+        self.wants_output = on_event is not None
+        self.redactor = ex.Redactor()
+        self.taint = Taint(self.redactor)
+        self.resources = Resources()
+        self.results: dict[str, StepResult] = {}
+        self.unknown: set[str] = set()
+        self.undo_order: list[str] = []
+        self.not_undone: list[str] = []
+        self.stop = threading.Event()
+        self.rollback_cancel = threading.Event()
+        self._phase_cancel = self.stop
+        self._needs = None
+        self._log_dir = Path(inputs.log_dir) if inputs.log_dir else None
+        self.ns: dict[str, Any] = {}  # the template values: the inputs', and secrets read here
+
+    @property
+    def cancel(self) -> threading.Event:
+        return self._phase_cancel
+
+    @property
+    def log_dir(self) -> Path:
+        if self._log_dir is None:
+            import tempfile
+
+            self._log_dir = Path(tempfile.mkdtemp(prefix="runproc-step-"))
+        return self._log_dir
+
+    def emit(self, event: ev.Event) -> None:
+        if self.on_event is not None:
+            self.on_event(event)
+
+    def output(self, step_id: str, stream: str, text: str, host: str | None) -> None:
+        self.emit(ev.StepOutput(step_id, stream, text, host))
+
+    def progress(self, step_id: str, message: str, host: str | None) -> None:
+        self.emit(ev.StepProgress(step_id, message, host))
+
+    def retrying(self, step_id: str, attempt: int, delay: float, error: str | None) -> None:
+        self.emit(ev.StepRetrying(step_id, attempt, delay, error))
+
+    def namespace(self, **extra: Any) -> dict[str, Any]:
+        return {**self.ns, **extra}
+
+    def run_child(self, file: str, params: dict[str, Any], **_: Any) -> RunResult:
+        raise ProcedureError(Problem(file, 0, 0, "a child procedure runs where its parent runs, not in a "
+                                                 "portable step"))
+
+
+def run_step(inputs: StepInputs, *, on_event: Any = None) -> StepResult:
+    """Execute one step from plain inputs with the scheduler's own step code."""
+    from ..format.params import resolve_secrets
+
+    proc = _procedure_of(inputs)
+    step = proc.step(str(inputs.step["id"]))
+    run = _PortableRun(inputs, proc, on_event)
+    secrets = resolve_secrets(proc, allow_missing=run.dry_run)
+    for value in secrets.values():
+        run.taint.protect(value)
+    ns = {**inputs.values, "secrets": {k: v if v is not None else ex.Unknown(f"secrets.{k}")
+                                       for k, v in secrets.items()},
+          "env": dict(os.environ)}
+    ns.setdefault("steps", {})
+    ns.setdefault("params", {})
+    ns.setdefault("vars", {})
+    run.ns = ns
+    sr = StepResult(step.id)
+    try:
+        if step.action is None:
+            raise ProcedureError(Problem(f"<step {step.id}>", 0, 0, "a step needs an executor"))
+        StepRunner(run).execute(step, ns, sr)
+    finally:
+        run.resources.close_all()
+    return sr
