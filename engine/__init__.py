@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING, Any
 from .version import __version__
 
 __all__ = ["Executor", "Problem", "Procedure", "ProcedureError", "RefusedError", "RunOptions", "RunResult",
-           "RunprocError", "StateStore", "StepResult", "__version__", "events", "execute", "load", "plan",
-           "prepare", "register_executor", "run", "validate"]
+           "RunprocError", "StateStore", "StepResult", "__version__", "apply", "events", "execute", "load", "plan",
+           "prepare", "register_executor", "resume", "rollback_run", "run", "validate"]
 
 _LAZY = {
     "load": "engine.api",
@@ -28,6 +28,9 @@ _LAZY = {
     "execute": "engine.api",
     "run": "engine.api",
     "plan": "engine.api",
+    "apply": "engine.api",
+    "resume": "engine.api",
+    "rollback_run": "engine.api",
     "RunOptions": "engine.execution.options",
     "StateStore": "engine.execution.store",
     "Procedure": "engine.format.model",
@@ -43,7 +46,7 @@ _LAZY = {
 _MODULES = {"events": "engine.execution.events"}  # names that are modules
 
 if TYPE_CHECKING:
-    from .api import execute, load, plan, prepare, run, validate
+    from .api import apply, execute, load, plan, prepare, resume, rollback_run, run, validate
     from .errors import Problem, ProcedureError, RefusedError, RunprocError
     from .execution import events
     from .execution.options import RunOptions

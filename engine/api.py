@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import Problem, ProcedureError
+from .errors import Problem, ProcedureError, RefusedError
 
 if TYPE_CHECKING:
     from .execution.events import Event
@@ -123,3 +123,168 @@ def plan(procedure: Procedure | str | Path, params: dict[str, Any] | None = None
     if not kwargs["dry_run"]:
         raise ProcedureError(Problem("plan", 0, 0, "a plan is a dry run: dry_run=False is run()'s"))
     return run(procedure, params, **kwargs)
+
+
+# ---------------------------------------------------------------- a recorded run, again
+
+
+def _recorded(run_id: str, verb: str, params: dict[str, Any] | None, cli_params: dict[str, str] | None,
+              state: str | None) -> Any:
+    """The recorded run, checked replayable (InvalidInputError or RefusedError when not)."""
+    from .state import replay
+    from .state.sqlite import open_store
+
+    store = open_store(state)
+    try:
+        given = dict(cli_params or {})
+        return replay.load(store, run_id, verb, given, {**(params or {}), **given})
+    finally:
+        store.close()
+
+
+@contextmanager
+def _in_run_folder(rec: Any) -> Iterator[None]:
+    """In the folder the run started in (a relative child path renders as it did), then back."""
+    from .state import replay
+
+    here = replay.chdir_to(rec)
+    try:
+        yield
+    finally:
+        if here is not None:
+            os.chdir(here)
+
+
+def resume(run_id: str, params: dict[str, Any] | None = None, *, cli_params: dict[str, str] | None = None,
+           on_event: EventSink | None = None, ask: Asker | None = None, say: Callable[[str], None] | None = None,
+           watch: list[Any] | None = None, handle_signals: bool = False, **keywords: Any) -> RunResult:
+    """Continue a recorded run that did not end ok: steps recorded ok are not run again (their
+    results are ``steps.<id>``); the recorded params and options, plus ``keywords`` (the present
+    choices: ``state``, ``yes``, ``ignore_window``...). ``params``: secret params, given again.
+    ``say`` hears what will happen before it does; ``watch`` receives the run's stop event (an
+    asker waiting at a confirm gives up when it is set). RefusedError when it cannot be resumed."""
+    from .state import replay
+
+    rec = _recorded(run_id, "resume", params, cli_params, keywords.get("state"))
+    done = replay.resume_steps(rec)
+    if say is not None:
+        say(f"run {rec.run_id} ({rec.proc.procedure}): {', '.join(done) if done else 'no step'} done before, "
+            "not run again")
+    with _in_run_folder(rec):
+        run = replay.build_run(rec, on_event=on_event, ask=ask, completed=done, **keywords)
+        if watch is not None:
+            watch.append(run.stop)
+        run.journal_inputs = replay.inputs_of_replay(rec, "resume")
+        return execute(run, handle_signals=handle_signals)
+
+
+def rollback_run(run_id: str, params: dict[str, Any] | None = None, *, cli_params: dict[str, str] | None = None,
+                 state: str | None = None, confirm: Asker | None = None, say: Callable[[str], None] | None = None,
+                 handle_signals: bool = False) -> tuple[dict[str, Any], int]:
+    """Undo what a recorded run completed and did not undo yet, most recent first; (the
+    rollback's report, its exit code: 0 all undone, 4 an undo failed). ``confirm`` is asked
+    before anything is undone (None: go ahead); a no is RefusedError. A signal, with
+    ``handle_signals``, stops the undo running and lists the rest as not undone."""
+    from .state import replay
+
+    rec = _recorded(run_id, "rollback", params, cli_params, state)
+    plan_ = replay.undo_plan(rec)
+    kept = f"; kept (no rollback defined): {', '.join(plan_.kept)}" if plan_.kept else ""
+    if not plan_.undo:
+        if say is not None:
+            say(f"run {rec.run_id}: nothing to undo{kept}")
+        return {"run_id": None, "of_run": rec.run_id, "kind": "rollback", "status": "ok", "exit_code": 0,
+                "steps": [], "rolled_back": [], "not_undone": [], "kept": plan_.kept}, 0
+    if say is not None:
+        say(f"run {rec.run_id} ({rec.proc.procedure}): will undo {', '.join(plan_.undo)} in this order{kept}")
+    if confirm is not None and not confirm("Roll back?"):
+        raise RefusedError("not confirmed: nothing was undone")
+    with _in_run_folder(rec):
+        run_ = replay.build_run(rec, state=state, yes=True)
+
+        def on_signal(signum: int, frame: Any) -> None:
+            run_.rollback_cancel.set()  # the undo running is stopped; the others are listed not undone
+
+        handled = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP) if handle_signals else ()
+        previous = {s: signal.signal(s, on_signal) for s in handled}
+        try:
+            report, code = replay.roll_back(rec, plan_, run_)
+        finally:
+            for s, handler in previous.items():
+                signal.signal(s, handler)
+    return {**report, "undo": plan_.undo}, code  # the order the undos were to run in
+
+
+# ---------------------------------------------------------------- a saved plan
+
+
+class PlanChanged(RefusedError):
+    """The world is not what a saved plan was made against: nothing was run (exit 3)."""
+
+    def __init__(self, plan: dict[str, Any], changes: list[Any]) -> None:
+        self.plan = plan
+        self.changes = changes
+        super().__init__(f"the plan no longer matches: {len(changes)} difference(s) since it was saved")
+
+
+def apply(plan_path: str | Path, params: dict[str, Any] | None = None, *, cli_params: dict[str, str] | None = None,
+          on_event: EventSink | None = None, ask: Asker | None = None, say: Callable[[str], None] | None = None,
+          watch: list[Any] | None = None, handle_signals: bool = False, **keywords: Any) -> RunResult:
+    """Run exactly what a saved plan showed (``runproc FILE --dry-run --save-plan PLAN``).
+
+    Refused (``PlanChanged``, exit 3) before anything runs when a file the plan fingerprinted
+    changed, a secret param differs, or the procedure would now read other files; a step
+    whose action renders otherwise than planned fails before acting. ``params``: the secret
+    params, given again (the plan keeps only their hashes); ``keywords``: the present choices
+    (``state``, ``yes``, ``ignore_window``, ``report_dir``...); the plan's own (``only``,
+    ``limit``, ``forks``...) are the plan's.
+    """
+    from .execution.options import RunOptions
+    from .state import plans
+
+    plan = plans.read(str(plan_path))
+    changes = plans.changed_files(plan)  # from their bytes alone: an edited procedure may not load
+    if changes:
+        raise PlanChanged(plan, changes)
+    saved = plan["options"]
+    proc = load(plan["procedure"]["path"])
+    given = dict(cli_params or {})
+    problem = plans.params_problem(plan, proc, {*given, *(params or {})})
+    if problem:
+        raise ProcedureError(Problem(str(plan_path), 0, 0, problem))
+    # the plan's values as it resolved them (typed: JSON keeps them), then the secret ones again
+    values = {k: v for k, v in plan["params"].items() if v is not None}
+    values.update(params or {})
+    report_dir = keywords.pop("report_dir", None)
+    chosen = RunOptions(no_rollback=bool(saved.get("no_rollback")), only=tuple(saved.get("only") or ()),
+                        limit=saved.get("limit"), inventory=saved.get("inventory"), forks=saved.get("forks"),
+                        report_dir=str(Path(report_dir).resolve()) if report_dir else None,
+                        expected_actions=plans.expected_actions(plan), **keywords)
+    run_ = prepare(proc, values, cli_params=given, options=chosen, on_event=on_event, ask=ask, cwd=plan["cwd"])
+    if watch is not None:
+        watch.append(run_.stop)
+    for name, stored in plan["secret_params"].items():
+        value = run_.params.get(name)
+        same = value is None if stored is None else (value is not None and plans.secret_matches(stored, value))
+        if not same:
+            changes.append(plans.Change("param", name, None, None, "secret: not the value the plan was saved with"))
+    # then what the procedure reads now: a templated inventory may point elsewhere, a new
+    # host_vars file may have appeared
+    now, _ = plans.fingerprint(proc, saved.get("inventory"), run_.namespace())
+    changes += plans.diff_files(plan["files"], now)
+    if changes:
+        raise PlanChanged(plan, changes)
+    if say is not None:
+        say(f"{plan['procedure']['name']}, planned {plan.get('created_at', '?')} by {plan.get('created_by', '?')}: "
+            f"{len(plan['files'])} files unchanged, {len(plans.expected_actions(plan))} actions held to the plan")
+    # the plan's actions were rendered in its folder (a child procedure's path is shown relative
+    # to it): run from there, so that the same procedure renders the same actions
+    here, there = os.getcwd(), plan["cwd"]
+    moved = there != here and Path(there).is_dir()
+    if moved:
+        os.chdir(there)
+    try:
+        return execute(run_, handle_signals=handle_signals)
+    finally:
+        if moved:
+            os.chdir(here)

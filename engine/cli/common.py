@@ -58,10 +58,18 @@ def console_sink(ns: argparse.Namespace) -> tuple[Any, Any, list[Any]]:
 def drive(run: Any, ns: argparse.Namespace) -> Any:
     """Execute a prepared run with the signals routed to it; write the report and the JSON."""
     from .. import api
-    from ..ui.logs import route_library_logs, write_library_log
+    from ..ui.logs import route_library_logs
 
     route_library_logs(verbose=bool(getattr(ns, "verbose", False)))  # no library noise on the terminal
     result = api.execute(run, handle_signals=True)
+    deliver(result, ns)
+    return result
+
+
+def deliver(result: Any, ns: argparse.Namespace) -> None:
+    """What the command line asked for once a run is over: the report folder, the JSON."""
+    from ..ui.logs import write_library_log
+
     if ns.report_dir:
         from ..ui.report import write_bundle
 
@@ -78,7 +86,6 @@ def drive(run: Any, ns: argparse.Namespace) -> Any:
             sys.stdout.flush()
         except OSError:
             silence_stdout()
-    return result
 
 
 def absolute_state(url: str | None) -> str:

@@ -7,13 +7,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .common import EXIT_INVALID, Parser, absolute_state, console_sink, drive, print_problems
+from .common import EXIT_INVALID, Parser, absolute_state, console_sink, deliver, print_problems
 
 
 def _apply_parser() -> argparse.ArgumentParser:
@@ -40,96 +39,37 @@ def _apply_parser() -> argparse.ArgumentParser:
 
 def _apply(argv: list[str]) -> int:
     ns = _apply_parser().parse_args(argv)
+    from .. import api
     from ..errors import ProcedureError
-    from ..format.loader import load
     from ..format.params import parse_cli_params, read_params_file
     from ..state import plans
+    from ..ui.logs import route_library_logs
 
+    route_library_logs(verbose=ns.verbose)
+    if ns.report_dir:
+        ns.report_dir = str(Path(ns.report_dir).resolve())
+    sink, ask, stop = console_sink(ns)
     try:
-        plan = plans.read(ns.plan)
+        given = parse_cli_params(ns.param)
+        from_file = dict(read_params_file(ns.params_file)) if ns.params_file else {}
+        result = api.apply(ns.plan, from_file, cli_params=given, on_event=sink, ask=ask, watch=stop,
+                           say=lambda text: print(f"runproc apply: {text}", file=sys.stderr), handle_signals=True,
+                           state=absolute_state(ns.state), yes=ns.yes, ignore_window=ns.ignore_window,
+                           report_dir=ns.report_dir, accept_new_hosts=ns.accept_new_hosts,
+                           known_hosts=ns.known_hosts)
     except plans.PlanError as exc:
         print(f"runproc apply: {exc}", file=sys.stderr)
         return EXIT_INVALID
-    # the files first, from their bytes alone: an edited procedure may not even load any more
-    changes = plans.changed_files(plan)
-    if changes:
-        return _refuse_apply(ns, plan, changes)
-    options = plan["options"]
-    try:
-        proc = load(plan["procedure"]["path"])
-        given = parse_cli_params(ns.param)
-        from_file = dict(read_params_file(ns.params_file)) if ns.params_file else {}
-        problem = _apply_params_problem(plan, proc, {*given, *from_file})
-        if problem:
-            print(f"runproc apply: {problem}", file=sys.stderr)
-            return EXIT_INVALID
-        # the plan's values as it resolved them (typed: JSON keeps them), then the secret ones again
-        values = {k: v for k, v in plan["params"].items() if v is not None}
-        values.update(from_file)
-        state = absolute_state(ns.state)
-        sink, ask, stop = console_sink(ns)
-        from .. import api
-        from ..execution.options import RunOptions
-
-        chosen = RunOptions(yes=ns.yes, no_rollback=bool(options.get("no_rollback")),
-                            only=tuple(options.get("only") or ()), limit=options.get("limit"),
-                            inventory=options.get("inventory"), state=state, ignore_window=ns.ignore_window,
-                            report_dir=str(Path(ns.report_dir).resolve()) if ns.report_dir else None,
-                            forks=options.get("forks"), accept_new_hosts=ns.accept_new_hosts,
-                            known_hosts=ns.known_hosts, expected_actions=plans.expected_actions(plan))
-        run = api.prepare(proc, values, cli_params=given, options=chosen, on_event=sink, ask=ask, cwd=plan["cwd"])
-        stop.append(run.stop)
-        for name, stored in plan["secret_params"].items():
-            value = run.params.get(name)
-            same = value is None if stored is None else (value is not None and plans.secret_matches(stored, value))
-            if not same:
-                changes.append(plans.Change("param", name, None, None,
-                                            "secret: not the value the plan was saved with"))
-        # then what the procedure reads now: a templated inventory may point elsewhere, a new
-        # host_vars file may have appeared
-        now, _ = plans.fingerprint(proc, options.get("inventory"), run.namespace())
-        changes += plans.diff_files(plan["files"], now)
+    except api.PlanChanged as exc:
+        return _refuse_apply(ns, exc.plan, exc.changes)
     except ProcedureError as exc:
-        print_problems(exc)
+        if len(exc.problems) == 1 and exc.problems[0].file == ns.plan and not exc.problems[0].line:
+            print(f"runproc apply: {exc.problems[0].message}", file=sys.stderr)
+        else:
+            print_problems(exc)
         return EXIT_INVALID
-    if changes:
-        return _refuse_apply(ns, plan, changes)
-    fixed = plans.expected_actions(plan)
-    print(f"runproc apply: {plan['procedure']['name']}, planned {plan.get('created_at', '?')} by "
-          f"{plan.get('created_by', '?')}: {len(plan['files'])} files unchanged, {len(fixed)} actions held "
-          "to the plan", file=sys.stderr)
-    if ns.report_dir:
-        ns.report_dir = str(Path(ns.report_dir).resolve())
-    # the plan's actions were rendered in its folder (a child procedure's path is shown relative
-    # to it): run from there, so that the same procedure renders the same actions
-    here = os.getcwd()
-    there = plan["cwd"]
-    moved = there != here and Path(there).is_dir()
-    if moved:
-        os.chdir(there)
-    try:
-        result = drive(run, ns)
-    finally:
-        if moved:
-            os.chdir(here)
+    deliver(result, ns)
     return int(result.exit_code)
-
-
-def _apply_params_problem(plan: dict[str, Any], proc: Any, given: set[str]) -> str | None:
-    secret = plan["secret_params"]
-    fixed = sorted(n for n in given if n not in secret)
-    if fixed and fixed[0] not in plan["params"]:
-        return f"unknown param {fixed[0]!r}: the plan's procedure declares no such param"
-    if fixed:
-        return (f"param {fixed[0]!r} is fixed by the plan (it was planned with "
-                f"{fixed[0]}={plan['params'].get(fixed[0])!r}); to change it, save a new plan. "
-                "Only params declared secret: true are given again")
-    for name, stored in secret.items():
-        spec = proc.params.get(name)
-        if stored is not None and name not in given and (spec is None or spec.default is None):
-            return (f"param {name!r} is secret: the plan keeps only a hash of it; give it again with "
-                    f"-p {name}=VALUE or --params-file")
-    return None
 
 
 def _refuse_apply(ns: argparse.Namespace, plan: dict[str, Any], changes: list[Any]) -> int:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -21,7 +20,7 @@ from .common import (
     absolute_state,
     asker,
     console_sink,
-    drive,
+    deliver,
     is_tty,
     print_problems,
 )
@@ -40,21 +39,6 @@ def _replay_parser(verb: str, description: str) -> argparse.ArgumentParser:
     return p
 
 
-def _replay_load(verb: str, ns: argparse.Namespace, journal: Any) -> Any:
-    """The recorded run, checked; InvalidInputError or RefusedError when it cannot be replayed."""
-    from ..errors import ProcedureError
-    from ..format.params import parse_cli_params, read_params_file
-    from ..state import replay
-
-    try:
-        given = parse_cli_params(ns.param)
-        from_file = dict(read_params_file(ns.params_file)) if ns.params_file else {}
-    except ProcedureError as exc:
-        raise InvalidInputError("\n".join(str(p) for p in exc.problems)) from None
-    from_file.update(given)
-    return replay.load(journal, ns.run, verb, given, from_file)
-
-
 def _refuse_replay(verb: str, ns: argparse.Namespace, exc: Any) -> int:
     if ns.output == "json" and exc.exit_code == 3:
         print(json.dumps({"run_id": None, "of_run": ns.run, "kind": verb, "status": "refused", "exit_code": 3,
@@ -63,18 +47,17 @@ def _refuse_replay(verb: str, ns: argparse.Namespace, exc: Any) -> int:
     return exc.exit_code
 
 
-def _load_decided(verb: str, ns: argparse.Namespace, decide: Callable[[Any], Any]) -> tuple[Any, Any] | int:
-    """The recorded run and what ``decide`` makes of it, or the exit code of a refusal."""
-    from ..state.sqlite import open_store
+def _params(ns: argparse.Namespace) -> tuple[dict[str, Any], dict[str, str]]:
+    """(params from --params-file, -p text): secret params given again."""
+    from ..errors import ProcedureError
+    from ..format.params import parse_cli_params, read_params_file
 
-    journal = open_store(ns.state)
     try:
-        rec = _replay_load(verb, ns, journal)
-        return rec, decide(rec)
-    except (InvalidInputError, RefusedError) as exc:
-        return _refuse_replay(verb, ns, exc)
-    finally:
-        journal.close()
+        given = parse_cli_params(ns.param)
+        from_file = dict(read_params_file(ns.params_file)) if ns.params_file else {}
+    except ProcedureError as exc:
+        raise InvalidInputError("\n".join(str(p) for p in exc.problems)) from None
+    return from_file, given
 
 
 def _rollback(argv: list[str]) -> int:
@@ -82,58 +65,38 @@ def _rollback(argv: list[str]) -> int:
                                     "was not undone yet, most recent first, with the recorded results as "
                                     "steps.<id>. Refused (exit 3) if the procedure changed since the run. "
                                     "Exit 0 all undone, 4 an undo failed.").parse_args(argv)
+    from .. import api
     from ..errors import ProcedureError
-    from ..state import replay
 
     ns.state = absolute_state(ns.state)
-    loaded = _load_decided("rollback", ns, replay.undo_plan)
-    if isinstance(loaded, int):
-        return loaded
-    rec, plan = loaded
-    if not plan.undo:
-        kept = f"; kept (no rollback defined): {', '.join(plan.kept)}" if plan.kept else ""
-        print(f"runproc rollback: run {rec.run_id}: nothing to undo{kept}", file=sys.stderr)
-        return 0
-    print(f"runproc rollback: run {rec.run_id} ({rec.proc.procedure}): will undo {', '.join(plan.undo)} "
-          "in this order" + (f"; kept (no rollback defined): {', '.join(plan.kept)}" if plan.kept else ""),
-          file=sys.stderr)
-    if not ns.yes:
+
+    def say(text: str) -> None:
+        print(f"runproc rollback: {text}", file=sys.stderr)
+
+    def confirm(question: str) -> bool:
+        if ns.yes:
+            return True
         if not is_tty(sys.stdin):
-            print("runproc rollback: refused, nothing was run: no terminal to ask; give --yes to roll back",
-                  file=sys.stderr)
-            return 3
-        if not asker(None, [])("Roll back?"):
-            print("runproc rollback: not confirmed: nothing was undone", file=sys.stderr)
-            return 3
-    import signal
+            raise RefusedError("no terminal to ask; give --yes to roll back")
+        return bool(asker(None, [])(question))
 
-    here = replay.chdir_to(rec)
     try:
-        run = replay.build_run(rec, state=ns.state, yes=True)
-
-        def on_signal(signum: int, frame: Any) -> None:
-            run.rollback_cancel.set()  # the undo running is stopped; the others are listed not undone
-
-        previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
-        try:
-            report, code = replay.roll_back(rec, plan, run)
-        finally:
-            for s, handler in previous.items():
-                signal.signal(s, handler)
+        params, given = _params(ns)
+        report, code = api.rollback_run(ns.run, params, cli_params=given, state=ns.state, confirm=confirm, say=say,
+                                        handle_signals=True)
     except ProcedureError as exc:
         print_problems(exc)
         return EXIT_INVALID
     except (InvalidInputError, RefusedError) as exc:
         return _refuse_replay("rollback", ns, exc)
-    finally:
-        if here is not None:
-            os.chdir(here)
+    if report.get("run_id") is None:  # nothing to undo: said above
+        return code
     if ns.output == "json":
         print(json.dumps(report, indent=2, default=str))
         return code
     steps = {s["id"]: s for s in report["steps"]}
-    print(f"rollback of run {rec.run_id} ({rec.proc.procedure}): {report['status']} (run {report['run_id']})")
-    for sid in plan.undo:
+    print(f"rollback of run {report['of_run']} ({report['procedure']}): {report['status']} (run {report['run_id']})")
+    for sid in report["undo"]:
         undo = steps[sid].get("rollback") or {}
         line = f"  {sid}: {steps[sid]['status']}"
         if undo.get("error"):
@@ -158,33 +121,28 @@ def _resume(argv: list[str]) -> int:
     p.add_argument("--report-dir", help="write report.json, junit.xml and step logs here")
     p.add_argument("-v", "--verbose", action="store_true", help="show step output as it arrives")
     ns = p.parse_args(argv)
+    from .. import api
     from ..errors import ProcedureError
-    from ..state import replay
+    from ..ui.logs import route_library_logs
 
     ns.state = absolute_state(ns.state)
     if ns.report_dir:
         ns.report_dir = str(Path(ns.report_dir).resolve())
-    loaded = _load_decided("resume", ns, replay.resume_steps)
-    if isinstance(loaded, int):
-        return loaded
-    rec, done = loaded
-    print(f"runproc resume: run {rec.run_id} ({rec.proc.procedure}): "
-          f"{', '.join(done) if done else 'no step'} done before, not run again", file=sys.stderr)
-    here = replay.chdir_to(rec)
+    route_library_logs(verbose=ns.verbose)
+    sink, ask, stop = console_sink(ns)
     try:
-        sink, ask, stop = console_sink(ns)
-        run = replay.build_run(rec, state=ns.state, yes=ns.yes, ignore_window=ns.ignore_window, on_event=sink,
-                               ask=ask, report_dir=ns.report_dir,
-                               accept_new_hosts=ns.accept_new_hosts, known_hosts=ns.known_hosts, completed=done)
-        stop.append(run.stop)
-        run.journal_inputs = replay.inputs_of_replay(rec, "resume")
-        result = drive(run, ns)
+        params, given = _params(ns)
+        result = api.resume(ns.run, params, cli_params=given, on_event=sink, ask=ask, watch=stop,
+                            say=lambda text: print(f"runproc resume: {text}", file=sys.stderr),
+                            handle_signals=True, state=ns.state, yes=ns.yes, ignore_window=ns.ignore_window,
+                            report_dir=ns.report_dir, accept_new_hosts=ns.accept_new_hosts,
+                            known_hosts=ns.known_hosts)
     except ProcedureError as exc:
         print_problems(exc)
         return EXIT_INVALID
-    finally:
-        if here is not None:
-            os.chdir(here)
+    except (InvalidInputError, RefusedError) as exc:
+        return _refuse_replay("resume", ns, exc)
+    deliver(result, ns)
     return int(result.exit_code)
 
 

@@ -541,3 +541,21 @@ def _steps_ok(steps: Any) -> bool:
 
 def _kind(kind: type | tuple[type, ...]) -> str:
     return {dict: "mapping", list: "list", str: "string"}.get(kind, "value")  # type: ignore[call-overload]
+
+
+def params_problem(plan: dict[str, Any], proc: Any, given: set[str]) -> str | None:
+    """Why the params given to ``apply`` cannot be used with this plan, or None."""
+    secret = plan["secret_params"]
+    fixed = sorted(n for n in given if n not in secret)
+    if fixed and fixed[0] not in plan["params"]:
+        return f"unknown param {fixed[0]!r}: the plan's procedure declares no such param"
+    if fixed:
+        return (f"param {fixed[0]!r} is fixed by the plan (it was planned with "
+                f"{fixed[0]}={plan['params'].get(fixed[0])!r}); to change it, save a new plan. "
+                "Only params declared secret: true are given again")
+    for name, stored in secret.items():
+        spec = proc.params.get(name)
+        if stored is not None and name not in given and (spec is None or spec.default is None):
+            return (f"param {name!r} is secret: the plan keeps only a hash of it; give it again with "
+                    f"-p {name}=VALUE or --params-file")
+    return None
