@@ -156,9 +156,9 @@ def crashed(exc: BaseException) -> int:
     import traceback
 
     text = "".join(traceback.format_exception(exc))
-    expressions = sys.modules.get("engine.format.expressions")
-    if expressions is not None:
-        text = expressions.redact_everywhere(text)
+    redaction = sys.modules.get("engine.format.redaction")
+    if redaction is not None:
+        text = redaction.redact_everywhere(text)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     base = Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state") / "runproc" / "crashes"
     where = "no crash file could be written"
@@ -172,8 +172,8 @@ def crashed(exc: BaseException) -> int:
         where = f"details: {path}"
         break
     summary = str(exc).splitlines()[0] if str(exc) else ""
-    if expressions is not None:
-        summary = expressions.redact_everywhere(summary)
+    if redaction is not None:
+        summary = redaction.redact_everywhere(summary)
     print(f"runproc: internal error: {type(exc).__name__}{': ' + summary[:200] if summary else ''} ({where}); "
           "please report it", file=sys.stderr)
     return EXIT_INTERNAL

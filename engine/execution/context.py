@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
-    from ..format.expressions import Redactor
     from ..format.model import Procedure
+    from ..format.redaction import Redactor
     from .events import Event
     from .resources import Resources
     from .results import RunResult, StepResult

@@ -18,6 +18,7 @@ from typing import Any
 
 from ..errors import Problem, ProcedureError
 from ..format import expressions as ex
+from ..format.redaction import Redactor
 from . import events as ev
 from .resources import Resources
 from .results import RunResult, StepResult
@@ -86,7 +87,7 @@ class _PortableRun:
         self.accept_new_hosts = False
         self.on_event = on_event
         self.wants_output = on_event is not None
-        self.redactor = ex.Redactor()
+        self.redactor = Redactor()
         self.taint = Taint(self.redactor)
         self.resources = Resources()
         self.results: dict[str, StepResult] = {}

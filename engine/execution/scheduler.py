@@ -30,6 +30,7 @@ from ..format import graph
 from ..format.credentials import connection_secrets
 from ..format.model import Procedure, Step
 from ..format.params import resolve_params, resolve_secrets
+from ..format.redaction import Redactor
 from . import dryrun
 from . import events as ev
 from . import saga as rollback
@@ -101,7 +102,7 @@ class Run:
         self._phase_cancel = self.stop
         self.interrupts = 0
         self.resources: Resources = parent.resources if parent else Resources()
-        self.redactor = ex.Redactor()
+        self.redactor = Redactor()
         self._emit_lock = threading.RLock()
         self._journal_obj: Any = None
         self.event_error: Exception | None = None  # the first exception an on_event consumer raised

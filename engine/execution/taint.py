@@ -25,6 +25,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from ..format import expressions as ex
+from ..format.redaction import Redactor
 
 # Namespace roots that can hold a protected value. ``steps`` (already-redacted results) and
 # ``run`` never do; leaving them out keeps the shadow namespace cheap on large runs.
@@ -61,7 +62,7 @@ def twin(value: Any) -> Any:
 class Taint:
     """The protected values of one run, their twins, and the rendering that finds derivations."""
 
-    def __init__(self, redactor: ex.Redactor) -> None:
+    def __init__(self, redactor: Redactor) -> None:
         self.redactor = redactor
         self._twins: dict[str, Any] = {}  # protected text -> its twin
         self._pattern: re.Pattern[str] | None = None  # any protected text, longest first

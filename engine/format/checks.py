@@ -11,6 +11,7 @@ from pydantic import BaseModel
 from ..errors import Problem
 from . import expressions as ex
 from . import graph
+from .analysis import Reference, analyse
 from .model import Body, Check, Procedure, Step
 from .suggest import did_you_mean
 from .window import WindowError, parse_window
@@ -215,7 +216,7 @@ def _check_expressions(proc: Procedure, source: Source, dag: graph.Dag | None,
     var_order = {name: i for i, name in enumerate(proc.vars)}
 
     def check(path: Path_, text: str, expression: bool, scope: _Scope, refs_out: set[str] | None) -> None:
-        analysis = ex.analyse(text, expression=expression)
+        analysis = analyse(text, expression=expression)
         if analysis.error:
             line, col = source.where_in_text(path, analysis.error_line)
             problems.append(Problem(source.file, line, col, f"{_label(path)}: {analysis.error}"))
@@ -279,7 +280,7 @@ def _branch_hint(proc: Procedure, step_id: str, dag: graph.Dag) -> str:
     return ""
 
 
-def _reference_problem(ref: ex.Reference, proc: Procedure, scope: _Scope, dag: graph.Dag | None,
+def _reference_problem(ref: Reference, proc: Procedure, scope: _Scope, dag: graph.Dag | None,
                        var_order: dict[str, int], path: Path_, lenience: Lenience) -> str | None:
     root, name = ref.root, ref.name
     if root in JINJA_GLOBALS:

@@ -26,8 +26,8 @@ class _Masking(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         text = super().format(record)
-        expressions = sys.modules.get("engine.format.expressions")
-        return expressions.redact_everywhere(text) if expressions is not None else text
+        redaction = sys.modules.get("engine.format.redaction")
+        return redaction.redact_everywhere(text) if redaction is not None else text
 
 
 class _Buffer(logging.Handler):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from engine.format.expressions import Reference, analyse, step_references
+from engine.format.analysis import Reference, analyse, step_references
 
 
 def refs(text: str, *, expression: bool = False) -> set[tuple[str, str | None]]:
@@ -44,7 +44,7 @@ def test_errors_with_their_line(text: str, error: str, line: int) -> None:
 
 
 def test_tag_by_tag_analysis_equals_the_whole_parse() -> None:
-    from engine.format.expressions import _analyse_template
+    from engine.format.analysis import _analyse_template
 
     for text in ['a {{ "}}" ~ vars.x }} b {{ params.y }}', "{{ a }}{{ b.c }}\n{{ d['e'] }}", "x {{ '{{' }}"]:
         fast = analyse(text, expression=False)
@@ -58,7 +58,7 @@ def test_tag_by_tag_analysis_equals_the_whole_parse() -> None:
     "{{ x|upper|lower }}", "{{ x.0 }}", "{{ if }}", "{{ a . b }}", "{{ x | default('a') }}", "{{ a.b['c'] }}",
 ])
 def test_simple_tag_fast_path_equals_the_parser(tag: str) -> None:
-    from engine.format.expressions import _analyse_tag, _analyse_template
+    from engine.format.analysis import _analyse_tag, _analyse_template
 
     fast, whole = _analyse_tag(tag), _analyse_template(tag)
     assert (fast.error, fast.roots, set(fast.references)) == (whole.error, whole.roots, set(whole.references))

@@ -51,7 +51,7 @@ def test_broken_describe_and_effect(tmp_path: Path) -> None:
 
 
 def test_redacting_a_file_in_chunks_misses_no_secret_at_a_boundary(tmp_path: Path) -> None:
-    from engine.format.expressions import Redactor
+    from engine.format.redaction import Redactor
 
     redactor = Redactor(["tok-spool-1234"])
     path = tmp_path / "out.log"
