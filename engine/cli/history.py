@@ -48,7 +48,7 @@ def _show(argv: list[str]) -> int:
     if (ns.output or ("text" if is_tty(sys.stdout) else "json")) == "json":
         print(json.dumps(report, indent=2))
     else:
-        from ..ui.console import show_report
+        from ..ui.recorded import show_report
 
         show_report(report)
     return 0
