@@ -20,7 +20,6 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -34,17 +33,20 @@ from ..format.redaction import Redactor
 from . import dryrun
 from . import events as ev
 from . import saga as rollback
+from .admission import Admission
+from .children import ChildProcedures
 from .options import RunOptions
+from .outcome import Outcome
 from .resources import Resources
 from .results import DONE, FAILED, RunResult, StepResult, recorded_result
 from .step import StepRunner, now_iso
-from .store import StateStore, StoreOpener, user_name
+from .store import StateStore, StoreOpener
 from .taint import Taint
 
 DEFAULT_CONCURRENCY_CAP = 16
 
 
-class Run:
+class Run(Admission, Outcome, ChildProcedures):
     """One execution of a procedure. Build with ``run()``; ``interrupt()`` is signal-safe.
 
     Cancellation has three levels, one event each: the first interrupt stops the steps
@@ -325,81 +327,6 @@ class Run:
                 self._journal_obj.close()
                 self._journal_obj = None
 
-    def store(self) -> StateStore:
-        """The state store, opened on first use (a ProcedureError when it cannot be)."""
-        if self._journal_obj is None:
-            assert self._store_arg is not None, "a run without a store takes no lock and records nothing"
-            store = self._store_arg
-            self._journal_obj = store if isinstance(store, StateStore) else store()
-        return self._journal_obj
-
-    def _take_lock(self) -> tuple[str | None, bool]:
-        """(refusal, taken). A dry run only looks: it warns where a real run would be refused."""
-        name = self.proc.lock or ""
-        if self._store_arg is None:  # an embedder's run without a state store: nothing to lock in
-            self.emit(ev.Note("warning", f"lock {name!r} not taken: this run has no state store"))
-            return None, False
-        try:
-            journal = self.store()
-            if self.dry_run:
-                holder = journal.holder(name)
-                if holder is not None:
-                    self.emit(ev.Note("warning", f"lock {name!r} is held by {holder}: a real run would be refused"))
-                return None, False
-            holder = journal.holder(name)
-            if holder is not None and holder.pid == os.getpid() and holder.run_id in self._ancestors():
-                return None, False  # a child procedure under the same lock as its parent: held by us
-            holder = journal.acquire(name, self.run_id, self.proc.procedure, user_name(), self.started_at)
-        except Exception as exc:  # noqa: BLE001 - whatever the store raised: the lock was not taken
-            # without the lock nothing may run; with no state at all a dry run may still plan
-            if self.dry_run:
-                self.emit(ev.Note("warning", f"cannot check lock {name!r}: {exc}"))
-                return None, False
-            where = self.state_url or "the default run state"
-            return f"cannot take lock {name!r} in {where}: {exc}", False
-        if holder is not None:
-            return f"lock {name!r} is held by {holder}", False
-        return None, True
-
-    def _ancestors(self) -> set[str]:
-        out: set[str] = set()
-        run = self.parent
-        while run is not None:
-            out.add(run.run_id)
-            run = run.parent
-        return out
-
-    def _check_window(self) -> str | None:
-        if not self.proc.window:
-            return None
-        from ..format.window import parse_window
-
-        window = parse_window(self.proc.window)
-        if window.contains(datetime.now(UTC)):
-            return None
-        if self.ignore_window:
-            self.emit(ev.Note("warning", f"outside the window {self.proc.window!r}; --ignore-window given"))
-            return None
-        if self.dry_run:
-            self.emit(ev.Note("warning", f"outside the window {self.proc.window!r}: a real run would be refused"))
-            return None
-        return f"outside the maintenance window {self.proc.window!r} (use --ignore-window to override)"
-
-    def _preconditions(self) -> str | None:
-        stepper = StepRunner(self)
-        for check in self.proc.preconditions:
-            name = check.name or stepper._default_name(check)
-            if self.offline:
-                self.emit(ev.PreconditionChecked(name, True, unknown=True))
-                continue
-            passed, reason, _ = stepper.check("preconditions", check, self.namespace())
-            self.emit(ev.PreconditionChecked(name, passed, reason))
-            if self.interrupted:
-                return "interrupted"
-            if not passed:
-                return f"precondition failed: {reason}"
-        return None
-
     # ------------------------------------------------------------ scheduling
 
     def _schedule(self) -> None:
@@ -548,136 +475,3 @@ class Run:
         from .fanout import select_hosts
 
         return select_hosts(self, step)
-
-    # ------------------------------------------------------------ failure path
-
-    def _run_list(self, steps: list[Step]) -> None:
-        """finally/on_failure: in order (``needs`` respected), each whatever the others did."""
-        if not steps:
-            return
-        stepper = StepRunner(self)
-        self._phase_cancel = self.final_cancel  # a first or second interrupt must not stop cleanup
-        try:
-            by_id = {s.id: s for s in steps}
-            for sid in graph.build(steps).order:
-                step = by_id[sid]
-                sr = self.results[sid]
-                if self.final_cancel.is_set():
-                    sr.status, sr.error = "cancelled", "abandoned (interrupted a third time)"
-                    continue
-                self._step_job(stepper, step)
-        finally:
-            self._phase_cancel = self.stop
-
-    # ------------------------------------------------------------ outcome
-
-    def _finish(self, t0: float) -> RunResult:
-        steps = self.results
-        main = [steps[s.id] for s in self.proc.steps]
-        kept = [s.id for s in main if any(n.startswith(("no rollback defined", "not rolled back"))
-                                          for n in s.notes)]
-        cleanup_failed = [s.id for s in (*self.proc.finally_, *self.proc.on_failure)
-                          if steps[s.id].status in FAILED]
-        if self.not_undone:
-            # before "interrupted": an undo that did not run needs a person, whatever stopped it
-            status, code = "rollback_incomplete", 4
-        elif self.interrupted:
-            status, code = "interrupted", 130
-        elif self.refused:
-            # a denied approval is a refusal even after earlier steps: they were all undone above
-            status, code = "refused", 3
-        elif self.root_cause is not None:
-            status, code = "failed", 1
-        elif cleanup_failed:
-            status, code = "failed", 1
-            self.root_cause = cleanup_failed[0]
-            sr = steps[cleanup_failed[0]]
-            self.error = self.error or f"step {sr.id} {sr.status}: {sr.error}"
-        elif self.dry_run:
-            status, code = "planned", 0
-        else:
-            status, code = "ok", 0
-        result = RunResult(self.proc.procedure, self.run_id, status, code, self.dry_run, self.started_at,
-                           time.monotonic() - t0, steps, self.redactor(self.error) if self.error else None,
-                           self.root_cause, list(self.undo_order), list(self.not_undone), kept, self.offline,
-                           redact=self.redactor)
-        if self.use_journal and self.parent is None and not self.offline:
-            try:
-                self.store().record(result.to_json(), self._inputs_to_record(main))
-            except Exception as exc:  # noqa: BLE001 - history is best effort; the outcome is not
-                self.emit(ev.Note("warning", f"could not record the run in the journal: {exc}"))
-        self.emit(ev.RunFinished(result))
-        return result
-
-    def _inputs_to_record(self, main: list[StepResult]) -> dict[str, Any] | None:
-        """The journal's inputs for a later resume/rollback, with what only the end knows: the
-        order steps completed in (rollbacks run in reverse) and which failed steps had changed
-        things (their action completed, their verify failed: rollback undoes them too)."""
-        if self.journal_inputs is None or self.dry_run:
-            return None
-        ended = sorted((sr for sr in main if sr.completed_at is not None), key=lambda sr: sr.completed_at or 0)
-        return {**self.journal_inputs, "completed": [sr.id for sr in ended],
-                "changed": [sr.id for sr in main if sr.changed]}
-
-    # ------------------------------------------------------------ child procedures
-
-    def run_child(self, file: str, params: dict[str, Any], *, dry_run: bool = False, parent_step: str | None = None,
-                  cancel: threading.Event | None = None) -> RunResult:
-        from ..format.loader import load
-
-        path = Path(file)
-        if not path.is_absolute():
-            path = self.workdir / path
-        chain = [self.proc.path]
-        run: Run | None = self
-        while run is not None and run.parent is not None:
-            run = run.parent
-            chain.append(run.proc.path)
-        if path.resolve() in chain:  # a procedure that calls itself would recurse without end
-            names = " -> ".join(p.name for p in reversed([*chain]) if p) + f" -> {path.name}"
-            raise ProcedureError(Problem(file, 0, 0, f"child procedures call each other in a loop: {names}"))
-        child_proc = load(path)
-        from dataclasses import replace
-
-        # the parent's choices, less what only the parent names (--only, a saved plan, the report)
-        options = replace(self.options, dry_run=dry_run or self.dry_run, only=(), expected_actions=None,
-                          report_dir=None, log_dir=str(self.log_dir))
-        child = Run(child_proc, params=params, options=options, ask=self.ask, store=self._store_arg, parent=self,
-                    on_event=self._child_events(child_proc.procedure, parent_step))
-        # the child stops with the phase of the parent that runs it, and abandons its undos
-        # and cleanup when the parent's are abandoned
-        child.stop = cancel or self.cancel
-        child._phase_cancel = child.stop
-        child.rollback_cancel = self.rollback_cancel
-        child.final_cancel = self.final_cancel
-        child.wants_output = self.wants_output
-        if self.expected_actions is not None and parent_step is not None:
-            # the plan held the child's steps under this step's id: the child is held to them too
-            prefix = f"{parent_step}/"
-            child.expected_actions = {k[len(prefix):]: v for k, v in self.expected_actions.items()
-                                      if k.startswith(prefix)}
-        return child._execute()
-
-    def _check_only(self) -> None:
-        """``--only`` names steps; a typo must not skip everything and report success."""
-        ids = [s.id for s in self.proc.steps]
-        unknown = [o for o in self.only if o not in ids]
-        if unknown:
-            from ..errors import Problem
-            from ..format.suggest import did_you_mean
-
-            raise ProcedureError([Problem("--only", 0, 0, f"unknown step {o!r}{did_you_mean(o, ids)}")
-                                  for o in sorted(unknown)])
-
-    def _child_events(self, name: str, parent_step: str | None = None) -> Callable[[ev.Event], None]:
-        def forward(event: ev.Event) -> None:
-            if isinstance(event, ev.StepFinished):
-                # the child's steps appear under the parent's step, named child/step
-                phase = f"child:{parent_step}" if parent_step else "child"
-                self.emit(ev.StepFinished(f"{name}/{event.step_id}", phase, event.result))
-            elif isinstance(event, ev.StepOutput):
-                self.emit(ev.StepOutput(f"{name}/{event.step_id}", event.stream, event.text, event.host))
-            elif isinstance(event, ev.Note) and event.level != "child":
-                self.emit(ev.Note(event.level, f"{name}: {event.text}", event.data))
-        return forward
-

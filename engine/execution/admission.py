@@ -1,0 +1,91 @@
+"""A run's admission, before any step: the state store, the lock, the maintenance window and
+the procedure's preconditions. A base class of the scheduler's ``Run``."""
+
+from __future__ import annotations
+
+import os
+from datetime import UTC, datetime
+
+from . import events as ev
+from .step import StepRunner
+from .store import StateStore, user_name
+
+
+class Admission:
+    """Whether a run may start; every refusal is said in words the operator can act on."""
+
+    def store(self) -> StateStore:
+        """The state store, opened on first use (a ProcedureError when it cannot be)."""
+        if self._journal_obj is None:
+            assert self._store_arg is not None, "a run without a store takes no lock and records nothing"
+            store = self._store_arg
+            self._journal_obj = store if isinstance(store, StateStore) else store()
+        return self._journal_obj
+
+    def _take_lock(self) -> tuple[str | None, bool]:
+        """(refusal, taken). A dry run only looks: it warns where a real run would be refused."""
+        name = self.proc.lock or ""
+        if self._store_arg is None:  # an embedder's run without a state store: nothing to lock in
+            self.emit(ev.Note("warning", f"lock {name!r} not taken: this run has no state store"))
+            return None, False
+        try:
+            journal = self.store()
+            if self.dry_run:
+                holder = journal.holder(name)
+                if holder is not None:
+                    self.emit(ev.Note("warning", f"lock {name!r} is held by {holder}: a real run would be refused"))
+                return None, False
+            holder = journal.holder(name)
+            if holder is not None and holder.pid == os.getpid() and holder.run_id in self._ancestors():
+                return None, False  # a child procedure under the same lock as its parent: held by us
+            holder = journal.acquire(name, self.run_id, self.proc.procedure, user_name(), self.started_at)
+        except Exception as exc:  # noqa: BLE001 - whatever the store raised: the lock was not taken
+            # without the lock nothing may run; with no state at all a dry run may still plan
+            if self.dry_run:
+                self.emit(ev.Note("warning", f"cannot check lock {name!r}: {exc}"))
+                return None, False
+            where = self.state_url or "the default run state"
+            return f"cannot take lock {name!r} in {where}: {exc}", False
+        if holder is not None:
+            return f"lock {name!r} is held by {holder}", False
+        return None, True
+
+    def _ancestors(self) -> set[str]:
+        out: set[str] = set()
+        run = self.parent
+        while run is not None:
+            out.add(run.run_id)
+            run = run.parent
+        return out
+
+    def _check_window(self) -> str | None:
+        if not self.proc.window:
+            return None
+        from ..format.window import parse_window
+
+        window = parse_window(self.proc.window)
+        if window.contains(datetime.now(UTC)):
+            return None
+        if self.ignore_window:
+            self.emit(ev.Note("warning", f"outside the window {self.proc.window!r}; --ignore-window given"))
+            return None
+        if self.dry_run:
+            self.emit(ev.Note("warning", f"outside the window {self.proc.window!r}: a real run would be refused"))
+            return None
+        return f"outside the maintenance window {self.proc.window!r} (use --ignore-window to override)"
+
+    def _preconditions(self) -> str | None:
+        stepper = StepRunner(self)
+        for check in self.proc.preconditions:
+            name = check.name or stepper._default_name(check)
+            if self.offline:
+                self.emit(ev.PreconditionChecked(name, True, unknown=True))
+                continue
+            passed, reason, _ = stepper.check("preconditions", check, self.namespace())
+            self.emit(ev.PreconditionChecked(name, passed, reason))
+            if self.interrupted:
+                return "interrupted"
+            if not passed:
+                return f"precondition failed: {reason}"
+        return None
+
