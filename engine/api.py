@@ -240,10 +240,10 @@ def apply(plan_path: str | Path, params: dict[str, Any] | None = None, *, cli_pa
     ``limit``, ``forks``...) are the plan's.
     """
     from .execution.options import RunOptions
-    from .state import plans
+    from .state import fingerprints, plans
 
     plan = plans.read(str(plan_path))
-    changes = plans.changed_files(plan)  # from their bytes alone: an edited procedure may not load
+    changes = fingerprints.changed_files(plan)  # from their bytes alone: an edited procedure may not load
     if changes:
         raise PlanChanged(plan, changes)
     saved = plan["options"]
@@ -267,11 +267,11 @@ def apply(plan_path: str | Path, params: dict[str, Any] | None = None, *, cli_pa
         value = run_.params.get(name)
         same = value is None if stored is None else (value is not None and plans.secret_matches(stored, value))
         if not same:
-            changes.append(plans.Change("param", name, None, None, "secret: not the value the plan was saved with"))
+            changes.append(fingerprints.Change("param", name, None, None, "secret: not the value the plan was saved with"))
     # then what the procedure reads now: a templated inventory may point elsewhere, a new
     # host_vars file may have appeared
-    now, _ = plans.fingerprint(proc, saved.get("inventory"), run_.namespace())
-    changes += plans.diff_files(plan["files"], now)
+    now, _ = fingerprints.fingerprint(proc, saved.get("inventory"), run_.namespace())
+    changes += fingerprints.diff_files(plan["files"], now)
     if changes:
         raise PlanChanged(plan, changes)
     if say is not None:

@@ -230,11 +230,11 @@ def _execute(proc: Any, ns: argparse.Namespace, cli_params: dict[str, str], file
     stop.append(run.stop)
     fingerprint: Any = None
     if ns.save_plan is not None:
-        from ..state import plans
+        from ..state import fingerprints
 
         # hashed now, before the dry run, as close as can be to when the procedure was read
         inventory = str(Path(ns.inventory).resolve()) if ns.inventory else None
-        fingerprint = (inventory, *plans.fingerprint(proc, inventory, run.namespace()))
+        fingerprint = (inventory, *fingerprints.fingerprint(proc, inventory, run.namespace()))
     result = drive(run, ns)
     if fingerprint is not None:
         return _save_plan(run, result, ns.save_plan, *fingerprint) or result.exit_code

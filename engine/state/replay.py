@@ -36,9 +36,9 @@ INPUTS_VERSION = 1
 
 def capture(run: Run, inventory: str | None, cwd: str) -> dict[str, Any]:
     """The inputs to record for a real run, taken before it starts (the files as it read them)."""
-    from . import plans
+    from . import fingerprints, plans
 
-    files, warnings = plans.fingerprint(run.proc, inventory, run.namespace())
+    files, warnings = fingerprints.fingerprint(run.proc, inventory, run.namespace())
     params: dict[str, Any] = {}
     secret: dict[str, str | None] = {}
     for name, value in run.params.items():
@@ -84,7 +84,7 @@ class Recorded:
 def load(journal: SqliteStore, ref: str, verb: str, given: dict[str, str], from_file: dict[str, Any]) -> Recorded:
     """The run ``ref`` names (an id or its first characters), or a RefusedError/InvalidInputError saying why not."""
     from ..format.loader import load as load_procedure
-    from . import plans
+    from . import fingerprints, plans
 
     report = journal.show(ref)
     if report is None:
@@ -107,7 +107,7 @@ def load(journal: SqliteStore, ref: str, verb: str, given: dict[str, str], from_
     holder = journal.lock_of(run_id)
     if holder is not None:
         raise RefusedError(f"run {run_id} is still running (it holds lock {holder.name!r}: {holder})")
-    changes = plans.changed_files(inputs)
+    changes = fingerprints.changed_files(inputs)
     if changes:
         raise RefusedError(f"the procedure changed since run {run_id}, so its recorded results may not match "
                       "what the file now says:\n" + "\n".join(f"  {c}" for c in changes))
