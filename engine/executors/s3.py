@@ -13,11 +13,8 @@ created, replaced or deleted, and sends no write.
 
 from __future__ import annotations
 
-import contextlib
 import mimetypes
-import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -26,10 +23,18 @@ from pydantic import Field, model_validator
 
 from ..format.model import S3Connection
 from .base import ASSERTION, ENVIRONMENT, Effect, Executor, Options, Result, StepContext
+from .s3client import (
+    MULTIPART_THRESHOLD,
+    MiB,
+    Progress,
+    S3Client,
+    TransferStopped,
+    open_client,
+    option_text,
+    s3_connection,
+    transfer,
+)
 
-MiB = 1024 * 1024
-MULTIPART_THRESHOLD = 8 * MiB  # parts of 8 MiB too: 10,000 parts cover 78 GiB
-PROGRESS_INTERVAL = 1.0  # seconds between transfer progress messages
 GET_TEXT_LIMIT = 1 * MiB  # a get without `file` returns the body as text up to this size
 
 Op = Literal["list", "head", "get", "put", "copy", "delete"]
@@ -81,136 +86,6 @@ class S3Options(Options):
 # error codes that say the credentials do not work here: the environment, not the data
 _CREDENTIAL_CODES = frozenset({"InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken", "InvalidToken",
                                "AccessDenied", "AllAccessDisabled"})
-
-# ---------------------------------------------------------------- the client
-
-
-@dataclass
-class S3Client:
-    client: Any
-    credentials: str  # the name of the credential source (``env``, ``iam-role``, ...)
-
-
-def _open(conn: S3Connection, ctx: StepContext) -> S3Client:
-    import boto3
-    import botocore.session
-    from botocore.config import Config
-
-    profile = _opt(ctx, conn.profile)
-    endpoint = _opt(ctx, conn.endpoint_url)
-    core = botocore.session.Session(profile=profile)  # the profile first: the resolver reads it
-    if endpoint is not None and _is_loopback_url(endpoint):
-        # a local stand-in (MinIO on this machine) never needs the cloud's instance credentials:
-        # do not ask the metadata service (169.254.169.254), an address nobody chose here
-        resolver = core.get_component("credential_provider")
-        for name in ("iam-role", "container-role"):
-            with contextlib.suppress(Exception):
-                resolver.remove(name)
-    session = boto3.session.Session(region_name=_opt(ctx, conn.region), botocore_session=core)
-    creds = session.get_credentials()
-    source = (getattr(creds, "method", None) or "unknown") if creds is not None else "none found"
-    # standard retries (throttling, 5xx) and bounded waits: a dead endpoint must not hang a step
-    config = Config(retries={"max_attempts": 3, "mode": "standard"}, connect_timeout=10, read_timeout=60)
-    client = session.client("s3", endpoint_url=endpoint, config=config)
-    return S3Client(client, source)
-
-
-def _is_loopback_url(url: str) -> bool:
-    import ipaddress
-    from urllib.parse import urlsplit
-
-    host = (urlsplit(url).hostname or "").lower()
-    if host == "localhost" or host.endswith(".localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def _opt(ctx: StepContext, value: str | None) -> str | None:
-    if value is None:
-        return None
-    rendered = ctx.render(value)
-    return None if rendered in (None, "") else str(rendered)
-
-
-def _connection(options: S3Options, ctx: StepContext) -> tuple[str, S3Connection]:
-    """The step's s3 connection; with none declared, boto3's defaults (env, profile, region)."""
-    if options.connection is None and not any(c.kind == "s3" for c in ctx.connections.values()):
-        return "<default>", S3Connection()
-    return ctx.connection(options.connection, ("s3",))
-
-
-# ---------------------------------------------------------------- progress
-
-
-class _Stop(Exception):
-    """A transfer was cancelled because the step's deadline passed or the run was interrupted."""
-
-
-class Progress:
-    """A boto3 transfer callback: throttled "uploaded 12.0 of 40.0 MiB (30%)" messages."""
-
-    def __init__(self, ctx: StepContext, verb: str, total: int) -> None:
-        self.ctx, self.verb, self.total = ctx, verb, total
-        self.done = 0
-        self.last = time.monotonic()
-        self.lock = threading.Lock()  # s3transfer calls back from its worker threads
-
-    def __call__(self, n: int) -> None:
-        with self.lock:
-            self.done += n
-            now = time.monotonic()
-            if now - self.last >= PROGRESS_INTERVAL:
-                self.last = now
-                self.ctx.progress(self.message())
-
-    def message(self) -> str:
-        pct = f" ({100 * self.done // self.total}%)" if self.total else ""
-        return f"{self.verb} {self.done / MiB:.1f} of {self.total / MiB:.1f} MiB{pct}"
-
-    def finish(self) -> None:
-        self.done = self.total
-        self.ctx.progress(self.message())
-
-
-def _transfer(ctx: StepContext, client: Any, progress: Progress, start: Callable[[Any, list[Any]], Any]) -> None:
-    """Run one managed transfer, polling so that a deadline or an interrupt cancels it.
-
-    Cancelling from here (rather than raising inside the progress callback, which fires in
-    the middle of an HTTP body and makes botocore retry the part) stops new parts at once and
-    aborts the multipart upload, so no orphaned parts are left to pay for.
-    """
-    from boto3.s3.transfer import ProgressCallbackInvoker, create_transfer_manager
-
-    manager = create_transfer_manager(client, _transfer_config())
-    stopped: str | None = None
-    try:
-        future = start(manager, [ProgressCallbackInvoker(progress)])
-        while not future.done():
-            if ctx.deadline is not None and time.monotonic() >= ctx.deadline:
-                stopped = "timed_out"
-            elif ctx.cancel.is_set():
-                stopped = "cancelled"
-            if stopped:
-                future.cancel()
-                break
-            ctx.cancel.wait(0.1)
-        if not stopped:
-            future.result()  # raises the transfer's error (a ClientError with its code)
-    finally:
-        manager.shutdown(cancel=stopped is not None)
-    if stopped:
-        raise _Stop(stopped)
-    progress.finish()
-
-
-def _transfer_config() -> Any:
-    from boto3.s3.transfer import TransferConfig
-
-    return TransferConfig(multipart_threshold=MULTIPART_THRESHOLD, multipart_chunksize=MULTIPART_THRESHOLD)
-
 
 # ---------------------------------------------------------------- helpers
 
@@ -264,39 +139,39 @@ class S3Executor(Executor):
 
     def target(self, options: S3Options, ctx: StepContext, *, strict: bool = True) -> Target:
         try:
-            _, conn = _connection(options, ctx)
+            _, conn = s3_connection(options, ctx)
         except ValueError:
             if strict:
                 raise
             conn = S3Connection()
-        bucket = _opt(ctx, options.bucket) or _opt(ctx, conn.bucket)
+        bucket = option_text(ctx, options.bucket) or option_text(ctx, conn.bucket)
         if not bucket:
             if strict:
                 raise ValueError("no bucket: set 'bucket' on the step or on its s3 connection")
             bucket = "<no bucket>"
-        key = _opt(ctx, options.key)
+        key = option_text(ctx, options.key)
         if strict and options.op != "list" and not key:
             raise ValueError(f"s3 {options.op}: 'key' rendered to an empty string")
         source = None
         if options.op == "copy":
             if options.source is not None:
-                url = _opt(ctx, options.source) or ""
+                url = option_text(ctx, options.source) or ""
                 source = parse_s3_url(url) if strict or url.startswith("s3://") else ("?", url)
             else:
-                source = (_opt(ctx, options.source_bucket) or bucket, _opt(ctx, options.source_key) or "")
+                source = (option_text(ctx, options.source_bucket) or bucket, option_text(ctx, options.source_key) or "")
         return Target(bucket, key, source)
 
     def describe(self, options: S3Options, ctx: StepContext) -> str:
         # a plan must show something even when the step would fail (no bucket): execute says why
         t = self.target(options, ctx, strict=False)
         if options.op == "list":
-            text = f"s3 list s3://{t.bucket}/{_opt(ctx, options.prefix) or ''}"
+            text = f"s3 list s3://{t.bucket}/{option_text(ctx, options.prefix) or ''}"
         elif options.op == "copy" and t.source:
             text = f"s3 copy s3://{t.source[0]}/{t.source[1]} -> {t.url}"
         elif options.op == "put":
-            text = f"s3 put {_opt(ctx, options.file)} -> {t.url}"
+            text = f"s3 put {option_text(ctx, options.file)} -> {t.url}"
         elif options.op == "get" and options.file:
-            text = f"s3 get {t.url} -> {_opt(ctx, options.file)}"
+            text = f"s3 get {t.url} -> {option_text(ctx, options.file)}"
         else:
             text = f"s3 {options.op} {t.url}"
         return ctx.redact(text)
@@ -313,11 +188,11 @@ class S3Executor(Executor):
         from botocore.exceptions import BotoCoreError, ClientError
 
         t = self.target(options, ctx)
-        name, conn = _connection(options, ctx)
+        name, conn = s3_connection(options, ctx)
         base: dict[str, Any] = {"bucket": t.bucket, "key": t.key}
         try:
             # opening may fail too (an unknown profile): inside the try, it is the step's error
-            s3: S3Client = ctx.resources.get(f"s3:{name}", lambda: _open(conn, ctx),
+            s3: S3Client = ctx.resources.get(f"s3:{name}", lambda: open_client(conn, ctx),
                                              lambda c: c.client.close())
             ctx.progress(f"credentials: {s3.credentials}")
             if rehearse:
@@ -332,7 +207,7 @@ class S3Executor(Executor):
             kind = ENVIRONMENT if code in _CREDENTIAL_CODES else ASSERTION
             return Result(False, base, ctx.redact(f"{what}: {code}{': ' + message if message else ''}"),
                           error_kind=kind)
-        except _Stop as exc:
+        except TransferStopped as exc:
             if str(exc) == "timed_out":
                 return Result(False, base, f"s3 {options.op} {t.url}: timed out; transfer aborted",
                               timed_out=True)
@@ -367,7 +242,7 @@ class S3Executor(Executor):
 
     def _list(self, options: S3Options, ctx: StepContext, client: Any, t: Target,
               base: dict[str, Any]) -> Result:
-        prefix = _opt(ctx, options.prefix) or ""
+        prefix = option_text(ctx, options.prefix) or ""
         limit = options.max_keys or 1000  # a bucket may hold millions: cap unless asked
         objects: list[dict[str, Any]] = []
         token: str | None = None
@@ -422,7 +297,7 @@ class S3Executor(Executor):
         dest.parent.mkdir(parents=True, exist_ok=True)
         progress = Progress(ctx, "downloaded", head["size"] or 0)
         # the transfer manager writes a temporary file and renames it: no half-written destination
-        _transfer(ctx, client, progress,
+        transfer(ctx, client, progress,
                   lambda tm, subs: tm.download(t.bucket, t.key, str(dest), subscribers=subs))
         return Result(True, {**base, **head, "file": str(dest)})
 
@@ -434,13 +309,13 @@ class S3Executor(Executor):
             return Result(False, {**base, "file": str(src)}, f"s3 put: no such file {src}")
         size = src.stat().st_size
         extra: dict[str, str] = {}
-        content_type = _opt(ctx, options.content_type) or mimetypes.guess_type(src.name)[0]
+        content_type = option_text(ctx, options.content_type) or mimetypes.guess_type(src.name)[0]
         if content_type:
             extra["ContentType"] = content_type
         if size >= MULTIPART_THRESHOLD:
             ctx.progress(f"uploading {size / MiB:.1f} MiB in parts of {MULTIPART_THRESHOLD // MiB} MiB")
         progress = Progress(ctx, "uploaded", size)
-        _transfer(ctx, client, progress,
+        transfer(ctx, client, progress,
                   lambda tm, subs: tm.upload(str(src), t.bucket, t.key, extra_args=extra, subscribers=subs))
         # an upload returns nothing: a HEAD gives the etag the step's result promises
         return Result(True, {**base, **self._head_fields(client, t.bucket, t.key), "file": str(src)})
@@ -454,12 +329,12 @@ class S3Executor(Executor):
             return Result(False, {**base, "source": f"s3://{src_bucket}/{src_key}"},
                           f"s3 copy: no such source object s3://{src_bucket}/{src_key}")
         extra: dict[str, str] = {}
-        content_type = _opt(ctx, options.content_type)
+        content_type = option_text(ctx, options.content_type)
         if content_type:
             extra = {"ContentType": content_type, "MetadataDirective": "REPLACE"}
         progress = Progress(ctx, "copied", head["size"] or 0)
         # the managed copy switches to a multipart copy above the threshold (needed past 5 GiB)
-        _transfer(ctx, client, progress,
+        transfer(ctx, client, progress,
                   lambda tm, subs: tm.copy({"Bucket": src_bucket, "Key": src_key}, t.bucket, t.key,
                                            extra_args=extra, subscribers=subs, source_client=client))
         return Result(True, {**base, **self._head_fields(client, t.bucket, t.key),
