@@ -22,7 +22,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ..errors import ProcedureError, RunprocError, UsageError, exit_code_for
 from ..version import __version__
 from .common import (
     EXIT_BROKEN_PIPE,
@@ -87,6 +86,9 @@ def main(argv: list[str] | None = None) -> int:
     if args and args[0] in ("--version", "-V"):
         print(f"runproc {__version__}")
         return 0
+    # after the version: engine.errors imports dataclasses, ~10 ms that --version need not pay
+    from ..errors import ProcedureError, RunprocError, UsageError, exit_code_for
+
     try:
         if args and args[0] in SUBCOMMANDS:
             return _listing(args[0], args[1:])

@@ -13,8 +13,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ..errors import UsageError
-
 EXIT_INVALID = 2
 # EX_SOFTWARE (sysexits.h): runproc itself went wrong; the traceback is in a crash file
 EXIT_INTERNAL = 70
@@ -29,6 +27,8 @@ class Parser(argparse.ArgumentParser):
     """argparse that raises instead of exiting, so main() maps a usage error to exit 2 itself."""
 
     def error(self, message: str) -> None:  # usage errors are exit 2, as for invalid input
+        from ..errors import UsageError
+
         self.print_usage(sys.stderr)
         raise UsageError(f"{self.prog}: error: {message}")
 
