@@ -180,7 +180,7 @@ def _command(name: str) -> Callable[[list[str]], int]:
 def _run(ns: argparse.Namespace) -> int:
     """``runproc FILE``: load the procedure and its params, then execute (or plan) it."""
     from ..errors import ProcedureError
-    from ..format.loader import load
+    from ..api import load
     from ..format.params import parse_cli_params, read_params_file
 
     if ns.offline:

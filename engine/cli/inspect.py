@@ -21,7 +21,7 @@ def _validate(argv: list[str]) -> int:
     p.add_argument("--output", choices=("text", "json"), default="text")
     ns = p.parse_args(argv)
     from ..errors import ProcedureError
-    from ..format.loader import load
+    from ..api import load
 
     report = []
     bad = False
@@ -49,7 +49,7 @@ def _graph(argv: list[str]) -> int:
     ns = p.parse_args(argv)
     from ..errors import ProcedureError
     from ..format import graph
-    from ..format.loader import load
+    from ..api import load
 
     try:
         proc = load(ns.file)
@@ -80,7 +80,7 @@ def _list(argv: list[str]) -> int:
     p.add_argument("--output", choices=("text", "json"), default="text")
     ns = p.parse_args(argv)
     from ..errors import ProcedureError
-    from ..format.loader import load
+    from ..api import load
 
     folder = Path(ns.dir or ("procedures" if Path("procedures").is_dir() else "."))
     if not folder.is_dir():

@@ -33,3 +33,20 @@ def test_importing_engine_imports_nothing_heavy() -> None:
     code = "import sys, engine; print(','.join(sorted(m for m in sys.modules if m.startswith(('engine', 'pydantic', 'jinja2', 'yaml')))))"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "engine,engine.version"
+
+
+def test_a_bad_option_is_refused_before_anything_runs(tmp_path: Path) -> None:
+    import pytest
+
+    path = tmp_path / "p.yml"
+    path.write_text("procedure: p\nsteps:\n  - id: a\n    shell: touch ran\n")
+    proc = engine.load(path)
+    with pytest.raises(engine.ProcedureError) as refused:
+        engine.run(proc, forks=0, limit="[[", state=f"sqlite:///{tmp_path}/s.db")
+    assert [str(p) for p in refused.value.problems][0] == "--forks: must be at least 1, got 0"
+    assert len(refused.value.problems) == 2  # the --limit pattern too, in the same error
+    assert not (tmp_path / "ran").exists()
+    with pytest.raises(TypeError, match="unknown run option"):
+        engine.run(proc, dryrun=True)
+    options = engine.RunOptions(dry_run=True, state=f"sqlite:///{tmp_path}/s.db")
+    assert engine.run(proc, options=options).status == "planned" and not (tmp_path / "ran").exists()
