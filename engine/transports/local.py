@@ -22,7 +22,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -209,19 +209,11 @@ def _live_members(pgid: int) -> int:
     inits never do: ``killpg(pgid, 0)`` still succeeds for it, which must not cost the grace.
     """
     try:
-        entries = os.listdir("/proc")
+        stats = list(_proc_stats())
     except OSError:
         return -1
     live = 0
-    for entry in entries:
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat", "rb") as f:
-                stat = f.read()
-        except OSError:
-            continue
-        fields = stat[stat.rindex(b")") + 2:].split()
+    for _, fields in stats:
         if len(fields) > 2 and int(fields[2]) == pgid and fields[0] != b"Z":
             live += 1
     return live
@@ -257,16 +249,8 @@ def _carries(pid: int, token: str) -> bool:
 def _descendants(roots: set[int]) -> list[int]:
     """``roots`` and every process below them, from the parent links in /proc."""
     children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat", "rb") as f:
-                stat = f.read()
-        except OSError:
-            continue
-        fields = stat[stat.rindex(b")") + 2:].split()
-        children.setdefault(int(fields[1]), []).append(int(entry))
+    for pid, fields in _proc_stats():
+        children.setdefault(int(fields[1]), []).append(pid)
     out: list[int] = []
     stack = list(roots)
     while stack:
@@ -314,9 +298,25 @@ def _reap(pids: set[int]) -> None:
 
 
 def _alive_not_zombie(pid: int) -> bool:
+    fields = _stat_fields(pid)
+    return fields is not None and fields[0] != b"Z"
+
+
+def _stat_fields(pid: int | str) -> list[bytes] | None:
+    """/proc/PID/stat after the command name (state, ppid, pgrp, ...); None when it is gone.
+    The name may hold spaces and parentheses: the fields start after its last ')'."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
             stat = f.read()
     except OSError:
-        return False
-    return stat[stat.rindex(b")") + 2:].split()[0] != b"Z"
+        return None
+    return stat[stat.rindex(b")") + 2:].split()
+
+
+def _proc_stats() -> Iterator[tuple[int, list[bytes]]]:
+    """Every process's pid and stat fields (OSError when there is no /proc)."""
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            fields = _stat_fields(entry)
+            if fields is not None:
+                yield int(entry), fields
