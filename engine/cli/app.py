@@ -179,8 +179,8 @@ def _command(name: str) -> Callable[[list[str]], int]:
 
 def _run(ns: argparse.Namespace) -> int:
     """``runproc FILE``: load the procedure and its params, then execute (or plan) it."""
-    from ..errors import ProcedureError
     from ..api import load
+    from ..errors import ProcedureError
     from ..format.params import parse_cli_params, read_params_file
 
     if ns.offline:

@@ -20,8 +20,8 @@ def _validate(argv: list[str]) -> int:
     p.add_argument("files", nargs="+")
     p.add_argument("--output", choices=("text", "json"), default="text")
     ns = p.parse_args(argv)
-    from ..errors import ProcedureError
     from ..api import load
+    from ..errors import ProcedureError
 
     report = []
     bad = False
@@ -47,9 +47,9 @@ def _graph(argv: list[str]) -> int:
     p.add_argument("file")
     p.add_argument("--format", choices=("mermaid", "dot"), default="mermaid")
     ns = p.parse_args(argv)
+    from ..api import load
     from ..errors import ProcedureError
     from ..format import graph
-    from ..api import load
 
     try:
         proc = load(ns.file)
@@ -79,8 +79,8 @@ def _list(argv: list[str]) -> int:
     p.add_argument("dir", nargs="?", help="the folder (default: ./procedures if it exists, else .)")
     p.add_argument("--output", choices=("text", "json"), default="text")
     ns = p.parse_args(argv)
-    from ..errors import ProcedureError
     from ..api import load
+    from ..errors import ProcedureError
 
     folder = Path(ns.dir or ("procedures" if Path("procedures").is_dir() else "."))
     if not folder.is_dir():

@@ -16,11 +16,12 @@ class Admission:
 
     def store(self) -> StateStore:
         """The state store, opened on first use (a ProcedureError when it cannot be)."""
-        if self._journal_obj is None:
-            assert self._store_arg is not None, "a run without a store takes no lock and records nothing"
-            store = self._store_arg
-            self._journal_obj = store if isinstance(store, StateStore) else store()
-        return self._journal_obj
+        with self._store_lock:  # the hosts of a fan-out may ask at once
+            if self._journal_obj is None:
+                assert self._store_arg is not None, "a run without a store takes no lock and records nothing"
+                store = self._store_arg
+                self._journal_obj = store if isinstance(store, StateStore) else store()
+            return self._journal_obj
 
     def _take_lock(self) -> tuple[str | None, bool]:
         """(refusal, taken). A dry run only looks: it warns where a real run would be refused."""

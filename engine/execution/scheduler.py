@@ -107,6 +107,7 @@ class Run(Admission, Outcome, ChildProcedures):
         self.redactor = Redactor()
         self._emit_lock = threading.RLock()
         self._journal_obj: Any = None
+        self._store_lock = threading.Lock()
         self.event_error: Exception | None = None  # the first exception an on_event consumer raised
         self.results: dict[str, StepResult] = {}
         self.views: dict[str, Any] = {}  # steps.<id> as templates see them
@@ -152,8 +153,8 @@ class Run(Admission, Outcome, ChildProcedures):
         """Where full outputs are spooled: ``--report-dir``'s, else the state store's logs folder
         (a temporary folder for a run without a store)."""
         if self._log_dir is None:
-            if self._store_arg is not None:
-                base = self.store().logs_dir()
+            if self._store_arg is not None:  # where the store keeps logs, without opening it
+                base = self._store_arg.logs_dir()
             else:
                 import tempfile
 

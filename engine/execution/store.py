@@ -8,10 +8,9 @@ execution layer does not depend on where state lives (SQLite today, PostgreSQL n
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 
 @dataclass
@@ -82,8 +81,13 @@ class StateStore(ABC):
         """Release what the store holds open."""
 
 
-# a store, or what opens one when a run first needs it (a dry run may never)
-StoreOpener = Callable[[], StateStore]
+class StoreOpener(Protocol):
+    """What opens a store when a run first needs it (a dry run may never), and says where its
+    logs go without opening it."""
+
+    def __call__(self) -> StateStore: ...
+
+    def logs_dir(self) -> Path: ...
 
 
 def user_name() -> str:

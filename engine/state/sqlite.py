@@ -66,11 +66,24 @@ def state_path(url: str) -> Path:
     raise _state_problem(url, f"unsupported scheme {scheme + '://'!r}", "use sqlite:///PATH")
 
 
+class _Opener:
+    """Opens the SQLite store at ``url`` on first need; knows its logs folder without opening it."""
+
+    def __init__(self, url: str | None) -> None:
+        self.url = url
+        self.path = state_path(url or default_state_url())  # malformed: invalid input, now
+
+    def __call__(self) -> SqliteStore:
+        return open_store(self.url)
+
+    def logs_dir(self) -> Path:
+        return self.path.parent / "logs"
+
+
 def store_opener(url: str | None = None) -> StoreOpener:
     """What opens the store at ``url`` when a run first needs it; a malformed URL is invalid
     input now (exit 2), before anything runs."""
-    state_path(url or default_state_url())
-    return lambda: open_store(url)
+    return _Opener(url)
 
 
 def open_store(url: str | None = None) -> SqliteStore:

@@ -92,3 +92,24 @@ def test_an_internal_error_is_one_line_a_crash_file_and_exit_70(tmp_path: Path) 
     text = crashes[0].read_text()
     assert "Traceback" in text and "RuntimeError: a bug in runproc" in text
     assert os.access(crashes[0], os.R_OK)
+
+
+def test_a_dry_run_plans_with_a_state_it_cannot_open(tmp_path: Path) -> None:
+    """A plan may be made where the state cannot be opened (a corrupt file, a read-only home):
+    its steps still spool their output, and their hosts ask for the log folder at once."""
+    (tmp_path / "corrupt.db").write_bytes(b"this is not a database, " * 100)
+    (tmp_path / "inv.ini").write_text("[web]\nweb-1\nweb-2\nweb-3\n\n[all:vars]\nansible_connection=local\n")
+    write(tmp_path, """
+        procedure: look
+        inventory: inv.ini
+        steps:
+          - id: probe
+            on: web
+            shell: echo looking
+            readonly: true
+    """)
+    done = subprocess.run([*RUNPROC, "proc.yml", "--dry-run", "--output", "json", "--state",
+                           f"sqlite:///{tmp_path}/corrupt.db"], cwd=tmp_path, env=child_env(),
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert '"status": "planned"' in done.stdout
