@@ -6,8 +6,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from tests.cli.test_console_terminal import Terminal
 from tests.helpers.cli import runproc, state_args, write
+from tests.helpers.terminal import Terminal
 
 PROC = """
     procedure: deploy

@@ -10,7 +10,7 @@ import jsonschema
 import pytest
 
 from engine.format.yamlsrc import read_file
-from tests.cli.test_validate_support import cli, run, write
+from tests.helpers.validate import cli, run, write
 from tests.procedures.test_shipped import SHIPPED
 
 ROOT = Path(__file__).resolve().parents[2]

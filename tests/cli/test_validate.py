@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.cli.test_validate_support import cli, write
+from tests.helpers.validate import cli, write
 
 pytestmark = pytest.mark.usefixtures("in_tmp")
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.cli.test_validate_support import Outcome, cli, run, write
+from tests.helpers.validate import Outcome, cli, run, write
 
 PROC = """
     procedure: deploy

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.cli.test_validate_support import cli, run
+from tests.helpers.validate import cli, run
 
 BOMB = """\
 procedure: bomb

@@ -1,7 +1,4 @@
-"""Helpers for the validation tests: write a procedure, validate it as a user would.
-
-Kept in a ``test_`` module beside the tests it serves; it defines no tests itself.
-"""
+"""Helpers for the validation tests: write a procedure, validate it as a user would."""
 
 from __future__ import annotations
 
