@@ -11,7 +11,7 @@ import re
 from pathlib import Path
 
 from tests.helpers.cli import state_args, write
-from tests.helpers.terminal import Screen, Terminal  # noqa: F401 - Screen for readers of this file
+from tests.helpers.terminal import Terminal
 
 _CSI = re.compile(r"\x1b\[([0-9;?]*)([@-~])")
 _OSC = re.compile(r"\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)")
