@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -119,8 +119,21 @@ class RunResult:
         out: dict[str, int] = {}
         for s in self.steps.values():
             out[s.status] = out.get(s.status, 0) + 1
-        out["not_judged"] = sum(1 for s in self.steps.values() if s.unjudged)
+        out["not_judged"] = count_unjudged(self.steps.values())
         return out
+
+
+def count_unjudged(steps: Iterable[StepResult]) -> int:
+    """Checks a plan could not judge against today's state, a child procedure's among them
+    (they stand in its step's ``steps`` field, marked ``not_judged``)."""
+    return sum(int(s.unjudged) + _child_unjudged(s.fields.get("steps")) for s in steps)
+
+
+def _child_unjudged(steps: Any) -> int:
+    if not isinstance(steps, dict):
+        return 0
+    return sum(int(e.get("not_judged") is True) + _child_unjudged(e.get("steps"))
+               for e in steps.values() if isinstance(e, dict))
 
 
 # the report fields every step has; the rest of an entry is the executor's result fields

@@ -8,7 +8,7 @@ from typing import Any
 
 from ..errors import ProcedureError
 from ..format.expressions import to_text
-from .base import Executor, Options, Result, StepContext
+from .base import ENVIRONMENT, Executor, Options, Result, StepContext
 
 
 class ProcedureOptions(Options):
@@ -36,8 +36,12 @@ class ProcedureExecutor(Executor):
             child = ctx.run_child(file, ctx.render(options.params), dry_run=dry_run)
         except ProcedureError as exc:  # the child's file, params or secrets: say so plainly
             return Result(False, {}, f"child procedure {file}: {exc}")
-        # each child step as templates see it, plus the action it ran or would run
-        fields = {"steps": {sid: {**s.as_fields(), "action": s.description} for sid, s in child.steps.items()},
+        # each child step as templates see it, plus the action it ran or would run, and what a
+        # plan could not judge there (the parent's tally counts it: results.count_unjudged)
+        fields = {"steps": {sid: {**s.as_fields(), "action": s.description,
+                                  **({"error_kind": s.error_kind} if s.error_kind else {}),
+                                  **({"not_judged": True} if s.unjudged else {})}
+                            for sid, s in child.steps.items()},
                   "run_status": child.status}
         if child.ok:
             # a child that was itself a dry run (a parent's readonly step in a dry run) only planned
@@ -47,13 +51,24 @@ class ProcedureExecutor(Executor):
         message = f"child procedure {child.procedure} ended {child.status}: {child.error}"
         if child.status == "interrupted":
             return Result(False, fields, message, cancelled=True)
-        return Result(False, fields, message)
+        return Result(False, fields, message, error_kind=_failure_kind(child))
 
     def execute(self, options: ProcedureOptions, ctx: StepContext) -> Result:
         return self._run(options, ctx, dry_run=False)
 
     def rehearse(self, options: ProcedureOptions, ctx: StepContext) -> Result | None:
         return self._run(options, ctx, dry_run=True)
+
+
+def _failure_kind(child: Any) -> str | None:
+    """Why a child run failed, for its parent's dry-run verdict: a broken environment anywhere
+    in the child (no such program, a refused connection) would break the real run too, so it
+    must not pass for a data problem a planned upstream write might fix; else the root cause's."""
+    failed = [s for s in child.steps.values() if s.status in ("failed", "timed_out")]
+    if any(s.error_kind == ENVIRONMENT for s in failed):
+        return ENVIRONMENT
+    root = child.steps.get(child.root_cause) if child.root_cause else None
+    return root.error_kind if root is not None else None
 
 
 def _shown_path(path: Path) -> str:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import threading
 from typing import IO, Any
 
-from ..execution.results import RunResult, StepResult
+from ..execution.results import RunResult, StepResult, count_unjudged
 from ..format.durations import format_duration
 from .cells import (
     ICONS,
@@ -246,7 +246,7 @@ class Drawing:
         elif result.error and result.status in ("refused", "interrupted") and result.error != result.status:
             self._print(f"{result.status}: {result.error}", "bold red")
         tally = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
-        unjudged = sum(1 for s in result.steps.values() if s.unjudged)
+        unjudged = count_unjudged(result.steps.values())
         if unjudged:
             tally += (f", {unjudged} {'check' if unjudged == 1 else 'checks'} could not be judged against "
                       "today's state")

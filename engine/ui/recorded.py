@@ -14,6 +14,7 @@ def show_report(report: dict[str, Any], stream: IO[str] | None = None) -> None:
     """A recorded run's JSON report as text: what it was, each step's line, the summary."""
     view = ConsoleView(stream, force_plain=True)
     result = result_from_json(report)
+    view.dry_run = result.dry_run  # a recorded plan reads as the plan did: no timings, undo ready
     mode = " (dry run)" if result.dry_run else ""
     view._line(f"procedure: {result.procedure}")
     view._line(f"run:       {result.run_id}{mode}")
@@ -39,14 +40,15 @@ def result_from_json(report: dict[str, Any]) -> RunResult:
 
 
 _STEP_KEYS = {"id", "status", "phase", "started_at", "duration", "attempts", "error", "action", "notes",
-              "hosts", "rollback"}
+              "hosts", "rollback", "rollback_action", "error_kind", "not_judged"}
 
 
 def _step_from_json(d: dict[str, Any]) -> StepResult:
     s = StepResult(str(d.get("id", "?")), status=d.get("status", "?"), phase=d.get("phase", "step"),
                    started_at=d.get("started_at"), duration=float(d.get("duration") or 0.0),
                    attempts=int(d.get("attempts") or 0), error=d.get("error"), description=d.get("action"),
-                   notes=list(d.get("notes") or []))
+                   notes=list(d.get("notes") or []), rollback_action=d.get("rollback_action"),
+                   error_kind=d.get("error_kind"), unjudged=d.get("not_judged") is True)
     s.fields = {k: v for k, v in d.items() if k not in _STEP_KEYS}
     if isinstance(d.get("hosts"), dict):
         s.hosts = {h: _step_from_json({"id": h, **v}) for h, v in d["hosts"].items()}

@@ -9,11 +9,15 @@ run would fail the same way, so the plan fails (exit 1) and the root cause names
 from __future__ import annotations
 
 import socket
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from tests.helpers.cli import run_json, runproc, write
 from tests.servers.http import HttpServer
+from tests.servers.kube import KubeApi
 from tests.servers.postgres import PostgresServer
+from tests.servers.sshd import SshHost, write_inventory
 
 
 def _closed_port() -> int:
@@ -109,3 +113,163 @@ def test_a_fan_out_with_no_reachable_host_is_a_failure_not_a_plan(tmp_path: Path
     step = done.step("restart")
     assert step["status"] == "failed" and step["error_kind"] == "environment"
     assert {h["status"] for h in step["hosts"].values()} == {"failed"}
+
+
+def test_a_name_that_does_not_resolve_fails_the_plan(tmp_path: Path) -> None:
+    # .invalid never resolves (RFC 6761): the lookup fails without a packet leaving the machine
+    done = run_json(tmp_path, _after_a_planned_write("            http: http://no-such-host.invalid/health"),
+                    "--dry-run")
+    assert done.rc == 1
+    assert done.json["root_cause"] == "probe"
+    assert done.step("probe")["error_kind"] == "environment"
+
+
+def test_a_tls_handshake_that_fails_fails_the_plan(tmp_path: Path, http: HttpServer) -> None:
+    # https to a server that speaks plain HTTP: the handshake fails before any request is sent
+    url = http.url_for("/health").replace("http://", "https://", 1)
+    done = run_json(tmp_path, _after_a_planned_write(f"            http: {url}"), "--dry-run")
+    assert done.rc == 1
+    assert done.step("probe")["error_kind"] == "environment"
+
+
+def test_a_broken_precondition_of_a_later_write_fails_the_plan(tmp_path: Path) -> None:
+    port = _closed_port()
+    done = run_json(tmp_path, f"""
+        procedure: env
+        steps:
+          - id: write
+            shell: echo changed > changed
+          - id: deploy
+            needs: [write]
+            shell: echo deploy
+            preconditions:
+              - http: http://127.0.0.1:{port}/ready
+    """, "--dry-run")
+    assert done.rc == 1
+    deploy = done.step("deploy")
+    assert deploy["status"] == "failed" and deploy["error_kind"] == "environment"
+
+
+def test_a_kubectl_context_that_does_not_exist_fails_the_plan(tmp_path: Path, kube: KubeApi) -> None:
+    write(tmp_path, f"""
+        procedure: env
+        connections:
+          cluster: {{kubernetes: {{context: no-such-context, kubeconfig: {kube.kubeconfig_path}}}}}
+        steps:
+          - id: write
+            shell: echo changed > changed
+          - id: probe
+            needs: [write]
+            kubectl: get deployments
+    """)
+    done = runproc(tmp_path, "proc.yml", "--dry-run", "--output", "json", env=kube.env())
+    assert done.rc == 1
+    assert done.step("probe")["error_kind"] == "environment"
+
+
+def test_a_database_port_that_refuses_fails_the_plan(tmp_path: Path) -> None:
+    write(tmp_path, f"""
+        procedure: env
+        connections:
+          db: {{postgres: "postgresql://monitor@127.0.0.1:{_closed_port()}/postgres"}}
+        steps:
+          - id: write
+            shell: echo changed > changed
+          - id: probe
+            needs: [write]
+            readonly: true
+            sql: SELECT 1
+            connection: db
+    """)
+    done = runproc(tmp_path, "proc.yml", "--dry-run", "--output", "json")
+    assert done.rc == 1
+    assert done.step("probe")["error_kind"] == "environment"
+
+
+def _ssh_plan(tmp: Path, hosts: list[SshHost], **inventory: Any) -> Path:
+    write_inventory(tmp / "inv.ini", hosts, group="web", **inventory)
+    return write(tmp, """
+        procedure: fan
+        inventory: inv.ini
+        steps:
+          - id: restart
+            on: web
+            shell: systemctl restart app
+    """)
+
+
+def test_an_unknown_ssh_host_key_fails_a_planned_write(tmp_path: Path, sshd_hosts: list[SshHost]) -> None:
+    empty = tmp_path / "known_hosts"
+    empty.write_text("")
+    _ssh_plan(tmp_path, sshd_hosts[:2], known_hosts=empty)
+    done = runproc(tmp_path, "proc.yml", "--dry-run", "--output", "json")
+    assert done.rc == 1
+    step = done.step("restart")
+    assert step["status"] == "failed" and step["error_kind"] == "environment"
+    assert {h["error_kind"] for h in step["hosts"].values()} == {"environment"}
+
+
+def test_an_ssh_login_that_is_refused_fails_a_planned_write(tmp_path: Path, sshd_hosts: list[SshHost],
+                                                            known_hosts_file: Path) -> None:
+    stranger = replace(sshd_hosts[0], user="no_such_user_runproc")  # no account, no authorized key
+    _ssh_plan(tmp_path, [stranger], known_hosts=known_hosts_file)
+    done = runproc(tmp_path, "proc.yml", "--dry-run", "--output", "json")
+    assert done.rc == 1
+    assert done.step("restart")["error_kind"] == "environment"
+
+
+def test_reachable_ssh_hosts_are_planned(tmp_path: Path, sshd_hosts: list[SshHost], known_hosts_file: Path) -> None:
+    _ssh_plan(tmp_path, sshd_hosts[:2], known_hosts=known_hosts_file)
+    done = runproc(tmp_path, "proc.yml", "--dry-run")
+    assert done.rc == 0, done.stdout + done.stderr
+    assert "restart 2 hosts planned" in done.stdout
+
+
+CHILD_WRITES_THEN_READS = """
+    procedure: child
+    steps:
+      - id: inner_write
+        shell: echo inner > marker
+      - id: inner_read
+        readonly: true
+        shell: test -f marker
+"""
+
+
+def test_a_child_procedure_that_cannot_run_a_program_fails_the_plan(tmp_path: Path) -> None:
+    # the child's failure is the environment's, though the parent's step follows a planned write
+    write(tmp_path, """
+        procedure: child
+        steps:
+          - id: inner_read
+            readonly: true
+            shell: no-such-program-runproc-test --version
+    """, "child.yml")
+    done = run_json(tmp_path, """
+        procedure: parent
+        steps:
+          - id: write
+            shell: echo changed > changed
+          - id: sub
+            procedure: child.yml
+    """, "--dry-run")
+    assert done.rc == 1
+    sub = done.step("sub")
+    assert sub["status"] == "failed" and sub["error_kind"] == "environment"
+    assert done.json["root_cause"] == "sub"
+
+
+def test_what_a_child_procedure_could_not_judge_is_counted(tmp_path: Path) -> None:
+    write(tmp_path, CHILD_WRITES_THEN_READS, "child.yml")
+    done = run_json(tmp_path, """
+        procedure: parent
+        steps:
+          - id: sub
+            procedure: child.yml
+    """, "--dry-run")
+    assert done.rc == 0, done.stderr
+    assert done.json["counts"] == {"planned": 1, "not_judged": 1}
+    assert done.step("sub")["steps"]["inner_read"]["not_judged"] is True
+    text = runproc(tmp_path, "proc.yml", "--dry-run")
+    assert text.stdout.splitlines()[-1].endswith(
+        ": 1 planned, 1 check could not be judged against today's state")
