@@ -214,13 +214,15 @@ class S3Executor(Executor):
             return Result(False, base, f"s3 {options.op} {t.url}: interrupted; transfer aborted",
                           cancelled=True)
         except BotoCoreError as exc:  # no credentials, endpoint unreachable, bad parameter
-            from botocore.exceptions import (
-                EndpointConnectionError,
-                NoCredentialsError,
-                PartialCredentialsError,
-            )
+            import botocore.exceptions as bx
 
-            broken = isinstance(exc, EndpointConnectionError | NoCredentialsError | PartialCredentialsError)
+            # what a real run would meet too: no usable credentials or profile, no region, an
+            # endpoint that cannot be reached (refused, no name, TLS, proxy, connect timeout);
+            # a bad parameter or a read timeout says nothing about the environment
+            broken = isinstance(exc, bx.ConnectionError | bx.NoCredentialsError | bx.PartialCredentialsError
+                                | bx.ProfileNotFound | bx.CredentialRetrievalError | bx.NoRegionError
+                                | bx.SSOError | bx.TokenRetrievalError | bx.ConfigNotFound
+                                | bx.InvalidConfigError | bx.NoAuthTokenError)
             return Result(False, base, ctx.redact(f"s3 {options.op} {t.url}: {exc}"),
                           error_kind=ENVIRONMENT if broken else None)
 

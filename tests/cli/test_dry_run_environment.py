@@ -13,10 +13,13 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tests.helpers.cli import run_json, runproc, write
 from tests.servers.http import HttpServer
 from tests.servers.kube import KubeApi
 from tests.servers.postgres import PostgresServer
+from tests.servers.s3 import S3Server
 from tests.servers.sshd import SshHost, write_inventory
 
 
@@ -273,3 +276,48 @@ def test_what_a_child_procedure_could_not_judge_is_counted(tmp_path: Path) -> No
     text = runproc(tmp_path, "proc.yml", "--dry-run")
     assert text.stdout.splitlines()[-1].endswith(
         ": 1 planned, 1 check could not be judged against today's state")
+
+
+
+@pytest.mark.parametrize("profile", [None, "no-such-profile-runproc"])
+def test_s3_credentials_that_cannot_be_found_fail_the_plan(tmp_path: Path, s3_server: S3Server, s3_bucket: str,
+                                                           monkeypatch: pytest.MonkeyPatch,
+                                                           profile: str | None) -> None:
+    chosen = f", profile: {profile}" if profile else ""
+    write(tmp_path, f"""
+        procedure: env
+        connections:
+          backups: {{s3: {{bucket: {s3_bucket}, region: us-east-1, endpoint_url: "{s3_server.endpoint_url}"{chosen}}}}}
+        steps:
+          - id: write
+            shell: echo changed > changed
+          - id: probe
+            needs: [write]
+            s3: {{op: list}}
+    """)
+    # no credentials anywhere (empty variables count as unset), no file that names a profile
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    none = {"AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": "", "AWS_SESSION_TOKEN": "", "AWS_SECURITY_TOKEN": "",
+            "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none"), "AWS_CONFIG_FILE": str(tmp_path / "none"),
+            "AWS_EC2_METADATA_DISABLED": "true"}
+    done = runproc(tmp_path, "proc.yml", "--dry-run", "--output", "json", env=none)
+    assert done.rc == 1, done.stdout + done.stderr
+    assert done.step("probe")["error_kind"] == "environment"
+
+
+def test_an_s3_list_with_credentials_is_planned_after_a_write(tmp_path: Path, s3_server: S3Server,
+                                                               s3_bucket: str) -> None:
+    write(tmp_path, f"""
+        procedure: env
+        connections:
+          backups: {{s3: {{bucket: {s3_bucket}, region: us-east-1, endpoint_url: "{s3_server.endpoint_url}"}}}}
+        steps:
+          - id: write
+            shell: echo changed > changed
+          - id: probe
+            needs: [write]
+            s3: {{op: list}}
+    """)
+    done = runproc(tmp_path, "proc.yml", "--dry-run", "--output", "json", env=s3_server.env())
+    assert done.rc == 0, done.stdout + done.stderr
+    assert done.step("probe")["status"] == "ok"
