@@ -127,7 +127,7 @@ class SqlExecutor(Executor):
         try:
             session.ensure(ctx)
         except StatementFailed as exc:  # no server, refused, authentication, an unopenable file
-            return Result(False, {}, ctx.redact(str(exc)), error_kind=ENVIRONMENT)
+            return Result(False, {}, ctx.redact(str(exc)), error_kind=ASSERTION if exc.absent else ENVIRONMENT)
         outcome = Outcome()
         too_many: list[str] = []
         watch = Watch(ctx, session.interrupt)

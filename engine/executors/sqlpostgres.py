@@ -57,8 +57,11 @@ class PgSession(Session):
             conn = psycopg.connect(dsn, **kwargs)
         except psycopg.Error as exc:
             detail = " ".join(str(exc).split())
+            # libpq gives no SQLSTATE for a refused connection: the server's own words tell an
+            # absent database (3D000) from a refused login or an unreachable server
+            absent = info.get("dbname") is not None and f'database "{info["dbname"]}" does not exist' in detail
             raise StatementFailed(f"cannot connect to postgres {self.name!r} ({self.where}): {detail}",
-                                   broken=True) from None
+                                   broken=True, absent=absent) from None
         if m.statement_timeout:
             # per session, so it holds for every step on this connection
             conn.execute("SELECT set_config('statement_timeout', %s, false)",

@@ -149,9 +149,12 @@ class StatementFailed(FailedError):
     """A statement, connect or commit that failed, with the message to show; ``broken`` when the
     connection is lost too, so the executor closes it and the next step reconnects."""
 
-    def __init__(self, message: str, broken: bool = False) -> None:
+    def __init__(self, message: str, broken: bool = False, absent: bool = False) -> None:
         super().__init__(message)
         self.broken = broken
+        # the server answered that the database does not exist: data a planned CREATE DATABASE
+        # may make, not a broken environment (executors/base.py error kinds)
+        self.absent = absent
 
 
 class Session(ABC):

@@ -9,6 +9,7 @@ run would fail the same way, so the plan fails (exit 1) and the root cause names
 from __future__ import annotations
 
 import socket
+import uuid
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -321,3 +322,29 @@ def test_an_s3_list_with_credentials_is_planned_after_a_write(tmp_path: Path, s3
     done = runproc(tmp_path, "proc.yml", "--dry-run", "--output", "json", env=s3_server.env())
     assert done.rc == 0, done.stdout + done.stderr
     assert done.step("probe")["status"] == "ok"
+
+
+def test_a_database_a_planned_write_would_create_is_not_a_broken_environment(
+        tmp_path: Path, postgres_server: PostgresServer) -> None:
+    # the server answers "no such database": data the planned CREATE DATABASE would make
+    name = f"scratch_{uuid.uuid4().hex[:12]}"
+    write(tmp_path, f"""
+        procedure: env
+        connections:
+          server: {{postgres: "{postgres_server.dsn_for('postgres')}"}}
+          scratch: {{postgres: "{postgres_server.dsn_for(name)}"}}
+        steps:
+          - id: create
+            sql: CREATE DATABASE {name}
+            connection: server
+            autocommit: true
+          - id: count
+            readonly: true
+            sql: SELECT count(*) FROM pg_tables
+            connection: scratch
+    """)
+    done = runproc(tmp_path, "proc.yml", "--dry-run", "--output", "json")
+    assert done.rc == 0, done.stdout + done.stderr
+    count = done.step("count")
+    assert count["status"] == "planned" and count["not_judged"] is True
+    assert done.json["counts"]["not_judged"] == 1
