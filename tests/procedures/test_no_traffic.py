@@ -4,8 +4,11 @@
 Every shipped procedure is dry-run for real (checks and readonly steps execute) in a runproc
 whose sockets are guarded: a ``sitecustomize`` refuses, and records, any name lookup or
 connection that is not loopback, before anything leaves the machine. The commands the steps
-run (curl, pg_isready, kubectl...) are other programs: for them every rendered action is read
-and each host it names must be loopback. Then the same with the production inventory chosen
+run (curl, pg_isready...) are other programs: for them every rendered action is read and each
+host it names must be loopback. kubectl reads the user's kubeconfig, where a context named
+``production`` is likely: a ``kubectl`` stand-in first on PATH records every context a call would
+use that the test kubeconfig (a context ``production`` on a cluster off this machine, also the
+current context) names, and contacts nothing. Then the same with the production inventory chosen
 explicitly (``-i inventory/production.yml``): its hosts are names under ``.example``, which the
 guard refuses before any lookup.
 """
@@ -17,6 +20,7 @@ import json
 import os
 import re
 import subprocess
+import sys
 import textwrap
 from pathlib import Path
 from typing import Any
@@ -89,6 +93,44 @@ GUARD = textwrap.dedent('''
     socket.socket.connect, socket.socket.connect_ex = connect, connect_ex
 ''')
 
+# Stands in for kubectl: finds the context a call would use (--context, else the kubeconfig's
+# current context), records it with its server when that server is not this machine, and fails as
+# kubectl does without a cluster. A context the kubeconfig lacks sends nothing: kubectl stops.
+KUBECTL = textwrap.dedent('''
+    import ipaddress, json, os, sys
+    from urllib.parse import urlsplit
+
+    args = sys.argv[1:]
+    def flag(name):
+        for i, a in enumerate(args):
+            if a == name and i + 1 < len(args):
+                return args[i + 1]
+            if a.startswith(name + "="):
+                return a.split("=", 1)[1]
+        return None
+    config = json.load(open(flag("--kubeconfig") or os.environ["KUBECONFIG"]))
+    name = flag("--context") or config["current-context"]
+    contexts = {c["name"]: c["context"] for c in config["contexts"]}
+    if name not in contexts:
+        sys.exit(f'error: context "{name}" does not exist')
+    clusters = {c["name"]: c["cluster"] for c in config["clusters"]}
+    host = urlsplit(clusters[contexts[name]["cluster"]]["server"]).hostname
+    try:
+        local = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        local = False
+    if not local:
+        with open(os.environ["RUNPROC_NET_GUARD_LOG"], "a") as f:
+            f.write(f"kubectl context {name} {host}\\n")
+    sys.exit("Unable to connect to the server: refused by the test guard")
+''')
+USER_KUBECONFIG = {
+    "apiVersion": "v1", "kind": "Config", "current-context": "production",
+    "clusters": [{"name": "prod", "cluster": {"server": "https://kube.prod.unjucks.example:6443"}}],
+    "users": [{"name": "ops", "user": {"token": "not-a-secret"}}],
+    "contexts": [{"name": "production", "context": {"cluster": "prod", "user": "ops"}}],
+}
+
 # hosts in commands that other programs run: URLs (not s3://BUCKET), and -h/--host flags
 _URL_HOST = re.compile(r"\b(?!s3://)[a-z][a-z0-9+.-]*://(?:[^@/\s'\"]+@)?(\[[^\]]+\]|[^:/\s'\"?#]+)")
 # names that look like hosts but are never contacted
@@ -122,6 +164,12 @@ def _dry_runs(tmp: Path, extra: list[str]) -> dict[str, tuple[subprocess.Complet
     guard_dir = tmp / "guard"
     guard_dir.mkdir()
     (guard_dir / "sitecustomize.py").write_text(GUARD)
+    bin_dir = tmp / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "kubectl").write_text(f"#!{sys.executable}\n{KUBECTL}")
+    (bin_dir / "kubectl").chmod(0o755)
+    kubeconfig = tmp / "kubeconfig"
+    kubeconfig.write_text(json.dumps(USER_KUBECONFIG))
     running = {}
     for path in PROCEDURES:
         name = path.stem
@@ -129,8 +177,9 @@ def _dry_runs(tmp: Path, extra: list[str]) -> dict[str, tuple[subprocess.Complet
         log.write_text("")
         env = child_env({"RUNPROC_NET_GUARD_LOG": str(log),
                          "RUNPROC_STATE": f"sqlite:///{tmp}/{name}.db",
+                         "KUBECONFIG": str(kubeconfig),
+                         "PATH": os.pathsep.join([str(bin_dir), os.environ["PATH"]]),
                          "PYTHONPATH": os.pathsep.join(filter(None, [str(guard_dir), os.environ.get("PYTHONPATH")]))})
-        env.pop("KUBECONFIG", None)
         argv = [*RUNPROC, str(path.relative_to(ROOT)), "--dry-run", "--output", "json", *REQUIRED.get(name, []), *extra]
         running[name] = (subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                           stdin=subprocess.DEVNULL, text=True), log)
