@@ -64,7 +64,7 @@ def prepare(procedure: Procedure | str | Path, params: dict[str, Any] | None = N
     """
     from .execution.options import RunOptions
     from .execution.scheduler import Run
-    from .state.sqlite import store_opener
+    from .state.opening import store_opener
 
     chosen = RunOptions.from_keywords(options, **keywords)
     proc = procedure if not isinstance(procedure, str | Path) else load(procedure)
@@ -132,7 +132,7 @@ def _recorded(run_id: str, verb: str, params: dict[str, Any] | None, cli_params:
               state: str | None) -> Any:
     """The recorded run, checked replayable (InvalidInputError or RefusedError when not)."""
     from .state import replay
-    from .state.sqlite import open_store
+    from .state.opening import open_store
 
     store = open_store(state)
     try:

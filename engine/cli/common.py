@@ -20,7 +20,8 @@ EXIT_INTERNAL = 70
 # pipeline under `set -o pipefail` behaves the same with runproc in it
 EXIT_BROKEN_PIPE = 141
 # the --state help of the commands that read the journal
-STATE_HELP = "state URL (sqlite:///path); default $RUNPROC_STATE or the XDG state dir"
+STATE_HELP = ("state URL: sqlite:///path or postgresql://user@host:port/db; default $RUNPROC_STATE or "
+              "the XDG state dir")
 
 
 class Parser(argparse.ArgumentParser):
@@ -91,9 +92,11 @@ def deliver(result: Any, ns: argparse.Namespace) -> None:
 def absolute_state(url: str | None) -> str:
     """The state URL with an absolute path: apply may change directory before it is opened."""
     from ..errors import ProcedureError
-    from ..state.sqlite import default_state_url, state_path
+    from ..state.opening import default_state_url, is_postgres, state_path
 
     url = url or default_state_url()
+    if is_postgres(url):
+        return url
     try:
         return f"sqlite:///{state_path(url).expanduser().resolve()}"
     except ProcedureError:

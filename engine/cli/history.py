@@ -17,7 +17,7 @@ def _runs(argv: list[str]) -> int:
     p.add_argument("--output", choices=("text", "json"), default="text")
     p.add_argument("-n", type=int, default=50, metavar="N", help="show the N newest runs (default 50)")
     ns = p.parse_args(argv)
-    from ..state.sqlite import open_store
+    from ..state.opening import open_store
 
     runs = open_store(ns.state).runs(ns.n)
     if ns.output == "json":
@@ -39,7 +39,7 @@ def _show(argv: list[str]) -> int:
                    help="text: status, each step, root cause, what was not undone; json: the whole report "
                         "(default: text on a terminal, json when piped)")
     ns = p.parse_args(argv)
-    from ..state.sqlite import open_store
+    from ..state.opening import open_store
 
     report = open_store(ns.state).show(ns.run)
     if report is None:

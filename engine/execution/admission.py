@@ -49,6 +49,7 @@ class Admission:
             return f"cannot take lock {name!r} in {where}: {exc}", False
         if holder is not None:
             return f"lock {name!r} is held by {holder}", False
+        self.journal.hold(name)  # its heartbeat renews the lease from now on
         return None, True
 
     def _ancestors(self) -> set[str]:

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from ..format.model import Procedure
     from ..format.redaction import Redactor
     from .events import Event
+    from .journal import NullJournal
     from .resources import Resources
     from .results import RunResult, StepResult
     from .taint import Taint
@@ -45,6 +46,7 @@ class RunContext(Protocol):
     undo_order: list[str]
     not_undone: list[str]
     stop: threading.Event
+    journal: NullJournal
     rollback_cancel: threading.Event
     _needs: dict[str, list[str]] | None
     _phase_cancel: threading.Event

@@ -332,6 +332,7 @@ def _execute(stepper: StepRunner, step: Step, ns: dict[str, Any], hsr: StepResul
     finally:
         hsr.duration = time.monotonic() - t0
         hsr.completed_at = time.monotonic()
+        stepper.run.journal.host_finished(step.id, target.name, hsr)
 
 
 def _summarise(sr: StepResult, step: Step, stopped: str | None, tolerated: int) -> None:

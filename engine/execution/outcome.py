@@ -46,6 +46,8 @@ class Outcome:
                                           for n in s.notes)]
         cleanup_failed = [s.id for s in (*self.proc.finally_, *self.proc.on_failure)
                           if steps[s.id].status in FAILED]
+        if self.state_lost is not None and self.root_cause is None and not self.interrupted:
+            self.error = self.state_lost
         if self.not_undone:
             # before "interrupted": an undo that did not run needs a person, whatever stopped it
             status, code = "rollback_incomplete", 4
@@ -54,7 +56,7 @@ class Outcome:
         elif self.refused:
             # a denied approval is a refusal even after earlier steps: they were all undone above
             status, code = "refused", 3
-        elif self.root_cause is not None:
+        elif self.root_cause is not None or self.state_lost is not None:
             status, code = "failed", 1
         elif cleanup_failed:
             status, code = "failed", 1
@@ -69,7 +71,9 @@ class Outcome:
                            time.monotonic() - t0, steps, self.redactor(self.error) if self.error else None,
                            self.root_cause, list(self.undo_order), list(self.not_undone), kept, self.offline,
                            redact=self.redactor)
-        if self.use_journal and self.parent is None and not self.offline:
+        if self.journal.active:
+            self.journal.finish(result.to_json(), self._inputs_to_record(main))
+        elif self.use_journal and self.parent is None and not self.offline:
             try:
                 self.store().record(result.to_json(), self._inputs_to_record(main))
             except Exception as exc:  # noqa: BLE001 - history is best effort; the outcome is not

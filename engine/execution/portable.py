@@ -20,6 +20,7 @@ from ..errors import Problem, ProcedureError
 from ..format import expressions as ex
 from ..format.redaction import Redactor
 from . import events as ev
+from .journal import NullJournal
 from .resources import Resources
 from .results import RunResult, StepResult
 from .step import StepRunner
@@ -98,6 +99,7 @@ class _PortableRun:
         self.rollback_cancel = threading.Event()
         self._phase_cancel = self.stop
         self._needs = None
+        self.journal = NullJournal()  # the caller (a workflow) keeps its own history
         self._log_dir = Path(inputs.log_dir) if inputs.log_dir else None
         self.ns: dict[str, Any] = {}  # the template values: the inputs', and secrets read here
 

@@ -69,6 +69,7 @@ def rollback_all(run: Run) -> None:
 
 def rollback_one(run: Run, stepper: StepRunner, step: Step, sr: StepResult) -> None:
     run.emit(ev.RollbackStarted(sr.id))
+    run.journal.rollback_started(sr.id)
     t0 = time.monotonic()
     started = now_iso()
     try:
@@ -104,4 +105,5 @@ def rollback_one(run: Run, stepper: StepRunner, step: Step, sr: StepResult) -> N
     else:
         sr.status = "rollback_failed"
         run.not_undone.append(sr.id)
+    run.journal.rollback_finished(sr.id, sr)
     run.emit(ev.RollbackFinished(sr.id, ok, error))

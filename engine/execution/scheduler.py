@@ -35,12 +35,13 @@ from . import events as ev
 from . import saga as rollback
 from .admission import Admission
 from .children import ChildProcedures
+from .journal import Journal, NullJournal
 from .options import RunOptions
 from .outcome import Outcome
 from .resources import Resources
 from .results import DONE, FAILED, RunResult, StepResult, recorded_result
 from .step import StepRunner, now_iso
-from .store import StateStore, StoreOpener
+from .store import StateStore, StoreOpener, user_name
 from .taint import Taint
 
 DEFAULT_CONCURRENCY_CAP = 16
@@ -107,6 +108,9 @@ class Run(Admission, Outcome, ChildProcedures):
         self.redactor = Redactor()
         self._emit_lock = threading.RLock()
         self._journal_obj: Any = None
+        # the write-ahead journal (engine/execution/journal.py); a real run's begins in _execute
+        self.journal: NullJournal = NullJournal()
+        self.state_lost: str | None = None  # why the state store stopped answering mid-run
         self._store_lock = threading.Lock()
         self.event_error: Exception | None = None  # the first exception an on_event consumer raised
         self.results: dict[str, StepResult] = {}
@@ -284,6 +288,8 @@ class Run(Admission, Outcome, ChildProcedures):
                 self.results[sid] = recorded_result(entry, completed_at=i - len(self.completed))
         self.emit(ev.RunStarted(self.run_id, self.proc.procedure, self.dry_run, self.offline,
                                 [(s.id, s.name or s.id) for s in order], self.started_at))
+        if self.use_journal and not self.dry_run and self.parent is None and not self.offline:
+            self._begin_journal()
         if self.missing_secrets and not self.offline:
             self.emit(ev.Note("warning", "secret(s) not set: " + ", ".join(self.missing_secrets)
                               + "; what needs them is shown as unknown, and a real run would refuse"))
@@ -301,7 +307,7 @@ class Run(Admission, Outcome, ChildProcedures):
                     sr.status, sr.error = "cancelled", "not started: the run was refused"
                 return self._finish(t0)
             self._schedule()
-            failed = self.root_cause is not None or self.interrupted
+            failed = self.root_cause is not None or self.interrupted or self.state_lost is not None
             if failed and not self.dry_run:
                 if self.no_rollback:
                     rollback.note_kept_without_rollback(self, "--no-rollback")
@@ -324,6 +330,7 @@ class Run(Admission, Outcome, ChildProcedures):
             if self.parent is None:
                 for problem in self.resources.close_all():
                     self.emit(ev.Note("warning", f"closing {problem}"))
+            self.journal.close()
             if self._journal_obj is not None:
                 self._journal_obj.close()
                 self._journal_obj = None
@@ -383,14 +390,45 @@ class Run(Admission, Outcome, ChildProcedures):
         for worker in workers:
             worker.join()  # each has put its id: this only waits for the thread to exit
         reason = (f"not started: {self.root_cause} {self.results[self.root_cause].status}"
-                  if self.root_cause else "not started: the run was interrupted")
+                  if self.root_cause else "not started: the state store stopped answering"
+                  if self.state_lost and not self.interrupted else "not started: the run was interrupted")
         for sid in steps:
             sr = self.results[sid]
             if sr.status == "pending":
                 sr.status, sr.error = "cancelled", reason
 
     def _stopping(self) -> bool:
-        return self.root_cause is not None or self.stop.is_set()
+        return self.root_cause is not None or self.stop.is_set() or self.state_lost is not None
+
+    # ------------------------------------------------------------ the journal
+
+    def _begin_journal(self) -> None:
+        """Record the run before its first step; a store that cannot is invalid input (exit 2)."""
+        from ..version import __version__
+
+        inputs = self.journal_inputs or {}
+        header = {"run_id": self.run_id, "procedure": self.proc.procedure, "path": str(self.proc.path),
+                  "started_at": self.started_at, "user": user_name(), "pid": os.getpid(),
+                  "version": __version__, "kind": inputs.get("kind") or "run", "of_run": inputs.get("of_run"),
+                  # params as recorded for a replay: a secret param only as a salted hash
+                  "params": inputs.get("params"), "files": inputs.get("files"),
+                  "steps": [(s.id, "step") for s in self.proc.steps]
+                  + [(s.id, "finally") for s in self.proc.finally_]
+                  + [(s.id, "on_failure") for s in self.proc.on_failure]}
+        journal = Journal(self, self.store(), on_lost=self._lose_state)
+        try:
+            journal.begin(header, self.journal_inputs)
+        except Exception as exc:  # noqa: BLE001 - a state that cannot record: nothing has run
+            where = self.state_url or "the default run state"
+            raise ProcedureError(Problem("--state", 0, 0, f"cannot record the run in {where}: "
+                                                          f"{self.redactor(str(exc))}")) from None
+        self.journal = journal
+
+    def _lose_state(self, reason: str, spool: Path | None) -> None:
+        """The state store stopped answering: start nothing new, let running steps finish, roll back."""
+        self.state_lost = (f"the state store stopped answering ({reason}); the journal goes on in {spool}: "
+                           f"runproc state sync {spool} uploads it")
+        self.emit(ev.Note("warning", self.state_lost))
 
     def _step_job(self, stepper: StepRunner, step: Step, done: queue.SimpleQueue[str] | None = None) -> None:
         sr = self.results[step.id]
@@ -410,6 +448,8 @@ class Run(Admission, Outcome, ChildProcedures):
                     sr.notes = [self.redactor(n) for n in sr.notes]
                 self.views[step.id] = (ex.Unknown(f"steps.{step.id}") if step.id in self.unknown
                                        else sr.as_fields())
+                if not done_before:
+                    self.journal.step_finished(sr)  # committed before any step that needs it starts
                 self.emit(ev.StepFinished(step.id, sr.phase, sr))
             finally:
                 if done is not None:
@@ -447,6 +487,7 @@ class Run(Admission, Outcome, ChildProcedures):
             if hosts is not None:
                 from .fanout import run_fanout
 
+                self.journal.step_started(step.id, sr.phase, None)
                 run_fanout(self, stepper, step, ns, sr, hosts)
             else:
                 stepper.execute(step, ns, sr)

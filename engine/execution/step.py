@@ -17,6 +17,7 @@ from ..executors.confirm import Refusal
 from ..format import expressions as ex
 from .events import Note
 from .results import StepResult
+from .store import user_name
 
 if TYPE_CHECKING:
     import threading
@@ -98,8 +99,10 @@ class StepRunner:
 
     def attempt(self, step_id: str, body: Body, ns: dict[str, Any], *, host: Any = None,
                 readonly: bool = False, rollback: bool = False, until: str | None = None,
-                rehearse: bool = False) -> tuple[Result, int, str]:
+                rehearse: bool = False, on_start: Callable[[str], None] | None = None
+                ) -> tuple[Result, int, str]:
         """Execute a body's action with its retry policy; return (result, attempts, description).
+        ``on_start`` hears the rendered action before it first runs (the journal commits it).
 
         ``timeout`` bounds each attempt (as Ansible's per-task timeout with ``retries``); the
         whole step may take ``attempts * (timeout + delay)``.
@@ -119,6 +122,8 @@ class StepRunner:
             ctx = self.context(step_id, body, ns, host=host, readonly=readonly, rollback=rollback)
             if n == 1:
                 description = self.describe(executor, options, ctx)
+                if on_start is not None:
+                    on_start(description)
             try:
                 with ex.executing():
                     if rehearse:
@@ -244,9 +249,23 @@ class StepRunner:
                 sr.status, sr.error = "failed", error_text(exc)
                 sr.error_kind = ENVIRONMENT if environment_error(exc) else None
                 return
+        journal = run.journal
+        host_name = getattr(host, "name", None)
+
+        def started(action: str) -> None:
+            if host_name is None:
+                journal.step_started(step.id, sr.phase, action)
+            else:
+                journal.host_started(step.id, host_name, action)
+
         res, attempts, description = self.attempt(step.id, step, ns, host=host, readonly=step.readonly,
-                                                  rehearse=rehearse)
+                                                  rehearse=rehearse, on_start=started if journal.active else None)
         sr.attempts, sr.description, sr.fields = attempts, description, res.fields
+        if step.action.kind == "confirm" and journal.active and "approved" in res.fields:
+            how = str(res.fields.get("how") or "terminal")
+            # with --yes, the approver is whoever passed it
+            by = user_name() if how == "--yes" else res.fields.get("by")
+            journal.approval(step.id, bool(res.fields.get("approved")), by, how)
         if isinstance(res, Refusal):
             sr.status, sr.error = "failed", res.error
             sr.notes.append("refused")

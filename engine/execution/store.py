@@ -1,8 +1,15 @@
 """The state store as the run core sees it: one interface, implemented in engine/state.
 
-The run core takes locks, records runs and spools logs through a ``StateStore`` it is given
+The run core takes locks, journals runs and spools logs through a ``StateStore`` it is given
 (or a function that opens one when first needed); it never opens a store itself, so the
-execution layer does not depend on where state lives (SQLite today, PostgreSQL next).
+execution layer does not depend on where state lives (SQLite on one machine, PostgreSQL
+shared by a team).
+
+A real run is journaled write-ahead: ``begin`` records it before its first step, ``append``
+commits each transition (step started with its rendered action, host finished, step
+finished with its result, rollback, approval) before the next side effect starts, and
+``record`` writes its report at the end. A run whose process is gone before ``record`` is
+``interrupted``: ``show`` rebuilds its report from the journal.
 """
 
 from __future__ import annotations
@@ -25,10 +32,30 @@ class LockHolder:
     user: str
     acquired_at: str
     pid_start: str | None = None
+    heartbeat_at: float | None = None  # seconds since the epoch, by the store's clock
+    lease: float | None = None  # seconds after the last heartbeat that the lease lasts
+    alive: bool = True  # False: the holder is gone (its process died or it stopped renewing)
 
     def __str__(self) -> str:
         return (f"run {self.run_id} of {self.procedure} (pid {self.pid} on {self.host}, "
                 f"by {self.user}, since {self.acquired_at})")
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "run_id": self.run_id, "procedure": self.procedure, "pid": self.pid,
+                "host": self.host, "user": self.user, "since": self.acquired_at,
+                "heartbeat_at": self.heartbeat_at, "lease": self.lease, "alive": self.alive}
+
+
+@dataclass
+class RunFilter:
+    """Which runs ``runs`` lists: every field narrows, None does not."""
+
+    procedure: str | None = None
+    status: str | None = None
+    since: str | None = None  # an ISO time: runs started at or after it
+    user: str | None = None
+    limit: int = 50
+    offset: int = 0
 
 
 class StateStore(ABC):
@@ -42,7 +69,36 @@ class StateStore(ABC):
 
     @abstractmethod
     def acquire(self, name: str, run_id: str, procedure: str, user: str, acquired_at: str) -> LockHolder | None:
-        """Take the lock; return the live holder instead when another run has it."""
+        """Take the lock; return the live holder instead when another run has it. A holder
+        that is gone (dead process, expired lease) is taken over, and that is recorded."""
+
+    @abstractmethod
+    def renew(self, run_id: str, locks: list[str]) -> None:
+        """The holder's heartbeat: the run and its locks are still alive."""
+
+    @abstractmethod
+    def locks(self) -> list[LockHolder]:
+        """Every lock held, live or left by a holder that is gone."""
+
+    @abstractmethod
+    def break_lock(self, name: str, by: str) -> LockHolder | None:
+        """Remove a lock whoever holds it (``runproc unlock``), recorded with who broke it."""
+
+    @abstractmethod
+    def lock_events(self, name: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
+        """The audit of locks, newest first: acquired, released, taken_over, broken."""
+
+    @abstractmethod
+    def begin(self, header: dict[str, Any], inputs: dict[str, Any] | None) -> None:
+        """Record a run as it starts (status running): who, where, what, and its inputs."""
+
+    @abstractmethod
+    def append(self, run_id: str, entries: list[dict[str, Any]]) -> None:
+        """Commit journal entries ({seq, at, event, step, host, data}) before going on."""
+
+    @abstractmethod
+    def journal(self, run_id: str) -> list[dict[str, Any]]:
+        """A run's journal, in order."""
 
     @abstractmethod
     def release(self, name: str, run_id: str) -> None:
@@ -65,8 +121,8 @@ class StateStore(ABC):
         """The live lock a run holds, if any."""
 
     @abstractmethod
-    def runs(self, limit: int = 50) -> list[dict[str, Any]]:
-        """The latest runs, newest first."""
+    def runs(self, limit: int = 50, where: RunFilter | None = None) -> list[dict[str, Any]]:
+        """The latest runs, newest first (``where`` filters and pages)."""
 
     @abstractmethod
     def show(self, run_id: str) -> dict[str, Any] | None:

@@ -28,7 +28,7 @@ from ..execution.results import recorded_result
 if TYPE_CHECKING:
     from ..execution.scheduler import Run
     from ..format.model import Procedure
-    from .sqlite import SqliteStore
+    from .sqlstore import SqlStore as SqliteStore
 
 INPUTS_VERSION = 1
 # report keys that describe the step, not its executor's result: everything else in a report
@@ -143,7 +143,7 @@ def build_run(rec: Recorded, *, on_event: Any = None, ask: Any = None,
     present command's choices: state, yes, ignore_window...)."""
     from ..execution.options import RunOptions
     from ..execution.scheduler import Run
-    from .sqlite import store_opener
+    from .opening import store_opener
 
     opts = rec.inputs["options"]
     chosen = RunOptions(no_rollback=bool(opts.get("no_rollback")), only=tuple(opts.get("only") or ()),

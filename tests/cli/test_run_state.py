@@ -189,5 +189,5 @@ def test_unusable_state_refuses_a_locked_run(tmp_path: Path) -> None:
     assert done.rc == 2, done.stderr
     assert done.stderr.startswith("--state: ") and "not-a-dir" in done.stderr
     assert not (tmp_path / "finished").exists()
-    bad = runproc(tmp_path, str(path), "--state", "postgres://nope/x", state=False)
-    assert bad.rc == 2 and "sqlite" in bad.stderr
+    bad = runproc(tmp_path, str(path), "--state", "postgresql://runproc@127.0.0.1:1/x", state=False)
+    assert bad.rc == 2 and bad.stderr.startswith("--state: ") and len(bad.stderr.splitlines()) == 1, bad.stderr

@@ -83,7 +83,7 @@ def test_lock_in_the_same_process_is_exclusive(tmp_path: Path) -> None:
 
 def test_state_url_forms(tmp_path: Path) -> None:
     from engine.errors import ProcedureError
-    from engine.state.sqlite import state_path
+    from engine.state.opening import state_path
 
     assert state_path(f"sqlite:///{tmp_path}/s.db") == tmp_path / "s.db"
     assert state_path("sqlite:///rel/s.db") == Path("rel/s.db")

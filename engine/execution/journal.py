@@ -1,0 +1,213 @@
+"""The write-ahead journal of one real run: what the state store knows before each side effect.
+
+``begin`` records the run before its first step (who, where, what: the procedure and its
+hashes, params with secrets redacted, runproc's version). Each transition is then committed
+before the run goes on: a step's action is journaled with its rendered, redacted text before
+it runs, its result before any step that needs it starts. A heartbeat renews the run and
+its locks every lease/4 seconds, so that a run on another machine that stops renewing is
+known to be gone.
+
+When the store stops answering (PostgreSQL down, the network to it cut), nothing is lost:
+the journal goes on in a local spool file (``spool_dir()``), the run stops scheduling new
+steps, lets running ones finish and rolls back, and the spool is uploaded on the next
+contact (``runproc state sync``). engine/state/recovery.py reads the journal back.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .step import now_iso
+from .store import user_name
+
+if TYPE_CHECKING:
+    from .results import StepResult
+    from .store import StateStore
+
+
+def spool_dir() -> Path:
+    """Where journals go while the state store is unreachable: ``$RUNPROC_SPOOL_DIR``, else
+    ``$XDG_STATE_HOME/runproc/spool`` (``~/.local/state/runproc/spool``)."""
+    env = os.environ.get("RUNPROC_SPOOL_DIR")
+    if env:
+        return Path(env)
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "runproc" / "spool"
+
+
+class NullJournal:
+    """A run that journals nothing (a dry run, a child procedure, a run without a store)."""
+
+    active = False
+    lost: str | None = None
+
+    def step_started(self, step_id: str, phase: str, action: str | None) -> None: ...
+
+    def host_started(self, step_id: str, host: str, action: str | None) -> None: ...
+
+    def host_finished(self, step_id: str, host: str, hsr: StepResult) -> None: ...
+
+    def step_finished(self, sr: StepResult) -> None: ...
+
+    def rollback_started(self, step_id: str) -> None: ...
+
+    def rollback_finished(self, step_id: str, sr: StepResult) -> None: ...
+
+    def approval(self, step_id: str, approved: bool, by: str | None, how: str) -> None: ...
+
+    def hold(self, lock: str) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class Journal(NullJournal):
+    """The journal of one run, in its state store (or its spool file once the store is gone)."""
+
+    active = True
+
+    def __init__(self, run: Any, store: StateStore, *, on_lost: Any) -> None:
+        self.run = run
+        self.store = store
+        self.on_lost = on_lost  # called once, with the reason, when the store stops answering
+        self.seq = 0
+        self.lost: str | None = None
+        self.spool: Path | None = None
+        self._lock = threading.Lock()
+        self._locks: list[str] = []
+        self._stop = threading.Event()
+        self._beat: threading.Thread | None = None
+        self._header: dict[str, Any] = {}
+        self._inputs: dict[str, Any] | None = None
+
+    # ------------------------------------------------------------ the run
+
+    def begin(self, header: dict[str, Any], inputs: dict[str, Any] | None) -> None:
+        """Record the run as it starts; a store that cannot is the caller's error (nothing ran)."""
+        self._header, self._inputs = header, inputs
+        self.store.begin(header, inputs)
+        interval = max(0.2, float(getattr(self.store, "lease", 60.0)) / 4)
+        self._beat = threading.Thread(target=self._heartbeat, args=(interval,), name="journal-heartbeat",
+                                      daemon=True)
+        self._beat.start()
+
+    def hold(self, lock: str) -> None:
+        """The run holds this lock now: the heartbeat renews it too."""
+        self._locks.append(lock)
+
+    def _heartbeat(self, interval: float) -> None:
+        while not self._stop.wait(interval):
+            if self.lost is not None:
+                return
+            try:
+                self.store.renew(self.run.run_id, list(self._locks))
+            except Exception as exc:  # noqa: BLE001 - the store is gone: the run must stop
+                with self._lock:
+                    self._lose(exc)
+                return
+
+    def finish(self, report: dict[str, Any], inputs: dict[str, Any] | None) -> None:
+        with self._lock:
+            if self.lost is None:
+                try:
+                    self.store.record(report, inputs)
+                    return
+                except Exception as exc:  # noqa: BLE001 - keep it in the spool instead
+                    self._lose(exc)
+            self._spool({"type": "report", "report": report, "inputs": inputs})
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._beat is not None and self._beat is not threading.current_thread():
+            self._beat.join(timeout=5)
+
+    # ------------------------------------------------------------ transitions
+
+    def step_started(self, step_id: str, phase: str, action: str | None) -> None:
+        self._write("step_started", step_id, None, {"phase": phase, **({"action": action} if action else {})})
+
+    def host_started(self, step_id: str, host: str, action: str | None) -> None:
+        self._write("host_started", step_id, host, {"action": action} if action else None)
+
+    def host_finished(self, step_id: str, host: str, hsr: StepResult) -> None:
+        entry = {k: v for k, v in hsr.to_json().items() if k != "id"}
+        self._write("host_finished", step_id, host, {"entry": entry, "changed": hsr.changed})
+
+    def step_finished(self, sr: StepResult) -> None:
+        self._write("step_finished", sr.id, None, {"entry": sr.to_json(), "completed": sr.completed_at is not None
+                                                   and sr.status == "ok", "changed": sr.changed})
+
+    def rollback_started(self, step_id: str) -> None:
+        self._write("rollback_started", step_id, None, None)
+
+    def rollback_finished(self, step_id: str, sr: StepResult) -> None:
+        undo = sr.rollback
+        entry = {k: v for k, v in undo.to_json().items() if k != "id"} if undo is not None else None
+        hosts = ({h: r.status for h, r in sr.hosts.items()} if sr.hosts is not None else None)
+        self._write("rollback_finished", step_id, None, {"ok": undo is not None and undo.status == "ok",
+                                                         "error": undo.error if undo else None, "entry": entry,
+                                                         "hosts": hosts})
+
+    def approval(self, step_id: str, approved: bool, by: str | None, how: str) -> None:
+        self._write("approval", step_id, None, {"approved": approved, "by": by, "how": how})
+
+    def _write(self, event: str, step: str | None, host: str | None, data: dict[str, Any] | None) -> None:
+        if data is not None:
+            data = self.run.redactor.deep(data)  # the journal never holds a secret
+        with self._lock:
+            self.seq += 1
+            entry = {"seq": self.seq, "at": now_iso(), "event": event, "step": step, "host": host, "data": data}
+            if self.lost is None:
+                try:
+                    self.store.append(self.run.run_id, [entry])
+                    return
+                except Exception as exc:  # noqa: BLE001 - the store is gone: spool, and stop the run
+                    self._lose(exc)
+            self._spool({"type": "entry", **entry})
+
+    # ------------------------------------------------------------ the store gone
+
+    def _lose(self, exc: BaseException) -> None:
+        """Switch to the spool file (the lock is held) and tell the run, once."""
+        if self.lost is not None:
+            return
+        reason = " ".join(str(exc).split()) or type(exc).__name__
+        self.lost = self.run.redactor(reason)
+        folder = spool_dir()
+        self.spool = folder / f"{self.run.run_id}.jsonl"
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            with self.spool.open("a", encoding="utf-8") as f:
+                f.write(json.dumps({"type": "header", "state": _without_password(self.store.url),
+                                    "header": self._header,
+                                    "inputs": self._inputs, "host": socket.gethostname(), "pid": os.getpid(),
+                                    "user": user_name()}, default=str) + "\n")
+        except OSError:
+            pass  # said by the run: the spool path is in its error
+        self.on_lost(self.lost, self.spool)
+
+    def _spool(self, record: dict[str, Any]) -> None:
+        assert self.spool is not None
+        try:
+            with self.spool.open("a", encoding="utf-8") as f:
+                f.write(json.dumps(record, default=str) + "\n")
+                f.flush()
+                os.fsync(f.fileno())
+        except OSError:
+            pass
+
+
+def _without_password(url: str) -> str:
+    """A state URL as a spool file may keep it: ``state sync`` asks for the password again."""
+    if "://" not in url:
+        return url
+    scheme, rest = url.split("://", 1)
+    netloc, slash, tail = rest.partition("/")
+    if "@" not in netloc:
+        return url
+    creds, at_host = netloc.rsplit("@", 1)
+    return f"{scheme}://{creds.split(':', 1)[0]}@{at_host}{slash}{tail}"

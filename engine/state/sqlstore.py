@@ -1,0 +1,426 @@
+"""The state store in SQL, once for SQLite and PostgreSQL: runs, their write-ahead journal,
+leased locks and the lock audit.
+
+A subclass gives a connection (``_tx`` for a transaction, ``_read`` for a query), its clock
+as SQL (``CLOCK``: seconds since the epoch; PostgreSQL's is the server's, so that machines
+with skewed clocks agree on a lease) and the types of its columns. SQL is written with ``?``
+placeholders, which the PostgreSQL store turns into ``%s``.
+
+Whether a holder (of a lock, or of a run that has not ended) is alive:
+
+- this process: while the run is in ``LIVE``;
+- the same host: its pid exists with the same start time (a reused pid is another process)
+  and its heartbeat is within its lease;
+- another host: its heartbeat is within its lease (the holder renews every lease/4).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import threading
+from abc import abstractmethod
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from ..errors import InvalidInputError
+from ..execution.store import LockHolder, RunFilter, StateStore
+from . import migrations
+
+DEFAULT_LEASE = 60.0
+# runs and locks of this process: a row holding our own pid is live only if its run is here
+LIVE: set[str] = set()
+LIVE_LOCK = threading.Lock()
+
+Exec = Callable[[str, Sequence[Any]], Any]  # runs one statement in the open transaction; a cursor
+
+
+class SchemaTooNew(InvalidInputError):
+    """The state was written by a newer runproc (its schema version is above ours)."""
+
+    def __init__(self, found: int) -> None:
+        super().__init__(f"its schema is version {found}, newer than this runproc knows "
+                         f"({migrations.SCHEMA_VERSION})")
+        self.found = found
+
+
+def lease_from_env() -> float:
+    """The lock lease: ``RUNPROC_LOCK_LEASE`` (``60``, ``90s``, ``2m``), default 60 s."""
+    text = os.environ.get("RUNPROC_LOCK_LEASE")
+    if not text:
+        return DEFAULT_LEASE
+    from ..format.durations import parse_duration
+
+    try:
+        return max(1.0, float(parse_duration(text)))
+    except Exception:  # noqa: BLE001 - a bad value must not stop a run; the default holds
+        return DEFAULT_LEASE
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+_LOCK_COLUMNS = 'name, run_id, "procedure", pid, host, "user", acquired_at, pid_start, heartbeat_at, lease'
+
+
+class SqlStore(StateStore):
+    """Runs, journal and locks in a SQL database; see the module docstring."""
+
+    CLOCK = "0"  # SQL for the database's clock, seconds since the epoch
+    REAL = "REAL"
+    SERIAL = "INTEGER PRIMARY KEY AUTOINCREMENT"
+
+    def __init__(self, url: str, *, host: str | None = None, lease: float | None = None) -> None:
+        self.url = url
+        # who we are to other holders; a test may stand in for another machine
+        self.host = host or socket.gethostname()
+        self.lease = lease if lease is not None else lease_from_env()
+        self._mutex = threading.RLock()  # one statement at a time on a shared connection
+
+    # ------------------------------------------------------------ the connection
+
+    @abstractmethod
+    def _tx(self) -> AbstractContextManager[Exec]:
+        """A transaction that other writers wait for (SQLite: BEGIN IMMEDIATE)."""
+
+    @abstractmethod
+    def _read(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """The rows of one query, outside any transaction."""
+
+    @abstractmethod
+    def _serialise_migrations(self, run: Exec) -> None:
+        """Make concurrent first uses migrate one at a time (inside the transaction)."""
+
+    @abstractmethod
+    def _has_table(self, run: Exec, name: str) -> bool: ...
+
+    def _sql(self, statement: str) -> str:
+        return statement.format(real=self.REAL, serial=self.SERIAL, now=self.CLOCK)
+
+    # ------------------------------------------------------------ schema
+
+    def schema_version(self, run: Exec) -> int:
+        if self._has_table(run, "meta"):
+            row = run("SELECT value FROM meta WHERE key = 'schema_version'", ()).fetchone()
+            if row is not None:
+                return int(row[0])
+        return 1 if self._has_table(run, "runs") else 0
+
+    def migrate(self) -> int:
+        """Bring the schema to ``SCHEMA_VERSION``; the version found before (0: a new state)."""
+        with self._tx() as run:
+            self._serialise_migrations(run)
+            found = self.schema_version(run)
+            if found > migrations.SCHEMA_VERSION:
+                raise SchemaTooNew(found)
+            if found == 1:
+                self._before_v2(run)
+            # version 1 again too: its CREATE ... IF NOT EXISTS adds what its oldest files lack
+            for version in range(1 if found <= 1 else found + 1, migrations.SCHEMA_VERSION + 1):
+                for statement in migrations.MIGRATIONS[version]:
+                    run(self._sql(statement), ())
+            if found < migrations.SCHEMA_VERSION:
+                run("DELETE FROM meta WHERE key = 'schema_version'", ())
+                run("INSERT INTO meta (key, value) VALUES ('schema_version', ?)", (str(migrations.SCHEMA_VERSION),))
+        return found
+
+    def _before_v2(self, run: Exec) -> None:
+        """What a version-1 state of this database needs before version 2 (an old column)."""
+
+    # ------------------------------------------------------------ liveness
+
+    def _alive(self, host: str, pid: int | None, pid_start: str | None, run_id: str,
+               heartbeat_at: float | None, lease: float | None, now: float) -> bool:
+        if host == self.host:
+            if pid == os.getpid():
+                with LIVE_LOCK:
+                    return run_id in LIVE  # this process: live only while that run is
+            if pid is not None and not _pid_alive(pid, pid_start):
+                return False
+        if heartbeat_at is None:
+            # a row from before leases: another machine's cannot be judged, so it holds
+            return True
+        return now <= heartbeat_at + (lease or DEFAULT_LEASE)
+
+    def _holder(self, row: Sequence[Any], now: float) -> LockHolder:
+        holder = LockHolder(*row)
+        holder.alive = self._alive(holder.host, holder.pid, holder.pid_start, holder.run_id,
+                                   holder.heartbeat_at, holder.lease, now)
+        return holder
+
+    def _now(self) -> float:
+        return float(self._read(f"SELECT {self.CLOCK}")[0][0])
+
+    # ------------------------------------------------------------ locks
+
+    def holder(self, name: str) -> LockHolder | None:
+        rows = self._read(f"SELECT {_LOCK_COLUMNS}, {self.CLOCK} FROM locks WHERE name = ?", (name,))
+        if not rows:
+            return None
+        holder = self._holder(rows[0][:-1], float(rows[0][-1]))
+        return holder if holder.alive else None
+
+    def acquire(self, name: str, run_id: str, procedure: str, user: str, acquired_at: str) -> LockHolder | None:
+        with LIVE_LOCK:
+            LIVE.add(run_id)  # before the row exists: another thread of ours must see it live
+        try:
+            with self._mutex, self._tx() as run:
+                row = run(f"SELECT {_LOCK_COLUMNS}, {self.CLOCK} FROM locks WHERE name = ?", (name,)).fetchone()
+                if row is not None:
+                    holder = self._holder(row[:-1], float(row[-1]))
+                    if holder.alive:
+                        with LIVE_LOCK:
+                            LIVE.discard(run_id)
+                        return holder
+                    run("DELETE FROM locks WHERE name = ?", (name,))
+                    self._lock_event(run, name, "taken_over", run_id, user, acquired_at,
+                                     f"from run {holder.run_id} (pid {holder.pid} on {holder.host}, by "
+                                     f"{holder.user}): {_why_gone(holder, self.host)}")
+                run(f"INSERT INTO locks ({_LOCK_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, {self.CLOCK}, ?)",
+                    (name, run_id, procedure, os.getpid(), self.host, user, acquired_at,
+                     _start_time(os.getpid()), self.lease))
+                self._lock_event(run, name, "acquired", run_id, user, acquired_at, None)
+        except BaseException:
+            with LIVE_LOCK:
+                LIVE.discard(run_id)
+            raise
+        return None
+
+    def release(self, name: str, run_id: str) -> None:
+        with self._mutex, self._tx() as run:
+            gone = run("DELETE FROM locks WHERE name = ? AND run_id = ?", (name, run_id)).rowcount
+            if gone:
+                self._lock_event(run, name, "released", run_id, None, now_iso(), None)
+
+    def renew(self, run_id: str, locks: list[str]) -> None:
+        with self._mutex, self._tx() as run:
+            run(f"UPDATE runs SET heartbeat_at = {self.CLOCK} WHERE id = ? AND status = 'running'", (run_id,))
+            for name in locks:
+                run(f"UPDATE locks SET heartbeat_at = {self.CLOCK} WHERE name = ? AND run_id = ?", (name, run_id))
+
+    def locks(self) -> list[LockHolder]:
+        rows = self._read(f"SELECT {_LOCK_COLUMNS}, {self.CLOCK} FROM locks ORDER BY name")
+        return [self._holder(r[:-1], float(r[-1])) for r in rows]
+
+    def break_lock(self, name: str, by: str) -> LockHolder | None:
+        with self._mutex, self._tx() as run:
+            row = run(f"SELECT {_LOCK_COLUMNS}, {self.CLOCK} FROM locks WHERE name = ?", (name,)).fetchone()
+            if row is None:
+                return None
+            holder = self._holder(row[:-1], float(row[-1]))
+            run("DELETE FROM locks WHERE name = ?", (name,))
+            self._lock_event(run, name, "broken", holder.run_id, by, now_iso(),
+                             f"held by run {holder.run_id} (pid {holder.pid} on {holder.host}, by {holder.user}, "
+                             f"{'alive' if holder.alive else 'gone'}); broken on {self.host}")
+        return holder
+
+    def lock_events(self, name: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
+        where, params = ("WHERE name = ?", [name]) if name else ("", [])
+        rows = self._read(f'SELECT name, event, run_id, "user", host, at, detail FROM lock_events {where} '
+                          "ORDER BY id DESC LIMIT ?", (*params, limit))
+        return [{"name": r[0], "event": r[1], "run_id": r[2], "user": r[3], "host": r[4], "at": r[5],
+                 "detail": r[6]} for r in rows]
+
+    def _lock_event(self, run: Exec, name: str, event: str, run_id: str | None, user: str | None, at: str,
+                    detail: str | None) -> None:
+        run('INSERT INTO lock_events (name, event, run_id, "user", host, at, detail) VALUES (?, ?, ?, ?, ?, ?, ?)',
+            (name, event, run_id, user or _user(), self.host, at, detail))
+
+    def lock_of(self, run_id: str) -> LockHolder | None:
+        rows = self._read(f"SELECT {_LOCK_COLUMNS}, {self.CLOCK} FROM locks WHERE run_id = ?", (run_id,))
+        if not rows:
+            return None
+        holder = self._holder(rows[0][:-1], float(rows[0][-1]))
+        return holder if holder.alive else None
+
+    # ------------------------------------------------------------ the journal
+
+    def begin(self, header: dict[str, Any], inputs: dict[str, Any] | None) -> None:
+        with LIVE_LOCK:
+            LIVE.add(header["run_id"])
+        with self._mutex, self._tx() as run:
+            run('INSERT INTO runs (id, "procedure", status, exit_code, dry_run, started_at, duration, report, '
+                f'"user", host, pid, pid_start, heartbeat_at, lease, kind, of_run) VALUES '
+                f"(?, ?, 'running', NULL, 0, ?, NULL, ?, ?, ?, ?, ?, {self.CLOCK}, ?, ?, ?)",
+                (header["run_id"], header["procedure"], header["started_at"], json.dumps(header, default=str),
+                 header.get("user"), self.host, os.getpid(), _start_time(os.getpid()), self.lease,
+                 header.get("kind") or "run", header.get("of_run")))
+            if inputs is not None:
+                self._put_inputs(run, header["run_id"], inputs)
+
+    def append(self, run_id: str, entries: list[dict[str, Any]]) -> None:
+        with self._mutex, self._tx() as run:
+            for e in entries:
+                run("INSERT INTO journal (run_id, seq, at, event, step, host, data) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (run_id, e["seq"], e["at"], e["event"], e.get("step"), e.get("host"),
+                     json.dumps(e.get("data"), default=str) if e.get("data") is not None else None))
+
+    def journal(self, run_id: str) -> list[dict[str, Any]]:
+        rows = self._read("SELECT seq, at, event, step, host, data FROM journal WHERE run_id = ? ORDER BY seq",
+                          (run_id,))
+        return [{"seq": r[0], "at": r[1], "event": r[2], "step": r[3], "host": r[4],
+                 "data": json.loads(r[5]) if r[5] else None} for r in rows]
+
+    def record(self, report: dict[str, Any], inputs: dict[str, Any] | None = None) -> None:
+        """Record a run's report (at its end; a dry run's only then)."""
+        with self._mutex, self._tx() as run:
+            values = (report["procedure"], report["status"], report["exit_code"], int(report["dry_run"]),
+                      report["started_at"], report["duration"], json.dumps(report, default=str), now_iso(),
+                      report.get("kind") or "run", report.get("of_run"))
+            updated = run('UPDATE runs SET "procedure" = ?, status = ?, exit_code = ?, dry_run = ?, started_at = ?, '
+                          "duration = ?, report = ?, ended_at = ?, kind = ?, of_run = ? WHERE id = ?",
+                          (*values, report["run_id"])).rowcount
+            if not updated:
+                run('INSERT INTO runs (id, "procedure", status, exit_code, dry_run, started_at, duration, report, '
+                    'ended_at, kind, of_run, "user", host, pid) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
+                    (report["run_id"], *values, report.get("user") or _user(), self.host, os.getpid()))
+            if inputs is not None:
+                self._put_inputs(run, report["run_id"], inputs)
+        with LIVE_LOCK:
+            LIVE.discard(report["run_id"])
+
+    def _put_inputs(self, run: Exec, run_id: str, inputs: dict[str, Any]) -> None:
+        run("DELETE FROM run_inputs WHERE run_id = ?", (run_id,))
+        run("INSERT INTO run_inputs (run_id, kind, of_run, inputs) VALUES (?, ?, ?, ?)",
+            (run_id, inputs.get("kind") or "run", inputs.get("of_run"), json.dumps(inputs, default=str)))
+
+    def inputs(self, run_id: str) -> dict[str, Any] | None:
+        rows = self._read("SELECT inputs FROM run_inputs WHERE run_id = ?", (run_id,))
+        if not rows or not rows[0][0]:
+            return None
+        inputs: dict[str, Any] = json.loads(rows[0][0])
+        if "completed" not in inputs:
+            # a run that never reached its end: the journal says what completed, in order
+            from .recovery import completion
+
+            inputs.update(completion(self.journal(run_id)))
+        return inputs
+
+    def replays_of(self, run_id: str) -> list[dict[str, Any]]:
+        rows = self._read("SELECT i.run_id, i.kind FROM run_inputs i JOIN runs r ON r.id = i.run_id "
+                          "WHERE i.of_run = ? ORDER BY r.started_at", (run_id,))
+        out = []
+        for rid, kind in rows:
+            report = self.show(rid)
+            if report is not None:
+                out.append({"id": rid, "kind": kind, "report": report})
+        return out
+
+    # ------------------------------------------------------------ history
+
+    def runs(self, limit: int = 50, where: RunFilter | None = None) -> list[dict[str, Any]]:
+        self.settle()
+        f = where or RunFilter(limit=limit)
+        clauses: list[str] = []
+        params: list[Any] = []
+        for column, value in (('"procedure"', f.procedure), ("status", f.status), ('"user"', f.user)):
+            if value is not None:
+                clauses.append(f"{column} = ?")
+                params.append(value)
+        if f.since is not None:
+            clauses.append("started_at >= ?")
+            params.append(f.since)
+        cond = ("WHERE " + " AND ".join(clauses)) if clauses else ""
+        rows = self._read('SELECT id, "procedure", status, started_at, exit_code, dry_run, duration, "user", host, '
+                          f"kind FROM runs {cond} ORDER BY started_at DESC, id DESC LIMIT ? OFFSET ?",
+                          (*params, f.limit, f.offset))
+        return [{"id": r[0], "procedure": r[1], "status": r[2], "started_at": r[3], "exit_code": r[4],
+                 "dry_run": bool(r[5]), "duration": r[6], "user": r[7], "host": r[8], "kind": r[9] or "run"}
+                for r in rows]
+
+    def settle(self) -> list[str]:
+        """Mark runs whose holder is gone ``interrupted``, their report rebuilt from the journal;
+        their ids. A run still going stays ``running``."""
+        rows = self._read(f"SELECT id, host, pid, pid_start, heartbeat_at, lease, {self.CLOCK} FROM runs "
+                          "WHERE status = 'running'")
+        gone = [r[0] for r in rows if not self._alive(r[1], r[2], r[3], r[0], r[4], r[5], float(r[6]))]
+        for run_id in gone:
+            self._mark_interrupted(run_id)
+        return gone
+
+    def _mark_interrupted(self, run_id: str) -> None:
+        from .recovery import rebuild_report
+
+        with self._mutex, self._tx() as run:
+            row = run('SELECT report, host, pid, "user", status FROM runs WHERE id = ?', (run_id,)).fetchone()
+            if row is None or row[4] != "running":
+                return  # it ended meanwhile
+            header = json.loads(row[0]) if row[0] else {}
+            entries = [{"seq": r[0], "at": r[1], "event": r[2], "step": r[3], "host": r[4],
+                        "data": json.loads(r[5]) if r[5] else None}
+                       for r in run("SELECT seq, at, event, step, host, data FROM journal WHERE run_id = ? "
+                                    "ORDER BY seq", (run_id,)).fetchall()]
+            report = rebuild_report(header, entries, host=row[1], pid=row[2])
+            run("UPDATE runs SET status = 'interrupted', report = ?, duration = ?, ended_at = ? WHERE id = ?",
+                (json.dumps(report, default=str), report["duration"], entries[-1]["at"] if entries else None,
+                 run_id))
+
+    def show(self, run_id: str) -> dict[str, Any] | None:
+        rows = self._read("SELECT id, status FROM runs WHERE id = ?", (run_id,))
+        if not rows:
+            pattern = run_id.replace("%", "").replace("_", "") + "%"
+            rows = self._read("SELECT id, status FROM runs WHERE id LIKE ? ORDER BY started_at DESC", (pattern,))
+        if not rows:
+            return None
+        rid, status = rows[0]
+        if status == "running" and rid in self.settle():
+            status = "interrupted"
+        got = self._read('SELECT report, "user", host, pid FROM runs WHERE id = ?', (rid,))
+        report: dict[str, Any] = json.loads(got[0][0]) if got and got[0][0] else {}
+        if status == "running":
+            from .recovery import rebuild_report
+
+            report = rebuild_report(report, self.journal(rid), host=got[0][2], pid=got[0][3], running=True)
+        report.setdefault("user", got[0][1])
+        report.setdefault("host", got[0][2])
+        return report
+
+    def logs_dir(self) -> Path:
+        return default_logs_dir()
+
+
+def default_logs_dir() -> Path:
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "runproc" / "logs"
+
+
+def _user() -> str:
+    from ..execution.store import user_name
+
+    return user_name()
+
+
+def _why_gone(holder: LockHolder, host: str) -> str:
+    if holder.host == host and holder.pid is not None and not _pid_alive(holder.pid, holder.pid_start):
+        return "its process is gone"
+    return f"its lease expired (no heartbeat for over {holder.lease or DEFAULT_LEASE:g}s)"
+
+
+def _start_time(pid: int) -> str | None:
+    """The process's start time (Linux clock ticks since boot): a reused pid has another one."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # the command name (field 2) may hold spaces and parentheses: split after its last ')'
+    fields = stat[stat.rindex(")") + 2:].split()
+    return fields[19] if len(fields) > 19 else None
+
+
+def _pid_alive(pid: int, pid_start: str | None) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    if pid_start is not None:
+        now = _start_time(pid)
+        if now is not None and now != pid_start:
+            return False  # the pid was reused by a process that is not the holder
+    return True
