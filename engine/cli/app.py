@@ -35,13 +35,15 @@ from .common import (
     silence_stdout,
 )
 
-SUBCOMMANDS = ("validate", "graph", "schema", "list", "inventory", "runs", "show")
+SUBCOMMANDS = ("validate", "graph", "schema", "list", "inventory", "runs", "show", "locks", "unlock", "prune",
+               "state")
 # commands that run something (not listings: their output is a run's, not a reader's)
 RUN_COMMANDS = ("apply", "resume", "rollback")
 # the engine.cli module of each command: imported on use, so a command pays only for its own
 _COMMAND_MODULES = {"validate": "inspect", "graph": "inspect", "schema": "inspect", "list": "inspect",
                     "inventory": "inspect", "runs": "history", "show": "history", "apply": "plan",
-                    "resume": "replay", "rollback": "replay"}
+                    "resume": "replay", "rollback": "replay", "locks": "locks", "unlock": "locks",
+                    "prune": "upkeep", "state": "upkeep"}
 # re-exported: embedders and older callers read the exit codes here
 __all__ = ["EXIT_BROKEN_PIPE", "EXIT_INTERNAL", "EXIT_INVALID", "RUN_COMMANDS", "SUBCOMMANDS", "main", "main_entry"]
 
