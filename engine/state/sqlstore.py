@@ -401,15 +401,20 @@ def _why_gone(holder: LockHolder, host: str) -> str:
     return f"its lease expired (no heartbeat for over {holder.lease or DEFAULT_LEASE:g}s)"
 
 
-def _start_time(pid: int) -> str | None:
-    """The process's start time (Linux clock ticks since boot): a reused pid has another one."""
+def _stat(pid: int) -> list[str] | None:
+    """The fields of /proc/PID/stat after the command name (state first), or None."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
     # the command name (field 2) may hold spaces and parentheses: split after its last ')'
-    fields = stat[stat.rindex(")") + 2:].split()
-    return fields[19] if len(fields) > 19 else None
+    return stat[stat.rindex(")") + 2:].split()
+
+
+def _start_time(pid: int) -> str | None:
+    """The process's start time (Linux clock ticks since boot): a reused pid has another one."""
+    fields = _stat(pid)
+    return fields[19] if fields is not None and len(fields) > 19 else None
 
 
 def _pid_alive(pid: int, pid_start: str | None) -> bool:
@@ -419,8 +424,8 @@ def _pid_alive(pid: int, pid_start: str | None) -> bool:
         return False
     except PermissionError:
         pass
-    if pid_start is not None:
-        now = _start_time(pid)
-        if now is not None and now != pid_start:
-            return False  # the pid was reused by a process that is not the holder
-    return True
+    fields = _stat(pid)
+    if fields is not None and fields[0] in ("Z", "X"):
+        return False  # killed, not yet reaped by its parent: it will never renew anything
+    # a different start time: the pid was reused by a process that is not the holder
+    return pid_start is None or fields is None or len(fields) <= 19 or fields[19] == pid_start
