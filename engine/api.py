@@ -155,23 +155,65 @@ def _in_run_folder(rec: Any) -> Iterator[None]:
             os.chdir(here)
 
 
+def _decide_in_flight(items: list[Any], inflight: str, confirm: Asker | None, run_id: str, verb: str,
+                      say: Callable[[str], None] | None) -> list[tuple[Any, bool]]:
+    """Each step (or host) that was in flight when the run stopped, and whether to act on it
+    again: re-run it (resume) or undo it (rollback). ``inflight``: ``ask`` (``confirm`` asks;
+    without it, RefusedError), ``again`` (``--yes``) or ``skip`` (``--skip-inflight``)."""
+    if inflight not in ("ask", "again", "skip"):
+        raise ProcedureError(Problem("inflight", 0, 0, f"expected ask, again or skip, got {inflight!r}"))
+    out: list[tuple[Any, bool]] = []
+    act = "run it again" if verb == "resume" else "undo it too"
+    for item in items:
+        if item.automatic:
+            if say is not None:
+                say(f"{item} was in flight when run {run_id} stopped; it is readonly or idempotent: run again")
+            out.append((item, True))
+            continue
+        if inflight != "ask":
+            out.append((item, inflight == "again"))
+            continue
+        if confirm is None:
+            raise RefusedError(f"{item} was in flight when run {run_id} stopped: its action may or may not have "
+                               f"happened. Give --yes to {act}, or --skip-inflight to "
+                               + ("treat it as done" if verb == "resume" else "leave it as it is"))
+        if not confirm(f"{item} was in flight when run {run_id} stopped: its action may or may not have "
+                       f"happened. {act[0].upper()}{act[1:]}?"):
+            raise RefusedError(f"{item}: not confirmed; nothing was {'run' if verb == 'resume' else 'undone'} "
+                               "(--skip-inflight " + ("treats it as done" if verb == "resume" else "leaves it")
+                               + ")")
+        out.append((item, True))
+    return out
+
+
 def resume(run_id: str, params: dict[str, Any] | None = None, *, cli_params: dict[str, str] | None = None,
            on_event: EventSink | None = None, ask: Asker | None = None, say: Callable[[str], None] | None = None,
-           watch: list[Any] | None = None, handle_signals: bool = False, **keywords: Any) -> RunResult:
-    """Continue a recorded run that did not end ok: steps recorded ok are not run again (their
-    results are ``steps.<id>``); the recorded params and options, plus ``keywords`` (the present
-    choices: ``state``, ``yes``, ``ignore_window``...). ``params``: secret params, given again.
+           watch: list[Any] | None = None, handle_signals: bool = False, inflight: str = "ask",
+           confirm: Asker | None = None, **keywords: Any) -> RunResult:
+    """Continue a recorded run that did not end ok, or whose runner was killed: steps recorded
+    ok are not run again (their results are ``steps.<id>``; a fanned-out step's finished hosts
+    likewise); the recorded params and options, plus ``keywords`` (the present choices:
+    ``state``, ``yes``, ``ignore_window``...). ``params``: secret params, given again.
+
+    A step that was in flight when the runner stopped is run again when it is readonly or
+    ``idempotent: true``; otherwise ``inflight`` says: ``ask`` (``confirm`` asks a person;
+    without one, RefusedError), ``again`` (run it again) or ``skip`` (treat it as done).
     ``say`` hears what will happen before it does; ``watch`` receives the run's stop event (an
     asker waiting at a confirm gives up when it is set). RefusedError when it cannot be resumed."""
     from .state import replay
 
     rec = _recorded(run_id, "resume", params, cli_params, keywords.get("state"))
-    done = replay.resume_steps(rec)
+    plan_ = replay.resume_plan(rec)
+    for item, again in _decide_in_flight(plan_.in_flight, inflight, confirm, rec.run_id, "resume", say):
+        if not again:
+            replay.treat_as_done(plan_, item, rec.run_id)
     if say is not None:
-        say(f"run {rec.run_id} ({rec.proc.procedure}): {', '.join(done) if done else 'no step'} done before, "
-            "not run again")
+        done = ", ".join(plan_.done) if plan_.done else "no step"
+        hosts = "".join(f"; {sid} on {', '.join(sorted(h))}" for sid, h in plan_.hosts_done.items())
+        say(f"run {rec.run_id} ({rec.proc.procedure}): {done}{hosts} done before, not run again")
     with _in_run_folder(rec):
-        run = replay.build_run(rec, on_event=on_event, ask=ask, completed=done, **keywords)
+        run = replay.build_run(rec, on_event=on_event, ask=ask, completed=plan_.done,
+                               completed_hosts=plan_.hosts_done, **keywords)
         if watch is not None:
             watch.append(run.stop)
         run.journal_inputs = replay.inputs_of_replay(rec, "resume")
@@ -180,15 +222,23 @@ def resume(run_id: str, params: dict[str, Any] | None = None, *, cli_params: dic
 
 def rollback_run(run_id: str, params: dict[str, Any] | None = None, *, cli_params: dict[str, str] | None = None,
                  state: str | None = None, confirm: Asker | None = None, say: Callable[[str], None] | None = None,
-                 handle_signals: bool = False) -> tuple[dict[str, Any], int]:
+                 handle_signals: bool = False, inflight: str = "ask") -> tuple[dict[str, Any], int]:
     """Undo what a recorded run completed and did not undo yet, most recent first; (the
     rollback's report, its exit code: 0 all undone, 4 an undo failed). ``confirm`` is asked
-    before anything is undone (None: go ahead); a no is RefusedError. A signal, with
-    ``handle_signals``, stops the undo running and lists the rest as not undone."""
+    before anything is undone (None: go ahead); a no is RefusedError. A step (or host, or
+    undo) that was in flight when the runner stopped may have changed things: ``inflight``
+    ``again`` undoes it too, ``skip`` leaves it, ``ask`` asks ``confirm`` (RefusedError
+    without one). A signal, with ``handle_signals``, stops the undo running and lists the
+    rest as not undone."""
     from .state import replay
 
     rec = _recorded(run_id, "rollback", params, cli_params, state)
     plan_ = replay.undo_plan(rec)
+    for item, again in _decide_in_flight(plan_.in_flight, inflight, confirm, rec.run_id, "rollback", say):
+        if again:
+            replay.include_in_flight(plan_, item)
+        elif say is not None:
+            say(f"{item} was in flight when run {rec.run_id} stopped: left as it is (--skip-inflight)")
     kept = f"; kept (no rollback defined): {', '.join(plan_.kept)}" if plan_.kept else ""
     if not plan_.undo:
         if say is not None:

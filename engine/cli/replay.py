@@ -33,7 +33,12 @@ def _replay_parser(verb: str, description: str) -> argparse.ArgumentParser:
                    help="a param declared secret: true, again (the journal keeps only a hash of it)")
     p.add_argument("--params-file", help="secret params from a YAML or JSON file (-p wins)")
     p.add_argument("--yes", action="store_true",
-                   help="roll back without asking" if verb == "rollback" else "approve every confirm step")
+                   help="roll back without asking, a step that was in flight when the runner stopped included"
+                   if verb == "rollback" else "approve every confirm step, and run again a step that was in flight "
+                   "when the runner stopped")
+    p.add_argument("--skip-inflight", action="store_true",
+                   help="a step that was in flight when the runner stopped: "
+                   + ("leave it as it is (do not undo it)" if verb == "rollback" else "treat it as done"))
     p.add_argument("--output", choices=("text", "json"), default="text")
     p.add_argument("--state", help=STATE_HELP)
     return p
@@ -45,6 +50,19 @@ def _refuse_replay(verb: str, ns: argparse.Namespace, exc: Any) -> int:
                           "error": str(exc), "steps": []}, indent=2))
     print(f"runproc {verb}: {'refused, nothing was run: ' if exc.exit_code == 3 else ''}{exc}", file=sys.stderr)
     return exc.exit_code
+
+
+def _inflight(ns: argparse.Namespace) -> str:
+    """What to do with a step that was in flight when the runner stopped: ask, again or skip
+    (--skip-inflight wins over --yes, which also approves confirm steps or the rollback)."""
+    return "skip" if ns.skip_inflight else "again" if ns.yes else "ask"
+
+
+def _terminal_confirm() -> Any:
+    """A yes/no question on the terminal; None without one (the API then refuses, naming the flags)."""
+    if not is_tty(sys.stdin):
+        return None
+    return asker(None, [])
 
 
 def _params(ns: argparse.Namespace) -> tuple[dict[str, Any], dict[str, str]]:
@@ -82,8 +100,9 @@ def _rollback(argv: list[str]) -> int:
 
     try:
         params, given = _params(ns)
+        inflight = _inflight(ns)
         report, code = api.rollback_run(ns.run, params, cli_params=given, state=ns.state, confirm=confirm, say=say,
-                                        handle_signals=True)
+                                        handle_signals=True, inflight=inflight)
     except ProcedureError as exc:
         print_problems(exc)
         return EXIT_INVALID
@@ -133,6 +152,7 @@ def _resume(argv: list[str]) -> int:
     try:
         params, given = _params(ns)
         result = api.resume(ns.run, params, cli_params=given, on_event=sink, ask=ask, watch=stop,
+                            inflight=_inflight(ns), confirm=_terminal_confirm(),
                             say=lambda text: print(f"runproc resume: {text}", file=sys.stderr),
                             handle_signals=True, state=ns.state, yes=ns.yes, ignore_window=ns.ignore_window,
                             report_dir=ns.report_dir, accept_new_hosts=ns.accept_new_hosts,

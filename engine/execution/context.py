@@ -47,6 +47,7 @@ class RunContext(Protocol):
     not_undone: list[str]
     stop: threading.Event
     journal: NullJournal
+    completed_hosts: dict[str, dict[str, dict[str, Any]]]
     rollback_cancel: threading.Event
     _needs: dict[str, list[str]] | None
     _phase_cancel: threading.Event

@@ -35,7 +35,7 @@ from ..errors import Problem, ProcedureError
 from ..executors.base import environment_error
 from ..format import expressions as ex
 from . import events as ev
-from .results import FAILED, StepResult
+from .results import FAILED, StepResult, recorded_result
 from .step import error_text, now_iso
 
 if TYPE_CHECKING:
@@ -241,6 +241,14 @@ def run_fanout(run: Run, stepper: StepRunner, step: Step, ns: dict[str, Any], sr
         sr.status = "skipped"
         sr.notes.append("every host was left out: each failed in a step this one needs")
         return
+    # `runproc resume`: hosts where an earlier run finished this step are not run again
+    done_before = (getattr(run, "completed_hosts", None) or {}).get(step.id) or {}
+    for t in targets:
+        if t.name in done_before:
+            hsr = recorded_result(done_before[t.name], time.monotonic(), step.id)
+            sr.hosts[t.name] = hsr
+            run.journal.host_finished(step.id, t.name, hsr)
+    targets = [t for t in targets if t.name not in done_before]
     progress = _Progress(run, step.id, len(targets))
     stopped: str | None = None
     tolerated = start = 0
@@ -376,7 +384,13 @@ def rollback_fanout(run: Run, stepper: StepRunner, step: Step, ns: dict[str, Any
     """Run the step's rollback on the hosts where the step succeeded, ``forks`` at a time."""
     assert sr.hosts is not None and step.rollback is not None
     with _TARGETS_LOCK:
-        known = _TARGETS.get(run, {}).get(step.id, {})
+        known = _TARGETS.get(run, {}).get(step.id)
+    if known is None:
+        # a step another run completed (resume, `runproc rollback`): its hosts, from the inventory
+        try:
+            known = {t.name: t for t in _targets(run, [h for h in select_hosts(run, step) if h.name in sr.hosts])}
+        except Exception as exc:  # noqa: BLE001 - the inventory changed or cannot be read
+            return False, f"rollback: cannot find the hosts of {step.id}: {error_text(exc)}", ""
     # where the action completed: ok, or ok until its verify failed (that host changed too)
     targets = [known[name] for name, r in sr.hosts.items() if (r.status == "ok" or r.changed) and name in known]
     if not targets:

@@ -83,6 +83,9 @@ class Journal(NullJournal):
         self._beat: threading.Thread | None = None
         self._header: dict[str, Any] = {}
         self._inputs: dict[str, Any] | None = None
+        # fault injection for the crash tests: ``EVENT:STEP[@HOST]`` (``step_finished:deploy``)
+        # kills this process with SIGKILL right after that entry is committed
+        self._kill_after = os.environ.get("RUNPROC_TEST_KILL_AFTER")
 
     # ------------------------------------------------------------ the run
 
@@ -138,8 +141,10 @@ class Journal(NullJournal):
         self._write("host_finished", step_id, host, {"entry": entry, "changed": hsr.changed})
 
     def step_finished(self, sr: StepResult) -> None:
-        self._write("step_finished", sr.id, None, {"entry": sr.to_json(), "completed": sr.completed_at is not None
-                                                   and sr.status == "ok", "changed": sr.changed})
+        # completed: the step ran to its end (whatever its status), so it is in the completion
+        # order rollbacks reverse; changed: it failed after its action did (its verify failed)
+        self._write("step_finished", sr.id, None, {"entry": sr.to_json(), "completed": sr.completed_at is not None,
+                                                   "changed": sr.changed})
 
     def rollback_started(self, step_id: str) -> None:
         self._write("rollback_started", step_id, None, None)
@@ -164,10 +169,14 @@ class Journal(NullJournal):
             if self.lost is None:
                 try:
                     self.store.append(self.run.run_id, [entry])
-                    return
                 except Exception as exc:  # noqa: BLE001 - the store is gone: spool, and stop the run
                     self._lose(exc)
-            self._spool({"type": "entry", **entry})
+            if self.lost is not None:
+                self._spool({"type": "entry", **entry})
+            if self._kill_after and self._kill_after == f"{event}:{step}" + (f"@{host}" if host else ""):
+                import signal
+
+                os.kill(os.getpid(), signal.SIGKILL)
 
     # ------------------------------------------------------------ the store gone
 

@@ -100,6 +100,7 @@ class _PortableRun:
         self._phase_cancel = self.stop
         self._needs = None
         self.journal = NullJournal()  # the caller (a workflow) keeps its own history
+        self.completed_hosts: dict[str, dict[str, dict[str, Any]]] = {}
         self._log_dir = Path(inputs.log_dir) if inputs.log_dir else None
         self.ns: dict[str, Any] = {}  # the template values: the inputs', and secrets read here
 

@@ -141,11 +141,17 @@ _COMMON = frozenset({"id", "status", "phase", "started_at", "duration", "attempt
                      "rollback", "rollback_action", "hosts", "error_kind", "not_judged"})
 
 
-def recorded_result(entry: dict[str, Any], completed_at: float | None = None) -> StepResult:
-    """A step's StepResult rebuilt from its report entry: its fields are the ones reported."""
-    return StepResult(str(entry["id"]), status=str(entry.get("status")), phase=str(entry.get("phase") or "step"),
+def recorded_result(entry: dict[str, Any], completed_at: float | None = None,
+                    step_id: str | None = None) -> StepResult:
+    """A step's StepResult rebuilt from its report entry: its fields are the ones reported, a
+    fanned-out step's hosts each rebuilt the same way."""
+    sid = str(entry.get("id") or step_id)
+    hosts = entry.get("hosts")
+    return StepResult(sid, status=str(entry.get("status")), phase=str(entry.get("phase") or "step"),
                       started_at=entry.get("started_at"), duration=float(entry.get("duration") or 0.0),
                       attempts=int(entry.get("attempts") or 0), error=entry.get("error"),
                       fields={k: v for k, v in entry.items() if k not in _COMMON},
                       description=entry.get("action"), notes=list(entry.get("notes") or []),
-                      completed_at=completed_at)
+                      completed_at=completed_at, error_kind=entry.get("error_kind"),
+                      hosts=({h: recorded_result(e, completed_at, sid) for h, e in hosts.items()}
+                             if isinstance(hosts, dict) else None))

@@ -60,7 +60,8 @@ class Run(Admission, Outcome, ChildProcedures):
                  cli_params: dict[str, str] | None = None, options: RunOptions | None = None,
                  on_event: Callable[[ev.Event], None] | None = None, ask: Callable[[str], bool] | None = None,
                  store: StateStore | StoreOpener | None = None, parent: Run | None = None,
-                 completed: dict[str, dict[str, Any]] | None = None) -> None:
+                 completed: dict[str, dict[str, Any]] | None = None,
+                 completed_hosts: dict[str, dict[str, dict[str, Any]]] | None = None) -> None:
         """``options``: what the caller chose (engine.execution.options). ``store``: the state
         store, or what opens it when first needed (None: no locks, nothing recorded). ``ask``:
         how a ``confirm`` asks a person. ``parent``: the run whose step runs this child."""
@@ -94,6 +95,8 @@ class Run(Admission, Outcome, ChildProcedures):
         # `runproc resume`: steps an earlier run completed, id -> its report entry, in completion
         # order. They are not run again; their recorded fields are their ``steps.<id>``.
         self.completed = completed or {}
+        # and hosts of fanned-out steps an earlier run finished: step id -> host -> its entry
+        self.completed_hosts = completed_hosts or {}
         # what the store keeps to resume or roll back this run (engine/state/replay.py captures it)
         self.journal_inputs: dict[str, Any] | None = None
         self.workdir = proc.workdir
@@ -423,6 +426,10 @@ class Run(Admission, Outcome, ChildProcedures):
             raise ProcedureError(Problem("--state", 0, 0, f"cannot record the run in {where}: "
                                                           f"{self.redactor(str(exc))}")) from None
         self.journal = journal
+        for sid in self.completed:
+            # done in the run resumed: this run's journal says so too, in their order, so that
+            # resuming this run in turn does not run them again
+            journal.step_finished(self.results[sid])
 
     def _lose_state(self, reason: str, spool: Path | None) -> None:
         """The state store stopped answering: start nothing new, let running steps finish, roll back."""

@@ -216,7 +216,7 @@ Needs = Annotated[list[str], BeforeValidator(_one_or_list),
 class Step(Body):
     COMMON: ClassVar[frozenset[str]] = Body.COMMON | {
         "id", "needs", "when", "on", "serial", "max_fail", "preconditions", "verify",
-        "readonly", "continue_on_error", "rollback"}
+        "readonly", "idempotent", "continue_on_error", "rollback"}
     id: str = Field(pattern=ID_PATTERN)
     needs: Needs | None = None
     when: str | None = None
@@ -226,6 +226,9 @@ class Step(Body):
     preconditions: list[Check] = Field(default_factory=list)
     verify: list[Check] = Field(default_factory=list)
     readonly: bool = False
+    # running it twice does what running it once does: a resume re-runs it without asking
+    # when the runner stopped while it was in flight
+    idempotent: bool = False
     continue_on_error: bool = False
     rollback: Body | None = None
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -64,6 +64,7 @@ class Recorded:
     values: dict[str, Any]  # the recorded params (typed), then the secret ones given again
     given: dict[str, str]  # -p values (secret params only)
     replays: list[dict[str, Any]]  # earlier resumes/rollbacks of this run
+    journal: list[dict[str, Any]] = field(default_factory=list)  # the run's journal, in order
 
     @property
     def run_id(self) -> str:
@@ -90,6 +91,9 @@ def load(journal: SqliteStore, ref: str, verb: str, given: dict[str, str], from_
     if report is None:
         raise InvalidInputError(f"no run {ref!r} (runproc runs lists them)")
     run_id = str(report["run_id"])
+    if report.get("status") == "running":
+        raise RefusedError(f"run {run_id} is still running (pid {report.get('pid')} on {report.get('host')}, "
+                           f"by {report.get('user')}): wait for it, or stop it first")
     if report.get("dry_run"):
         raise RefusedError(f"run {run_id} was a dry run: it changed nothing, there is nothing to {verb}")
     inputs = journal.inputs(run_id)
@@ -100,6 +104,8 @@ def load(journal: SqliteStore, ref: str, verb: str, given: dict[str, str], from_
         raise RefusedError(f"run {run_id} is a rollback of run {inputs.get('of_run')}: to retry what it left "
                       f"undone, runproc rollback {inputs.get('of_run')}")
     replays = journal.replays_of(run_id)
+    for r in replays:
+        r["journal"] = journal.journal(r["id"])  # a stopped rollback: which undo was in flight
     resumed = [r["id"] for r in replays if r["kind"] == "resume"]
     if resumed:
         # its steps now belong to the resumed run: acting on both would undo or redo them twice
@@ -134,11 +140,12 @@ def load(journal: SqliteStore, ref: str, verb: str, given: dict[str, str], from_
                                     f"give it again with -p {name}=VALUE")
         if not plans.secret_matches(stored, value):
             raise RefusedError(f"param {name!r}: not the value run {run_id} ran with")
-    return Recorded(report, inputs, proc, values, dict(given), replays)
+    return Recorded(report, inputs, proc, values, dict(given), replays, journal.journal(run_id))
 
 
 def build_run(rec: Recorded, *, on_event: Any = None, ask: Any = None,
-              completed: dict[str, dict[str, Any]] | None = None, **options: Any) -> Run:
+              completed: dict[str, dict[str, Any]] | None = None,
+              completed_hosts: dict[str, dict[str, dict[str, Any]]] | None = None, **options: Any) -> Run:
     """A Run of the recorded procedure with the recorded params and options (``options`` adds the
     present command's choices: state, yes, ignore_window...)."""
     from ..execution.options import RunOptions
@@ -149,7 +156,7 @@ def build_run(rec: Recorded, *, on_event: Any = None, ask: Any = None,
     chosen = RunOptions(no_rollback=bool(opts.get("no_rollback")), only=tuple(opts.get("only") or ()),
                         limit=opts.get("limit"), inventory=opts.get("inventory"), forks=opts.get("forks"), **options)
     return Run(rec.proc, params=rec.values, cli_params=rec.given, options=chosen, on_event=on_event, ask=ask,
-               store=store_opener(chosen.state), completed=completed)
+               store=store_opener(chosen.state), completed=completed, completed_hosts=completed_hosts)
 
 
 def inputs_of_replay(rec: Recorded, kind: str) -> dict[str, Any]:
@@ -159,36 +166,82 @@ def inputs_of_replay(rec: Recorded, kind: str) -> dict[str, Any]:
     return {**keep, "kind": kind, "of_run": rec.run_id}
 
 
-def fanned_out(rec: Recorded, ids: list[str]) -> list[str]:
-    """Which of these steps fanned out to hosts: replaying them per host is not supported yet."""
-    entries = rec.entries()
-    return [sid for sid in ids if entries.get(sid, {}).get("hosts")]
-
-
 # ---------------------------------------------------------------- resume
 
 
-def resume_steps(rec: Recorded) -> dict[str, dict[str, Any]]:
-    """The steps a resume treats as done, id -> report entry, in completion order; RefusedError when
-    the run cannot be resumed."""
+@dataclass
+class InFlight:
+    """A step (or one host of it) that was running when the runner stopped: its action may or
+    may not have happened. ``undo``: it was the step's rollback that was in flight."""
+
+    step: str
+    host: str | None
+    automatic: bool  # readonly or idempotent: done again without asking
+    undo: bool = False
+
+    def __str__(self) -> str:
+        what = f"the rollback of {self.step}" if self.undo else self.step
+        return f"{what} on {self.host}" if self.host else what
+
+
+@dataclass
+class ResumePlan:
+    done: dict[str, dict[str, Any]]  # steps not run again, id -> report entry, in completion order
+    hosts_done: dict[str, dict[str, dict[str, Any]]]  # fanned-out steps: host -> entry, done already
+    in_flight: list[InFlight]
+
+
+def resume_plan(rec: Recorded) -> ResumePlan:
+    """What a resume skips and what it must decide about; RefusedError when it cannot resume."""
+    from ..execution.dryrun import changes_things
+    from .recovery import in_flight
+
     status = rec.report.get("status")
     if status == "ok":
         raise RefusedError(f"run {rec.run_id} ended ok: there is nothing to resume")
     rollbacks = [r["id"] for r in rec.replays if r["kind"] == "rollback"]
-    if rec.undone() or rollbacks:
+    undoing = any(e["event"] == "rollback_started" for e in rec.journal)
+    if rec.undone() or rollbacks or undoing:
         how = f"by runproc rollback (run {rollbacks[-1]})" if rollbacks else "when it failed"
         raise RefusedError(f"run {rec.run_id}'s completed steps were rolled back {how}: there is nothing to resume "
-                      f"from; run it again instead: runproc {rec.inputs['path']} ...")
+                           f"from; finish undoing with runproc rollback {rec.run_id}, or run it again: "
+                           f"runproc {rec.inputs['path']} ...")
     entries = rec.entries()
     order = [sid for sid in rec.inputs.get("completed") or [] if sid in entries]
     note = f"done in run {rec.run_id}: not run again (resumed)"
     done = {sid: {**entries[sid], "notes": [*_live_notes(entries[sid]), note]} for sid in order
             if entries[sid].get("status") == "ok" and entries[sid].get("phase", "step") == "step"}
-    hosts = fanned_out(rec, list(done))
-    if hosts:
-        raise RefusedError(f"run {rec.run_id}: step(s) {', '.join(hosts)} fanned out to hosts; resuming runs with "
-                      "fanned-out steps is not supported yet: run the procedure again (with --only/--limit)")
-    return done
+    main = {s.id for s in rec.proc.steps}
+    hosts_done: dict[str, dict[str, dict[str, Any]]] = {}
+    for sid, entry in entries.items():
+        if sid in done or sid not in main or not isinstance(entry.get("hosts"), dict):
+            continue
+        ok = {h: {**e, "notes": [*(e.get("notes") or []), note]} for h, e in entry["hosts"].items()
+              if e.get("status") == "ok"}
+        if ok:
+            hosts_done[sid] = ok
+    flying: list[InFlight] = []
+    for sid, hosts in in_flight(rec.journal).items():
+        if sid not in main:
+            continue
+        step = rec.proc.step(sid)
+        automatic = step.idempotent or not changes_things(step)
+        if hosts is None:
+            flying.append(InFlight(sid, None, automatic))
+        else:
+            flying.extend(InFlight(sid, h, automatic) for h in sorted(hosts))
+    return ResumePlan(done, hosts_done, flying)
+
+
+def treat_as_done(plan: ResumePlan, item: InFlight, run_id: str) -> None:
+    """--skip-inflight: the in-flight step (or host) counts as done; its result is unknown."""
+    note = f"in flight when run {run_id} stopped; treated as done (--skip-inflight): not run again"
+    entry = {"id": item.step, "status": "ok", "phase": "step", "started_at": None, "duration": 0.0,
+             "attempts": 1, "error": None, "notes": [note]}
+    if item.host is None:
+        plan.done[item.step] = entry
+    else:
+        plan.hosts_done.setdefault(item.step, {})[item.host] = entry
 
 
 def _live_notes(entry: dict[str, Any]) -> list[str]:
@@ -204,40 +257,79 @@ def _live_notes(entry: dict[str, Any]) -> list[str]:
 class UndoPlan:
     undo: list[str]  # steps whose rollback runs, most recently completed first
     kept: list[str]  # completed steps that change things and have no rollback
+    in_flight: list[InFlight] = field(default_factory=list)  # to decide: undo it too, or leave it
+    forced: set[tuple[str, str | None]] = field(default_factory=set)  # in flight, undone all the same
 
 
 def undo_plan(rec: Recorded) -> UndoPlan:
     """What ``runproc rollback`` would undo; RefusedError when it cannot."""
     from ..execution.dryrun import changes_things
     from ..execution.results import FAILED
+    from .recovery import IN_FLIGHT, in_flight
 
     entries = rec.entries()
     undone = rec.undone()
     changed = set(rec.inputs.get("changed") or [])
     order = [sid for sid in rec.inputs.get("completed") or [] if sid in entries]
+    flying = in_flight(rec.journal)
+    # the step in flight is the most recent: it is undone first, if it is undone at all
+    order += [sid for sid in flying if sid in entries and sid not in order]
     undo: list[str] = []
     kept: list[str] = []
+    decide: list[InFlight] = []
+    undo_flying = _undos_in_flight(rec)
     for sid in reversed(order):
         e = entries[sid]
         if e.get("phase", "step") != "step" or sid in undone:
             continue
         status = e.get("status")
+        hosts = e.get("hosts") if isinstance(e.get("hosts"), dict) else {}
+        flying_hosts = [h for h, he in hosts.items() if he.get("status") == IN_FLIGHT]
         # ok; or failed in its verify after its action completed (as the run's own rollback does);
-        # or an undo that failed before, tried again
+        # or an undo that failed before, tried again; or hosts of a fanned-out step that finished
         completed = status in ("ok", "rollback_failed") or (status in FAILED and sid in changed) or (
-            e.get("hosts") and any(h.get("status") == "ok" for h in e["hosts"].values()))
-        if not completed:
+            any(h.get("status") in ("ok", "rollback_failed") or h.get("changed") for h in hosts.values()))
+        was_flying = status == IN_FLIGHT and not hosts
+        if not (completed or was_flying or flying_hosts):
             continue
         step = rec.proc.step(sid)
-        if step.rollback is not None:
+        if step.rollback is None:
+            if changes_things(step):
+                kept.append(sid)
+            continue
+        if not changes_things(step):
+            continue
+        if sid in undo_flying:
+            decide.append(InFlight(sid, None, False, undo=True))
+        elif was_flying:
+            decide.append(InFlight(sid, None, False))
+        decide.extend(InFlight(sid, h, False) for h in flying_hosts)
+        if completed and sid not in undo_flying:
             undo.append(sid)
-        elif changes_things(step):
-            kept.append(sid)
-    hosts = fanned_out(rec, undo)
-    if hosts:
-        raise RefusedError(f"run {rec.run_id}: step(s) {', '.join(hosts)} fanned out to hosts; rolling back per host "
-                      "from the journal is not supported yet: nothing was undone")
-    return UndoPlan(undo, kept)
+    return UndoPlan(undo, kept, decide)
+
+
+def _undos_in_flight(rec: Recorded) -> set[str]:
+    """Steps whose rollback started and did not finish: in the run itself, or in an earlier
+    ``runproc rollback`` of it that was stopped."""
+    out: set[str] = set()
+    journals = [rec.journal] + [r.get("journal") or [] for r in rec.replays if r["kind"] == "rollback"]
+    for journal in journals:
+        started: set[str] = set()
+        for e in journal:
+            if e["event"] == "rollback_started" and e.get("step"):
+                started.add(e["step"])
+            elif e["event"] == "rollback_finished" and e.get("step"):
+                started.discard(e["step"])
+        out |= started
+    return out
+
+
+def include_in_flight(plan: UndoPlan, item: InFlight) -> None:
+    """The operator said the in-flight step (or host, or undo) may have changed things: undo it."""
+    if item.step not in plan.undo:
+        plan.undo.insert(0, item.step)  # the most recent of all: undone first
+    plan.forced.add((item.step, item.host))
 
 
 def roll_back(rec: Recorded, plan: UndoPlan, run: Run) -> tuple[dict[str, Any], int]:
@@ -245,15 +337,23 @@ def roll_back(rec: Recorded, plan: UndoPlan, run: Run) -> tuple[dict[str, Any], 
     from ..execution import saga as rollback
     from ..execution.results import RunResult
     from ..execution.step import StepRunner
+    from .recovery import IN_FLIGHT
 
     t0 = time.monotonic()
     entries = rec.entries()
     for sid, entry in entries.items():
         sr = recorded_result(entry)
-        if sid in plan.undo and sr.status == "rollback_failed":
-            sr.status = "ok"  # its change is still there: undone now, it reads rolled_back
+        if sid in plan.undo and sr.status in ("rollback_failed", IN_FLIGHT):
+            sr.status = "ok"  # its change is (or may be) still there: undone now, it reads rolled_back
+        for host, hsr in (sr.hosts or {}).items():
+            if hsr.status == "rollback_failed" or (hsr.status == IN_FLIGHT and (sid, host) in plan.forced):
+                hsr.status = "ok"
+            elif hsr.status == IN_FLIGHT:
+                hsr.notes.append("in flight when the runner stopped; left as it is (--skip-inflight)")
         run.results[sid] = sr
         run.views[sid] = sr.as_fields()
+    run.journal_inputs = inputs_of_replay(rec, "rollback")
+    run._begin_journal()  # a stopped rollback is itself recorded, so that it can be finished
     # rollback templates render as they would have in the run itself
     run.base_ns["run"].update(id=rec.run_id, started_at=rec.report.get("started_at"))
     refusal, locked = run._take_lock() if rec.proc.lock else (None, False)
@@ -281,7 +381,8 @@ def roll_back(rec: Recorded, plan: UndoPlan, run: Run) -> tuple[dict[str, Any], 
                        run.results, error, None, list(run.undo_order), list(run.not_undone), plan.kept,
                        redact=run.redactor)
     report = {**result.to_json(), "kind": "rollback", "of_run": rec.run_id}
-    run.store().record(report, inputs_of_replay(rec, "rollback"))
+    run.journal.finish(report, inputs_of_replay(rec, "rollback"))
+    run.journal.close()
     run.store().close()
     return report, code
 
