@@ -203,9 +203,10 @@ def resume_plan(rec: Recorded) -> ResumePlan:
     undoing = any(e["event"] == "rollback_started" for e in rec.journal)
     if rec.undone() or rollbacks or undoing:
         how = f"by runproc rollback (run {rollbacks[-1]})" if rollbacks else "when it failed"
+        finish = (f" (runproc rollback {rec.run_id} finishes undoing what is left)"
+                  if rec.report.get("status") in ("interrupted", "rollback_incomplete") else "")
         raise RefusedError(f"run {rec.run_id}'s completed steps were rolled back {how}: there is nothing to resume "
-                           f"from; finish undoing with runproc rollback {rec.run_id}, or run it again: "
-                           f"runproc {rec.inputs['path']} ...")
+                           f"from; run it again instead: runproc {rec.inputs['path']} ...{finish}")
     entries = rec.entries()
     order = [sid for sid in rec.inputs.get("completed") or [] if sid in entries]
     note = f"done in run {rec.run_id}: not run again (resumed)"
