@@ -15,12 +15,13 @@ contact (``runproc state sync``). engine/state/recovery.py reads the journal bac
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import socket
 import threading
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from .step import now_iso
 from .store import user_name
@@ -73,10 +74,15 @@ class Journal(NullJournal):
     def __init__(self, run: Any, store: StateStore, *, on_lost: Any) -> None:
         self.run = run
         self.store = store
-        self.on_lost = on_lost  # called once, with the reason, when the store stops answering
+        # called once when the store stops answering: (reason, the spool file or None, why the
+        # spool file could not be written or None)
+        self.on_lost = on_lost
         self.seq = 0
         self.lost: str | None = None
         self.spool: Path | None = None
+        # the spool file, open for the rest of the run and flock'ed: an upload (the next contact,
+        # ``runproc state sync``) leaves a journal alone while its run may still write to it
+        self._spool_file: IO[str] | None = None
         self._lock = threading.Lock()
         self._locks: list[str] = []
         self._stop = threading.Event()
@@ -127,6 +133,10 @@ class Journal(NullJournal):
         self._stop.set()
         if self._beat is not None and self._beat is not threading.current_thread():
             self._beat.join(timeout=5)
+        with self._lock:
+            if self._spool_file is not None:
+                self._spool_file.close()  # the run is over: its spool may be uploaded now
+                self._spool_file = None
 
     # ------------------------------------------------------------ transitions
 
@@ -190,22 +200,26 @@ class Journal(NullJournal):
         self.spool = folder / f"{self.run.run_id}.jsonl"
         try:
             folder.mkdir(parents=True, exist_ok=True)
-            with self.spool.open("a", encoding="utf-8") as f:
-                f.write(json.dumps({"type": "header", "state": _without_password(self.store.url),
-                                    "header": self._header,
-                                    "inputs": self._inputs, "host": socket.gethostname(), "pid": os.getpid(),
-                                    "user": user_name()}, default=str) + "\n")
-        except OSError:
-            pass  # said by the run: the spool path is in its error
-        self.on_lost(self.lost, self.spool)
+            self._spool_file = self.spool.open("a", encoding="utf-8")
+            fcntl.flock(self._spool_file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as err:
+            if self._spool_file is not None:
+                self._spool_file.close()
+                self._spool_file = None
+            self.on_lost(self.lost, None, f"{self.spool}: {err.strerror or err}")
+            return
+        self._spool({"type": "header", "state": _without_password(self.store.url), "header": self._header,
+                     "inputs": self._inputs, "host": socket.gethostname(), "pid": os.getpid(),
+                     "user": user_name()})
+        self.on_lost(self.lost, self.spool, None)
 
     def _spool(self, record: dict[str, Any]) -> None:
-        assert self.spool is not None
+        if self._spool_file is None:
+            return  # it could not be opened: the run said so when the store went away
         try:
-            with self.spool.open("a", encoding="utf-8") as f:
-                f.write(json.dumps(record, default=str) + "\n")
-                f.flush()
-                os.fsync(f.fileno())
+            self._spool_file.write(json.dumps(record, default=str) + "\n")
+            self._spool_file.flush()
+            os.fsync(self._spool_file.fileno())  # each entry on disk before the next side effect
         except OSError:
             pass
 

@@ -325,7 +325,9 @@ class Run(Admission, Outcome, ChildProcedures):
             self._run_list(self.proc.finally_)
             return self._finish(t0)
         finally:
-            if lock_taken:
+            # a store that stopped answering is not asked again (each try would wait for its
+            # timeouts): the lock is left to its lease, which nobody renews any more
+            if lock_taken and self.state_lost is None:
                 try:
                     self.store().release(self.proc.lock or "", self.run_id)
                 except Exception as exc:  # noqa: BLE001 - never hide the outcome; say it
@@ -431,10 +433,14 @@ class Run(Admission, Outcome, ChildProcedures):
             # resuming this run in turn does not run them again
             journal.step_finished(self.results[sid])
 
-    def _lose_state(self, reason: str, spool: Path | None) -> None:
+    def _lose_state(self, reason: str, spool: Path | None, spool_error: str | None = None) -> None:
         """The state store stopped answering: start nothing new, let running steps finish, roll back."""
-        self.state_lost = (f"the state store stopped answering ({reason}); the journal goes on in {spool}: "
-                           f"runproc state sync {spool} uploads it")
+        if spool is not None:
+            kept = (f"the journal goes on in {spool}, uploaded when runproc next reaches the state "
+                    f"(or: runproc state sync {spool})")
+        else:
+            kept = f"the journal could not be spooled either ({spool_error}): the run's report is all there is"
+        self.state_lost = f"the state store stopped answering ({reason}); {kept}"
         self.emit(ev.Note("warning", self.state_lost))
 
     def _step_job(self, stepper: StepRunner, step: Step, done: queue.SimpleQueue[str] | None = None) -> None:

@@ -102,12 +102,12 @@ def open_store(url: str | None = None) -> SqlStore:
     if is_postgres(url):
         from .postgres import open_postgres
 
-        return open_postgres(url)
+        return _uploaded(open_postgres(url))
     path = state_path(url)
     from .sqlite import SqliteStore
 
     try:
-        return SqliteStore(url)
+        return _uploaded(SqliteStore(url))
     except SchemaTooNew as exc:
         raise state_problem(url, f"{path}: {exc}", "upgrade runproc to use this state") from None
     except (OSError, sqlite3.OperationalError) as exc:  # a folder it cannot create, a file it cannot open
@@ -119,3 +119,23 @@ def open_store(url: str | None = None) -> SqlStore:
     except sqlite3.DatabaseError as exc:  # not a database, or a corrupt one
         raise state_problem(url, f"{path} is not a usable runproc state database ({exc})",
                             "move the file aside to start a new state") from None
+
+
+def _uploaded(store: SqlStore) -> SqlStore:
+    """The store, after uploading the journals spooled while it was unreachable (the next
+    contact after an outage: docs/state-outage.md). Cheap when there are none: one look at the
+    spool folder, and the first line of each file in it."""
+    from ..execution.journal import spool_dir
+
+    try:
+        if not any(spool_dir().glob("*.jsonl")):
+            return store
+    except OSError:
+        return store
+    import sys
+
+    from .spool import note, upload_pending
+
+    for summary in upload_pending(store):
+        print(note(summary), file=sys.stderr)
+    return store

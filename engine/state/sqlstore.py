@@ -167,29 +167,59 @@ class SqlStore(StateStore):
 
     def acquire(self, name: str, run_id: str, procedure: str, user: str, acquired_at: str) -> LockHolder | None:
         with LIVE_LOCK:
+            ours = run_id not in LIVE  # begin() may have made it live already: leave that as it is
             LIVE.add(run_id)  # before the row exists: another thread of ours must see it live
         try:
             with self._mutex, self._tx() as run:
-                row = run(f"SELECT {_LOCK_COLUMNS}, {self.CLOCK} FROM locks WHERE name = ?", (name,)).fetchone()
-                if row is not None:
-                    holder = self._holder(row[:-1], float(row[-1]))
-                    if holder.alive:
-                        with LIVE_LOCK:
-                            LIVE.discard(run_id)
-                        return holder
-                    run("DELETE FROM locks WHERE name = ?", (name,))
-                    self._lock_event(run, name, "taken_over", run_id, user, acquired_at,
-                                     f"from run {holder.run_id} (pid {holder.pid} on {holder.host}, by "
-                                     f"{holder.user}): {_why_gone(holder, self.host)}")
-                run(f"INSERT INTO locks ({_LOCK_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, {self.CLOCK}, ?)",
-                    (name, run_id, procedure, os.getpid(), self.host, user, acquired_at,
-                     _start_time(os.getpid()), self.lease))
-                self._lock_event(run, name, "acquired", run_id, user, acquired_at, None)
+                holder = self._take(run, name, run_id, procedure, user, acquired_at)
         except BaseException:
+            if ours:
+                with LIVE_LOCK:
+                    LIVE.discard(run_id)
+            raise
+        if holder is not None and ours:
             with LIVE_LOCK:
                 LIVE.discard(run_id)
-            raise
-        return None
+        return holder
+
+    def _take(self, run: Exec, name: str, run_id: str, procedure: str, user: str,
+              acquired_at: str) -> LockHolder | None:
+        """The lock in one transaction; the live holder instead if there is one.
+
+        SQLite's BEGIN IMMEDIATE serialises acquirers, but PostgreSQL's transactions run side by
+        side (READ COMMITTED): two may both see no row, or the same dead holder. So the dead
+        holder's row is deleted only if it is still that holder's (compare and delete), the new
+        row is inserted only if none is there (ON CONFLICT DO NOTHING waits for a concurrent
+        inserter and then yields to it), and whoever lost either race looks again: the next
+        statement sees what the winner committed, so the loser is refused naming the winner.
+        """
+        for _ in range(10):
+            row = run(f"SELECT {_LOCK_COLUMNS}, {self.CLOCK} FROM locks WHERE name = ?", (name,)).fetchone()
+            gone: LockHolder | None = None
+            if row is not None:
+                gone = self._holder(row[:-1], float(row[-1]))
+                if gone.alive:
+                    return gone
+                # still the row judged gone: neither taken over by another acquirer nor renewed
+                # meanwhile by a holder that came back (its heartbeat would have moved)
+                same = ("heartbeat_at IS NULL", ()) if gone.heartbeat_at is None else ("heartbeat_at = ?",
+                                                                                       (gone.heartbeat_at,))
+                if not run(f"DELETE FROM locks WHERE name = ? AND run_id = ? AND {same[0]}",
+                           (name, gone.run_id, *same[1])).rowcount:
+                    continue  # look again
+            inserted = run(f"INSERT INTO locks ({_LOCK_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, {self.CLOCK}, ?) "
+                           "ON CONFLICT (name) DO NOTHING",
+                           (name, run_id, procedure, os.getpid(), self.host, user, acquired_at,
+                            _start_time(os.getpid()), self.lease)).rowcount
+            if not inserted:
+                continue  # another acquirer inserted first: look again, it is the holder now
+            if gone is not None:
+                self._lock_event(run, name, "taken_over", run_id, user, acquired_at,
+                                 f"from run {gone.run_id} (pid {gone.pid} on {gone.host}, by "
+                                 f"{gone.user}): {_why_gone(gone, self.host)}")
+            self._lock_event(run, name, "acquired", run_id, user, acquired_at, None)
+            return None
+        raise RuntimeError(f"lock {name!r} changed hands too often to take it; try again")
 
     def release(self, name: str, run_id: str) -> None:
         with self._mutex, self._tx() as run:
@@ -254,6 +284,9 @@ class SqlStore(StateStore):
                 self._put_inputs(run, header["run_id"], inputs)
 
     def append(self, run_id: str, entries: list[dict[str, Any]]) -> None:
+        from .retention import stored_entries
+
+        entries = stored_entries(entries)  # a step's output as the state keeps it: capped
         with self._mutex, self._tx() as run:
             for e in entries:
                 run("INSERT INTO journal (run_id, seq, at, event, step, host, data) VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -268,6 +301,9 @@ class SqlStore(StateStore):
 
     def record(self, report: dict[str, Any], inputs: dict[str, Any] | None = None) -> None:
         """Record a run's report (at its end; a dry run's only then)."""
+        from . import retention
+
+        report = retention.stored_report(report)  # each step's output as the state keeps it: capped
         with self._mutex, self._tx() as run:
             values = (report["procedure"], report["status"], report["exit_code"], int(report["dry_run"]),
                       report["started_at"], report["duration"], json.dumps(report, default=str), now_iso(),
@@ -283,6 +319,7 @@ class SqlStore(StateStore):
                 self._put_inputs(run, report["run_id"], inputs)
         with LIVE_LOCK:
             LIVE.discard(report["run_id"])
+        retention.after_run(self, report["run_id"])  # the log limits, now the run is over
 
     def _put_inputs(self, run: Exec, run_id: str, inputs: dict[str, Any]) -> None:
         run("DELETE FROM run_inputs WHERE run_id = ?", (run_id,))
@@ -382,6 +419,76 @@ class SqlStore(StateStore):
 
     def logs_dir(self) -> Path:
         return default_logs_dir()
+
+    # ------------------------------------------------------------ retention
+    # runproc prune, runproc state info and the log limits after each run (engine/state/retention.py).
+    # Plain SQL with ? placeholders: the PostgreSQL store runs it as it is.
+
+    def running_ids(self) -> set[str]:
+        """Runs recorded as still going (their logs are never touched)."""
+        return {r[0] for r in self._read("SELECT id FROM runs WHERE status = 'running'")}
+
+    def prune(self, before: str, *, dry_run: bool = False) -> dict[str, Any]:
+        """Delete the runs started before ``before`` (an ISO time, UTC) with their journal and
+        inputs; never a run still going (one whose runner is gone is ``interrupted`` first, and
+        goes). With ``dry_run``, only count. {run_ids, runs, journal_entries, run_inputs,
+        db_bytes (their reports, journal and inputs), running_kept}."""
+        self.settle()
+        old = "started_at < ? AND status <> 'running'"
+        with self._mutex, self._tx() as run:
+            ids = [r[0] for r in run(f"SELECT id FROM runs WHERE {old} ORDER BY started_at", (before,)).fetchall()]
+            kept = run("SELECT COUNT(*) FROM runs WHERE started_at < ? AND status = 'running'", (before,)).fetchone()[0]
+            counts = {"runs": 0, "journal_entries": 0, "run_inputs": 0, "db_bytes": 0}
+            # by id, in chunks: exactly the runs listed, within what one statement may bind
+            for i in range(0, len(ids), 500):
+                chunk = ids[i:i + 500]
+                marks = ", ".join("?" * len(chunk))
+                for table, key, column, name in (("journal", "run_id", "data", "journal_entries"),
+                                                 ("run_inputs", "run_id", "inputs", "run_inputs"),
+                                                 ("runs", "id", "report", "runs")):
+                    n, size = run(f"SELECT COUNT(*), COALESCE(SUM(LENGTH({column})), 0) FROM {table} "
+                                  f"WHERE {key} IN ({marks})", chunk).fetchone()
+                    counts[name] += int(n)
+                    counts["db_bytes"] += int(size)
+                    if not dry_run:
+                        run(f"DELETE FROM {table} WHERE {key} IN ({marks})", chunk)
+        return {"run_ids": ids, **counts, "running_kept": int(kept)}
+
+    def info(self) -> dict[str, Any]:
+        """What the state holds: schema version, runs by status, journal entries, locks, size."""
+        version = self._read("SELECT value FROM meta WHERE key = 'schema_version'")
+        by_status = {r[0]: int(r[1]) for r in self._read("SELECT status, COUNT(*) FROM runs GROUP BY status "
+                                                         "ORDER BY status")}
+        span = self._read("SELECT MIN(started_at), MAX(started_at) FROM runs")[0]
+        return {"schema_version": int(version[0][0]) if version else None,
+                "runs": by_status, "runs_total": sum(by_status.values()),
+                "oldest_run": span[0], "newest_run": span[1],
+                "journal_entries": int(self._read("SELECT COUNT(*) FROM journal")[0][0]),
+                "locks_held": int(self._read("SELECT COUNT(*) FROM locks")[0][0]),
+                "lock_events": int(self._read("SELECT COUNT(*) FROM lock_events")[0][0]),
+                "database": self.storage_size()}
+
+    def storage_size(self) -> dict[str, Any]:
+        """The database's size on disk: a SQLite file with its WAL, else the server's count
+        (PostgreSQL: pg_database_size). {bytes, files?}"""
+        path = getattr(self, "path", None)
+        if isinstance(path, Path):
+            files = {str(p): p.stat().st_size for p in (path, Path(f"{path}-wal"), Path(f"{path}-shm"))
+                     if p.exists()}
+            return {"bytes": sum(files.values()), "files": files}
+        try:
+            return {"bytes": int(self._read("SELECT pg_database_size(current_database())")[0][0])}
+        except Exception:  # noqa: BLE001 - a database that cannot say: the size is unknown
+            return {"bytes": None}
+
+    def run_meta(self, run_id: str) -> dict[str, Any] | None:
+        """Who ran a run, where, and what it was (``runproc show``): the columns, not the report."""
+        rows = self._read('SELECT id, "user", host, pid, kind, of_run, started_at, ended_at, status FROM runs '
+                          "WHERE id = ?", (run_id,))
+        if not rows:
+            return None
+        keys = ("id", "user", "host", "pid", "kind", "of_run", "started_at", "ended_at", "status")
+        return dict(zip(keys, rows[0], strict=True))
 
 
 def default_logs_dir() -> Path:
