@@ -27,7 +27,7 @@ import pytest
 from engine.state.sqlstore import SqlStore, now_iso
 from tests.helpers.cli import RUNPROC, child_env, write
 
-BACKENDS = ["sqlite"]  # PostgreSQL joins when engine/state/postgres.py lands
+BACKENDS = ["sqlite", "postgres"]
 LOCK = "shared"
 # how the refusal names the holder: its run id, procedure, pid and host
 HELD = re.compile(r"lock 'shared' is held by run (\w+) of contended \(pid (\d+) on ([^,]+), by ")
