@@ -424,6 +424,10 @@ class SqlStore(StateStore):
     # runproc prune, runproc state info and the log limits after each run (engine/state/retention.py).
     # Plain SQL with ? placeholders: the PostgreSQL store runs it as it is.
 
+    def clock(self) -> float:
+        """The store's clock (seconds since the epoch) that heartbeats are stamped with."""
+        return self._now()
+
     def running_ids(self) -> set[str]:
         """Runs recorded as still going (their logs are never touched)."""
         return {r[0] for r in self._read("SELECT id FROM runs WHERE status = 'running'")}
@@ -431,12 +435,16 @@ class SqlStore(StateStore):
     def prune(self, before: str, *, dry_run: bool = False) -> dict[str, Any]:
         """Delete the runs started before ``before`` (an ISO time, UTC) with their journal and
         inputs; never a run still going (one whose runner is gone is ``interrupted`` first, and
-        goes). With ``dry_run``, only count. {run_ids, runs, journal_entries, run_inputs,
-        db_bytes (their reports, journal and inputs), running_kept}."""
+        goes). With ``dry_run``, only count. {run_ids, listed (id, procedure, started_at,
+        status), runs, journal_entries, run_inputs, db_bytes (their reports, journal and
+        inputs), running_kept}."""
         self.settle()
         old = "started_at < ? AND status <> 'running'"
         with self._mutex, self._tx() as run:
-            ids = [r[0] for r in run(f"SELECT id FROM runs WHERE {old} ORDER BY started_at", (before,)).fetchall()]
+            listed = [{"id": r[0], "procedure": r[1], "started_at": r[2], "status": r[3]}
+                      for r in run(f'SELECT id, "procedure", started_at, status FROM runs WHERE {old} '
+                                   "ORDER BY started_at", (before,)).fetchall()]
+            ids = [r["id"] for r in listed]
             kept = run("SELECT COUNT(*) FROM runs WHERE started_at < ? AND status = 'running'", (before,)).fetchone()[0]
             counts = {"runs": 0, "journal_entries": 0, "run_inputs": 0, "db_bytes": 0}
             # by id, in chunks: exactly the runs listed, within what one statement may bind
@@ -452,7 +460,7 @@ class SqlStore(StateStore):
                     counts["db_bytes"] += int(size)
                     if not dry_run:
                         run(f"DELETE FROM {table} WHERE {key} IN ({marks})", chunk)
-        return {"run_ids": ids, **counts, "running_kept": int(kept)}
+        return {"run_ids": ids, "listed": listed, **counts, "running_kept": int(kept)}
 
     def info(self) -> dict[str, Any]:
         """What the state holds: schema version, runs by status, journal entries, locks, size."""

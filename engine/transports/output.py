@@ -3,6 +3,11 @@
 A step that prints gigabytes must not take runproc's memory with it: each stream keeps its
 first and last ``cap // 2`` bytes in memory, and once it passes ``cap`` the whole stream is
 written to a log file whose path the result names.
+
+Nor the disk: a log file stops growing at ``RUNPROC_LOG_RUN_CAP`` (default 100 MB, the per-run
+cap of the log retention, docs/history.md). Past it the middle is dropped as it arrives and
+the file ends, when the stream does, with a marker line saying how much was cut and the
+stream's last bytes (the in-memory tail): at most the cap on disk, whatever the step prints.
 """
 
 from __future__ import annotations
@@ -15,11 +20,45 @@ from typing import BinaryIO
 
 DEFAULT_CAP = 1024 * 1024
 LINE_LIMIT = 64 * 1024  # a streamed "line" longer than this is shown in pieces
+DEFAULT_LOG_CAP = 100 * 1000 * 1000  # RUNPROC_LOG_RUN_CAP's default: one log file, one run's logs
+_SIZE_UNITS = {"": 1, "b": 1, "k": 1000, "kb": 1000, "m": 1000**2, "mb": 1000**2, "g": 1000**3, "gb": 1000**3,
+               "t": 1000**4, "tb": 1000**4, "kib": 1024, "mib": 1024**2, "gib": 1024**3, "tib": 1024**4}
+OFF = ("off", "none", "unlimited", "0")
+
+
+def parse_size(text: str) -> int | None:
+    """Bytes from ``100MB``, ``1.5GB``, ``64KiB``, ``512`` (bytes); None for ``off``/``0`` (no
+    limit). ValueError, with the accepted forms, for anything else."""
+    import re
+
+    value = text.strip().lower()
+    if value in OFF:
+        return None
+    m = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([a-z]*)", value)
+    if m is None or m.group(2) not in _SIZE_UNITS:
+        raise ValueError(f"expected a size such as 100MB, 1GB, 64KiB or off, got {text!r}")
+    size = int(float(m.group(1)) * _SIZE_UNITS[m.group(2)])
+    return size or None
+
+
+def log_cap_from_env() -> int | None:
+    """The most one log file may hold on disk: ``RUNPROC_LOG_RUN_CAP`` (None: no limit). A
+    value that cannot be read keeps the default here; the retention pass at the end of the
+    run says so (engine/state/retention.py)."""
+    import os
+
+    text = os.environ.get("RUNPROC_LOG_RUN_CAP")
+    if not text:
+        return DEFAULT_LOG_CAP
+    try:
+        return parse_size(text)
+    except ValueError:
+        return DEFAULT_LOG_CAP
 
 
 class OutputBuffer:
     def __init__(self, name: str, cap: int = DEFAULT_CAP, spool_dir: Path | None = None,
-                 label: str | None = None) -> None:
+                 label: str | None = None, log_cap: int | None | bool = True) -> None:
         self.name = name
         self.cap = cap
         self.half = cap // 2
@@ -30,6 +69,14 @@ class OutputBuffer:
         self.label = label  # names the spool file (the step id), with the stream name
         self.spool: BinaryIO | None = None
         self.spool_path: str | None = None
+        # the log file's limit on disk (True: RUNPROC_LOG_RUN_CAP's; None: none): the stream's
+        # start up to ``log_head`` bytes is written as it comes, the last ``log_tail`` bytes
+        # (kept in memory anyway) at the end
+        limit = log_cap_from_env() if log_cap is True else (log_cap or None)
+        self.log_tail = min(self.half, limit // 2) if limit else 0
+        self.log_head = limit - self.log_tail if limit else None
+        self.spooled = 0  # bytes of the stream written to the log file
+        self.log_cut = 0  # bytes of the stream the log file leaves out (known at close)
 
     def write(self, data: bytes) -> None:
         if not data:
@@ -39,7 +86,7 @@ class OutputBuffer:
         if self.spool is None and self.total > 2 * self.half:
             self._start_spool()
         if self.spool is not None:
-            self.spool.write(data)
+            self._to_log(data)
         if len(self.head) < self.half:
             take = self.half - len(self.head)
             self.head += data[:take]
@@ -66,11 +113,31 @@ class OutputBuffer:
         self.spool = f  # type: ignore[assignment]
         self.spool_path = f.name
         # what was kept so far is exactly the start of the stream (see write)
-        f.write(bytes(self.head) + bytes(self.tail))
+        self._to_log(bytes(self.head) + bytes(self.tail))
+
+    def _to_log(self, data: bytes) -> None:
+        """The stream's next bytes into the log file, up to its head's limit."""
+        if self.log_head is not None:
+            data = data[:max(0, self.log_head - self.spooled)]
+        if data:
+            assert self.spool is not None
+            self.spool.write(data)
+            self.spooled += len(data)
 
     def close(self) -> None:
-        if self.spool is not None:
-            self.spool.close()
+        if self.spool is None or self.spool.closed:
+            return
+        missing = self.total - self.spooled
+        if missing > 0:
+            # the stream went past the log's limit: its end is the in-memory tail (the last
+            # ``half`` bytes of the stream), after a marker unless nothing at all was cut
+            keep = min(missing, self.log_tail)
+            self.log_cut = missing - keep
+            if self.log_cut:
+                self.spool.write(log_cut_marker(self.log_cut, self.spooled, keep))
+            if keep:
+                self.spool.write(bytes(self.tail[len(self.tail) - keep:]))
+        self.spool.close()
 
     @property
     def truncated(self) -> bool:
@@ -80,10 +147,19 @@ class OutputBuffer:
         if not self.truncated:
             return (bytes(self.head) + bytes(self.tail)).decode("utf-8", errors="replace")
         skipped = self.total - len(self.head) - len(self.tail)
-        where = f"; full output in {self.spool_path}" if self.spool_path else ""
+        where = ""
+        if self.spool_path:
+            where = (f"; its first and last bytes in {self.spool_path}" if self.log_cut
+                     else f"; full output in {self.spool_path}")
         marker = f"\n[... {skipped:,} bytes not shown{where} ...]\n"
         return (bytes(self.head).decode("utf-8", errors="replace") + marker
                 + bytes(self.tail).decode("utf-8", errors="replace"))
+
+
+def log_cut_marker(cut: int, head: int, tail: int) -> bytes:
+    """The line a capped log file has where its middle was dropped (retention trims use it too)."""
+    return (f"\n[... runproc: {cut:,} bytes cut from this log (the first {head:,} and the last {tail:,} are "
+            "kept; RUNPROC_LOG_RUN_CAP sets the limit) ...]\n").encode()
 
 
 class LineStream:
