@@ -35,7 +35,7 @@ from . import events as ev
 from . import saga as rollback
 from .admission import Admission
 from .children import ChildProcedures
-from .journal import Journal, NullJournal
+from .journal import Journal, NullJournal, _without_password
 from .options import RunOptions
 from .outcome import Outcome
 from .resources import Resources
@@ -74,7 +74,8 @@ class Run(Admission, Outcome, ChildProcedures):
         self.only = set(options.only)
         self.limit = options.limit
         self.inventory_path = options.inventory
-        self.state_url = options.state
+        # as errors name it: a postgresql:// URL without its password
+        self.state_url = _without_password(options.state) if options.state else None
         self.ignore_window = options.ignore_window
         self.forks = options.forks
         self.accept_new_hosts = options.accept_new_hosts

@@ -34,7 +34,6 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from ..errors import ProcedureError
-from ..execution.store import LockHolder
 from .opening import POSTGRES_SCHEMES, shown_url, state_problem
 from .sqlstore import Exec, SchemaTooNew, SqlStore, default_logs_dir
 
@@ -50,8 +49,6 @@ DEFAULT_CONNECT_TIMEOUT = 5
 # the key of the advisory lock that serialises migrations (any constant; this one spells "rnpr")
 MIGRATION_LOCK_KEY = 0x726E7072
 POOL_MIN, POOL_MAX = 1, 4
-# rows of one multi-row journal INSERT (PostgreSQL takes at most 65535 parameters a statement)
-APPEND_CHUNK = 1000
 URL_FORM = "postgresql://USER[:PASSWORD]@HOST[:PORT]/DATABASE"
 
 
@@ -210,6 +207,7 @@ class PostgresStore(SqlStore):
         self.conninfo = _conninfo(url, self.target)
         self._pool_obj: ConnectionPool | None = None
         self._pool_lock = threading.Lock()
+        self._local = threading.local()  # per thread: is this transaction one statement (append)?
         # the first connection checks the server, the login and the database, and migrates;
         # the pool opens on first use after that
         self._setup: psycopg.Connection[Any] | None = self._connect_checked()
@@ -256,7 +254,14 @@ class PostgresStore(SqlStore):
             return pool
         with self._pool_lock:
             if self._pool_obj is None:
+                import logging
+
                 from psycopg_pool import ConnectionPool
+
+                # the pool says a failed reconnection through logging: without a handler Python
+                # would print it, lines of it, in the middle of the run's own one-line error
+                # (an embedder's handlers still get it: the record propagates)
+                logging.getLogger("psycopg").addHandler(logging.NullHandler())
 
                 timeout = float(self._connect_timeout())
                 # autocommit: one statement is its own transaction, committed before execute
@@ -286,6 +291,10 @@ class PostgresStore(SqlStore):
 
     @contextmanager
     def _tx(self) -> Iterator[Exec]:
+        if getattr(self._local, "one_statement", False):
+            with self._connection() as conn:
+                yield _OneStatement(conn)
+            return
         with self._connection() as conn, conn.transaction():
             def run(sql: str, params: Sequence[Any]) -> Any:
                 return conn.execute(_pg(sql), tuple(params))
@@ -307,38 +316,21 @@ class PostgresStore(SqlStore):
     def _before_v2(self, run: Exec) -> None:
         run("ALTER TABLE locks ADD COLUMN IF NOT EXISTS pid_start TEXT", ())
 
-    # ------------------------------------------------------------ where SQLite's semantics need help
-
-    def acquire(self, name: str, run_id: str, procedure: str, user: str, acquired_at: str) -> LockHolder | None:
-        """SqlStore's acquire. Two runs that both find the lock free (or both take over a holder
-        that is gone) race to insert its row: the loser's INSERT waits for the winner's commit
-        and then breaks the primary key, its whole transaction (a takeover event too) rolls
-        back, and the next try finds the winner alive. SQLite needs none of this: BEGIN
-        IMMEDIATE lets one writer in at a time."""
-        from psycopg import errors
-
-        for _ in range(5):
-            try:
-                return super().acquire(name, run_id, procedure, user, acquired_at)
-            except errors.UniqueViolation:
-                continue
-        return super().acquire(name, run_id, procedure, user, acquired_at)
+    # ------------------------------------------------------------ the journal's hot path
 
     def append(self, run_id: str, entries: list[dict[str, Any]]) -> None:
-        """Journal entries as one multi-row INSERT: one statement, so one round trip and its
-        own transaction, committed when execute returns (before the run's next side effect)."""
-        import json
-
-        for start in range(0, len(entries), APPEND_CHUNK):
-            chunk = entries[start:start + APPEND_CHUNK]
-            params: list[Any] = []
-            for e in chunk:
-                params += [run_id, e["seq"], e["at"], e["event"], e.get("step"), e.get("host"),
-                           json.dumps(e.get("data"), default=str) if e.get("data") is not None else None]
-            values = ", ".join(["(%s, %s, %s, %s, %s, %s, %s)"] * len(chunk))
-            with self._connection() as conn:
-                conn.execute(f"INSERT INTO journal (run_id, seq, at, event, step, host, data) VALUES {values}",
-                             params)
+        """SqlStore's append. One entry (each step's start and end: the hot path) is one INSERT,
+        sent without BEGIN and COMMIT around it: in autocommit it is a transaction by itself,
+        committed when execute returns (before the run's next side effect), in one round trip
+        instead of three."""
+        if len(entries) != 1:
+            super().append(run_id, entries)
+            return
+        self._local.one_statement = True
+        try:
+            super().append(run_id, entries)
+        finally:
+            self._local.one_statement = False
 
     # ------------------------------------------------------------ the rest
 
@@ -350,6 +342,22 @@ class PostgresStore(SqlStore):
             pool, self._pool_obj = self._pool_obj, None
         if pool is not None:
             pool.close(timeout=2)
+
+
+class _OneStatement:
+    """What ``_tx`` runs statements with when the transaction is one statement: that one, in
+    autocommit. A second would not be atomic with the first: it is refused before it runs
+    (SqlStore's append changed; PostgresStore.append must follow)."""
+
+    def __init__(self, conn: psycopg.Connection[Any]) -> None:
+        self.conn = conn
+        self.ran = False
+
+    def __call__(self, sql: str, params: Sequence[Any]) -> Any:
+        if self.ran:
+            raise RuntimeError("PostgresStore: a second statement in a one-statement transaction")
+        self.ran = True
+        return self.conn.execute(_pg(sql), tuple(params))
 
 
 def _one_line(exc: BaseException, url: str) -> str:
