@@ -464,6 +464,7 @@ class SqlStore(StateStore):
 
     def info(self) -> dict[str, Any]:
         """What the state holds: schema version, runs by status, journal entries, locks, size."""
+        self.settle()  # a run whose runner is gone counts as interrupted, as runproc runs shows it
         version = self._read("SELECT value FROM meta WHERE key = 'schema_version'")
         by_status = {r[0]: int(r[1]) for r in self._read("SELECT status, COUNT(*) FROM runs GROUP BY status "
                                                          "ORDER BY status")}
