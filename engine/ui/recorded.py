@@ -60,7 +60,9 @@ def _draw(report: dict[str, Any], stream: IO[str]) -> None:
     if "params" in report:
         line(f"params:    {_params(report.get('params'))}")
     flying = [str(s) for s in report.get("in_flight") or []]
-    if flying:
+    if flying and result.status == "running":
+        line(f"running:   {', '.join(flying)}")
+    elif flying:
         line(f"in flight: {', '.join(flying)} (running when the runner stopped: its action may or may not "
              "have taken effect; runproc resume asks what to do with it)")
     line("steps:")
