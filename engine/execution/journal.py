@@ -18,6 +18,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import queue
 import socket
 import threading
 from pathlib import Path
@@ -39,6 +40,66 @@ def spool_dir() -> Path:
         return Path(env)
     base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
     return Path(base) / "runproc" / "spool"
+
+
+DEFAULT_STORE_TIMEOUT = 10.0
+
+
+def store_timeout(url: str) -> float | None:
+    """How long a journal write or heartbeat may wait for a state server before the run treats
+    it as gone: ``RUNPROC_STATE_TIMEOUT`` seconds (``0``: wait as long as it takes), default 10 s
+    for a PostgreSQL state. A server that froze, or a network that drops packets, never refuses
+    anything: without this bound a write would wait for minutes (TCP's retransmissions). A
+    SQLite file has no bound here: it is local, and its busy timeout bounds a writer waiting
+    for another (a long ``runproc prune`` must not make a run give up its state)."""
+    text = os.environ.get("RUNPROC_STATE_TIMEOUT")
+    if text:
+        try:
+            seconds = float(text)
+        except ValueError:
+            seconds = DEFAULT_STORE_TIMEOUT
+        return seconds if seconds > 0 else None
+    return DEFAULT_STORE_TIMEOUT if url.split("://", 1)[0] in ("postgresql", "postgres") else None
+
+
+class _Deadline:
+    """Calls into the store, each given at most ``seconds`` (None: unbounded, called in place).
+
+    A bounded call runs on one worker thread and the caller waits for it; a call that does not
+    return in time raises TimeoutError and the run goes on without the store (the spool). The
+    worker stays stuck in that call, which is why the journal never asks the store anything
+    once it is lost. A write that commits after all is in the spool too: the upload skips it.
+    """
+
+    def __init__(self, seconds: float | None) -> None:
+        self.seconds = seconds
+        self._jobs: queue.SimpleQueue[tuple[Any, tuple[Any, ...], list[Any], threading.Event]] = queue.SimpleQueue()
+        self._worker: threading.Thread | None = None
+
+    def __call__(self, fn: Any, *args: Any) -> Any:
+        if self.seconds is None:
+            return fn(*args)
+        if self._worker is None:
+            self._worker = threading.Thread(target=self._work, name="journal-store", daemon=True)
+            self._worker.start()
+        box: list[Any] = []
+        done = threading.Event()
+        self._jobs.put((fn, args, box, done))
+        if not done.wait(self.seconds):
+            raise TimeoutError(f"no answer in {self.seconds:g}s (RUNPROC_STATE_TIMEOUT)")
+        ok, value = box[0]
+        if not ok:
+            raise value
+        return value
+
+    def _work(self) -> None:
+        while True:
+            fn, args, box, done = self._jobs.get()
+            try:
+                box.append((True, fn(*args)))
+            except BaseException as exc:  # noqa: BLE001 - raised again on the caller's thread
+                box.append((False, exc))
+            done.set()
 
 
 class NullJournal:
@@ -89,6 +150,7 @@ class Journal(NullJournal):
         self._beat: threading.Thread | None = None
         self._header: dict[str, Any] = {}
         self._inputs: dict[str, Any] | None = None
+        self._call = _Deadline(store_timeout(getattr(store, "url", "")))
         # fault injection for the crash tests: ``EVENT:STEP[@HOST]`` (``step_finished:deploy``)
         # kills this process with SIGKILL right after that entry is committed
         self._kill_after = os.environ.get("RUNPROC_TEST_KILL_AFTER")
@@ -98,7 +160,7 @@ class Journal(NullJournal):
     def begin(self, header: dict[str, Any], inputs: dict[str, Any] | None) -> None:
         """Record the run as it starts; a store that cannot is the caller's error (nothing ran)."""
         self._header, self._inputs = header, inputs
-        self.store.begin(header, inputs)
+        self._call(self.store.begin, header, inputs)
         interval = max(0.2, float(getattr(self.store, "lease", 60.0)) / 4)
         self._beat = threading.Thread(target=self._heartbeat, args=(interval,), name="journal-heartbeat",
                                       daemon=True)
@@ -113,7 +175,7 @@ class Journal(NullJournal):
             if self.lost is not None:
                 return
             try:
-                self.store.renew(self.run.run_id, list(self._locks))
+                self._call(self.store.renew, self.run.run_id, list(self._locks))
             except Exception as exc:  # noqa: BLE001 - the store is gone: the run must stop
                 with self._lock:
                     self._lose(exc)
@@ -123,7 +185,7 @@ class Journal(NullJournal):
         with self._lock:
             if self.lost is None:
                 try:
-                    self.store.record(report, inputs)
+                    self._call(self.store.record, report, inputs)
                     return
                 except Exception as exc:  # noqa: BLE001 - keep it in the spool instead
                     self._lose(exc)
@@ -178,7 +240,7 @@ class Journal(NullJournal):
             entry = {"seq": self.seq, "at": now_iso(), "event": event, "step": step, "host": host, "data": data}
             if self.lost is None:
                 try:
-                    self.store.append(self.run.run_id, [entry])
+                    self._call(self.store.append, self.run.run_id, [entry])
                 except Exception as exc:  # noqa: BLE001 - the store is gone: spool, and stop the run
                     self._lose(exc)
             if self.lost is not None:
@@ -195,7 +257,8 @@ class Journal(NullJournal):
         if self.lost is not None:
             return
         reason = " ".join(str(exc).split()) or type(exc).__name__
-        self.lost = self.run.redactor(reason)
+        # which store: the operator checks that one (its URL without the password)
+        self.lost = self.run.redactor(f"{_without_password(self.store.url)}: {reason}")
         folder = spool_dir()
         self.spool = folder / f"{self.run.run_id}.jsonl"
         try:

@@ -142,6 +142,12 @@ def _writer(path: Path) -> str:
         return "?"
 
 
+# files this process uploaded (their resolved path -> the summary): opening the store for
+# `runproc state sync FILE` uploads FILE already (the next contact), and the sync that follows
+# gets the same summary rather than "no such file"
+_DONE: dict[Path, dict[str, Any]] = {}
+
+
 def upload(store: SqlStore, path: Path) -> dict[str, Any]:
     """Upload one spool file into ``store`` (idempotent: entries already there are skipped);
     remove the file once uploaded. A summary: {run_id, file, entries (uploaded), skipped
@@ -149,6 +155,9 @@ def upload(store: SqlStore, path: Path) -> dict[str, Any]:
 
     SpoolError (exit 2): not a spool file. SpoolBusy (exit 3): its run is still writing it."""
     path = Path(path)
+    key = path.resolve()
+    if not path.exists() and key in _DONE:
+        return _DONE[key]
     with _held(path):
         spool = read(path)
         run_id = spool.run_id
@@ -177,9 +186,11 @@ def upload(store: SqlStore, path: Path) -> dict[str, Any]:
                 with store._mutex, store._tx() as run:
                     run("UPDATE runs SET ended_at = ? WHERE id = ?", (ended, run_id))
         path.unlink(missing_ok=True)
-    return {"run_id": run_id, "file": str(path), "entries": len(missing),
-            "skipped": len(spool.entries) - len(missing), "report": spool.report is not None,
-            "status": spool.report.get("status") if spool.report is not None else None}
+    summary = {"run_id": run_id, "file": str(path), "entries": len(missing),
+               "skipped": len(spool.entries) - len(missing), "report": spool.report is not None,
+               "status": spool.report.get("status") if spool.report is not None else None}
+    _DONE[key] = summary
+    return summary
 
 
 def _ended_at(report: dict[str, Any]) -> str | None:
