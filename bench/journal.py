@@ -140,17 +140,17 @@ def main() -> int:
 
     print(f"journal benchmark: {STEPS} sequential /bin/true steps, median of {n} alternating rounds; {_machine()}")
     print(f"command: python3 bench/journal.py --repeat {n}")
-    print(f"{'':4} {'journal':<34} {'per step':>10} {'over none':>10}  target")
+    print(f"{'':4} {'journal':<38} {'per step':>10} {'over none':>10}  target")
     labels = {"none": "(a) none (journal=False)", "sqlite": "(b) SQLite (WAL, synchronous=NORMAL)",
               "postgresql": "(c) PostgreSQL, loopback"}
     for name in names:
         step = statistics.median(per_step[name]) * 1000
         if name == "none":
-            print(f"J1   {labels[name]:<34} {step:>7.2f} ms {'':>10}")
+            print(f"J1   {labels[name]:<38} {step:>7.2f} ms {'':>10}")
             continue
         extra = statistics.median(over[name])
         verdict = f"<= {TARGETS[name] * 1000:g} ms/step: {'met' if extra <= TARGETS[name] else 'MISSED'}"
-        print(f"J1   {labels[name]:<34} {step:>7.2f} ms {extra * 1000:>7.2f} ms  {verdict}")
+        print(f"J1   {labels[name]:<38} {step:>7.2f} ms {extra * 1000:>7.2f} ms  {verdict}")
     if statements:
         rounds = n * (STEPS + 1)  # the steps of the measured PostgreSQL runs
         print(f"PostgreSQL statements over the measured runs ({rounds} steps), busiest first:")
