@@ -307,7 +307,9 @@ class SqlStore(StateStore):
         with self._mutex, self._tx() as run:
             values = (report["procedure"], report["status"], report["exit_code"], int(report["dry_run"]),
                       report["started_at"], report["duration"], json.dumps(report, default=str), now_iso(),
-                      report.get("kind") or "run", report.get("of_run"))
+                      # a resume's report does not say its kind; its inputs do
+                      report.get("kind") or (inputs or {}).get("kind") or "run",
+                      report.get("of_run") or (inputs or {}).get("of_run"))
             updated = run('UPDATE runs SET "procedure" = ?, status = ?, exit_code = ?, dry_run = ?, started_at = ?, '
                           "duration = ?, report = ?, ended_at = ?, kind = ?, of_run = ? WHERE id = ?",
                           (*values, report["run_id"])).rowcount

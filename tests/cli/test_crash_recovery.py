@@ -182,3 +182,12 @@ def test_the_journal_is_written_before_each_side_effect(tmp_path: Path) -> None:
     assert steps["s3"]["status"] == "interrupted" and steps["s3"]["action"] == "echo s3 >> effects"
     assert [steps[s]["status"] for s in STEPS] == ["ok", "ok", "interrupted", "cancelled", "cancelled"]
     assert shown["user"] and shown["host"] and shown["pid"]
+
+
+def test_runs_lists_a_resume_and_a_rollback_by_their_kind(tmp_path: Path) -> None:
+    run_id = _crash(tmp_path, _procedure(tmp_path), "step_finished:s2")
+    assert runproc(tmp_path, "resume", run_id).rc == 0
+    resumed = _runs(tmp_path)[0]
+    assert resumed["kind"] == "resume"
+    assert runproc(tmp_path, "rollback", str(resumed["id"]), "--yes").rc == 0
+    assert [r["kind"] for r in _runs(tmp_path)] == ["rollback", "resume", "run"]
