@@ -5,9 +5,10 @@ of stdout in the database, run after run. The policy (docs/history.md), each lim
 environment variable (``off`` or ``0``: no limit):
 
 - ``RUNPROC_LOG_RUN_CAP`` (100MB): the most one run's logs may hold. A log file stops
-  growing at it as it is written (engine/transports/output.py); at the end of the run, a
-  run whose files together pass it has its largest files cut to their head and tail, with
-  a marker line saying how much was cut.
+  growing at it as it is written (engine/transports/output.py: in the logs folder this
+  module marks with a ``.runproc-retention`` file); at the end of the run, a run whose files
+  together pass it has its largest files cut to their head and tail, with a marker line
+  saying how much was cut.
 - ``RUNPROC_LOG_TOTAL_CAP`` (1GB): the most the logs folder may hold; the oldest runs'
   folders are deleted first.
 - ``RUNPROC_LOG_MAX_AGE`` (30d): a run's logs older than this are deleted.
@@ -31,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..transports.output import log_cut_marker, parse_size
+from ..transports.output import RETAINED, log_cut_marker, parse_size
 
 # variable -> (default, kind): the policy's knobs as docs/history.md lists them
 KNOBS: dict[str, tuple[str, str]] = {
@@ -349,12 +350,26 @@ def after_run(store: Any, run_id: str) -> None:
         for problem in pol.problems:
             print(f"runproc: warning: log retention: {problem}", file=sys.stderr)
         logs_dir = store.logs_dir()
+        _mark(logs_dir)
         if not logs_dir.is_dir():
-            return  # no run has spooled a log here: nothing to look after
+            return
         protected = {run_id, *store.running_ids()}
         enforce(logs_dir, run_id, protected, pol)
     except Exception as exc:  # noqa: BLE001 - the run is over; its outcome stands
         print(f"runproc: warning: log retention: {type(exc).__name__}: {exc}", file=sys.stderr)
+
+
+def _mark(logs_dir: Path) -> None:
+    """Mark the state's logs folder as looked after: its log files stop growing at the per-run
+    cap as they are written (engine/transports/output.py); a folder it cannot make is left."""
+    mark = logs_dir / RETAINED
+    if mark.exists():
+        return
+    try:
+        logs_dir.mkdir(parents=True, exist_ok=True)
+        mark.write_text("runproc's log retention looks after the run folders here (docs/history.md)\n")
+    except OSError:
+        pass  # a read-only place: the logs are still trimmed after each run where they can be
 
 
 def remove_run_logs(logs_dir: Path, run_ids: list[str], dry_run: bool = False) -> tuple[int, int]:

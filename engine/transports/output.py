@@ -4,10 +4,12 @@ A step that prints gigabytes must not take runproc's memory with it: each stream
 first and last ``cap // 2`` bytes in memory, and once it passes ``cap`` the whole stream is
 written to a log file whose path the result names.
 
-Nor the disk: a log file stops growing at ``RUNPROC_LOG_RUN_CAP`` (default 100 MB, the per-run
-cap of the log retention, docs/history.md). Past it the middle is dropped as it arrives and
-the file ends, when the stream does, with a marker line saying how much was cut and the
-stream's last bytes (the in-memory tail): at most the cap on disk, whatever the step prints.
+Nor the disk: in a logs folder that runproc's log retention looks after (the state's, marked
+by a ``.runproc-retention`` file; not a ``--report-dir``, whose logs are whole as asked), a log
+file stops growing at ``RUNPROC_LOG_RUN_CAP`` (default 100 MB, docs/history.md). Past it the
+middle is dropped as it arrives and the file ends, when the stream does, with a marker line
+saying how much was cut and the stream's last bytes (the in-memory tail): at most the cap on
+disk, whatever the step prints.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from typing import BinaryIO
 DEFAULT_CAP = 1024 * 1024
 LINE_LIMIT = 64 * 1024  # a streamed "line" longer than this is shown in pieces
 DEFAULT_LOG_CAP = 100 * 1000 * 1000  # RUNPROC_LOG_RUN_CAP's default: one log file, one run's logs
+# in a logs folder, this file says runproc's retention looks after its run folders
+RETAINED = ".runproc-retention"
 _SIZE_UNITS = {"": 1, "b": 1, "k": 1000, "kb": 1000, "m": 1000**2, "mb": 1000**2, "g": 1000**3, "gb": 1000**3,
                "t": 1000**4, "tb": 1000**4, "kib": 1024, "mib": 1024**2, "gib": 1024**3, "tib": 1024**4}
 OFF = ("off", "none", "unlimited", "0")
@@ -69,12 +73,13 @@ class OutputBuffer:
         self.label = label  # names the spool file (the step id), with the stream name
         self.spool: BinaryIO | None = None
         self.spool_path: str | None = None
-        # the log file's limit on disk (True: RUNPROC_LOG_RUN_CAP's; None: none): the stream's
-        # start up to ``log_head`` bytes is written as it comes, the last ``log_tail`` bytes
-        # (kept in memory anyway) at the end
-        limit = log_cap_from_env() if log_cap is True else (log_cap or None)
-        self.log_tail = min(self.half, limit // 2) if limit else 0
-        self.log_head = limit - self.log_tail if limit else None
+        # the log file's limit on disk (True: RUNPROC_LOG_RUN_CAP's in a retained logs folder,
+        # none elsewhere; None: none), known when the file is started: the stream's start up to
+        # ``log_head`` bytes is written as it comes, the last ``log_tail`` bytes (kept in memory
+        # anyway) at the end
+        self.log_cap = log_cap
+        self.log_tail = 0
+        self.log_head: int | None = None
         self.spooled = 0  # bytes of the stream written to the log file
         self.log_cut = 0  # bytes of the stream the log file leaves out (known at close)
 
@@ -108,12 +113,23 @@ class OutputBuffer:
                 directory = self.spool_dir
             except OSError:
                 directory = None  # losing the full output is worse than keeping it in /tmp
+        limit = self._limit(directory)
+        if limit:
+            self.log_tail = min(self.half, limit // 2)
+            self.log_head = limit - self.log_tail
         # kept open across write() calls and closed by close(): no with-block can hold it
         f = tempfile.NamedTemporaryFile(dir=directory, prefix=prefix, suffix=".log", delete=False)  # noqa: SIM115
         self.spool = f  # type: ignore[assignment]
         self.spool_path = f.name
         # what was kept so far is exactly the start of the stream (see write)
         self._to_log(bytes(self.head) + bytes(self.tail))
+
+    def _limit(self, directory: Path | None) -> int | None:
+        if self.log_cap is not True:
+            return self.log_cap or None
+        if directory is None or not (directory.parent / RETAINED).exists():
+            return None  # a --report-dir's logs, or a temporary folder: not the state's to limit
+        return log_cap_from_env()
 
     def _to_log(self, data: bytes) -> None:
         """The stream's next bytes into the log file, up to its head's limit."""

@@ -75,7 +75,9 @@ def _draw(report: dict[str, Any], stream: IO[str]) -> None:
             row = row.replace(f"? {s.status}", f"{'⚠' if s.status == IN_FLIGHT else '?'} {s.status}", 1)
         first, *rest = row.split("\n")
         # when it started, its hosts and its undo under its row, before its error's lines
-        line("\n".join([first, *(f"      {d}" for d in _step_details(s, day)), *rest]))
+        # (a recorded plan reads as the plan did: no timings)
+        details = [] if result.dry_run else _step_details(s, day)
+        line("\n".join([first, *(f"      {d}" for d in details), *rest]))
     _approvals(view, report.get("approvals") or [])
     view.summary(result)
 

@@ -250,7 +250,7 @@ def test_prune_deletes_old_runs_their_journal_inputs_and_logs_never_a_running_on
     old = [run_json(tmp_path, FLOOD.format(name="old", tail="true")).json["run_id"] for _ in range(2)]
     recent = run_json(tmp_path, FLOOD.format(name="recent", tail="true")).json["run_id"]
     logs = tmp_path / "logs"
-    assert {p.name for p in logs.iterdir()} == {*old, recent}  # each spooled its 2 MB stdout
+    assert _folders(logs) == {*old, recent}  # each spooled its 2 MB stdout
     path = write(tmp_path, FLOOD.format(name="going", tail="exec sleep 60"), "going.yml")
     going = popen(tmp_path, str(path))
     try:
@@ -281,7 +281,7 @@ def test_prune_deletes_old_runs_their_journal_inputs_and_logs_never_a_running_on
         for table, key in (("runs", "id"), ("journal", "run_id"), ("run_inputs", "run_id")):
             assert _sql(tmp_path, f"SELECT COUNT(*) FROM {table} WHERE {key} IN (?, ?)", tuple(old))[0][0] == 0
         assert _sql(tmp_path, "SELECT COUNT(*) FROM journal WHERE run_id = ?", (going_id,))[0][0] > 0
-        assert {p.name for p in logs.iterdir()} == {recent, going_id}
+        assert _folders(logs) == {recent, going_id}
         again = runproc(tmp_path, "prune", "--older-than", "90d", "--yes")
         assert again.rc == 0 and "nothing to prune" in again.stdout and "kept 1 still going" in again.stdout
     finally:
@@ -294,6 +294,12 @@ def test_prune_deletes_old_runs_their_journal_inputs_and_logs_never_a_running_on
 
 
 # ---------------------------------------------------------------- retention
+
+
+def _folders(logs: Path) -> set[str]:
+    """The run folders in a logs folder (beside them, the mark that retention looks after it)."""
+    assert (logs / ".runproc-retention").is_file()
+    return {p.name for p in logs.iterdir() if p.is_dir()}
 
 
 def _db_bytes(tmp: Path) -> int:
@@ -311,12 +317,17 @@ def test_a_flooding_step_leaves_a_capped_log_and_capped_stored_output(tmp_path: 
           - id: measure
             shell: echo "{{ steps.flood.stdout | length }}"
             needs: [flood]
+          - id: on_disk
+            shell: cat logs/*/flood-stdout-*.log | wc -c
+            needs: [flood]
     """
     done = run_json(tmp_path, text, env={"RUNPROC_LOG_RUN_CAP": "1MB"})
     assert done.rc == 0, done.stderr
     run_id = done.json["run_id"]
     # the run itself, and its templates, saw the output as before (the in-memory head and tail)
     assert int(done.step("measure")["stdout"]) > 1_000_000 and "THE-END" in done.step("flood")["stdout"]
+    # while the run went on, the log had already stopped growing at the cap (head, marker, tail)
+    assert int(done.step("on_disk")["stdout"]) <= 1_000_000 + 300
     logs = list((tmp_path / "logs" / run_id).iterdir())
     assert len(logs) == 1
     log = logs[0].read_bytes()
@@ -348,19 +359,19 @@ def test_total_cap_and_age_delete_the_oldest_logs_after_a_run(tmp_path: Path) ->
     env = {"RUNPROC_LOG_TOTAL_CAP": "5MB"}
     ids = [run_json(tmp_path, FLOOD.format(name="f", tail="true"), env=env).json["run_id"] for _ in range(2)]
     logs = tmp_path / "logs"
-    assert {p.name for p in logs.iterdir()} == set(ids)  # 4 MB: under the cap
+    assert _folders(logs) == set(ids)  # 4 MB: under the cap
     third = run_json(tmp_path, FLOOD.format(name="f", tail="true"), env=env).json["run_id"]
-    assert {p.name for p in logs.iterdir()} == {ids[1], third}  # 6 MB: the oldest run's logs went
+    assert _folders(logs) == {ids[1], third}  # 6 MB: the oldest run's logs went
     # logs older than RUNPROC_LOG_MAX_AGE go at the next run
     month_ago = time.time() - 40 * 86400
     for f in [logs / ids[1], *(logs / ids[1]).iterdir()]:
         os.utime(f, (month_ago, month_ago))
     run_json(tmp_path, OK, env={"RUNPROC_LOG_MAX_AGE": "30d"})
-    assert {p.name for p in logs.iterdir()} == {third}
+    assert _folders(logs) == {third}
     # a bad value: a warning line, the default holds, the run is not failed
     warned = run_json(tmp_path, OK, env={"RUNPROC_LOG_TOTAL_CAP": "lots"})
     assert warned.rc == 0 and "RUNPROC_LOG_TOTAL_CAP" in warned.stderr and "Traceback" not in warned.stderr
-    assert {p.name for p in logs.iterdir()} == {third}
+    assert _folders(logs) == {third}
 
 
 # ---------------------------------------------------------------- state info / sync
