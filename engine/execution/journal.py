@@ -177,6 +177,8 @@ class Journal(NullJournal):
             try:
                 self._call(self.store.renew, self.run.run_id, list(self._locks))
             except Exception as exc:  # noqa: BLE001 - the store is gone: the run must stop
+                if self._stop.is_set():
+                    return  # the run ended (and recorded its end) while this renewal waited
                 with self._lock:
                     self._lose(exc)
                 return

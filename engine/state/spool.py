@@ -229,6 +229,8 @@ def upload_pending(store: SqlStore) -> list[dict[str, Any]]:
         except SpoolBusy:
             continue  # its run is still going: it uploads on a later contact
         except Exception as exc:  # noqa: BLE001 - never stop the store from opening; say it
+            if not path.exists():
+                continue  # another runproc opening this state uploaded it meanwhile
             out.append({"file": str(path), "error": " ".join(str(exc).split()) or type(exc).__name__})
     return out
 

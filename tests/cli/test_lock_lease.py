@@ -159,12 +159,12 @@ def _wait_for(path: Path, proc: subprocess.Popen[str], deadline: float = 120) ->
         time.sleep(0.05)
 
 
-def _takeovers(url: str) -> list[dict[str, Any]]:
-    store = _open(url)
-    try:
-        return [e for e in store.lock_events(LOCK, limit=500) if e["event"] == "taken_over"]
-    finally:
-        store.close()
+def _takeovers(tmp: Path, url: str) -> list[dict[str, Any]]:
+    """The takeovers of the lock, as the lock audit shows them (runproc locks --history)."""
+    done = subprocess.run([*RUNPROC, "locks", "--history", LOCK, "-n", "500", "--output", "json", "--state", url],
+                          env=_env(tmp), capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return [e for e in json.loads(done.stdout) if e["event"] == "taken_over"]
 
 
 def test_twenty_concurrent_runners_never_overlap(tmp_path: Path, state: str) -> None:
@@ -176,7 +176,7 @@ def test_twenty_concurrent_runners_never_overlap(tmp_path: Path, state: str) -> 
     pids = {o.pid for o in outcomes}
     # whoever a refusal names is one of the twenty, and it ran
     _assert_ran_or_refused(outcomes, spans, lambda run_id, pid: run_id in spans and pid in pids)
-    assert _takeovers(state) == []  # every holder released its lock: nothing to take over
+    assert _takeovers(tmp_path, state) == []  # every holder released its lock: nothing to take over
 
 
 def test_a_sigkilled_holder_is_taken_over_at_once_on_its_host(tmp_path: Path, state: str) -> None:
@@ -203,7 +203,7 @@ def test_a_sigkilled_holder_is_taken_over_at_once_on_its_host(tmp_path: Path, st
     pids = {o.pid for o in outcomes}
     ran = _assert_ran_or_refused(outcomes, {k: v for k, v in spans.items() if k != held_id},
                                  lambda run_id, pid: run_id in spans and pid in pids)
-    (taken,) = _takeovers(state)
+    (taken,) = _takeovers(tmp_path, state)
     first = min(ran, key=lambda o: spans[o.report["run_id"]][0])
     assert taken["run_id"] == first.report["run_id"]
     assert f"from run {held_id} (pid {holder.pid} on {socket.gethostname()}" in taken["detail"]
@@ -259,7 +259,7 @@ def test_another_machines_holder_is_taken_over_once_its_lease_expires(tmp_path: 
             assert o.holder[0] == REMOTE_RUN
             assert time.monotonic() < deadline, "the expired lease was never taken over"
             time.sleep(0.2)
-        (taken,) = _takeovers(state)
+        (taken,) = _takeovers(tmp_path, state)
         assert taken["run_id"] == o.report["run_id"]
         assert f"from run {REMOTE_RUN} (pid {os.getpid()} on other-machine, by someone)" in taken["detail"]
         assert "lease expired" in taken["detail"]
@@ -283,7 +283,7 @@ def test_another_machines_holder_that_keeps_renewing_is_never_taken_over(tmp_pat
                 attempts += 1
         finally:
             renewer.halt()
-        assert _takeovers(state) == []
+        assert _takeovers(tmp_path, state) == []
         holder = remote.holder(LOCK)
         assert holder is not None and holder.run_id == REMOTE_RUN
         remote.release(LOCK, REMOTE_RUN)
@@ -312,5 +312,5 @@ def test_a_runs_heartbeat_keeps_its_lock_through_a_step_longer_than_the_lease(tm
         release.touch()
     done = Outcome(holder)
     assert done.rc == 0, (done.report.get("error"), done.stderr)
-    assert _takeovers(state) == []
+    assert _takeovers(tmp_path, state) == []
     assert list(_intervals(tmp_path)) == [done.report["run_id"]]
