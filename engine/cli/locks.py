@@ -107,8 +107,8 @@ def _history(events: list[dict[str, Any]], output: str, name: str | None) -> int
 def _unlock(argv: list[str]) -> int:
     p = Parser(prog="runproc unlock",
                description="Break a lock whoever holds it, after confirmation; recorded with who broke it "
-                           "(runproc locks --history). The run that held it is not stopped: if it is still "
-                           "going it carries on without the lock, and another run may take the lock meanwhile.")
+                           "(runproc locks --history). The run that held it is not killed: the step it is running "
+                           "goes on, and another run may take the lock at once.")
     p.add_argument("name", help="the lock (runproc locks lists them)")
     p.add_argument("--yes", action="store_true", help="break it without asking")
     p.add_argument("--state", help=STATE_HELP)
@@ -126,8 +126,9 @@ def _unlock(argv: list[str]) -> int:
 
             others = f"locks held: {', '.join(sorted(held))}" if held else "no lock is held"
             raise UsageError(f"runproc unlock: lock {ns.name!r} is not held, nothing to break ({others})")
-        alive = ("its holder is ALIVE: that run goes on without the lock, and another run may take it meanwhile"
-                 if holder.alive else "its holder is gone: the next run would take it over anyway")
+        alive = ("its holder is ALIVE: it is not killed (the step it is running goes on), and another run may "
+                 "take the lock at once" if holder.alive else "its holder is gone: the next run would take it over "
+                 "anyway")
         if not ns.yes:
             if not is_tty(sys.stdin):
                 print(f"runproc unlock: refusing to break lock {ns.name!r} (held by {holder}) without confirmation: "
