@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 from datetime import UTC, datetime
+from typing import Any
 
 from . import events as ev
 from .step import StepRunner
@@ -49,8 +50,16 @@ class Admission:
             return f"cannot take lock {name!r} in {where}: {exc}", False
         if holder is not None:
             return f"lock {name!r} is held by {holder}", False
-        self.journal.hold(name)  # its heartbeat renews the lease from now on
+        # the journal's heartbeat renews the lease from now on (a child procedure's lock: its
+        # top run's journal, since a child run journals nothing itself)
+        self._top().journal.hold(name, self.run_id)
         return None, True
+
+    def _top(self) -> Any:
+        run: Any = self
+        while run.parent is not None:
+            run = run.parent
+        return run
 
     def _ancestors(self) -> set[str]:
         out: set[str] = set()

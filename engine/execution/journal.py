@@ -122,7 +122,9 @@ class NullJournal:
 
     def approval(self, step_id: str, approved: bool, by: str | None, how: str) -> None: ...
 
-    def hold(self, lock: str) -> None: ...
+    def hold(self, lock: str, run_id: str | None = None) -> None: ...
+
+    def unhold(self, lock: str, run_id: str | None = None) -> None: ...
 
     def close(self) -> None: ...
 
@@ -132,12 +134,14 @@ class Journal(NullJournal):
 
     active = True
 
-    def __init__(self, run: Any, store: StateStore, *, on_lost: Any) -> None:
+    def __init__(self, run: Any, store: StateStore, *, on_lost: Any, on_lock_lost: Any = None) -> None:
         self.run = run
         self.store = store
         # called once when the store stops answering: (reason, the spool file or None, why the
         # spool file could not be written or None)
         self.on_lost = on_lost
+        # called with a lock's name when the heartbeat finds it taken over or broken
+        self.on_lock_lost = on_lock_lost or (lambda name: None)
         self.seq = 0
         self.lost: str | None = None
         self.spool: Path | None = None
@@ -145,7 +149,7 @@ class Journal(NullJournal):
         # ``runproc state sync``) leaves a journal alone while its run may still write to it
         self._spool_file: IO[str] | None = None
         self._lock = threading.Lock()
-        self._locks: list[str] = []
+        self._locks: list[tuple[str, str]] = []  # (lock, the run that holds it) to renew
         self._stop = threading.Event()
         self._beat: threading.Thread | None = None
         self._header: dict[str, Any] = {}
@@ -166,16 +170,33 @@ class Journal(NullJournal):
                                       daemon=True)
         self._beat.start()
 
-    def hold(self, lock: str) -> None:
-        """The run holds this lock now: the heartbeat renews it too."""
-        self._locks.append(lock)
+    def hold(self, lock: str, run_id: str | None = None) -> None:
+        """The run (or a child procedure's run, ``run_id``) holds this lock now: the heartbeat
+        renews it too."""
+        with self._lock:
+            self._locks.append((lock, run_id or self.run.run_id))
+
+    def unhold(self, lock: str, run_id: str | None = None) -> None:
+        with self._lock:
+            key = (lock, run_id or self.run.run_id)
+            if key in self._locks:
+                self._locks.remove(key)
 
     def _heartbeat(self, interval: float) -> None:
         while not self._stop.wait(interval):
             if self.lost is not None:
                 return
             try:
-                self._call(self.store.renew, self.run.run_id, list(self._locks))
+                with self._lock:
+                    held = list(self._locks)
+                by_run: dict[str, list[str]] = {self.run.run_id: []}
+                for name, holder in held:
+                    by_run.setdefault(holder, []).append(name)
+                for holder, names in by_run.items():
+                    lost = self._call(self.store.renew, holder, names) or []
+                    for name in lost:
+                        self.unhold(name, holder)
+                        self.on_lock_lost(name)
             except Exception as exc:  # noqa: BLE001 - the store is gone: the run must stop
                 if self._stop.is_set():
                     return  # the run ended (and recorded its end) while this renewal waited

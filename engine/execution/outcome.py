@@ -48,6 +48,8 @@ class Outcome:
                           if steps[s.id].status in FAILED]
         if self.state_lost is not None and self.root_cause is None and not self.interrupted:
             self.error = self.state_lost
+        elif self.lock_lost is not None and self.root_cause is None and not self.interrupted:
+            self.error = self.lock_lost
         if self.not_undone:
             # before "interrupted": an undo that did not run needs a person, whatever stopped it
             status, code = "rollback_incomplete", 4
@@ -56,7 +58,7 @@ class Outcome:
         elif self.refused:
             # a denied approval is a refusal even after earlier steps: they were all undone above
             status, code = "refused", 3
-        elif self.root_cause is not None or self.state_lost is not None:
+        elif self.root_cause is not None or self.state_lost is not None or self.lock_lost is not None:
             status, code = "failed", 1
         elif cleanup_failed:
             status, code = "failed", 1

@@ -115,6 +115,7 @@ class Run(Admission, Outcome, ChildProcedures):
         # the write-ahead journal (engine/execution/journal.py); a real run's begins in _execute
         self.journal: NullJournal = NullJournal()
         self.state_lost: str | None = None  # why the state store stopped answering mid-run
+        self.lock_lost: str | None = None  # a lock of this run taken over or broken mid-run
         self._store_lock = threading.Lock()
         self.event_error: Exception | None = None  # the first exception an on_event consumer raised
         self.results: dict[str, StepResult] = {}
@@ -311,10 +312,16 @@ class Run(Admission, Outcome, ChildProcedures):
                     sr.status, sr.error = "cancelled", "not started: the run was refused"
                 return self._finish(t0)
             self._schedule()
-            failed = self.root_cause is not None or self.interrupted or self.state_lost is not None
+            self.lock_lost = self.lock_lost or self._top().lock_lost  # a child's lock is renewed on top
+            failed = (self.root_cause is not None or self.interrupted or self.state_lost is not None
+                      or self.lock_lost is not None)
             if failed and not self.dry_run:
                 if self.no_rollback:
                     rollback.note_kept_without_rollback(self, "--no-rollback")
+                elif self.lock_lost is not None:
+                    # another run holds the lock now: undoing under its feet could break its work
+                    rollback.note_kept_without_rollback(self, "the lock was taken over: runproc rollback "
+                                                              f"{self.run_id} once the other run has ended")
                 else:
                     rollback.rollback_all(self)
                 self._run_list(self.proc.on_failure)
@@ -330,6 +337,7 @@ class Run(Admission, Outcome, ChildProcedures):
             # timeouts): the lock is left to its lease, which nobody renews any more
             if lock_taken and self.state_lost is None:
                 try:
+                    self._top().journal.unhold(self.proc.lock or "", self.run_id)
                     self.store().release(self.proc.lock or "", self.run_id)
                 except Exception as exc:  # noqa: BLE001 - never hide the outcome; say it
                     self.emit(ev.Note("warning", f"could not release lock {self.proc.lock!r}: {exc}"))
@@ -397,14 +405,16 @@ class Run(Admission, Outcome, ChildProcedures):
             worker.join()  # each has put its id: this only waits for the thread to exit
         reason = (f"not started: {self.root_cause} {self.results[self.root_cause].status}"
                   if self.root_cause else "not started: the state store stopped answering"
-                  if self.state_lost and not self.interrupted else "not started: the run was interrupted")
+                  if self.state_lost and not self.interrupted else f"not started: {self._top().lock_lost}"
+                  if self._top().lock_lost and not self.interrupted else "not started: the run was interrupted")
         for sid in steps:
             sr = self.results[sid]
             if sr.status == "pending":
                 sr.status, sr.error = "cancelled", reason
 
     def _stopping(self) -> bool:
-        return self.root_cause is not None or self.stop.is_set() or self.state_lost is not None
+        return (self.root_cause is not None or self.stop.is_set() or self.state_lost is not None
+                or self.lock_lost is not None or self._top().lock_lost is not None)
 
     # ------------------------------------------------------------ the journal
 
@@ -421,7 +431,7 @@ class Run(Admission, Outcome, ChildProcedures):
                   "steps": [(s.id, "step") for s in self.proc.steps]
                   + [(s.id, "finally") for s in self.proc.finally_]
                   + [(s.id, "on_failure") for s in self.proc.on_failure]}
-        journal = Journal(self, self.store(), on_lost=self._lose_state)
+        journal = Journal(self, self.store(), on_lost=self._lose_state, on_lock_lost=self._lose_lock)
         try:
             journal.begin(header, self.journal_inputs)
         except Exception as exc:  # noqa: BLE001 - a state that cannot record: nothing has run
@@ -433,6 +443,15 @@ class Run(Admission, Outcome, ChildProcedures):
             # done in the run resumed: this run's journal says so too, in their order, so that
             # resuming this run in turn does not run them again
             journal.step_finished(self.results[sid])
+
+    def _lose_lock(self, name: str) -> None:
+        """The heartbeat found a lock of this run (or of a child procedure it runs) taken over
+        (its lease expired: the process was stopped, the machine slept) or broken by runproc
+        unlock: start nothing new, in this run and its children."""
+        if self.lock_lost is None:
+            self.lock_lost = (f"lock {name!r} was taken over or broken while this run held it (it was not "
+                              "renewed within its lease): nothing new starts, and nothing is undone")
+            self.emit(ev.Note("warning", self.lock_lost))
 
     def _lose_state(self, reason: str, spool: Path | None, spool_error: str | None = None) -> None:
         """The state store stopped answering: start nothing new, let running steps finish, roll back."""

@@ -73,8 +73,9 @@ class StateStore(ABC):
         that is gone (dead process, expired lease) is taken over, and that is recorded."""
 
     @abstractmethod
-    def renew(self, run_id: str, locks: list[str]) -> None:
-        """The holder's heartbeat: the run and its locks are still alive."""
+    def renew(self, run_id: str, locks: list[str]) -> list[str]:
+        """The holder's heartbeat: the run and its locks are still alive. Returns the locks it
+        no longer holds (taken over or broken while it did not renew)."""
 
     @abstractmethod
     def locks(self) -> list[LockHolder]:

@@ -227,11 +227,16 @@ class SqlStore(StateStore):
             if gone:
                 self._lock_event(run, name, "released", run_id, None, now_iso(), None)
 
-    def renew(self, run_id: str, locks: list[str]) -> None:
+    def renew(self, run_id: str, locks: list[str]) -> list[str]:
+        lost: list[str] = []
         with self._mutex, self._tx() as run:
             run(f"UPDATE runs SET heartbeat_at = {self.CLOCK} WHERE id = ? AND status = 'running'", (run_id,))
             for name in locks:
-                run(f"UPDATE locks SET heartbeat_at = {self.CLOCK} WHERE name = ? AND run_id = ?", (name, run_id))
+                renewed = run(f"UPDATE locks SET heartbeat_at = {self.CLOCK} WHERE name = ? AND run_id = ?",
+                              (name, run_id)).rowcount
+                if not renewed:
+                    lost.append(name)  # taken over or broken: its holder must stop
+        return lost
 
     def locks(self) -> list[LockHolder]:
         rows = self._read(f"SELECT {_LOCK_COLUMNS}, {self.CLOCK} FROM locks ORDER BY name")
