@@ -117,7 +117,8 @@ def _state(argv: list[str]) -> int:
                           description="Upload journals spooled while the state could not be reached (a run "
                                       "names its spool file when that happens; runproc state info lists them).")
     sync.add_argument("files", nargs="+", metavar="FILE", help="a spool file (SPOOL_DIR/RUN_ID.jsonl)")
-    sync.add_argument("--state", help=STATE_HELP)
+    sync.add_argument("--state", help="the state to upload into (default: the one the file was spooled from; "
+                                      "a PostgreSQL password comes from PGPASSWORD or ~/.pgpass then)")
     sync.add_argument("--output", choices=("text", "json"), default="text")
     ns = p.parse_args(argv)
     if ns.command is None:
@@ -207,7 +208,10 @@ def _sync(ns: Any) -> int:
     from ..state import spool
     from ..state.opening import open_store
 
-    store = open_store(ns.state)
+    # the state each file was spooled from, unless --state says otherwise (a PostgreSQL
+    # password is not in the file: give it in --state, PGPASSWORD or ~/.pgpass)
+    url = ns.state or spool.state_of(Path(ns.files[0]))
+    store = open_store(url, upload_spool=False)  # these files, not every one waiting
     summaries: list[dict[str, Any]] = []
     try:
         for f in ns.files:

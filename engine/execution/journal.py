@@ -24,12 +24,19 @@ import threading
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-from .step import now_iso
 from .store import user_name
 
 if TYPE_CHECKING:
     from .results import StepResult
     from .store import StateStore
+
+
+def now_iso() -> str:
+    """The time as the journal writes it (step.now_iso's format; not imported from there, so
+    that opening a state, which looks for spool files here, does not load the run core)."""
+    from datetime import UTC, datetime
+
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def spool_dir() -> Path:

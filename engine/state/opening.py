@@ -94,7 +94,7 @@ def store_opener(url: str | None = None) -> StoreOpener:
     return _Opener(url)
 
 
-def open_store(url: str | None = None) -> SqlStore:
+def open_store(url: str | None = None, *, upload_spool: bool = True) -> SqlStore:
     """The state store at ``url``; an unusable one is invalid input (exit 2) before anything runs."""
     from .sqlstore import SchemaTooNew
 
@@ -102,12 +102,12 @@ def open_store(url: str | None = None) -> SqlStore:
     if is_postgres(url):
         from .postgres import open_postgres
 
-        return _uploaded(open_postgres(url))
+        return _uploaded(open_postgres(url), upload_spool)
     path = state_path(url)
     from .sqlite import SqliteStore
 
     try:
-        return _uploaded(SqliteStore(url))
+        return _uploaded(SqliteStore(url), upload_spool)
     except SchemaTooNew as exc:
         raise state_problem(url, f"{path}: {exc}", "upgrade runproc to use this state") from None
     except (OSError, sqlite3.OperationalError) as exc:  # a folder it cannot create, a file it cannot open
@@ -121,12 +121,14 @@ def open_store(url: str | None = None) -> SqlStore:
                             "move the file aside to start a new state") from None
 
 
-def _uploaded(store: SqlStore) -> SqlStore:
+def _uploaded(store: SqlStore, upload: bool = True) -> SqlStore:
     """The store, after uploading the journals spooled while it was unreachable (the next
     contact after an outage: docs/state-outage.md). Cheap when there are none: one look at the
     spool folder, and the first line of each file in it."""
     from ..execution.journal import spool_dir
 
+    if not upload:
+        return store
     try:
         if not any(spool_dir().glob("*.jsonl")):
             return store

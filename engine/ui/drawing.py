@@ -243,7 +243,7 @@ class Drawing:
                 counts[s.status] = counts.get(s.status, 0) + 1
         if result.root_cause and result.root_cause in result.steps:
             self._failure_panel(result.steps[result.root_cause])
-        elif result.error and result.status in ("refused", "interrupted") and result.error != result.status:
+        elif result.error and result.status in ("refused", "interrupted", "failed") and result.error != result.status:
             self._print(f"{result.status}: {result.error}", "bold red")
         tally = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
         unjudged = count_unjudged(result.steps.values())

@@ -183,7 +183,9 @@ def _check_the_run(tmp: Path, run: Ran, *, output: str, shown: str) -> str:
         said = err.strip().splitlines()[-1]  # a person watching a JSON run: one line on stderr
     else:
         run_id = path.stem
-        (said,) = [ln for ln in out.splitlines() if "stopped answering" in ln]
+        # a warning as it happens, then the summary says it again as the run's failure
+        warned, said = [ln for ln in out.splitlines() if "stopped answering" in ln]
+        assert "warning" in warned and said.lstrip().startswith("failed: "), out
     assert "the state store stopped answering" in said and f"{shown}:" in said, said
     assert str(path) in said and f"runproc state sync {path}" in said, said
     assert path.name == f"{run_id}.jsonl"
