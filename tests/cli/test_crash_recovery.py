@@ -191,3 +191,34 @@ def test_runs_lists_a_resume_and_a_rollback_by_their_kind(tmp_path: Path) -> Non
     assert resumed["kind"] == "resume"
     assert runproc(tmp_path, "rollback", str(resumed["id"]), "--yes").rc == 0
     assert [r["kind"] for r in _runs(tmp_path)] == ["rollback", "resume", "run"]
+
+
+def test_on_a_terminal_resume_asks_about_the_step_in_flight(tmp_path: Path) -> None:
+    from tests.helpers.cli import state_args
+    from tests.helpers.terminal import Terminal
+
+    run_id = _crash(tmp_path, _procedure(tmp_path), "step_started:s3")
+    term = Terminal(tmp_path, ["resume", run_id, *state_args(tmp_path)], cols=200)
+    term.read_until(lambda: term.shows(r"Run it again\? \[y/N\]"))
+    assert term.shows(r"Run it again\? \[y/N\]"), "\n".join(term.screen.text())
+    term.type("y\n")
+    final = term.wait()
+    assert term.code == 0, "\n".join(final)
+    assert _effects(tmp_path) == STEPS
+
+
+def test_on_a_terminal_rollback_asks_whether_to_undo_the_step_in_flight(tmp_path: Path) -> None:
+    from tests.helpers.cli import state_args
+    from tests.helpers.terminal import Terminal
+
+    run_id = _crash(tmp_path, _procedure(tmp_path, kill_inside="s3"), None)
+    term = Terminal(tmp_path, ["rollback", run_id, *state_args(tmp_path)], cols=200)
+    term.read_until(lambda: term.shows(r"Undo it too\? \[y/N\]"))
+    assert term.shows(r"Undo it too\? \[y/N\]"), "\n".join(term.screen.text())
+    term.type("y\n")
+    term.read_until(lambda: term.shows(r"Roll back\? \[y/N\]"))
+    assert term.shows(r"Roll back\? \[y/N\]"), "\n".join(term.screen.text())
+    term.type("y\n")
+    final = term.wait()
+    assert term.code == 0, "\n".join(final)
+    assert _effects(tmp_path) == ["s1", "s2", "s3", "undo-s3", "undo-s2", "undo-s1"]
