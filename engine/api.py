@@ -265,6 +265,36 @@ def rollback_run(run_id: str, params: dict[str, Any] | None = None, *, cli_param
     return {**report, "undo": plan_.undo}, code  # the order the undos were to run in
 
 
+# ---------------------------------------------------------------- on Temporal
+
+
+def run_on_engine(procedure: Procedure | str | Path, params: dict[str, Any] | None = None, *, engine: str,
+                  cli_params: dict[str, str] | None = None, dry_run: bool = False, yes: bool = False,
+                  no_rollback: bool = False, queue: str | None = None, schedule_to_start: float = 60.0,
+                  detach: bool = False, on_event: EventSink | None = None, stop: Any = None,
+                  signals: Callable[[], Any] | None = None) -> dict[str, Any]:
+    """Run a procedure on Temporal (``engine``: ``temporal://HOST:PORT[/NAMESPACE]``): validated
+    here, its steps executed by ``runproc worker`` processes on their task queues. Returns the
+    run's report (the JSON shape of a local run's), or ``{run_id}`` with ``detach``. ``stop``:
+    an event that, once set, interrupts the run (it rolls back). docs/distributed.md."""
+    from .distributed import require_temporalio
+    from .distributed.client import parse_engine, submit_and_follow
+    from .distributed.plan import DEFAULT_QUEUE, build
+    from .execution.step import now_iso
+    from .format.params import resolve_params
+
+    target = parse_engine(engine)
+    require_temporalio()
+    proc = procedure if not isinstance(procedure, str | Path) else load(procedure)
+    values = resolve_params(proc, cli_params, params)
+    plan_ = build(proc, values, run_id=os.urandom(6).hex(), started_at=now_iso(), dry_run=dry_run, yes=yes,
+                  no_rollback=no_rollback, default_queue=queue or DEFAULT_QUEUE,
+                  schedule_to_start=schedule_to_start)
+    if signals is not None:
+        signals()
+    return submit_and_follow(plan_, target, on_event=on_event, detach=detach, stop=[stop] if stop else [])
+
+
 # ---------------------------------------------------------------- a saved plan
 
 

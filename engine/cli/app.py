@@ -30,6 +30,7 @@ from .common import (
     Parser,
     console_sink,
     crashed,
+    deliver,
     drive,
     print_problems,
     silence_stdout,
@@ -38,12 +39,12 @@ from .common import (
 SUBCOMMANDS = ("validate", "graph", "schema", "list", "inventory", "runs", "show", "locks", "unlock", "prune",
                "state")
 # commands that run something (not listings: their output is a run's, not a reader's)
-RUN_COMMANDS = ("apply", "resume", "rollback")
+RUN_COMMANDS = ("apply", "resume", "rollback", "worker", "approve")
 # the engine.cli module of each command: imported on use, so a command pays only for its own
 _COMMAND_MODULES = {"validate": "inspect", "graph": "inspect", "schema": "inspect", "list": "inspect",
                     "inventory": "inspect", "runs": "history", "show": "history", "apply": "plan",
                     "resume": "replay", "rollback": "replay", "locks": "locks", "unlock": "locks",
-                    "prune": "upkeep", "state": "upkeep"}
+                    "prune": "upkeep", "state": "upkeep", "worker": "distributed", "approve": "distributed"}
 # re-exported: embedders and older callers read the exit codes here
 __all__ = ["EXIT_BROKEN_PIPE", "EXIT_INTERNAL", "EXIT_INVALID", "RUN_COMMANDS", "SUBCOMMANDS", "main", "main_entry"]
 
@@ -75,6 +76,13 @@ def _run_parser(prog: str = "runproc") -> argparse.ArgumentParser:
     p.add_argument("--save-plan", metavar="PLAN",
                    help="with --dry-run: save the plan to PLAN (JSON), to run later with runproc apply PLAN")
     p.add_argument("-v", "--verbose", action="store_true", help="show step output as it arrives")
+    p.add_argument("--engine", default=os.environ.get("RUNPROC_ENGINE") or None,
+                   help="run on Temporal: temporal://HOST:PORT[/NAMESPACE] (default $RUNPROC_ENGINE; none: here)")
+    p.add_argument("--detach", action="store_true", help="with --engine: print the run id and return")
+    p.add_argument("--queue", default=os.environ.get("RUNPROC_QUEUE") or None,
+                   help="with --engine: the default task queue (default $RUNPROC_QUEUE or runproc)")
+    p.add_argument("--schedule-to-start", type=float, default=60.0, metavar="SECONDS",
+                   help="with --engine: how long a step may wait for a worker on its queue (default 60)")
     return p
 
 
@@ -228,6 +236,9 @@ def _options(ns: argparse.Namespace) -> Any:
 def _execute(proc: Any, ns: argparse.Namespace, cli_params: dict[str, str], file_params: Any) -> int:
     from .. import api
 
+    if ns.engine:
+        return _execute_on_engine(proc, ns, cli_params, file_params)
+
     options = _options(ns)
     sink, ask, stop = console_sink(ns)
     run = api.prepare(proc, file_params, cli_params=cli_params, options=options, on_event=sink, ask=ask)
@@ -243,6 +254,35 @@ def _execute(proc: Any, ns: argparse.Namespace, cli_params: dict[str, str], file
     if fingerprint is not None:
         return _save_plan(run, result, ns.save_plan, *fingerprint) or result.exit_code
     return result.exit_code
+
+
+def _execute_on_engine(proc: Any, ns: argparse.Namespace, cli_params: dict[str, str], file_params: Any) -> int:
+    """``--engine temporal://…``: validated here, run by the workflow and the workers, followed here."""
+    import signal
+    import threading
+
+    from .. import api
+    from ..errors import UsageError
+
+    for flag, given in (("--offline", ns.offline), ("--save-plan", ns.save_plan), ("--only", ns.only),
+                        ("--limit", ns.limit)):
+        if given:
+            raise UsageError(f"runproc: {flag} does not work with --engine yet")
+    if ns.detach and ns.dry_run:
+        raise UsageError("runproc: --detach with --dry-run: a plan is read as it is made; drop --detach")
+    report = api.run_on_engine(proc, file_params, cli_params=cli_params, engine=ns.engine, dry_run=ns.dry_run,
+                               yes=ns.yes, no_rollback=ns.no_rollback, queue=ns.queue,
+                               schedule_to_start=ns.schedule_to_start, detach=ns.detach,
+                               on_event=console_sink(ns)[0], stop=(stop := threading.Event()),
+                               signals=lambda: signal.signal(signal.SIGINT, lambda *_: stop.set()))
+    if ns.detach:
+        print(report["run_id"])
+        return 0
+    from ..distributed.events import run_result
+
+    result = run_result(report)
+    deliver(result, ns)
+    return int(result.exit_code)
 
 
 def _save_plan(run: Any, result: Any, path: str, inventory: str | None, files: dict[str, Any],

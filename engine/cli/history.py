@@ -6,6 +6,7 @@ Neither changes anything; both open the state the runs were recorded in.
 from __future__ import annotations
 
 import json
+import os
 import shlex
 import sys
 from collections.abc import Callable
@@ -38,8 +39,14 @@ def _runs(argv: list[str]) -> int:
                    help="only runs started at or after WHEN: an ISO date or time (2024-05-01, "
                         "2024-05-01T14:00; local time unless it says Z or +HH:MM) or a time ago (7d, 12h, 30m)")
     p.add_argument("--user", metavar="NAME", help="only runs started by this OS user")
+    p.add_argument("--engine", default=os.environ.get("RUNPROC_ENGINE") or None,
+                   help="list the runs of a Temporal engine: temporal://HOST:PORT[/NAMESPACE] "
+                        "(default $RUNPROC_ENGINE; none: the state's)")
     ns = p.parse_args(argv)
     from ..execution.store import RunFilter
+
+    if ns.engine:
+        return _runs_on_engine(ns)
 
     limit = _count("-n", ns.n, minimum=1)
     offset = 0
@@ -164,6 +171,23 @@ def parse_since(text: str) -> str:
 # ---------------------------------------------------------------- show
 
 
+def _runs_on_engine(ns: Any) -> int:
+    """The runs of a Temporal engine (workflows of runproc's interpreter), newest first."""
+    from ..distributed.client import list_runs, parse_engine
+
+    runs = list_runs(parse_engine(ns.engine), _count("-n", ns.n, minimum=1))
+    if ns.output == "json":
+        print(json.dumps(runs, indent=2))
+        return 0
+    for r in runs:
+        dry = " (dry run)" if r.get("dry_run") else ""
+        print(f"{r['id']}  {r['started_at']}  {r.get('procedure') or '?':<28} {r.get('status')}{dry}  "
+              f"{r.get('user') or ''}")
+    if not runs:
+        print("no runs recorded", file=sys.stderr)
+    return 0
+
+
 def _show(argv: list[str]) -> int:
     p = Parser(prog="runproc show",
                description="Show a recorded run: who ran it where, its params, each step with its timings, "
@@ -175,8 +199,22 @@ def _show(argv: list[str]) -> int:
     p.add_argument("--output", choices=("text", "json"),
                    help="text: who, where, params, each step, approvals, rollbacks, root cause; json: the whole "
                         "report with its journal and approvals (default: text on a terminal, json when piped)")
+    p.add_argument("--engine", default=os.environ.get("RUNPROC_ENGINE") or None,
+                   help="a run on a Temporal engine: temporal://HOST:PORT[/NAMESPACE] (default $RUNPROC_ENGINE)")
     ns = p.parse_args(argv)
     from ..state.opening import open_store
+
+    if ns.engine:
+        from ..distributed.client import parse_engine, show_run
+
+        report = show_run(parse_engine(ns.engine), ns.run)
+        if (ns.output or ("text" if is_tty(sys.stdout) else "json")) == "json":
+            print(json.dumps(report, indent=2, default=str))
+        else:
+            from ..ui.recorded import show_report
+
+            show_report(report)
+        return 0
 
     store = open_store(ns.state)
     try:

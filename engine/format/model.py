@@ -121,6 +121,9 @@ class Secret(Strict):
 class ConnectionBase(Strict):
     kind: ClassVar[str]
     main: ClassVar[str]
+    # with --engine temporal: the task queue whose workers run the steps using this connection
+    # (the workers inside the network zone that reaches it)
+    queue: str | None = None
 
 
 class PostgresConnection(ConnectionBase):
@@ -216,7 +219,7 @@ Needs = Annotated[list[str], BeforeValidator(_one_or_list),
 class Step(Body):
     COMMON: ClassVar[frozenset[str]] = Body.COMMON | {
         "id", "needs", "when", "on", "serial", "max_fail", "preconditions", "verify",
-        "readonly", "idempotent", "continue_on_error", "rollback"}
+        "readonly", "idempotent", "continue_on_error", "rollback", "queue"}
     id: str = Field(pattern=ID_PATTERN)
     needs: Needs | None = None
     when: str | None = None
@@ -230,6 +233,8 @@ class Step(Body):
     # when the runner stopped while it was in flight
     idempotent: bool = False
     continue_on_error: bool = False
+    # with --engine temporal: the task queue whose workers run this step (a network zone)
+    queue: str | None = None
     rollback: Body | None = None
 
     @field_validator("serial", "max_fail")

@@ -1,0 +1,332 @@
+"""The interpreter workflow: walks a validated procedure's DAG deterministically and runs each
+step as an activity on the task queue it names.
+
+Temporal replays this code from its history, so it only decides: which step is ready (file
+order breaks ties, as the local scheduler does), which queue runs it, when to roll back. It
+never renders a template, reads a secret or touches a file: a step's ``when``, its action,
+checks and retries are rendered and run by the worker (engine/distributed/activities.py),
+so secrets stay on the worker and out of the workflow's history.
+
+Only the standard library and temporalio are imported here (the workflow sandbox).
+Versioning: every change to what this code decides is guarded by ``workflow.patched(ID)``
+so that runs started by the old code replay (docs/distributed.md, "Upgrades");
+tests/distributed/histories/ holds recorded histories replayed by the suite.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+from typing import Any
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy, SearchAttributeKey
+from temporalio.exceptions import ActivityError, ApplicationError, TimeoutError, TimeoutType
+
+SA_PROCEDURE = SearchAttributeKey.for_keyword("RunprocProcedure")
+SA_STATUS = SearchAttributeKey.for_keyword("RunprocStatus")
+WORKFLOW_NAME = "runproc.procedure"
+STEP_ACTIVITY = "runproc.step"
+DONE = ("ok", "skipped", "planned")
+FAILED = ("failed", "timed_out")
+
+
+@workflow.defn(name=WORKFLOW_NAME)
+class ProcedureWorkflow:
+    def __init__(self) -> None:
+        self.steps: dict[str, dict[str, Any]] = {}  # id -> report entry (status, error, fields...)
+        self.views: dict[str, dict[str, Any]] = {}  # id -> steps.<id> as templates see it
+        self.events: list[dict[str, Any]] = []  # what a follower shows, numbered
+        self.waiting: dict[str, str] = {}  # confirm steps waiting: id -> message
+        self.approvals: dict[str, dict[str, Any]] = {}
+        self.completed: list[str] = []  # completion order: rollbacks run in reverse
+        self.rolled_back: list[str] = []
+        self.not_undone: list[str] = []
+        self.cancel_requested = False
+
+    # ------------------------------------------------------------ the run
+
+    @workflow.run
+    async def run(self, plan: dict[str, Any]) -> dict[str, Any]:
+        started = workflow.now()
+        self._event("run_started", None, {"steps": [[s["id"], s.get("name") or s["id"]] for s in self._all(plan)],
+                                          "run_id": workflow.info().workflow_id, "procedure": plan["procedure"],
+                                          "dry_run": bool(plan.get("dry_run")), "started_at": _iso(started)})
+        for s in self._all(plan):
+            self.steps[s["id"]] = {"id": s["id"], "status": "pending", "phase": s["phase"], "started_at": None,
+                                   "duration": 0.0, "attempts": 0, "error": None}
+        root_cause = await self._dag(plan)
+        failed = root_cause is not None or self.cancel_requested
+        dry = bool(plan.get("dry_run"))
+        if failed and not dry:
+            if plan.get("no_rollback"):
+                for sid in reversed(self.completed):
+                    if plan["by_id"][sid].get("rollback"):
+                        self.steps[sid].setdefault("notes", []).append("not rolled back (--no-rollback)")
+            else:
+                await self._rollbacks(plan)
+            await self._list(plan, plan.get("on_failure") or [])
+        else:
+            for s in plan.get("on_failure") or []:
+                self.steps[s["id"]].update(status="skipped", notes=["the run did not fail" if not failed
+                                                                    else "a dry run does not act on failure"])
+        await self._list(plan, plan.get("finally") or [])
+        cleanup_failed = [s["id"] for s in [*(plan.get("finally") or []), *(plan.get("on_failure") or [])]
+                          if self.steps[s["id"]]["status"] in FAILED]
+        refused = root_cause is not None and "refused" in (self.steps[root_cause].get("notes") or [])
+        error = None
+        if self.not_undone:
+            status, code = "rollback_incomplete", 4
+        elif self.cancel_requested:
+            status, code = "interrupted", 130
+        elif refused:
+            status, code = "refused", 3
+        elif root_cause is not None or cleanup_failed:
+            status, code = "failed", 1
+        else:
+            status, code = ("planned", 0) if dry else ("ok", 0)
+        cause = root_cause or (cleanup_failed[0] if cleanup_failed else None)
+        if cause is not None:
+            entry = self.steps[cause]
+            error = f"step {cause} {entry['status']}: {entry.get('error')}"
+        elif self.cancel_requested:
+            error = "interrupted"
+        if self.not_undone:
+            error = f"{error}; not undone: {', '.join(self.not_undone)}" if error else None
+        workflow.upsert_search_attributes([SA_STATUS.value_set(status)])
+        report = {"procedure": plan["procedure"], "run_id": workflow.info().workflow_id, "status": status,
+                  "exit_code": code, "dry_run": dry, "started_at": _iso(started),
+                  "duration": round((workflow.now() - started).total_seconds(), 4), "error": error,
+                  "root_cause": cause, "rolled_back": list(self.rolled_back), "not_undone": list(self.not_undone),
+                  # completed writes left in place by a failed run: no rollback, or --no-rollback
+                  "kept": [sid for sid in self.completed if failed and not dry and plan["by_id"][sid].get("writes")
+                           and self.steps[sid]["status"] == "ok"
+                           and (not plan["by_id"][sid].get("rollback") or plan.get("no_rollback"))],
+                  "steps": [self.steps[s["id"]] for s in self._all(plan)], "engine": "temporal"}
+        if self.approvals:
+            report["approvals"] = list(self.approvals.values())
+        self._event("run_finished", None, {"report": report})
+        return report
+
+    async def _dag(self, plan: dict[str, Any]) -> str | None:
+        """The main steps: ready ones start at once (file order), ``concurrency`` at a time."""
+        order = [s["id"] for s in plan["steps"]]
+        pending = set(order)
+        running: dict[str, asyncio.Task[None]] = {}
+        root_cause: str | None = None
+        limit = int(plan.get("concurrency") or 16)
+        while pending or running:
+            if root_cause is None and not self.cancel_requested:
+                for sid in order:
+                    if sid not in pending or len(running) >= limit:
+                        continue
+                    step = plan["by_id"][sid]
+                    needs = step.get("needs") or []
+                    if all(self._lets_dependents_start(plan, n) for n in needs):
+                        pending.discard(sid)
+                        running[sid] = asyncio.create_task(self._step(plan, step))
+                    elif any(self._blocks(plan, n) for n in needs):
+                        pending.discard(sid)  # an upstream step failed: this one never starts
+                        self.steps[sid].update(status="cancelled", error="not started: a step it needs failed")
+            if not running:
+                break
+            await workflow.wait(list(running.values()), return_when=asyncio.FIRST_COMPLETED)
+            for sid in [k for k, t in running.items() if t.done()]:
+                running.pop(sid)
+                entry = self.steps[sid]
+                step = plan["by_id"][sid]
+                stops = (entry["status"] in FAILED and not step.get("continue_on_error")) or (
+                    entry["status"] == "cancelled" and not self.cancel_requested)
+                if stops and root_cause is None:
+                    root_cause = sid
+        why = (f"not started: {root_cause} {self.steps[root_cause]['status']}" if root_cause
+               else "not started: the run was interrupted")
+        for sid in order:
+            if self.steps[sid]["status"] == "pending":
+                self.steps[sid].update(status="cancelled", error=why)
+        return root_cause
+
+    def _lets_dependents_start(self, plan: dict[str, Any], sid: str) -> bool:
+        entry = self.steps[sid]
+        return entry["status"] in DONE or (bool(plan["by_id"][sid].get("continue_on_error"))
+                                           and entry["status"] in FAILED)
+
+    def _blocks(self, plan: dict[str, Any], sid: str) -> bool:
+        entry = self.steps[sid]
+        return entry["status"] in (*FAILED, "cancelled") and not (
+            plan["by_id"][sid].get("continue_on_error") and entry["status"] in FAILED)
+
+    async def _list(self, plan: dict[str, Any], steps: list[dict[str, Any]]) -> None:
+        """finally / on_failure: in file order, each whatever the others did."""
+        for step in steps:
+            await self._step(plan, step)
+
+    # ------------------------------------------------------------ one step
+
+    async def _step(self, plan: dict[str, Any], step: dict[str, Any]) -> None:
+        sid = step["id"]
+        entry = self.steps[sid]
+        entry["started_at"] = _iso(workflow.now())
+        t0 = workflow.now()
+        self._event("step_started", sid, {"phase": step["phase"]})
+        try:
+            if step.get("confirm") is not None:
+                await self._confirm(plan, step, entry)
+            else:
+                await self._activity(plan, step, entry, rollback=False)
+        finally:
+            entry["duration"] = round((workflow.now() - t0).total_seconds(), 4)
+            if entry["status"] not in ("pending",) and step["phase"] == "step" and entry["status"] != "cancelled":
+                self.completed.append(sid)
+            self._event("step_finished", sid, {"entry": entry})
+
+    async def _confirm(self, plan: dict[str, Any], step: dict[str, Any], entry: dict[str, Any]) -> None:
+        """A person's approval, durably: the run waits (as long as it takes, costing nothing)
+        for ``runproc approve RUN STEP`` (an update), unless ``--yes`` approved everything."""
+        sid = step["id"]
+        if step.get("when"):
+            result = await self._run_activity(plan, step, {"when_only": True})
+            if result.get("status") == "skipped":
+                entry.update(result["entry"])
+                return
+        if plan.get("dry_run"):
+            entry.update(status="planned", action=f"ask: {step['confirm']}", attempts=0)
+            return
+        if plan.get("yes"):
+            entry.update(status="ok", approved=True, by="--yes", how="--yes", attempts=1)
+            return
+        self.waiting[sid] = step["confirm"]
+        self._event("waiting", sid, {"message": step["confirm"]})
+        await workflow.wait_condition(lambda: sid in self.approvals or self.cancel_requested)
+        self.waiting.pop(sid, None)
+        if self.cancel_requested and sid not in self.approvals:
+            entry.update(status="cancelled", error="interrupted while waiting for approval")
+            return
+        answer = self.approvals[sid]
+        entry.update(approved=answer["approved"], by=answer["by"], how="runproc approve", attempts=1,
+                     comment=answer.get("comment"))
+        if answer["approved"]:
+            entry["status"] = "ok"
+        else:
+            entry.update(status="failed", error=f"not approved by {answer['by']}: {step['confirm']}",
+                         notes=["refused"])
+
+    async def _activity(self, plan: dict[str, Any], step: dict[str, Any], entry: dict[str, Any], *,
+                        rollback: bool) -> None:
+        result = await self._run_activity(plan, step, {"rollback": rollback})
+        if rollback:
+            return
+        entry.update(result.get("entry") or {})
+        if result.get("view") is not None:
+            self.views[step["id"]] = result["view"]
+
+    async def _run_activity(self, plan: dict[str, Any], step: dict[str, Any], extra: dict[str, Any]
+                            ) -> dict[str, Any]:
+        """Run the step (or its rollback, or only its ``when``) on its queue; a lost worker, a
+        queue nobody serves or a timeout is the step's failure, said in words."""
+        queue = step.get("queue") or plan["default_queue"]
+        payload = {"plan": {k: plan[k] for k in ("procedure", "path", "workdir", "params", "param_decls",
+                                                   "secrets", "connections", "vars", "dry_run", "run")},
+                   "step": step["raw"], "phase": step["phase"],
+                   "steps": {sid: self.views[sid] for sid in step.get("reads") or [] if sid in self.views},
+                   **extra}
+        timeout = step.get("timeout")
+        # the engine's own retry runs inside the activity; Temporal retries only what may run
+        # twice (idempotent: true, or readonly), and only when a worker was lost
+        again = bool(step.get("idempotent") or not step.get("writes"))
+        try:
+            result: dict[str, Any] = await workflow.execute_activity(
+                STEP_ACTIVITY, payload, task_queue=queue,
+                start_to_close_timeout=timedelta(seconds=(timeout or 24 * 3600) + 30),
+                schedule_to_start_timeout=timedelta(seconds=float(plan.get("schedule_to_start") or 60)),
+                heartbeat_timeout=timedelta(seconds=float(plan.get("heartbeat") or 10)),
+                retry_policy=RetryPolicy(maximum_attempts=3 if again else 1,
+                                         initial_interval=timedelta(milliseconds=200),
+                                         non_retryable_error_types=["StepProblem"]),
+                summary=f"{step['id']}{' (rollback)' if extra.get('rollback') else ''}")
+            return result
+        except ActivityError as exc:
+            error = _why(exc, queue, plan, again)
+            if extra.get("rollback"):
+                return {"ok": False, "error": error}
+            self.steps[step["id"]].update(status="failed", error=error, error_kind="environment")
+            return {}
+
+    async def _rollbacks(self, plan: dict[str, Any]) -> None:
+        """The saga: the rollback of each step that completed, most recent first."""
+        for sid in reversed(self.completed):
+            step = plan["by_id"][sid]
+            entry = self.steps[sid]
+            if not step.get("rollback") or entry["status"] not in ("ok",) and not entry.get("changed"):
+                if entry["status"] == "ok" and step.get("writes") and not step.get("rollback"):
+                    entry.setdefault("notes", []).append("no rollback defined: its change was kept")
+                continue
+            self._event("rollback_started", sid, {})
+            t0 = workflow.now()
+            result = await self._run_activity(plan, step, {"rollback": True})
+            ok = bool(result.get("ok"))
+            entry["rollback"] = {"status": "ok" if ok else "failed", "error": result.get("error"),
+                                 "action": result.get("action"),
+                                 "duration": round((workflow.now() - t0).total_seconds(), 4)}
+            if ok:
+                self.rolled_back.append(sid)
+                if entry["status"] == "ok":
+                    entry["status"] = "rolled_back"
+            else:
+                entry["status"] = "rollback_failed"
+                self.not_undone.append(sid)
+            self._event("rollback_finished", sid, {"ok": ok, "error": result.get("error")})
+
+    # ------------------------------------------------------------ talking to it
+
+    @workflow.query
+    def progress(self, since: int = 0) -> dict[str, Any]:
+        """Events after ``since`` (a follower's last seen number), and who waits for approval."""
+        return {"events": self.events[since:], "waiting": dict(self.waiting)}
+
+    @workflow.update
+    def approve(self, answer: dict[str, Any]) -> str:
+        self.approvals[answer["step"]] = {**answer, "at": _iso(workflow.now())}
+        self._event("approval", answer["step"], {k: answer.get(k) for k in ("approved", "by", "comment")})
+        return f"{'approved' if answer['approved'] else 'rejected'} {answer['step']} as {answer['by']}"
+
+    @approve.validator
+    def _approvable(self, answer: dict[str, Any]) -> None:
+        if answer.get("step") not in self.waiting:
+            waiting = ", ".join(sorted(self.waiting)) or "none"
+            raise ValueError(f"step {answer.get('step')!r} is not waiting for an approval (waiting: {waiting})")
+
+    @workflow.signal
+    def interrupt(self) -> None:
+        """Ctrl-C at the controller: start nothing new, roll back what completed."""
+        self.cancel_requested = True
+
+    # ------------------------------------------------------------ helpers
+
+    def _event(self, kind: str, step: str | None, data: dict[str, Any]) -> None:
+        self.events.append({"n": len(self.events) + 1, "kind": kind, "step": step, "at": _iso(workflow.now()),
+                            **data})
+
+    @staticmethod
+    def _all(plan: dict[str, Any]) -> list[dict[str, Any]]:
+        return [*plan["steps"], *(plan.get("finally") or []), *(plan.get("on_failure") or [])]
+
+
+def _iso(when: Any) -> str:
+    return str(when.isoformat(timespec="milliseconds").replace("+00:00", "Z"))
+
+
+def _why(exc: ActivityError, queue: str, plan: dict[str, Any], again: bool) -> str:
+    """Why an activity did not give a result, in an operator's words."""
+    cause = exc.cause
+    if isinstance(cause, TimeoutError):
+        if cause.type == TimeoutType.SCHEDULE_TO_START:
+            return (f"no worker took the step from queue {queue!r} within "
+                    f"{float(plan.get('schedule_to_start') or 60):g}s (is a runproc worker --queue {queue} running?)")
+        if cause.type == TimeoutType.HEARTBEAT:
+            return ("the worker running it was lost (no heartbeat)" +
+                    ("" if again else "; not run again: it is not idempotent"))
+        return f"timed out on the worker ({cause.type.name.lower() if cause.type else 'timeout'})"
+    if isinstance(cause, ApplicationError):
+        return str(cause.message)
+    return str(cause or exc)
