@@ -6,4 +6,5 @@ pytest_plugins = [
     "tests.servers.http",
     "tests.servers.s3",
     "tests.servers.kube",
+    "tests.servers.temporal",
 ]

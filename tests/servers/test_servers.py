@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import socket
 import subprocess
+import sys
+import time
+import uuid
 from pathlib import Path
 
 import httpx
 import psycopg
+import pytest
 
 from tests.servers.http import HttpServer
 from tests.servers.kube import KubeApi
 from tests.servers.postgres import PostgresServer
 from tests.servers.s3 import S3Server
 from tests.servers.sshd import SshHost, write_inventory
+from tests.servers.temporal import TemporalServer, start_worker, stop_worker
 
 
 # ---------------------------------------------------------------- postgres
@@ -200,3 +207,104 @@ def test_kubectl_apply_and_delete(kube: KubeApi, tmp_path: Path) -> None:
     assert kube.get("configmap", "unjucks-prod", "cfg") is not None
     kube.kubectl("delete", "-f", str(manifest))
     assert kube.get("configmap", "unjucks-prod", "cfg") is None
+
+
+# ---------------------------------------------------------------- temporal dev server
+def _start_unhandled_workflow(address: str, namespace: str, workflow_id: str, procedure: str) -> str:
+    """Start a workflow no worker serves (its history stays at the first workflow task); returns the run id."""
+    from temporalio.api.workflowservice.v1 import GetSystemInfoRequest
+    from temporalio.client import Client
+    from temporalio.common import SearchAttributeKey, SearchAttributePair, TypedSearchAttributes
+
+    async def go() -> str:
+        client = await Client.connect(address, namespace=namespace)
+        info = await client.workflow_service.get_system_info(GetSystemInfoRequest())
+        assert info.server_version
+        attrs = TypedSearchAttributes([
+            SearchAttributePair(SearchAttributeKey.for_keyword("RunprocProcedure"), procedure),
+            SearchAttributePair(SearchAttributeKey.for_keyword("RunprocStatus"), "running"),
+        ])
+        handle = await client.start_workflow("NobodyServesThis", id=workflow_id, task_queue="runproc-smoke",
+                                             search_attributes=attrs)
+        deadline = time.monotonic() + 10
+        while True:  # visibility is eventually consistent
+            found = [w.id async for w in client.list_workflows(f"RunprocProcedure = '{procedure}'")]
+            if found or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.1)
+        assert found == [workflow_id]
+        return str(handle.result_run_id)
+
+    return asyncio.run(go())
+
+
+def _describe_status(server: TemporalServer, workflow_id: str) -> str:
+    out = server.cli("workflow", "describe", "--workflow-id", workflow_id, "--output", "json")
+    return json.loads(out.stdout)["workflowExecutionInfo"]["status"]
+
+
+def test_temporal_server_answers(temporal_server: TemporalServer) -> None:
+    server = temporal_server
+    assert server.address == f"127.0.0.1:{server.port}" and server.namespace == "default"
+    assert server.engine_url == f"temporal://127.0.0.1:{server.port}"
+    assert server.binary.is_file() and server.db_path.is_file() and server.log_path.is_file()
+    assert server.running and 0 < server.start_seconds < 30
+    # every listening socket (gRPC, HTTP API, metrics, internal services) is on loopback; no UI; no children
+    listening = server.listening_addresses()
+    assert (server.host, server.port) in listening and len(listening) >= 2
+    assert {ip for ip, _ in listening} == {"127.0.0.1"}, listening
+    assert Path(f"/proc/{server.pid}/task/{server.pid}/children").read_text().split() == []
+    assert server.search_attributes() == {"RunprocProcedure": "Keyword", "RunprocStatus": "Keyword"}
+
+    wid = f"smoke-{uuid.uuid4().hex[:8]}"
+    run_id = _start_unhandled_workflow(server.address, server.namespace, wid, procedure=wid)
+    history = json.loads(server.workflow_show_json(wid))
+    assert history["events"][0]["eventType"] == "EVENT_TYPE_WORKFLOW_EXECUTION_STARTED"
+    assert json.loads(server.workflow_show_json(wid, run_id=run_id))["events"][0]["eventId"] == "1"
+    server.cli("workflow", "terminate", "--workflow-id", wid, "--reason", "smoke test")
+    assert _describe_status(server, wid) == "WORKFLOW_EXECUTION_STATUS_TERMINATED"
+
+
+def test_temporal_create_namespace(temporal_server: TemporalServer) -> None:
+    name = f"runproc-{uuid.uuid4().hex[:8]}"
+    assert temporal_server.create_namespace(name) == name
+    assert temporal_server.search_attributes(name) == {"RunprocProcedure": "Keyword", "RunprocStatus": "Keyword"}
+    wid = f"ns-{uuid.uuid4().hex[:8]}"
+    _start_unhandled_workflow(temporal_server.address, name, wid, procedure=wid)
+    temporal_server.cli("workflow", "terminate", "--workflow-id", wid, "--reason", "smoke", namespace=name)
+
+
+def test_temporal_server_fresh_stop_kill_restart(
+    temporal_server_fresh: TemporalServer, temporal_server: TemporalServer
+) -> None:
+    server = temporal_server_fresh
+    assert server.port != temporal_server.port and server.db_path != temporal_server.db_path
+    wid = f"durable-{uuid.uuid4().hex[:8]}"
+    _start_unhandled_workflow(server.address, server.namespace, wid, procedure="durable")
+    port, pid = server.port, server.pid
+    assert server.stop() is not None and not server.running
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+    server.start()
+    assert server.port == port and server.pid != pid
+    assert _describe_status(server, wid) == "WORKFLOW_EXECUTION_STATUS_RUNNING"
+    server.kill()  # a crash: SIGKILL, then the same db file and port again
+    assert not server.running
+    server.restart(downtime=0.2)
+    assert _describe_status(server, wid) == "WORKFLOW_EXECUTION_STATUS_RUNNING"
+    assert server.search_attributes() == {"RunprocProcedure": "Keyword", "RunprocStatus": "Keyword"}
+
+
+def test_temporal_worker_helpers(temporal_server: TemporalServer, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="loopback"):
+        start_worker("10.1.2.3:7233", "runproc")
+    # stop_worker: SIGTERM first, SIGKILL when the process ignores it
+    stubborn = subprocess.Popen(
+        [sys.executable, "-c", "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+         "print('up', flush=True); time.sleep(60)"],
+        stdout=subprocess.PIPE, text=True,
+    )
+    assert stubborn.stdout is not None and stubborn.stdout.readline().strip() == "up"
+    stubborn.stdout.close()
+    assert stop_worker(stubborn, timeout=0.5) == -9
+    assert temporal_server.pollers("no-worker-here") == []
