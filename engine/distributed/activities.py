@@ -113,7 +113,8 @@ def _run(payload: dict[str, Any]) -> dict[str, Any]:
     entry = _redacted(sr.to_json(), redact)
     if payload.get("rollback"):
         return {"ok": sr.status == "ok", "error": entry.get("error"), "action": entry.get("action")}
-    return {"status": sr.status, "entry": entry, "view": _redacted(sr.as_fields(), redact)}
+    # changed: its action completed although it failed (its verify did): a rollback undoes it
+    return {"status": sr.status, "entry": entry, "view": _redacted(sr.as_fields(), redact), "changed": sr.changed}
 
 
 def _secrets(plan: dict[str, Any]) -> dict[str, Any]:

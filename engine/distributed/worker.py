@@ -37,7 +37,7 @@ async def _serve(engine: Engine, queue: str, concurrency: int, name: str, workfl
     executor = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="runproc-step")
     worker = Worker(client, task_queue=queue, workflows=[ProcedureWorkflow] if workflows else [],
                     activities=[make_step_activity(name)], activity_executor=executor,
-                    max_concurrent_activities=concurrency, workflow_runner=runner)
+                    max_concurrent_activities=concurrency, workflow_runner=runner, identity=name)
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

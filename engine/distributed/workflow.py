@@ -40,6 +40,7 @@ class ProcedureWorkflow:
         self.waiting: dict[str, str] = {}  # confirm steps waiting: id -> message
         self.approvals: dict[str, dict[str, Any]] = {}
         self.completed: list[str] = []  # completion order: rollbacks run in reverse
+        self.changed: set[str] = set()  # failed after their action completed (verify): undone too
         self.rolled_back: list[str] = []
         self.not_undone: list[str] = []
         self.cancel_requested = False
@@ -217,6 +218,8 @@ class ProcedureWorkflow:
         if rollback:
             return
         entry.update(result.get("entry") or {})
+        if result.get("changed"):
+            self.changed.add(step["id"])
         if result.get("view") is not None:
             self.views[step["id"]] = result["view"]
 
@@ -257,7 +260,7 @@ class ProcedureWorkflow:
         for sid in reversed(self.completed):
             step = plan["by_id"][sid]
             entry = self.steps[sid]
-            if not step.get("rollback") or entry["status"] not in ("ok",) and not entry.get("changed"):
+            if not step.get("rollback") or entry["status"] != "ok" and sid not in self.changed:
                 if entry["status"] == "ok" and step.get("writes") and not step.get("rollback"):
                     entry.setdefault("notes", []).append("no rollback defined: its change was kept")
                 continue

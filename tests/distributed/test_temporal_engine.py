@@ -1,0 +1,344 @@
+"""Procedures on Temporal (issue 13), against a real dev server and real `runproc worker`
+processes on loopback (tests/servers/temporal.py): the same procedures give the same
+outcome as a local run, secrets stay on the workers, each step runs on its queue's worker,
+a confirm step waits for `runproc approve`, bad input is one line."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.helpers.cli import RUNPROC, child_env, runproc, write
+from tests.servers.temporal import TemporalServer, start_worker, stop_worker
+
+
+@pytest.fixture
+def queue() -> str:
+    """A queue of this test's own: a worker of another test never takes its steps."""
+    return f"q-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture
+def worker(temporal_server: TemporalServer, queue: str, tmp_path: Path) -> Iterator[object]:
+    proc = start_worker(temporal_server.address, queue, name="w-main", cwd=tmp_path,
+                        env={"DEMO_TOKEN": CANARY})
+    try:
+        temporal_server.wait_for_pollers(queue, identity_contains="w-main", proc=proc)
+        yield proc
+    finally:
+        stop_worker(proc)
+
+
+CANARY = "canary-7d1f0c2e9b"
+
+
+def _engine_args(server: TemporalServer, queue: str) -> list[str]:
+    return ["--engine", server.engine_url, "--queue", queue]
+
+
+# ---------------------------------------------------------------- same semantics as a local run
+
+SEMANTICS = {
+    "dag-when-retry": """
+        procedure: dag
+        params:
+          who: {type: str, default: world}
+        vars:
+          greeting: "hello {{ params.who }}"
+        steps:
+          - id: first
+            shell: "echo first >> effects; echo '{\\"n\\": 2}'"
+          - id: left
+            needs: [first]
+            shell: echo "{{ vars.greeting }} {{ steps.first.json.n }}" >> effects
+          - id: skipped
+            needs: [first]
+            when: "steps.first.json.n > 5"
+            shell: echo never >> effects
+          - id: flaky
+            needs: [left]
+            shell: "n=$(cat tries 2>/dev/null || echo 0); echo $((n+1)) > tries; test $n -ge 1"
+            retry: {attempts: 3, delay: 0}
+            verify:
+              - expect: "result.rc == 0"
+        finally:
+          - id: tidy
+            shell: echo tidy >> effects
+    """,
+    "failure-rolls-back": """
+        procedure: saga
+        steps:
+          - id: one
+            shell: echo one >> effects
+            rollback: {shell: echo undo-one >> effects}
+          - id: two
+            needs: [one]
+            shell: echo two >> effects
+            rollback: {shell: echo undo-two >> effects}
+          - id: soft
+            needs: [two]
+            continue_on_error: true
+            shell: echo soft >> effects; exit 1
+          - id: three
+            needs: [soft]
+            shell: echo three >> effects
+            verify:
+              - shell: test -e nonexistent
+            rollback: {shell: echo undo-three >> effects}
+          - id: four
+            needs: [three]
+            shell: echo four >> effects
+        on_failure:
+          - id: page
+            shell: echo page >> effects
+        finally:
+          - id: tidy
+            shell: echo tidy >> effects
+    """,
+    "confirm-with-yes": """
+        procedure: approved
+        steps:
+          - id: ask
+            confirm: {message: "go?"}
+          - id: act
+            needs: [ask]
+            shell: echo act >> effects
+    """,
+}
+
+
+@pytest.mark.parametrize("name", sorted(SEMANTICS))
+def test_the_same_procedure_gives_the_same_outcome_locally_and_on_temporal(
+        temporal_server: TemporalServer, worker: object, queue: str, tmp_path: Path, name: str) -> None:
+    outcomes = {}
+    for engine in ("local", "temporal"):
+        folder = tmp_path / engine
+        folder.mkdir()
+        path = write(folder, SEMANTICS[name])
+        extra = _engine_args(temporal_server, queue) if engine == "temporal" else []
+        done = runproc(folder, str(path), "--output", "json", "--yes", *extra, timeout=120)
+        assert done.stdout.strip(), done.stderr
+        report = done.json
+        outcomes[engine] = {"rc": done.rc, "status": report["status"], "root_cause": report["root_cause"],
+                            "rolled_back": report["rolled_back"],
+                            "steps": {s["id"]: s["status"] for s in report["steps"]},
+                            "effects": (folder / "effects").read_text().split("\n")
+                            if (folder / "effects").exists() else []}
+    assert outcomes["temporal"] == outcomes["local"]
+
+
+def test_steps_run_on_the_worker_and_the_report_has_the_local_shape(
+        temporal_server: TemporalServer, worker: object, queue: str, tmp_path: Path) -> None:
+    path = write(tmp_path, """
+        procedure: shaped
+        steps:
+          - id: hello
+            shell: echo hello
+    """)
+    done = runproc(tmp_path, str(path), "--output", "json", *_engine_args(temporal_server, queue))
+    assert done.rc == 0, done.stderr
+    report = done.json
+    assert set(report) >= {"procedure", "run_id", "status", "exit_code", "dry_run", "started_at", "duration",
+                           "error", "root_cause", "rolled_back", "not_undone", "kept", "steps"}
+    step = done.step("hello")
+    assert step["stdout"] == "hello\n" and step["rc"] == 0 and step["worker"] == "w-main"
+    listed = runproc(tmp_path, "runs", "--engine", temporal_server.engine_url, "--output", "json")
+    assert report["run_id"] in [r["id"] for r in json.loads(listed.stdout)]
+    shown = runproc(tmp_path, "show", report["run_id"], "--engine", temporal_server.engine_url, "--output", "json")
+    assert json.loads(shown.stdout)["status"] == "ok"
+
+
+def test_secrets_are_read_on_the_worker_and_never_enter_the_history(
+        temporal_server: TemporalServer, worker: object, queue: str, tmp_path: Path) -> None:
+    path = write(tmp_path, """
+        procedure: secretive
+        secrets:
+          token: {env: DEMO_TOKEN}
+        steps:
+          - id: use
+            shell: echo "token={{ secrets.token }}"; echo "{{ secrets.token }}" > seen
+          - id: derived
+            needs: [use]
+            shell: echo "{{ secrets.token | upper }}"
+    """)
+    # the controller has no DEMO_TOKEN at all: only the worker has it
+    done = runproc(tmp_path, str(path), "--output", "json", *_engine_args(temporal_server, queue))
+    assert done.rc == 0, done.stderr
+    assert (tmp_path / "seen").read_text().strip() == CANARY  # the worker did use it
+    history = temporal_server.workflow_show_json(done.json["run_id"])
+    for text in (done.stdout, done.stderr, history):
+        assert CANARY not in text and CANARY.upper() not in text
+    assert done.step("use")["stdout"] == "token=***\n"
+
+
+def test_each_step_runs_on_the_worker_of_its_queue(temporal_server: TemporalServer, worker: object, queue: str,
+                                                   tmp_path: Path) -> None:
+    zone = f"{queue}-zone-b"
+    other = start_worker(temporal_server.address, zone, name="w-zone-b", cwd=tmp_path, extra_args=["--no-workflows"])
+    try:
+        temporal_server.wait_for_pollers(zone, identity_contains="w-zone-b", proc=other)
+        path = write(tmp_path, f"""
+            procedure: routed
+            connections:
+              inside: {{http: {{base_url: "http://127.0.0.1:9", queue: {zone}}}}}
+            steps:
+              - id: here
+                shell: echo here
+              - id: there
+                queue: {zone}
+                shell: echo there
+              - id: by_connection
+                http: {{connection: inside, method: GET, path: /}}
+                continue_on_error: true
+        """)
+        done = runproc(tmp_path, str(path), "--output", "json", *_engine_args(temporal_server, queue))
+        assert done.stdout.strip(), done.stderr
+        workers = {s["id"]: s.get("worker") for s in done.json["steps"]}
+        assert workers == {"here": "w-main", "there": "w-zone-b", "by_connection": "w-zone-b"}, done.stderr
+    finally:
+        stop_worker(other)
+
+
+def test_a_confirm_step_waits_for_runproc_approve(temporal_server: TemporalServer, worker: object, queue: str,
+                                                  tmp_path: Path) -> None:
+    path = write(tmp_path, """
+        procedure: gated
+        steps:
+          - id: before
+            shell: echo before >> effects
+            rollback: {shell: echo undo-before >> effects}
+          - id: gate
+            needs: [before]
+            confirm: {message: "switch traffic?"}
+          - id: after
+            needs: [gate]
+            shell: echo after >> effects
+    """)
+    started = runproc(tmp_path, str(path), "--detach", *_engine_args(temporal_server, queue))
+    assert started.rc == 0, started.stderr
+    run_id = started.stdout.strip()
+    engine = temporal_server.engine_url
+    deadline = time.monotonic() + 30
+    while True:  # the run waits, durably: nothing runs until someone answers
+        shown = json.loads(runproc(tmp_path, "show", run_id, "--engine", engine, "--output", "json").stdout)
+        if "gate" in (shown.get("waiting") or {}):
+            break
+        assert time.monotonic() < deadline, shown
+        time.sleep(0.2)
+    wrong = runproc(tmp_path, "approve", run_id, "after", "--engine", engine, state=False)
+    assert wrong.rc == 3 and "not waiting" in wrong.stderr
+    said = runproc(tmp_path, "approve", run_id, "gate", "--engine", engine, "--comment", "checked the graphs",
+                   state=False)
+    assert said.rc == 0 and "approved gate" in said.stdout, said.stderr
+    report = _wait_done(tmp_path, engine, run_id)
+    assert report["status"] == "ok"
+    assert report["approvals"][0]["by"] and report["approvals"][0]["comment"] == "checked the graphs"
+    assert (tmp_path / "effects").read_text().split() == ["before", "after"]
+
+
+def test_a_rejected_confirm_refuses_the_run_and_rolls_back(temporal_server: TemporalServer, worker: object,
+                                                           queue: str, tmp_path: Path) -> None:
+    path = write(tmp_path, """
+        procedure: gated
+        steps:
+          - id: before
+            shell: echo before >> effects
+            rollback: {shell: echo undo-before >> effects}
+          - id: gate
+            needs: [before]
+            confirm: {message: "switch traffic?"}
+    """)
+    run_id = runproc(tmp_path, str(path), "--detach", *_engine_args(temporal_server, queue)).stdout.strip()
+    engine = temporal_server.engine_url
+    deadline = time.monotonic() + 30
+    while runproc(tmp_path, "approve", run_id, "gate", "--reject", "--engine", engine, state=False).rc != 0:
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    report = _wait_done(tmp_path, engine, run_id)
+    assert report["status"] == "refused" and report["exit_code"] == 3
+    assert (tmp_path / "effects").read_text().split() == ["before", "undo-before"]
+
+
+def _wait_done(tmp: Path, engine: str, run_id: str, timeout: float = 60) -> dict[str, object]:
+    deadline = time.monotonic() + timeout
+    while True:
+        shown = json.loads(runproc(tmp, "show", run_id, "--engine", engine, "--output", "json").stdout)
+        if shown["status"] != "running":
+            return dict(shown)
+        assert time.monotonic() < deadline, shown
+        time.sleep(0.2)
+
+
+def test_the_run_goes_on_when_the_cli_is_killed(temporal_server: TemporalServer, worker: object, queue: str,
+                                                tmp_path: Path) -> None:
+    path = write(tmp_path, """
+        procedure: lasting
+        steps:
+          - id: one
+            shell: echo one >> effects; touch started; sleep 2
+          - id: two
+            needs: [one]
+            shell: echo two >> effects
+    """)
+    cli = subprocess.Popen([*RUNPROC, str(path), *_engine_args(temporal_server, queue)], cwd=tmp_path,
+                           env=child_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 30
+    while not (tmp_path / "started").exists():
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    cli.send_signal(signal.SIGKILL)
+    cli.wait(timeout=10)
+    runs = json.loads(runproc(tmp_path, "runs", "--engine", temporal_server.engine_url, "--output", "json").stdout)
+    run_id = next(r["id"] for r in runs if r["procedure"] == "lasting")
+    assert _wait_done(tmp_path, temporal_server.engine_url, run_id)["status"] == "ok"
+    assert (tmp_path / "effects").read_text().split() == ["one", "two"]
+
+
+# ---------------------------------------------------------------- bad input
+
+
+def test_bad_engine_input_is_one_line(temporal_server: TemporalServer, tmp_path: Path, queue: str) -> None:
+    path = write(tmp_path, """
+        procedure: tiny
+        steps:
+          - id: a
+            shell: "true"
+    """)
+    for engine, words in (("temporal:/nope", "expected temporal://HOST:PORT"),
+                          ("temporal://127.0.0.1:1", "cannot connect"),
+                          (f"temporal://{temporal_server.address}/no-such-namespace", "no-such-namespace")):
+        done = runproc(tmp_path, str(path), "--engine", engine, timeout=60)
+        assert done.rc == 2 and words in done.stderr, (engine, done.stderr)
+        assert len(done.stderr.strip().splitlines()) == 1 and "Traceback" not in done.stderr
+    fanned = write(tmp_path, """
+        procedure: fanned
+        steps:
+          - id: a
+            on: web
+            shell: "true"
+    """, name="fanned.yml")
+    done = runproc(tmp_path, str(fanned), "--engine", temporal_server.engine_url)
+    assert done.rc == 2 and "fanned.yml:" in done.stderr and "fan-out" in done.stderr
+
+
+def test_no_worker_on_a_queue_is_said_with_the_queue_and_the_wait(
+        temporal_server: TemporalServer, worker: object, queue: str, tmp_path: Path) -> None:
+    path = write(tmp_path, """
+        procedure: orphan
+        steps:
+          - id: lonely
+            queue: nobody-serves-this
+            shell: "true"
+    """)
+    done = runproc(tmp_path, str(path), "--output", "json", "--schedule-to-start", "2",
+                   *_engine_args(temporal_server, queue))
+    assert done.rc == 1
+    error = done.step("lonely")["error"]
+    assert "nobody-serves-this" in error and "2s" in error, error
