@@ -73,6 +73,7 @@ def submit_and_follow(plan: dict[str, Any], engine: Engine, *, on_event: Callabl
                       detach: bool, stop: list[Any]) -> dict[str, Any]:
     """Start the workflow; follow it to its end (``on_event`` hears the local run's events) and
     return its report, or with ``detach`` return at once ({run_id})."""
+    require_temporalio()
     return asyncio.run(_submit_and_follow(plan, engine, on_event, detach, stop))
 
 
@@ -141,6 +142,7 @@ def _user() -> str:
 
 
 def list_runs(engine: Engine, limit: int = 50) -> list[dict[str, Any]]:
+    require_temporalio()
     return asyncio.run(_list_runs(engine, limit))
 
 
@@ -163,6 +165,7 @@ async def _list_runs(engine: Engine, limit: int) -> list[dict[str, Any]]:
 
 
 def show_run(engine: Engine, run_id: str) -> dict[str, Any]:
+    require_temporalio()
     return asyncio.run(_show_run(engine, run_id))
 
 
@@ -194,6 +197,7 @@ async def _show_run(engine: Engine, run_id: str) -> dict[str, Any]:
 
 
 def approve(engine: Engine, run_id: str, step: str, *, approved: bool, comment: str | None) -> str:
+    require_temporalio()
     return asyncio.run(_approve(engine, run_id, step, approved, comment))
 
 
