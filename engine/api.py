@@ -272,7 +272,7 @@ def run_on_engine(procedure: Procedure | str | Path, params: dict[str, Any] | No
                   cli_params: dict[str, str] | None = None, dry_run: bool = False, yes: bool = False,
                   no_rollback: bool = False, queue: str | None = None, schedule_to_start: float = 60.0,
                   detach: bool = False, on_event: EventSink | None = None, stop: Any = None,
-                  signals: Callable[[], Any] | None = None) -> dict[str, Any]:
+                  signals: Callable[[], Any] | None = None, ignore_window: bool = False) -> dict[str, Any]:
     """Run a procedure on Temporal (``engine``: ``temporal://HOST:PORT[/NAMESPACE]``): validated
     here, its steps executed by ``runproc worker`` processes on their task queues. Returns the
     run's report (the JSON shape of a local run's), or ``{run_id}`` with ``detach``. ``stop``:
@@ -290,6 +290,14 @@ def run_on_engine(procedure: Procedure | str | Path, params: dict[str, Any] | No
     plan_ = build(proc, values, run_id=os.urandom(6).hex(), started_at=now_iso(), dry_run=dry_run, yes=yes,
                   no_rollback=no_rollback, default_queue=queue or DEFAULT_QUEUE,
                   schedule_to_start=schedule_to_start)
+    # refused as a local run is, after the input was found valid
+    if proc.window and not dry_run and not ignore_window:
+        from datetime import UTC, datetime
+
+        from .format.window import parse_window
+
+        if not parse_window(proc.window).contains(datetime.now(UTC)):
+            raise RefusedError(f"outside the maintenance window {proc.window!r} (use --ignore-window to override)")
     if signals is not None:
         signals()
     return submit_and_follow(plan_, target, on_event=on_event, detach=detach, stop=[stop] if stop else [])

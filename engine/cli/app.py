@@ -273,6 +273,7 @@ def _execute_on_engine(proc: Any, ns: argparse.Namespace, cli_params: dict[str, 
     report = api.run_on_engine(proc, file_params, cli_params=cli_params, engine=ns.engine, dry_run=ns.dry_run,
                                yes=ns.yes, no_rollback=ns.no_rollback, queue=ns.queue,
                                schedule_to_start=ns.schedule_to_start, detach=ns.detach,
+                               ignore_window=ns.ignore_window,
                                on_event=console_sink(ns)[0], stop=(stop := threading.Event()),
                                signals=lambda: signal.signal(signal.SIGINT, lambda *_: stop.set()))
     if ns.detach:

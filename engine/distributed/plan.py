@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..errors import Problem, ProcedureError
+from ..errors import InvalidInputError, Problem, ProcedureError
 from ..format.model import Procedure, Step
 
 DEFAULT_QUEUE = "runproc"
@@ -35,6 +35,9 @@ def build(proc: Procedure, params: dict[str, Any], *, run_id: str, started_at: s
         if spec.secret:
             problem(("params", name), f"params.{name}: a secret param would travel in the workflow's history; "
                                       "with --engine temporal declare it under secrets: (read on the worker)")
+    if proc.lock:
+        problem(("lock",), f"lock: {proc.lock!r} is not taken by the Temporal engine yet: run this procedure "
+                           "locally, where the lock is held for the run")
     secrets: dict[str, str] = {}
     for name, secret in proc.secrets.items():
         if secret.env is None:
@@ -73,11 +76,29 @@ def build(proc: Procedure, params: dict[str, Any], *, run_id: str, started_at: s
             "params": params, "param_decls": data.get("params") or {}, "secrets": secrets,
             "connections": connections, "vars": data.get("vars") or {}, "dry_run": dry_run, "yes": yes,
             "no_rollback": no_rollback, "concurrency": proc.concurrency or 16, "default_queue": default_queue,
-            "schedule_to_start": schedule_to_start,
+            "schedule_to_start": schedule_to_start, "heartbeat": heartbeat_timeout(),
             "run": {"id": run_id, "dry_run": dry_run, "started_at": started_at, "error": None,
                     "procedure": proc.procedure, "dir": str(proc.workdir), "offline": False},
             "steps": steps["steps"], "finally": steps["finally"], "on_failure": steps["on_failure"],
             "by_id": by_id}
+
+
+def heartbeat_timeout() -> float | None:
+    """How long a step's worker may go silent before the step counts as lost (its worker died):
+    ``RUNPROC_HEARTBEAT_TIMEOUT`` seconds; None: the workflow's default (10 s). Workers beat
+    every 2 s, or a third of a shorter timeout."""
+    import os
+
+    text = os.environ.get("RUNPROC_HEARTBEAT_TIMEOUT", "").strip()
+    if not text:
+        return None
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = 0.0
+    if not 0 < seconds < float("inf"):
+        raise InvalidInputError(f"RUNPROC_HEARTBEAT_TIMEOUT={text!r}: expected a number of seconds above 0, e.g. 10")
+    return seconds
 
 
 def _queue(step: Step, proc: Procedure, connections: dict[str, Any], default: str) -> str:

@@ -326,6 +326,19 @@ def test_bad_engine_input_is_one_line(temporal_server: TemporalServer, tmp_path:
     """, name="fanned.yml")
     done = runproc(tmp_path, str(fanned), "--engine", temporal_server.engine_url)
     assert done.rc == 2 and "fanned.yml:" in done.stderr and "fan-out" in done.stderr
+    locked = write(tmp_path, """
+        procedure: locked
+        lock: db
+        window: "Sat 02:00-02:01"
+        steps:
+          - id: a
+            shell: "true"
+    """, name="locked.yml")
+    done = runproc(tmp_path, str(locked), "--engine", temporal_server.engine_url)
+    assert done.rc == 2 and "locked.yml:2:7:" in done.stderr and "lock" in done.stderr, done.stderr
+    unlocked = write(tmp_path, (tmp_path / "locked.yml").read_text().replace("lock: db\n", ""), name="w.yml")
+    done = runproc(tmp_path, str(unlocked), "--engine", temporal_server.engine_url)
+    assert done.rc == 3 and "maintenance window" in done.stderr, done.stderr
 
 
 def test_no_worker_on_a_queue_is_said_with_the_queue_and_the_wait(
