@@ -13,19 +13,18 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import os
+import subprocess
+import sys
 import threading
 from typing import Any
 
 from ..errors import RunprocError
 
 
-class StepProblem(Exception):
-    """A step the worker cannot run at all (an executor it lacks, a template that cannot render):
-    the step's failure, not retried."""
-
-
 def make_step_activity(worker_name: str) -> Any:
     from temporalio import activity
+
+    guard_steps()
 
     @activity.defn(name="runproc.step")
     def run(payload: dict[str, Any]) -> dict[str, Any]:
@@ -50,15 +49,74 @@ def _heartbeat(stop: threading.Event) -> threading.Thread:
     from temporalio import activity
 
     context = contextvars.copy_context()
+    # a beat well within the timeout (RUNPROC_HEARTBEAT_TIMEOUT may make it short): two may be lost
+    timeout = activity.info().heartbeat_timeout
+    every = min(2.0, timeout.total_seconds() / 3) if timeout else 2.0
 
     def beat() -> None:
-        while not stop.wait(2.0):
+        while not stop.wait(every):
             with contextlib.suppress(Exception):  # one that cannot be sent is retried next time
                 activity.heartbeat()
 
     thread = threading.Thread(target=context.run, args=(beat,), name="runproc-heartbeat", daemon=True)
     thread.start()
     return thread
+
+
+# The guard: a tiny process of the worker's own that waits for the worker to die. A worker killed
+# mid-step (kill -9, OOM) cannot kill its step's commands (they run in sessions of their own), and
+# Temporal has by then declared the attempt lost: a command left running would complete its
+# effect after the run failed and rolled back, or alongside the retry of an idempotent step on
+# another worker. When the worker's end of the pipe closes (it is gone, however), the guard kills
+# every process still carrying one of this worker's step tokens (engine/transports/local.py gives
+# each step's processes RUNPROC_STEP_TOKEN=<worker pid>.<n>). Standalone code run by ``python -I``:
+# nothing to import, and nothing of the worker's state shared with it.
+_GUARD = """
+import os, signal, sys, time
+signal.signal(signal.SIGINT, signal.SIG_IGN)
+prefix = sys.argv[1].encode()
+try:
+    while os.read(0, 4096):
+        pass
+except OSError:
+    pass
+def carriers():
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open("/proc/" + entry + "/environ", "rb") as f:
+                    if any(v.startswith(prefix) for v in f.read().split(b"\\0")):
+                        found.append(int(entry))
+            except OSError:
+                pass
+    return found
+end = time.monotonic() + 10
+while time.monotonic() < end:
+    pids = carriers()
+    if not pids:
+        break
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+    time.sleep(0.05)
+"""
+_guard: list[Any] = []  # the guard's Popen: held for the worker's life (its pipe closing fires the guard)
+
+
+def guard_steps() -> None:
+    """Start the guard, once per worker process (Linux: it reads /proc)."""
+    if _guard or not sys.platform.startswith("linux"):
+        return
+    from ..transports.local import TOKEN_VAR
+
+    # a session of its own: a Ctrl-C or a signal to the worker's process group leaves it be,
+    # and the pipe's write end is not inherited by the steps' commands (close_fds, O_CLOEXEC)
+    _guard.append(subprocess.Popen([sys.executable, "-I", "-c", _GUARD, f"{TOKEN_VAR}={os.getpid()}."],
+                                   stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                   start_new_session=True, close_fds=True))
 
 
 def _run(payload: dict[str, Any]) -> dict[str, Any]:
