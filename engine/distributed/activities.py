@@ -139,8 +139,22 @@ def _run(payload: dict[str, Any]) -> dict[str, Any]:
         for name, value in (plan.get("vars") or {}).items():
             ns["vars"][name] = ex.render_value(value, ns)
         values["vars"] = dict(ns["vars"])
+        dry = bool(plan.get("dry_run"))
+        # a dry run: a planned upstream step's results are unknown, as in a local plan
+        unknown = [sid_ for sid_, view in values["steps"].items()
+                   if dry and isinstance(view, dict) and view.get("status") == "planned"]
+        for sid_ in unknown:
+            ns["steps"][sid_] = ex.Unknown(f"steps.{sid_}")
         when = raw.pop("when", None)
-        if when is not None and not payload.get("rollback") and not ex.evaluate(str(when), ns):
+        undecided = None
+        if when is not None and not payload.get("rollback"):
+            try:
+                go = bool(ex.evaluate(str(when), ns))
+            except ex.UnknownValueError as exc:
+                go, undecided = True, exc.unknown.label
+        else:
+            go = True
+        if not go:
             entry = {"id": sid, "status": "skipped", "phase": payload.get("phase") or "step",
                      "started_at": None, "duration": 0.0, "attempts": 0, "error": None,
                      "notes": [f"when false: {str(when).strip()}"]}
@@ -158,8 +172,11 @@ def _run(payload: dict[str, Any]) -> dict[str, Any]:
             raw.pop(key, None)  # the workflow's business, not the step's
         inputs = StepInputs(step=raw, values=values, connections=plan.get("connections") or {},
                             params=plan.get("param_decls") or {}, secrets=plan.get("secrets") or {},
-                            workdir=plan.get("workdir") or ".", dry_run=bool(plan.get("dry_run")), yes=True)
+                            workdir=plan.get("workdir") or ".", dry_run=dry, yes=True, unknown=unknown)
         sr = run_step(inputs)
+        if undecided is not None:
+            sr.notes.insert(0, f"when undecided in a dry run ({undecided} is unknown): the step may run or be "
+                               "skipped")
     except (RunprocError, ex.ExpressionError) as exc:
         text = redact(str(exc))
         if payload.get("rollback"):

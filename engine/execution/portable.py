@@ -41,6 +41,8 @@ class StepInputs:
     offline: bool = False
     yes: bool = False
     log_dir: str | None = None
+    # a dry run: upstream steps that were only planned, whose results are unknown until the run
+    unknown: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -153,12 +155,22 @@ def run_step(inputs: StepInputs, *, on_event: Any = None) -> StepResult:
     ns.setdefault("steps", {})
     ns.setdefault("params", {})
     ns.setdefault("vars", {})
+    ns["steps"] = {**ns["steps"], **{sid: ex.Unknown(f"steps.{sid}") for sid in inputs.unknown}}
     run.ns = ns
     sr = StepResult(step.id)
+    stepper = StepRunner(run)
     try:
         if step.action is None:
             raise ProcedureError(Problem(f"<step {step.id}>", 0, 0, "a step needs an executor"))
-        StepRunner(run).execute(step, ns, sr)
+        try:
+            stepper.execute(step, ns, sr)
+        except ex.UnknownValueError as exc:  # as the scheduler plans it: the step depends on a planned one
+            from ..executors import get_executor
+
+            sr.status = "planned"
+            sr.notes.append(f"unknown until the run: {exc.unknown.label}")
+            executor = get_executor(step.action.kind)()
+            sr.description = stepper.describe(executor, step.action.options, stepper.context(step.id, step, ns))
     finally:
         run.resources.close_all()
     return sr

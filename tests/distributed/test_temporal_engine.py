@@ -355,3 +355,20 @@ def test_no_worker_on_a_queue_is_said_with_the_queue_and_the_wait(
     assert done.rc == 1
     error = done.step("lonely")["error"]
     assert "nobody-serves-this" in error and "2s" in error, error
+
+
+@pytest.mark.parametrize("name", ["dag-when-retry", "failure-rolls-back"])
+def test_a_dry_run_plans_the_same_on_temporal(temporal_server: TemporalServer, worker: object, queue: str,
+                                              tmp_path: Path, name: str) -> None:
+    plans = {}
+    for engine in ("local", "temporal"):
+        folder = tmp_path / engine
+        folder.mkdir()
+        path = write(folder, SEMANTICS[name])
+        extra = _engine_args(temporal_server, queue) if engine == "temporal" else []
+        done = runproc(folder, str(path), "--dry-run", "--output", "json", *extra, timeout=120)
+        assert done.stdout.strip(), done.stderr
+        plans[engine] = {"rc": done.rc, "status": done.json["status"],
+                         "steps": {s["id"]: (s["status"], s.get("action")) for s in done.json["steps"]}}
+        assert not (folder / "effects").exists()  # a dry run changes nothing, on either engine
+    assert plans["temporal"] == plans["local"]
