@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import InvalidInputError, RefusedError
+from ..errors import FailedError, InvalidInputError, RefusedError
 from . import require_temporalio
 
 ENGINE_ENV = "RUNPROC_ENGINE"
@@ -40,14 +40,18 @@ def parse_engine(url: str) -> Engine:
     return Engine(address, namespace.strip("/") or "default")
 
 
-async def connect(engine: Engine, timeout: float = 10.0) -> Any:
-    """A client, or one line saying why not (unreachable, unknown namespace)."""
+async def connect(engine: Engine, timeout: float = 10.0, *, quiet: bool = False) -> Any:
+    """A client, or one line saying why not (unreachable, unknown namespace). ``quiet``: the SDK's
+    core does not log (its warnings, e.g. each retried call while the server is down, go to
+    stdout: they would break a controller's console and ``--output json``; a worker keeps them)."""
     require_temporalio()
     from temporalio.client import Client
     from temporalio.service import RPCError
 
+    runtime = _quiet_runtime() if quiet else None
     try:
-        client = await asyncio.wait_for(Client.connect(engine.address, namespace=engine.namespace), timeout)
+        client = await asyncio.wait_for(Client.connect(engine.address, namespace=engine.namespace, runtime=runtime),
+                                        timeout)
     except TimeoutError:
         raise InvalidInputError(f"--engine {engine}: no Temporal server answered within {timeout:g}s") from None
     except (RuntimeError, RPCError, OSError) as exc:
@@ -59,6 +63,18 @@ async def connect(engine: Engine, timeout: float = 10.0) -> Any:
     except RPCError as exc:
         raise InvalidInputError(f"--engine {engine}: namespace {engine.namespace!r}: {_first_line(exc)}") from None
     return client
+
+
+_runtimes: list[Any] = []
+
+
+def _quiet_runtime() -> Any:
+    """One SDK runtime per process, its core's logging off."""
+    if not _runtimes:
+        from temporalio.runtime import Runtime, TelemetryConfig
+
+        _runtimes.append(Runtime(telemetry=TelemetryConfig(logging=None)))
+    return _runtimes[0]
 
 
 def _first_line(exc: BaseException) -> str:
@@ -83,7 +99,8 @@ async def _submit_and_follow(plan: dict[str, Any], engine: Engine, on_event: Any
 
     from .workflow import SA_PROCEDURE, SA_STATUS, WORKFLOW_NAME
 
-    client = await connect(engine)
+    engine_timeout()  # a bad RUNPROC_ENGINE_TIMEOUT is said before the run starts
+    client = await connect(engine, quiet=True)
     run_id = plan["run"]["id"]
     attributes = TypedSearchAttributes([SearchAttributePair(SA_PROCEDURE, plan["procedure"]),
                                         SearchAttributePair(SA_STATUS, "running")])
@@ -97,26 +114,55 @@ async def _submit_and_follow(plan: dict[str, Any], engine: Engine, on_event: Any
 
 
 async def follow(client: Any, handle: Any, on_event: Any, stop: list[Any] | None = None) -> dict[str, Any]:
-    """Show the run's progress as it goes (a query, polled), then its report."""
+    """Show the run's progress as it goes (a query, polled), then its report.
+
+    The server may go away for a while (a restart, a network blip): the run goes on there, so
+    the follower keeps asking, for up to ``RUNPROC_ENGINE_TIMEOUT`` seconds without an answer,
+    then gives up in one line that says how to find the run again."""
+    import time
+
+    from temporalio.service import RPCError
+
     from . import events
 
     seen = 0
     translator = events.Translator(on_event)
     result_task = asyncio.ensure_future(handle.result())
     interrupted = False
+    patience = engine_timeout()
+    away: float | None = None  # since when no query was answered
     while True:
         if stop is not None and not interrupted and any(getattr(e, "is_set", lambda: False)() for e in stop):
-            interrupted = True
-            await handle.signal("interrupt")
+            try:
+                await handle.signal("interrupt")
+                interrupted = True
+            except RPCError:  # the server is away: said again on the next turn
+                pass
+        if result_task.done() and not isinstance(result_task.exception(), RPCError):
+            # over: a query of a closed workflow replays its whole history on a worker (~0.27 s
+            # for 100 steps), so the last events are asked for once, below
+            break
+        asked = time.monotonic()
         try:
             progress = await handle.query("progress", seen)
+            away = None
         except Exception:  # noqa: BLE001 - the workflow may be between tasks or done: look again
             progress = {"events": []}
+            away = away or asked
         for event in progress.get("events") or []:
             seen = max(seen, int(event["n"]))
             translator(event)
         if result_task.done():
-            break
+            if not isinstance(result_task.exception(), RPCError):
+                break
+            # the SDK's own retries (~10 s) gave up on a server that is away: ask again, for a while
+            silent = time.monotonic() - (away or time.monotonic())
+            if patience and silent > patience:
+                engine = f"temporal://{client.service_client.config.target_host}/{client.namespace}"
+                raise FailedError(f"lost contact with {engine}: no answer for {silent:.0f}s (RUNPROC_ENGINE_TIMEOUT="
+                                  f"{patience:g}): {_first_line(result_task.exception())}; run {handle.id} goes on "
+                                  f"there: runproc show {handle.id} --engine {engine}")
+            result_task = asyncio.ensure_future(handle.result())
         await asyncio.sleep(POLL)
     report: dict[str, Any] = result_task.result()
     for event in (await _final_events(handle, seen)):
@@ -130,6 +176,21 @@ async def _final_events(handle: Any, seen: int) -> list[dict[str, Any]]:
     except Exception:  # noqa: BLE001 - a closed workflow still answers queries; if not, the report says it
         return []
     return list(progress.get("events") or [])
+
+
+def engine_timeout() -> float:
+    """``RUNPROC_ENGINE_TIMEOUT``: how long a follower waits for a server that went away (seconds,
+    default 60; 0: as long as it takes)."""
+    text = os.environ.get("RUNPROC_ENGINE_TIMEOUT", "").strip()
+    if not text:
+        return 60.0
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = -1.0
+    if not 0 <= seconds < float("inf"):
+        raise InvalidInputError(f"RUNPROC_ENGINE_TIMEOUT={text!r}: expected seconds (0: wait as long as it takes)")
+    return seconds
 
 
 def _user() -> str:
@@ -149,7 +210,7 @@ def list_runs(engine: Engine, limit: int = 50) -> list[dict[str, Any]]:
 async def _list_runs(engine: Engine, limit: int) -> list[dict[str, Any]]:
     from .workflow import WORKFLOW_NAME
 
-    client = await connect(engine)
+    client = await connect(engine, quiet=True)
     out: list[dict[str, Any]] = []
     async for wf in client.list_workflows(f"WorkflowType = '{WORKFLOW_NAME}'", limit=limit):
         memo = await wf.memo()
@@ -173,7 +234,7 @@ async def _show_run(engine: Engine, run_id: str) -> dict[str, Any]:
     from temporalio.client import WorkflowExecutionStatus
     from temporalio.service import RPCError
 
-    client = await connect(engine)
+    client = await connect(engine, quiet=True)
     handle = client.get_workflow_handle(run_id)
     try:
         desc = await handle.describe()
@@ -205,7 +266,7 @@ async def _approve(engine: Engine, run_id: str, step: str, approved: bool, comme
     from temporalio.client import WorkflowUpdateFailedError
     from temporalio.service import RPCError
 
-    client = await connect(engine)
+    client = await connect(engine, quiet=True)
     handle = client.get_workflow_handle(run_id)
     answer = {"step": step, "approved": approved, "by": _user(), "comment": comment,
               "host": os.uname().nodename}

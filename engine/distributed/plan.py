@@ -21,6 +21,7 @@ def build(proc: Procedure, params: dict[str, Any], *, run_id: str, started_at: s
           no_rollback: bool, default_queue: str, schedule_to_start: float) -> dict[str, Any]:
     """The workflow's input; ProcedureError (exit 2) for what the Temporal engine cannot run."""
     from ..execution.dryrun import changes_things
+    from ..format.graph import declared_needs
 
     src = proc._source
     data: dict[str, Any] = src.data if src is not None else {}
@@ -53,6 +54,8 @@ def build(proc: Procedure, params: dict[str, Any], *, run_id: str, started_at: s
     steps: dict[str, list[dict[str, Any]]] = {"steps": [], "finally": [], "on_failure": []}
     by_id: dict[str, dict[str, Any]] = {}
     references: dict[str, Any] = getattr(proc, "_references", {}) or {}
+    # a main step without needs: waits for the step before it (the file reads top to bottom)
+    needs_of = declared_needs(proc.steps)
     for section, phase, group in (("steps", "step", proc.steps), ("finally", "finally", proc.finally_),
                                   ("on_failure", "on_failure", proc.on_failure)):
         for i, step in enumerate(group):
@@ -61,8 +64,9 @@ def build(proc: Procedure, params: dict[str, Any], *, run_id: str, started_at: s
                                             "yet: run this procedure locally")
             if step.action is not None and step.action.kind == "procedure":
                 problem((section, i), f"step {step.id}: child procedures do not run on the Temporal engine yet")
+            needs = needs_of[step.id] if phase == "step" else list(step.needs or [])
             entry = {"id": step.id, "name": step.name, "phase": phase, "raw": raw_steps.get(step.id, {}),
-                     "needs": list(step.needs or []), "queue": _queue(step, proc, connections, default_queue),
+                     "needs": needs, "queue": _queue(step, proc, connections, default_queue),
                      "idempotent": step.idempotent, "writes": changes_things(step),
                      "rollback": step.rollback is not None, "timeout": step.timeout,
                      "continue_on_error": step.continue_on_error, "when": step.when,
