@@ -19,15 +19,17 @@ from tests.helpers.cli import RUNPROC, child_env, runproc, write
 from tests.servers.temporal import TemporalServer, start_worker, stop_worker
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def queue() -> str:
-    """A queue of this test's own: a worker of another test never takes its steps."""
+    """A queue of this module's own: a worker of another module never takes its steps."""
     return f"q-{uuid.uuid4().hex[:8]}"
 
 
-@pytest.fixture
-def worker(temporal_server: TemporalServer, queue: str, tmp_path: Path) -> Iterator[object]:
-    proc = start_worker(temporal_server.address, queue, name="w-main", cwd=tmp_path,
+@pytest.fixture(scope="module")
+def worker(temporal_server: TemporalServer, queue: str, tmp_path_factory: pytest.TempPathFactory
+           ) -> Iterator[object]:
+    """One worker for the module's tests (steps run in their own procedure's folder)."""
+    proc = start_worker(temporal_server.address, queue, name="w-main", cwd=tmp_path_factory.mktemp("worker"),
                         env={"DEMO_TOKEN": CANARY})
     try:
         temporal_server.wait_for_pollers(queue, identity_contains="w-main", proc=proc)

@@ -135,6 +135,10 @@ class TemporalServer:
             "--headless",
             "--db-filename", str(self.db_path),
             "--log-level", "error",
+            # the dev server hands out new workflow tasks at most 20 times a second by default:
+            # each sequential step would wait up to 50 ms (bench/temporal.py); a faster suite
+            "--dynamic-config-value", "history.transferProcessorMaxPollRPS=1000",
+            "--sqlite-pragma", "journal_mode=wal",
             *_CLI_ISOLATION,
         ]
         for name, kind in SEARCH_ATTRIBUTES.items():
