@@ -87,26 +87,14 @@ def run_line(r: dict[str, Any]) -> str:
     """One run in one line: id, start (UTC), procedure, status, duration, who@where, what kind."""
     started = (r.get("started_at") or "?")[:19].replace("T", " ")
     status = r["status"] + (f" (exit {r['exit_code']})" if r.get("exit_code") not in (None, 0) else "")
-    took = _took(float(r["duration"])) if r.get("duration") is not None else "-"
+    from ..format.durations import format_duration
+
+    took = format_duration(float(r["duration"])) if r.get("duration") is not None else "-"
     who = f"{r.get('user') or '?'}@{r.get('host') or '?'}"
     extra = " (dry run)" if r.get("dry_run") else ""
     if r.get("kind") not in (None, "run"):
         extra += f" ({r['kind']})"
     return f"{r['id']}  {started}Z  {r['procedure'] or '?':<24} {status:<24} {took:>8}  {who}{extra}"
-
-
-def _took(seconds: float) -> str:
-    """engine.format.durations.format_duration's text, without importing that module: it loads
-    pydantic (~45 ms), a tenth of what `runproc runs` may take (issue 12: <= 0.3 s)."""
-    if seconds < 1:
-        return f"{seconds * 1000:.0f}ms"
-    if seconds < 60:
-        return f"{seconds:.1f}s"
-    minutes, secs = divmod(int(seconds), 60)
-    if minutes < 60:
-        return f"{minutes}m{secs:02d}s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h{minutes:02d}m"
 
 
 def _again(argv: list[str]) -> str:

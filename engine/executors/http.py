@@ -31,7 +31,8 @@ from pydantic import field_validator, model_validator
 from ..format.credentials import (
     SENSITIVE_NAME as SENSITIVE_HEADER,  # header names whose values are credentials
 )
-from ..format.durations import Duration, format_duration
+from ..format.durationfield import Duration
+from ..format.durations import format_duration
 from ..format.expressions import SqlIdent, SqlParam, to_text
 from .base import ASSERTION, ENVIRONMENT, Effect, Executor, Options, Result, StepContext
 from .sql import render_parts

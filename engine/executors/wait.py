@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from ..format.durations import Duration, format_duration
+from ..format.durationfield import Duration
+from ..format.durations import format_duration
 from .base import Executor, Options, Result, StepContext
 
 

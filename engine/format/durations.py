@@ -1,12 +1,13 @@
-"""Durations as operators write them: ``30s``, ``5m``, ``1h30m``, ``250ms`` or a number of seconds."""
+"""Durations as operators write them: ``30s``, ``5m``, ``1h30m``, ``250ms`` or a number of seconds.
+
+No pydantic here: commands that only read or print durations (``runproc runs``) import this
+without the model; the model's field type is ``engine.format.durationfield.Duration``."""
 
 from __future__ import annotations
 
 import math
 import re
-from typing import Annotated, Any
-
-from pydantic import BeforeValidator, WithJsonSchema
+from typing import Any
 
 _PART = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)")
 _FULL = re.compile(r"\s*(?:\d+(?:\.\d+)?\s*(?:ms|s|m|h|d)\s*)+")
@@ -51,4 +52,3 @@ def format_duration(seconds: float) -> str:
 DURATION_SCHEMA = {"anyOf": [{"type": "number", "minimum": 0},
                              {"type": "string",
                               "pattern": r"^\s*((\d+(\.\d+)?\s*(ms|s|m|h|d)\s*)+|\d+(\.\d+)?\s*)$"}]}
-Duration = Annotated[float, BeforeValidator(parse_duration), WithJsonSchema(DURATION_SCHEMA)]

@@ -24,7 +24,7 @@ from pydantic import (
     model_validator,
 )
 
-from .durations import Duration
+from .durationfield import Duration
 
 ID_PATTERN = r"^[a-z_][a-z0-9_]*$"
 NAME_PATTERN = r"^[a-z0-9][a-z0-9-]*$"
