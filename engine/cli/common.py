@@ -163,7 +163,9 @@ def crashed(exc: BaseException) -> int:
     if redaction is not None:
         text = redaction.redact_everywhere(text)
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    base = Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state") / "runproc" / "crashes"
+    from ..execution.store import state_home
+
+    base = state_home() / "crashes"
     where = "no crash file could be written"
     for folder in (base, Path(tempfile.gettempdir())):
         path = folder / f"runproc-crash-{stamp}-{os.getpid()}.txt"

@@ -24,7 +24,7 @@ import threading
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-from .store import user_name
+from .store import state_home, user_name
 
 if TYPE_CHECKING:
     from .results import StepResult
@@ -45,8 +45,7 @@ def spool_dir() -> Path:
     env = os.environ.get("RUNPROC_SPOOL_DIR")
     if env:
         return Path(env)
-    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
-    return Path(base) / "runproc" / "spool"
+    return state_home() / "spool"
 
 
 DEFAULT_STORE_TIMEOUT = 10.0

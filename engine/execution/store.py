@@ -147,6 +147,14 @@ class StoreOpener(Protocol):
     def logs_dir(self) -> Path: ...
 
 
+def state_home() -> Path:
+    """runproc's own folder of state on this machine: ``$XDG_STATE_HOME/runproc``
+    (``~/.local/state/runproc``): the default state file, logs, spooled journals, crash files."""
+    import os
+
+    return Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state") / "runproc"
+
+
 def user_name() -> str:
     """The OS user running runproc, as locks and records name it."""
     import getpass

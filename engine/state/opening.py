@@ -23,8 +23,9 @@ def default_state_url() -> str:
     env = os.environ.get("RUNPROC_STATE")
     if env:
         return env
-    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
-    return f"sqlite:///{Path(base) / 'runproc' / 'state.db'}"
+    from ..execution.store import state_home
+
+    return f"sqlite:///{state_home() / 'state.db'}"
 
 
 def state_problem(url: str, message: str, hint: str | None = None) -> ProcedureError:

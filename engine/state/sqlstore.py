@@ -508,8 +508,9 @@ class SqlStore(StateStore):
 
 
 def default_logs_dir() -> Path:
-    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
-    return Path(base) / "runproc" / "logs"
+    from ..execution.store import state_home
+
+    return state_home() / "logs"
 
 
 def _user() -> str:
