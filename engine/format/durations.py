@@ -52,3 +52,13 @@ def format_duration(seconds: float) -> str:
 DURATION_SCHEMA = {"anyOf": [{"type": "number", "minimum": 0},
                              {"type": "string",
                               "pattern": r"^\s*((\d+(\.\d+)?\s*(ms|s|m|h|d)\s*)+|\d+(\.\d+)?\s*)$"}]}
+
+
+def __getattr__(name: str) -> Any:
+    """``from engine.format.durations import Duration`` keeps working for plugins (the field type
+    lives in engine.format.durationfield, so that reading durations does not load pydantic)."""
+    if name == "Duration":
+        from .durationfield import Duration
+
+        return Duration
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
