@@ -4,12 +4,27 @@ from __future__ import annotations
 
 import socket
 import time
-from http.server import BaseHTTPRequestHandler
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 
 class ServerStartError(RuntimeError):
     """A test server could not be started; the message carries the reason and a log tail."""
+
+
+class QuietThreadingHTTPServer(ThreadingHTTPServer):
+    """A test HTTP server that never writes to the process's stderr.
+
+    socketserver prints "Exception occurred during processing of request" for
+    a client that hung up mid-request (a step timed out, a test ended). Those
+    lines land in whatever test runs next and would fail a test that reads
+    stderr, so a request's failure is the client's to see, not stderr's.
+    """
+
+    daemon_threads = True
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        return
 
 
 def free_port(host: str = "127.0.0.1") -> int:

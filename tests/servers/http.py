@@ -14,13 +14,13 @@ import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from ._common import read_request_body
+from ._common import QuietThreadingHTTPServer, read_request_body
 
 Body = bytes | str | dict[str, Any] | list[Any] | None
 
@@ -73,7 +73,7 @@ class HttpServer:
         self.requests: list[RecordedRequest] = []
         self.routes: dict[tuple[str, str], Route] = {}
         self._lock = threading.Lock()
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), _make_handler(self))
+        self._httpd = QuietThreadingHTTPServer(("127.0.0.1", 0), _make_handler(self))
         self._httpd.daemon_threads = True
         self.host = "127.0.0.1"
         self.port = int(self._httpd.server_address[1])

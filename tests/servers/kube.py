@@ -28,14 +28,14 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from ._common import ServerStartError, read_request_body
+from ._common import QuietThreadingHTTPServer, ServerStartError, read_request_body
 from ._kubemodel import (
     BY_PATH,
     DEFAULT_NAMESPACE,
@@ -101,7 +101,7 @@ class KubeApi:
         self.simulate_pods = True  # False: the controller creates no pods
         self.namespace = DEFAULT_NAMESPACE
         self.kubectl_bin = kubectl_bin or shutil.which("kubectl") or "/usr/bin/kubectl"
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), _make_handler(self))
+        self._httpd = QuietThreadingHTTPServer(("127.0.0.1", 0), _make_handler(self))
         self._httpd.daemon_threads = True
         self.host = "127.0.0.1"
         self.port = int(self._httpd.server_address[1])
