@@ -35,6 +35,7 @@ from ..errors import Problem, ProcedureError
 from ..executors.base import environment_error
 from ..format import expressions as ex
 from . import events as ev
+from .batches import batch_sizes, stop_reason, summarise, too_many_failures
 from .results import FAILED, StepResult, recorded_result
 from .step import error_text, now_iso
 
@@ -180,37 +181,6 @@ def _targets(run: Run, hosts: list[Host]) -> list[Target]:
     return out
 
 
-# ---------------------------------------------------------------- batches and failures
-
-
-def batch_sizes(total: int, serial: int | str | None) -> list[int]:
-    """Ansible's serial: a number or percent of all hosts, rounded down, at least 1; 0/None = all."""
-    if total == 0:
-        return []
-    size = total
-    if isinstance(serial, str) and serial.endswith("%"):
-        size = int(int(serial[:-1]) / 100.0 * total) or 1
-    elif serial:
-        size = int(serial)
-    size = total if size <= 0 else min(size, total)
-    return [size] * (total // size) + ([total % size] if total % size else [])
-
-
-def too_many_failures(failed: int, batch: int, max_fail: int | str | None) -> bool:
-    """Ansible's max_fail_percentage: stop when failures are *more than* the tolerance.
-
-    ``max_fail`` is a number of hosts or a percent of the batch (default 0: any failure);
-    a batch where every host failed always stops, as in Ansible.
-    """
-    if failed == 0:
-        return False
-    if failed >= batch:
-        return True
-    if isinstance(max_fail, str) and max_fail.endswith("%"):
-        return failed / batch > int(max_fail[:-1]) / 100.0
-    return failed > int(max_fail or 0)
-
-
 # ---------------------------------------------------------------- running
 
 
@@ -263,8 +233,7 @@ def run_fanout(run: Run, stepper: StepRunner, step: Step, ns: dict[str, Any], sr
         _run_batch(run, stepper, step, ns, sr, batch, progress)
         failed = sum(1 for t in batch if sr.hosts[t.name].status in FAILED)
         if too_many_failures(failed, len(batch), step.max_fail):
-            stopped = (f"batch {number} had {failed} failed host(s) of {len(batch)}, more than "
-                       f"max_fail {step.max_fail if step.max_fail is not None else 0} allows")
+            stopped = stop_reason(number, failed, len(batch), step.max_fail)
         else:
             tolerated += failed
     _summarise(sr, step, stopped, tolerated)
@@ -346,34 +315,17 @@ def _execute(stepper: StepRunner, step: Step, ns: dict[str, Any], hsr: StepResul
 def _summarise(sr: StepResult, step: Step, stopped: str | None, tolerated: int) -> None:
     assert sr.hosts is not None
     results = sr.hosts
-    statuses = [r.status for r in results.values()]
-    failures = [(name, r) for name, r in results.items() if r.status in FAILED]
-    summary = ""
     sr.attempts = max((r.attempts for r in results.values()), default=0)
-    first = next((r.description for r in results.values() if r.description), None)
-    sr.description = first
-    if failures:
-        kinds = {r.error_kind for _, r in failures}
-        # one unreachable host is enough to call the environment broken for this step
-        sr.error_kind = "environment" if "environment" in kinds else ("assertion" if "assertion" in kinds else None)
-        shown = "; ".join(f"{name}: {(r.error or r.status).splitlines()[0]}" for name, r in failures[:3])
-        more = f" (and {len(failures) - 3} more)" if len(failures) > 3 else ""
-        summary = f"{len(failures)} of {len(results)} hosts failed: {shown}{more}"
-    if stopped is not None:
-        sr.status = "timed_out" if all(r.status == "timed_out" for _, r in failures) else "failed"
-        sr.error = summary
-        if any(s == "cancelled" for s in statuses):
-            sr.notes.append(f"later hosts not started: {stopped}")
-        else:
-            sr.notes.append(stopped)
-    elif any(s == "cancelled" for s in statuses):
-        sr.status, sr.error = "cancelled", "interrupted before every host finished"
-    elif any(s == "planned" for s in statuses):
-        sr.status = "planned"
-    else:
-        sr.status = "ok"
-        if tolerated:
-            sr.notes.append(f"{summary}; tolerated by max_fail {step.max_fail}")
+    sr.description = next((r.description for r in results.values() if r.description), None)
+    summary = summarise([(name, r.status, r.error, r.error_kind) for name, r in results.items()],
+                        stopped=stopped, tolerated=tolerated, max_fail=step.max_fail)
+    if summary.error_kind is not None:
+        sr.error_kind = summary.error_kind
+    if summary.status is not None:
+        sr.status = summary.status
+    if summary.error is not None or summary.status in ("failed", "timed_out", "cancelled"):
+        sr.error = summary.error
+    sr.notes.extend(summary.notes)
 
 
 # ---------------------------------------------------------------- rollback
