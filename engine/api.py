@@ -272,7 +272,9 @@ def run_on_engine(procedure: Procedure | str | Path, params: dict[str, Any] | No
                   cli_params: dict[str, str] | None = None, dry_run: bool = False, yes: bool = False,
                   no_rollback: bool = False, queue: str | None = None, schedule_to_start: float = 60.0,
                   detach: bool = False, on_event: EventSink | None = None, stop: Any = None,
-                  signals: Callable[[], Any] | None = None, ignore_window: bool = False) -> dict[str, Any]:
+                  signals: Callable[[], Any] | None = None, ignore_window: bool = False,
+                  inventory: str | None = None, limit: str | None = None, forks: int | None = None,
+                  accept_new_hosts: bool = False, known_hosts: str | None = None) -> dict[str, Any]:
     """Run a procedure on Temporal (``engine``: ``temporal://HOST:PORT[/NAMESPACE]``): validated
     here, its steps executed by ``runproc worker`` processes on their task queues. Returns the
     run's report (the JSON shape of a local run's), or ``{run_id}`` with ``detach``. ``stop``:
@@ -289,7 +291,8 @@ def run_on_engine(procedure: Procedure | str | Path, params: dict[str, Any] | No
     values = resolve_params(proc, cli_params, params)
     plan_ = build(proc, values, run_id=os.urandom(6).hex(), started_at=now_iso(), dry_run=dry_run, yes=yes,
                   no_rollback=no_rollback, default_queue=queue or DEFAULT_QUEUE,
-                  schedule_to_start=schedule_to_start)
+                  schedule_to_start=schedule_to_start, inventory=inventory, limit=limit, forks=forks,
+                  accept_new_hosts=accept_new_hosts, known_hosts=known_hosts)
     # refused as a local run is, after the input was found valid
     if proc.window and not dry_run and not ignore_window:
         from datetime import UTC, datetime

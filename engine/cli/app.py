@@ -264,8 +264,7 @@ def _execute_on_engine(proc: Any, ns: argparse.Namespace, cli_params: dict[str, 
     from .. import api
     from ..errors import UsageError
 
-    for flag, given in (("--offline", ns.offline), ("--save-plan", ns.save_plan), ("--only", ns.only),
-                        ("--limit", ns.limit)):
+    for flag, given in (("--offline", ns.offline), ("--save-plan", ns.save_plan), ("--only", ns.only)):
         if given:
             raise UsageError(f"runproc: {flag} does not work with --engine yet")
     if ns.detach and ns.dry_run:
@@ -273,7 +272,8 @@ def _execute_on_engine(proc: Any, ns: argparse.Namespace, cli_params: dict[str, 
     report = api.run_on_engine(proc, file_params, cli_params=cli_params, engine=ns.engine, dry_run=ns.dry_run,
                                yes=ns.yes, no_rollback=ns.no_rollback, queue=ns.queue,
                                schedule_to_start=ns.schedule_to_start, detach=ns.detach,
-                               ignore_window=ns.ignore_window,
+                               ignore_window=ns.ignore_window, inventory=ns.inventory, limit=ns.limit,
+                               forks=ns.forks, accept_new_hosts=ns.accept_new_hosts, known_hosts=ns.known_hosts,
                                on_event=console_sink(ns)[0], stop=(stop := threading.Event()),
                                signals=lambda: signal.signal(signal.SIGINT, lambda *_: stop.set()))
     if ns.detach:

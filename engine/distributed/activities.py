@@ -168,11 +168,16 @@ def _run(payload: dict[str, Any]) -> dict[str, Any]:
             raw = {"id": sid, **undo}
         raw.pop("needs", None)
         raw.pop("rollback", None)
-        for key in ("queue", "idempotent", "continue_on_error"):
+        for key in ("queue", "idempotent", "continue_on_error", "on", "serial", "max_fail"):
             raw.pop(key, None)  # the workflow's business, not the step's
+        host = payload.get("host")
+        if isinstance(host, dict):
+            host = {k: v for k, v in host.items() if k != "queue"}
         inputs = StepInputs(step=raw, values=values, connections=plan.get("connections") or {},
                             params=plan.get("param_decls") or {}, secrets=plan.get("secrets") or {},
-                            workdir=plan.get("workdir") or ".", dry_run=dry, yes=True, unknown=unknown)
+                            workdir=plan.get("workdir") or ".", dry_run=dry, yes=True, unknown=unknown,
+                            host=host, accept_new_hosts=bool(plan.get("accept_new_hosts")),
+                            known_hosts=plan.get("known_hosts"))
         sr = run_step(inputs)
         if undecided is not None:
             sr.notes.insert(0, f"when undecided in a dry run ({undecided} is unknown): the step may run or be "

@@ -46,6 +46,8 @@ class Translator:
         elif kind == "step_finished":
             entry = event["entry"]
             out = ev.StepFinished(str(sid), str(entry.get("phase") or "step"), step_result(entry))
+        elif kind == "step_progress":
+            out = ev.StepProgress(str(sid), str(event.get("message") or ""))
         elif kind == "rollback_started":
             out = ev.RollbackStarted(str(sid))
         elif kind == "rollback_finished":

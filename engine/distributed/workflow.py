@@ -7,7 +7,8 @@ never renders a template, reads a secret or touches a file: a step's ``when``, i
 checks and retries are rendered and run by the worker (engine/distributed/activities.py),
 so secrets stay on the worker and out of the workflow's history.
 
-Only the standard library and temporalio are imported here (the workflow sandbox).
+Only the standard library, temporalio and the pure functions of engine.execution.batches
+are imported here (the workflow sandbox).
 Versioning: every change to what this code decides is guarded by ``workflow.patched(ID)``
 so that runs started by the old code replay (docs/distributed.md, "Upgrades");
 tests/distributed/histories/ holds recorded histories replayed by the suite.
@@ -22,6 +23,10 @@ from typing import Any
 from temporalio import workflow
 from temporalio.common import RetryPolicy, SearchAttributeKey
 from temporalio.exceptions import ActivityError, ApplicationError, TimeoutError, TimeoutType
+
+with workflow.unsafe.imports_passed_through():
+    # pure functions (no I/O, no clock): the same arithmetic as a local fan-out, on replay too
+    from ..execution.batches import batch_sizes, stop_reason, summarise, too_many_failures
 
 SA_PROCEDURE = SearchAttributeKey.for_keyword("RunprocProcedure")
 SA_STATUS = SearchAttributeKey.for_keyword("RunprocStatus")
@@ -173,6 +178,8 @@ class ProcedureWorkflow:
         try:
             if step.get("confirm") is not None:
                 await self._confirm(plan, step, entry)
+            elif step.get("hosts") is not None:
+                await self._fanout(plan, step, entry)
             else:
                 await self._activity(plan, step, entry, rollback=False)
         finally:
@@ -185,11 +192,8 @@ class ProcedureWorkflow:
         """A person's approval, durably: the run waits (as long as it takes, costing nothing)
         for ``runproc approve RUN STEP`` (an update), unless ``--yes`` approved everything."""
         sid = step["id"]
-        if step.get("when"):
-            result = await self._run_activity(plan, step, {"when_only": True})
-            if result.get("status") == "skipped":
-                entry.update(result["entry"])
-                return
+        if not await self._when(plan, step, entry):
+            return
         if plan.get("dry_run"):
             entry.update(status="planned", action=f"ask: {step['confirm']}", attempts=0)
             return
@@ -217,6 +221,9 @@ class ProcedureWorkflow:
         result = await self._run_activity(plan, step, {"rollback": rollback})
         if rollback:
             return
+        if "lost" in result:
+            entry.update(status="failed", error=result["lost"], error_kind="environment")
+            return
         entry.update(result.get("entry") or {})
         if result.get("changed"):
             self.changed.add(step["id"])
@@ -227,9 +234,10 @@ class ProcedureWorkflow:
                             ) -> dict[str, Any]:
         """Run the step (or its rollback, or only its ``when``) on its queue; a lost worker, a
         queue nobody serves or a timeout is the step's failure, said in words."""
-        queue = step.get("queue") or plan["default_queue"]
+        queue = (extra.get("host") or {}).get("queue") or step.get("queue") or plan["default_queue"]
         payload = {"plan": {k: plan[k] for k in ("procedure", "path", "workdir", "params", "param_decls",
-                                                   "secrets", "connections", "vars", "dry_run", "run")},
+                                                   "secrets", "connections", "vars", "dry_run", "run",
+                                                   "accept_new_hosts", "known_hosts") if k in plan},
                    "step": step["raw"], "phase": step["phase"],
                    "steps": {sid: self.views[sid] for sid in step.get("reads") or [] if sid in self.views},
                    **extra}
@@ -246,27 +254,32 @@ class ProcedureWorkflow:
                 retry_policy=RetryPolicy(maximum_attempts=3 if again else 1,
                                          initial_interval=timedelta(milliseconds=200),
                                          non_retryable_error_types=["StepProblem"]),
-                summary=f"{step['id']}{' (rollback)' if extra.get('rollback') else ''}")
+                summary=(f"{step['id']}{' @' + extra['host']['name'] if extra.get('host') else ''}"
+                         f"{' (rollback)' if extra.get('rollback') else ''}"))
             return result
         except ActivityError as exc:
             error = _why(exc, queue, plan, again)
             if extra.get("rollback"):
                 return {"ok": False, "error": error}
-            self.steps[step["id"]].update(status="failed", error=error, error_kind="environment")
-            return {}
+            return {"lost": error}
 
     async def _rollbacks(self, plan: dict[str, Any]) -> None:
         """The saga: the rollback of each step that completed, most recent first."""
         for sid in reversed(self.completed):
             step = plan["by_id"][sid]
             entry = self.steps[sid]
-            if not step.get("rollback") or entry["status"] != "ok" and sid not in self.changed:
+            # a fanned-out step that failed is undone on the hosts where it did complete
+            some_hosts = any(r.get("status") == "ok" or r.get("changed") for r in (entry.get("hosts") or {}).values())
+            if not step.get("rollback") or entry["status"] != "ok" and sid not in self.changed and not some_hosts:
                 if entry["status"] == "ok" and step.get("writes") and not step.get("rollback"):
                     entry.setdefault("notes", []).append("no rollback defined: its change was kept")
                 continue
             self._event("rollback_started", sid, {})
             t0 = workflow.now()
-            result = await self._run_activity(plan, step, {"rollback": True})
+            if step.get("hosts") is not None:
+                result = await self._undo_hosts(plan, step, entry)
+            else:
+                result = await self._run_activity(plan, step, {"rollback": True})
             ok = bool(result.get("ok"))
             entry["rollback"] = {"status": "ok" if ok else "failed", "error": result.get("error"),
                                  "action": result.get("action"),
@@ -279,6 +292,150 @@ class ProcedureWorkflow:
                 entry["status"] = "rollback_failed"
                 self.not_undone.append(sid)
             self._event("rollback_finished", sid, {"ok": ok, "error": result.get("error")})
+
+    # ------------------------------------------------------------ fan-out
+
+    async def _when(self, plan: dict[str, Any], step: dict[str, Any], entry: dict[str, Any]) -> bool:
+        """A step's ``when``, decided on a worker of its queue (it may read secrets): False
+        when the step is skipped or the decision could not be made (the step failed)."""
+        if not step.get("when"):
+            return True
+        result = await self._run_activity(plan, step, {"when_only": True})
+        if "lost" in result:
+            entry.update(status="failed", error=result["lost"], error_kind="environment")
+            return False
+        if result.get("status") == "skipped":
+            entry.update(result["entry"])
+            self.views[step["id"]] = result.get("view") or {"status": "skipped", "ok": False}
+            return False
+        return True
+
+    async def _fanout(self, plan: dict[str, Any], step: dict[str, Any], entry: dict[str, Any]) -> None:
+        """``on:``: the step once per inventory host (chosen at submission), each on its host's
+        queue, ``forks`` at a time in ``serial`` batches, stopping at ``max_fail``; as the local
+        run does (engine/execution/fanout.py), with the same arithmetic."""
+        sid = step["id"]
+        if not await self._when(plan, step, entry):
+            return
+        hosts: list[dict[str, Any]] = list(step.get("hosts") or [])
+        results: dict[str, dict[str, Any]] = {h["name"]: {"status": "pending", "phase": step["phase"],
+                                                          "started_at": None, "duration": 0.0, "attempts": 0,
+                                                          "error": None} for h in hosts}
+        entry["hosts"] = results
+        views: dict[str, Any] = {}
+        if not hosts:
+            entry.update(status="skipped", notes=[step.get("hosts_note") or "no hosts to run on"])
+            self.views[sid] = {"status": "skipped", "ok": False, "hosts": {}}
+            return
+        left_out: dict[str, str] = {}
+        for up in step.get("upstream_fanouts") or []:
+            for name, result in (self.steps[up].get("hosts") or {}).items():
+                if result.get("status") in FAILED:
+                    left_out.setdefault(name, up)
+        for name, up in left_out.items():
+            if name in results:
+                results[name].update(status="skipped",
+                                     notes=[f"left out: it failed in step {up} (within that step's max_fail)"])
+        targets = [h for h in hosts if h["name"] not in left_out]
+        if not targets:
+            entry.update(status="skipped", notes=["every host was left out: each failed in a step this one needs"])
+            self.views[sid] = {"status": "skipped", "ok": False, "hosts": {}}
+            return
+        done = 0
+
+        async def one(host: dict[str, Any]) -> None:
+            nonlocal done
+            t0 = workflow.now()
+            results[host["name"]]["started_at"] = _iso(t0)
+            if self.cancel_requested:
+                results[host["name"]].update(status="cancelled", error="not started: the run was interrupted")
+                return
+            result = await self._run_activity(plan, step, {"rollback": False, "host": host})
+            if "lost" in result:
+                results[host["name"]].update(status="failed", error=result["lost"], error_kind="environment")
+            else:
+                results[host["name"]].update({k: v for k, v in (result.get("entry") or {}).items() if k != "id"})
+                if result.get("changed"):
+                    results[host["name"]]["changed"] = True
+                views[host["name"]] = result.get("view")
+            results[host["name"]]["duration"] = round((workflow.now() - t0).total_seconds(), 4)
+            done += 1
+            ok = sum(1 for r in results.values() if r["status"] in ("ok", "planned"))
+            failed = sum(1 for r in results.values() if r["status"] in FAILED)
+            self._event("step_progress", sid, {"message": f"{ok}/{len(targets)} hosts ok"
+                                                          + (f", {failed} failed" if failed else "")})
+
+        stopped: str | None = None
+        tolerated = start = 0
+        forks = max(1, int(plan.get("forks") or 20))
+        for number, size in enumerate(batch_sizes(len(targets), step.get("serial")), start=1):
+            batch = targets[start:start + size]
+            start += size
+            if stopped is not None or self.cancel_requested:
+                for host in batch:
+                    results[host["name"]].update(status="cancelled",
+                                                 error=f"not started: {stopped or 'the run was interrupted'}")
+                continue
+            await _at_most(forks, [lambda h=host: one(h) for host in batch])  # type: ignore[misc]
+            failed = sum(1 for h in batch if results[h["name"]]["status"] in FAILED)
+            if too_many_failures(failed, len(batch), step.get("max_fail")):
+                stopped = stop_reason(number, failed, len(batch), step.get("max_fail"))
+            else:
+                tolerated += failed
+        summary = summarise([(h["name"], results[h["name"]]["status"], results[h["name"]].get("error"),
+                              results[h["name"]].get("error_kind")) for h in hosts],
+                            stopped=stopped, tolerated=tolerated, max_fail=step.get("max_fail"))
+        entry["attempts"] = max((int(r.get("attempts") or 0) for r in results.values()), default=0)
+        action = next((r.get("action") for r in results.values() if r.get("action")), None)
+        if action is not None:
+            entry["action"] = action
+        if summary.error_kind is not None:
+            entry["error_kind"] = summary.error_kind
+        entry["status"] = summary.status
+        entry["error"] = summary.error
+        if summary.notes:
+            entry["notes"] = [*(entry.get("notes") or []), *summary.notes]
+        if any(r.get("changed") for r in results.values()):
+            self.changed.add(sid)  # a host changed before its verify failed: the saga undoes it there
+        self.views[sid] = {"status": entry["status"], "ok": entry["status"] == "ok", "error": entry["error"],
+                           "attempts": entry["attempts"], "duration": 0.0,
+                           "hosts": {name: views.get(name) or {"status": r["status"], "ok": r["status"] == "ok"}
+                                     for name, r in results.items()}}
+
+    async def _undo_hosts(self, plan: dict[str, Any], step: dict[str, Any], entry: dict[str, Any]
+                          ) -> dict[str, Any]:
+        """The rollback of a fanned-out step on exactly the hosts where its action completed."""
+        results: dict[str, dict[str, Any]] = entry.get("hosts") or {}
+        targets = [h for h in step.get("hosts") or []
+                   if h["name"] in results and (results[h["name"]]["status"] == "ok" or results[h["name"]].get("changed"))]
+        if not targets:
+            return {"ok": True, "error": None, "action": "no host to roll back"}
+        failures: list[tuple[str, str]] = []
+        actions: list[str] = []
+
+        async def one(host: dict[str, Any]) -> None:
+            t0 = workflow.now()
+            result = await self._run_activity(plan, step, {"rollback": True, "host": host})
+            ok = bool(result.get("ok"))
+            if result.get("action"):
+                actions.append(str(result["action"]))
+            results[host["name"]]["rollback"] = {"status": "ok" if ok else "failed", "error": result.get("error"),
+                                                 "action": result.get("action"),
+                                                 "duration": round((workflow.now() - t0).total_seconds(), 4)}
+            results[host["name"]]["status"] = "rolled_back" if ok else "rollback_failed"
+            if not ok:
+                failures.append((host["name"], str(result.get("error") or "failed")))
+
+        await _at_most(max(1, int(plan.get("forks") or 20)), [lambda h=host: one(h) for host in targets])  # type: ignore[misc]
+        undone = len(targets) - len(failures)
+        self._event("step_progress", step["id"], {"message": f"rolled back on {undone}/{len(targets)} hosts"})
+        if failures:
+            order = [h["name"] for h in targets]
+            failures.sort(key=lambda f: order.index(f[0]))
+            shown = "; ".join(f"{name}: {error.splitlines()[0]}" for name, error in failures[:3])
+            return {"ok": False, "error": f"rollback failed on {len(failures)} of {len(targets)} hosts: {shown}",
+                    "action": actions[0] if actions else None}
+        return {"ok": True, "error": None, "action": actions[0] if actions else None}
 
     # ------------------------------------------------------------ talking to it
 
@@ -313,6 +470,18 @@ class ProcedureWorkflow:
     @staticmethod
     def _all(plan: dict[str, Any]) -> list[dict[str, Any]]:
         return [*plan["steps"], *(plan.get("finally") or []), *(plan.get("on_failure") or [])]
+
+
+async def _at_most(limit: int, jobs: list[Any]) -> None:
+    """Run ``jobs`` (callables returning coroutines), at most ``limit`` at a time, in order."""
+    running: set[asyncio.Task[None]] = set()
+    for job in jobs:
+        while len(running) >= limit:
+            _, pending = await workflow.wait(running, return_when=asyncio.FIRST_COMPLETED)
+            running = set(pending)
+        running.add(asyncio.create_task(job()))
+    if running:
+        await workflow.wait(running)
 
 
 def _iso(when: Any) -> str:

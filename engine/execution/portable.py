@@ -43,6 +43,11 @@ class StepInputs:
     log_dir: str | None = None
     # a dry run: upstream steps that were only planned, whose results are unknown until the run
     unknown: list[str] = field(default_factory=list)
+    # a fanned-out step: the one inventory host it runs on (name, address, port, user, vars,
+    # groups, as ``host`` in templates), reached from here by its own ansible_connection
+    host: dict[str, Any] | None = None
+    accept_new_hosts: bool = False
+    known_hosts: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -60,6 +65,8 @@ def _procedure_of(inputs: StepInputs) -> Any:
 
     upstream = sorted(set(inputs.values.get("steps") or {}))
     step = {k: v for k, v in inputs.step.items() if k != "needs"}
+    if inputs.host is not None:
+        step["on"] = str(inputs.host["name"])  # its templates may read host.*; the host is given, not chosen here
     if upstream:
         step["needs"] = upstream
     # vars arrive rendered: they stand in the document as their values, without templates
@@ -85,9 +92,10 @@ class _PortableRun:
         self.yes = inputs.yes
         self.ask = None
         self.expected_actions = None
-        self.limit = self.inventory_path = self.known_hosts = None
+        self.limit = self.inventory_path = None
+        self.known_hosts = inputs.known_hosts
         self.forks = None
-        self.accept_new_hosts = False
+        self.accept_new_hosts = inputs.accept_new_hosts
         self.on_event = on_event
         self.wants_output = on_event is not None
         self.redactor = Redactor()
@@ -163,14 +171,38 @@ def run_step(inputs: StepInputs, *, on_event: Any = None) -> StepResult:
         if step.action is None:
             raise ProcedureError(Problem(f"<step {step.id}>", 0, 0, "a step needs an executor"))
         try:
-            stepper.execute(step, ns, sr)
+            target = _target(run, inputs.host) if inputs.host is not None else None
+        except Exception as exc:  # noqa: BLE001 - a bad host var (port, become method) fails the step
+            sr.status, sr.error = "failed", run.redactor(str(exc))
+            return sr
+        if target is not None:
+            ns["host"] = target.view()
+        try:
+            stepper.execute(step, ns, sr, host=target)
         except ex.UnknownValueError as exc:  # as the scheduler plans it: the step depends on a planned one
             from ..executors import get_executor
 
             sr.status = "planned"
             sr.notes.append(f"unknown until the run: {exc.unknown.label}")
             executor = get_executor(step.action.kind)()
-            sr.description = stepper.describe(executor, step.action.options, stepper.context(step.id, step, ns))
+            sr.description = stepper.describe(executor, step.action.options,
+                                              stepper.context(step.id, step, ns, host=target))
     finally:
         run.resources.close_all()
     return sr
+
+
+def _target(run: _PortableRun, host: dict[str, Any]) -> Any:
+    """The inventory host a fanned-out step runs on, with a transport opened from here."""
+    from ..transports.ssh import SECRET_VARS, host_transport
+    from .fanout import Target
+
+    vars_ = dict(host.get("vars") or {})
+    for name in SECRET_VARS:  # a password that reached here is still never shown
+        if vars_.get(name) is not None:
+            run.taint.protect(str(vars_[name]))
+    transport = host_transport(str(host["name"]), vars_, workdir=run.workdir, resources=run.resources,
+                               accept_new=run.accept_new_hosts, known_hosts=run.known_hosts,
+                               notify=lambda text: run.emit(ev.Note("warning", run.redactor(text))))
+    return Target(str(host["name"]), str(host.get("address") or host["name"]), int(host.get("port") or 22),
+                  host.get("user"), vars_, list(host.get("groups") or []), transport)

@@ -104,6 +104,40 @@ SEMANTICS = {
           - id: tidy
             shell: echo tidy >> effects
     """,
+    # fan-out: hosts of a batch run in parallel, so effects are compared as a multiset (the
+    # per-host statuses are compared exactly)
+    "fanout-max-fail-leaves-hosts-out": """
+        procedure: rolling
+        inventory: hosts.ini
+        steps:
+          - id: drain
+            on: web
+            serial: 2
+            max_fail: 1
+            shell: "echo drain-{{ host.name }} >> effects; test {{ host.name }} != web2"
+            rollback: {shell: "echo undo-drain-{{ host.name }} >> effects"}
+          - id: enable
+            needs: [drain]
+            on: web
+            shell: "echo enable-{{ host.name }}-{{ host.vars.colour }} >> effects"
+          - id: db
+            needs: [enable]
+            on: "db:?nothing"
+            shell: "echo db-{{ host.name }} >> effects; exit 1"
+    """,
+    "fanout-serial-stops-and-rolls-back": """
+        procedure: canary
+        inventory: hosts.ini
+        steps:
+          - id: upgrade
+            on: web
+            serial: 1
+            shell: "echo up-{{ host.name }} >> effects; test {{ host.name }} != web2"
+            rollback: {shell: "echo down-{{ host.name }} >> effects"}
+          - id: none
+            on: "?nothing"
+            shell: echo never >> effects
+    """,
     "confirm-with-yes": """
         procedure: approved
         steps:
@@ -124,16 +158,37 @@ def test_the_same_procedure_gives_the_same_outcome_locally_and_on_temporal(
         folder = tmp_path / engine
         folder.mkdir()
         path = write(folder, SEMANTICS[name])
+        (folder / "hosts.ini").write_text(HOSTS)
         extra = _engine_args(temporal_server, queue) if engine == "temporal" else []
         done = runproc(folder, str(path), "--output", "json", "--yes", *extra, timeout=120)
         assert done.stdout.strip(), done.stderr
         report = done.json
+        effects = (folder / "effects").read_text().split("\n") if (folder / "effects").exists() else []
         outcomes[engine] = {"rc": done.rc, "status": report["status"], "root_cause": report["root_cause"],
                             "rolled_back": report["rolled_back"],
                             "steps": {s["id"]: s["status"] for s in report["steps"]},
-                            "effects": (folder / "effects").read_text().split("\n")
-                            if (folder / "effects").exists() else []}
+                            "hosts": {s["id"]: {h: r["status"] for h, r in s["hosts"].items()}
+                                      for s in report["steps"] if "hosts" in s},
+                            "notes": {s["id"]: s.get("notes") for s in report["steps"] if "hosts" in s},
+                            "effects": sorted(effects) if name.startswith("fanout") else effects}
     assert outcomes["temporal"] == outcomes["local"]
+    if name.startswith("fanout"):
+        assert outcomes["local"]["hosts"], outcomes  # the case did fan out
+
+
+# hosts of the fan-out cases: reached with ansible_connection=local, as Ansible does
+HOSTS = """
+[web]
+web1 colour=blue
+web2 colour=green
+web3 colour=blue
+
+[db]
+db1
+
+[all:vars]
+ansible_connection=local
+"""
 
 
 def test_steps_run_on_the_worker_and_the_report_has_the_local_shape(
@@ -204,6 +259,38 @@ def test_each_step_runs_on_the_worker_of_its_queue(temporal_server: TemporalServ
         assert done.stdout.strip(), done.stderr
         workers = {s["id"]: s.get("worker") for s in done.json["steps"]}
         assert workers == {"here": "w-main", "there": "w-zone-b", "by_connection": "w-zone-b"}, done.stderr
+        # an inventory group names the queue of its hosts (runproc_queue); a step's queue: wins
+        (tmp_path / "hosts.ini").write_text(f"""
+            [web]
+            web1
+            web2
+            [dbs]
+            db1
+            [dbs:vars]
+            runproc_queue={zone}
+            [all:vars]
+            ansible_connection=local
+        """.replace("            ", ""))
+        fanned = write(tmp_path, f"""
+            procedure: zones
+            inventory: hosts.ini
+            steps:
+              - id: everywhere
+                on: all
+                shell: echo "{{{{ host.name }}}}"
+              - id: pinned
+                on: all
+                queue: {queue}
+                shell: "true"
+        """, name="zones.yml")
+        done = runproc(tmp_path, str(fanned), "--output", "json", *_engine_args(temporal_server, queue))
+        assert done.rc == 0, done.stderr
+        hosts = {s["id"]: {h: (r.get("worker"), r.get("stdout")) for h, r in s["hosts"].items()}
+                 for s in done.json["steps"]}
+        assert hosts["everywhere"] == {"web1": ("w-main", "web1\n"), "web2": ("w-main", "web2\n"),
+                                       "db1": ("w-zone-b", "db1\n")}
+        assert {h: w for h, (w, _) in hosts["pinned"].items()} == {"web1": "w-main", "web2": "w-main",
+                                                                   "db1": "w-main"}
     finally:
         stop_worker(other)
 
@@ -327,7 +414,15 @@ def test_bad_engine_input_is_one_line(temporal_server: TemporalServer, tmp_path:
             shell: "true"
     """, name="fanned.yml")
     done = runproc(tmp_path, str(fanned), "--engine", temporal_server.engine_url)
-    assert done.rc == 2 and "fanned.yml:" in done.stderr and "fan-out" in done.stderr
+    assert done.rc == 2 and "fanned.yml:4:9:" in done.stderr and "no inventory" in done.stderr, done.stderr
+    # a password in the inventory would travel in the workflow's history: refused before anything runs
+    (tmp_path / "pw.ini").write_text("[web]\nweb1 ansible_connection=local ansible_password=hunter2-canary\n")
+    done = runproc(tmp_path, str(fanned), "-i", "pw.ini", "--engine", temporal_server.engine_url)
+    assert done.rc == 2 and "fanned.yml:4:9:" in done.stderr and "ansible_password" in done.stderr, done.stderr
+    assert "hunter2-canary" not in done.stderr
+    done = runproc(tmp_path, str(fanned), "-i", "pw.ini", "--limit", "nosuch", "--engine",
+                   temporal_server.engine_url)
+    assert done.rc == 2 and "--limit 'nosuch' matches no host" in done.stderr, done.stderr
     locked = write(tmp_path, """
         procedure: locked
         lock: db
@@ -359,7 +454,7 @@ def test_no_worker_on_a_queue_is_said_with_the_queue_and_the_wait(
     assert "nobody-serves-this" in error and "2s" in error, error
 
 
-@pytest.mark.parametrize("name", ["dag-when-retry", "failure-rolls-back"])
+@pytest.mark.parametrize("name", ["dag-when-retry", "failure-rolls-back", "fanout-serial-stops-and-rolls-back"])
 def test_a_dry_run_plans_the_same_on_temporal(temporal_server: TemporalServer, worker: object, queue: str,
                                               tmp_path: Path, name: str) -> None:
     plans = {}
@@ -367,6 +462,7 @@ def test_a_dry_run_plans_the_same_on_temporal(temporal_server: TemporalServer, w
         folder = tmp_path / engine
         folder.mkdir()
         path = write(folder, SEMANTICS[name])
+        (folder / "hosts.ini").write_text(HOSTS)
         extra = _engine_args(temporal_server, queue) if engine == "temporal" else []
         done = runproc(folder, str(path), "--dry-run", "--output", "json", *extra, timeout=120)
         assert done.stdout.strip(), done.stderr
