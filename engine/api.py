@@ -293,14 +293,23 @@ def run_on_engine(procedure: Procedure | str | Path, params: dict[str, Any] | No
                   no_rollback=no_rollback, default_queue=queue or DEFAULT_QUEUE,
                   schedule_to_start=schedule_to_start, inventory=inventory, limit=limit, forks=forks,
                   accept_new_hosts=accept_new_hosts, known_hosts=known_hosts)
-    # refused as a local run is, after the input was found valid
-    if proc.window and not dry_run and not ignore_window:
-        from datetime import UTC, datetime
+    # outside its window: refused as a local run is, after the input was found valid; with
+    # window.wait the workflow waits for it (a durable timer); a dry run says which
+    if proc.window_times and not ignore_window:
+        from .format.window import clock_now, parse_window
 
-        from .format.window import parse_window
+        now = clock_now()
+        opens = parse_window(proc.window_times).next_opening(now)
+        if opens > now:
+            from datetime import UTC
 
-        if not parse_window(proc.window).contains(datetime.now(UTC)):
-            raise RefusedError(f"outside the maintenance window {proc.window!r} (use --ignore-window to override)")
+            shown = opens.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+            if not proc.window_waits and not dry_run:
+                raise RefusedError(f"outside the maintenance window {proc.window_times!r}, next open {shown} "
+                                   "(use --ignore-window to override, or window: {times: ..., wait: true} to wait "
+                                   "for it)")
+            plan_["window"] = {"times": proc.window_times, "opens_at": shown,
+                               "wait_seconds": round((opens - now).total_seconds(), 3)}
     if signals is not None:
         signals()
     return submit_and_follow(plan_, target, on_event=on_event, detach=detach, stop=[stop] if stop else [])

@@ -254,7 +254,8 @@ async def _show_run(engine: Engine, run_id: str) -> dict[str, Any]:
     return {"procedure": memo.get("procedure"), "run_id": run_id, "status": "running",
             "exit_code": None, "dry_run": bool(memo.get("dry_run")), "started_at": memo.get("started_at"),
             "duration": 0.0, "error": None, "root_cause": None, "rolled_back": [], "not_undone": [], "kept": [],
-            "steps": list(steps.values()), "waiting": progress.get("waiting") or {}, "engine": "temporal"}
+            "steps": list(steps.values()), "waiting": progress.get("waiting") or {},
+            "waiting_for_window": progress.get("window"), "engine": "temporal"}
 
 
 def approve(engine: Engine, run_id: str, step: str, *, approved: bool, comment: str | None) -> str:

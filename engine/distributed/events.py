@@ -58,6 +58,11 @@ class Translator:
         elif kind == "approval":
             verdict = "approved" if event.get("approved") else "rejected"
             out = ev.Note("info", f"{sid}: {verdict} by {event.get('by')}")
+        elif kind == "window_waiting":
+            out = ev.Note("info", f"outside the window {event.get('times')!r}: waiting until {event.get('opens_at')} "
+                                  "(window.wait; a durable timer: the controller may go)")
+        elif kind == "note":
+            out = ev.Note(str(event.get("level") or "info"), str(event.get("text") or ""))
         elif kind == "run_finished":
             out = ev.RunFinished(run_result(event["report"]))
         if out is not None:

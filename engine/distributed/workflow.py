@@ -17,6 +17,7 @@ tests/distributed/histories/ holds recorded histories replayed by the suite.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from datetime import timedelta
 from typing import Any
 
@@ -49,6 +50,7 @@ class ProcedureWorkflow:
         self.rolled_back: list[str] = []
         self.not_undone: list[str] = []
         self.cancel_requested = False
+        self.waiting_window: str | None = None  # window.wait: when the window opens (UTC)
 
     # ------------------------------------------------------------ the run
 
@@ -61,6 +63,16 @@ class ProcedureWorkflow:
         for s in self._all(plan):
             self.steps[s["id"]] = {"id": s["id"], "status": "pending", "phase": s["phase"], "started_at": None,
                                    "duration": 0.0, "attempts": 0, "error": None}
+        if plan.get("window") and not await self._window(plan):
+            # interrupted while waiting: nothing started, so nothing to undo or clean up
+            for s in self._all(plan):
+                self.steps[s["id"]].update(status="cancelled", error="not started: interrupted while waiting for "
+                                                                     "the maintenance window")
+            report = self._report(plan, started, "interrupted", 130,
+                                  f"interrupted while waiting for the window {plan['window']['times']!r}", None,
+                                  failed=False)
+            self._event("run_finished", None, {"report": report})
+            return report
         root_cause = await self._dag(plan)
         failed = root_cause is not None or self.cancel_requested
         dry = bool(plan.get("dry_run"))
@@ -99,6 +111,13 @@ class ProcedureWorkflow:
             error = "interrupted"
         if self.not_undone:
             error = f"{error}; not undone: {', '.join(self.not_undone)}" if error else None
+        report = self._report(plan, started, status, code, error, cause, failed=failed)
+        self._event("run_finished", None, {"report": report})
+        return report
+
+    def _report(self, plan: dict[str, Any], started: Any, status: str, code: int, error: str | None,
+                cause: str | None, *, failed: bool) -> dict[str, Any]:
+        dry = bool(plan.get("dry_run"))
         workflow.upsert_search_attributes([SA_STATUS.value_set(status)])
         report = {"procedure": plan["procedure"], "run_id": workflow.info().workflow_id, "status": status,
                   "exit_code": code, "dry_run": dry, "started_at": _iso(started),
@@ -111,8 +130,28 @@ class ProcedureWorkflow:
                   "steps": [self.steps[s["id"]] for s in self._all(plan)], "engine": "temporal"}
         if self.approvals:
             report["approvals"] = list(self.approvals.values())
-        self._event("run_finished", None, {"report": report})
         return report
+
+    async def _window(self, plan: dict[str, Any]) -> bool:
+        """Submitted outside its maintenance window with ``window.wait: true``: wait for it with
+        a durable timer (no process sleeps: a worker may restart meanwhile). False: interrupted
+        while waiting. A dry run only says it would wait."""
+        window = plan["window"]
+        if plan.get("dry_run"):
+            self._event("note", None, {"level": "warning", "text": f"outside the window {window['times']!r}: "
+                                                                   f"a real run would wait until {window['opens_at']}"})
+            return True
+        self.waiting_window = str(window["opens_at"])
+        self._event("window_waiting", None, {"times": window["times"], "opens_at": window["opens_at"]})
+        # counted from the run's start, not from this replay: the timer is in the history
+        waited = (workflow.now() - workflow.info().start_time).total_seconds()
+        remaining = float(window.get("wait_seconds") or 0) - waited
+        if remaining > 0:
+            # asyncio's: the TimeoutError of this module is temporalio's activity timeout
+            with contextlib.suppress(asyncio.TimeoutError):  # noqa: UP041
+                await workflow.wait_condition(lambda: self.cancel_requested, timeout=timedelta(seconds=remaining))
+        self.waiting_window = None
+        return not self.cancel_requested
 
     async def _dag(self, plan: dict[str, Any]) -> str | None:
         """The main steps: ready ones start at once (file order), ``concurrency`` at a time."""
@@ -442,7 +481,7 @@ class ProcedureWorkflow:
     @workflow.query
     def progress(self, since: int = 0) -> dict[str, Any]:
         """Events after ``since`` (a follower's last seen number), and who waits for approval."""
-        return {"events": self.events[since:], "waiting": dict(self.waiting)}
+        return {"events": self.events[since:], "waiting": dict(self.waiting), "window": self.waiting_window}
 
     @workflow.update
     def approve(self, answer: dict[str, Any]) -> str:

@@ -70,20 +70,34 @@ class Admission:
         return out
 
     def _check_window(self) -> str | None:
-        if not self.proc.window:
+        text = self.proc.window_times
+        if not text:
             return None
-        from ..format.window import parse_window
+        from ..format.window import clock_now, parse_window
 
-        window = parse_window(self.proc.window)
-        if window.contains(datetime.now(UTC)):
+        window = parse_window(text)
+        now = clock_now()
+        if window.contains(now):
             return None
         if self.ignore_window:
-            self.emit(ev.Note("warning", f"outside the window {self.proc.window!r}; --ignore-window given"))
+            self.emit(ev.Note("warning", f"outside the window {text!r}; --ignore-window given"))
             return None
+        opens = window.next_opening(now)
         if self.dry_run:
-            self.emit(ev.Note("warning", f"outside the window {self.proc.window!r}: a real run would be refused"))
+            would = (f"a real run would wait until {_shown(opens)}" if self.proc.window_waits
+                     else "a real run would be refused")
+            self.emit(ev.Note("warning", f"outside the window {text!r}: {would}"))
             return None
-        return f"outside the maintenance window {self.proc.window!r} (use --ignore-window to override)"
+        if self.proc.window_waits:
+            # window.wait: true, locally: this process sleeps (Ctrl-C stops it; on the Temporal
+            # engine the wait is a durable timer instead, docs/distributed.md)
+            self.emit(ev.Note("info", f"outside the window {text!r}: waiting until {_shown(opens)} "
+                                      "(window.wait)"))
+            if self.stop.wait(max(0.0, (opens - now).total_seconds())):
+                return f"interrupted while waiting for the window {text!r}"
+            return None
+        return (f"outside the maintenance window {text!r}, next open {_shown(opens)} (use --ignore-window to "
+                "override, or window: {times: ..., wait: true} to wait for it)")
 
     def _preconditions(self) -> str | None:
         stepper = StepRunner(self)
@@ -100,3 +114,6 @@ class Admission:
                 return f"precondition failed: {reason}"
         return None
 
+
+def _shown(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")

@@ -62,11 +62,12 @@ def check_semantics(proc: Procedure, source: Source, lenience: Lenience | None =
         if section == "steps":
             dag = built
     problems.extend(_check_connections(proc, source, lenience))
-    if proc.window:
+    if proc.window_times:
         try:
-            parse_window(proc.window)
+            parse_window(proc.window_times)
         except WindowError as exc:
-            problems.append(source.problem(("window",), f"window: {exc}"))
+            where = ("window", "times") if not isinstance(proc.window, str) else ("window",)
+            problems.append(source.problem(where, f"window: {exc}"))
     problems.extend(_check_expressions(proc, source, dag, lenience))
     return problems
 

@@ -102,6 +102,15 @@ class Param(Strict):
         return self
 
 
+class MaintenanceWindow(Strict):
+    """``window: {times: "Sun 02:00-04:00 UTC", wait: true}``: the long form of ``window:``.
+    ``wait``: a run submitted outside the window waits for it to open instead of being
+    refused (a durable timer on the Temporal engine; in-process when run locally)."""
+
+    times: str
+    wait: bool = False
+
+
 class Secret(Strict):
     env: str | None = None
     file: str | None = None
@@ -260,7 +269,7 @@ class Procedure(Strict):
     connections: dict[str, Any] = Field(default_factory=dict)
     inventory: str | None = None
     lock: str | None = None
-    window: str | None = None
+    window: str | MaintenanceWindow | None = None
     concurrency: int | None = Field(None, ge=1, le=256)
     preconditions: list[Check] = Field(default_factory=list)
     steps: list[Step] = Field(min_length=1)
@@ -279,6 +288,16 @@ class Procedure(Strict):
     @property
     def workdir(self) -> Path:
         return self._path.parent if self._path else Path.cwd()
+
+    @property
+    def window_times(self) -> str | None:
+        """The window's days and hours (``window:`` in either form), or None."""
+        return self.window.times if isinstance(self.window, MaintenanceWindow) else self.window
+
+    @property
+    def window_waits(self) -> bool:
+        """``window.wait: true``: outside the window, wait for it instead of refusing."""
+        return isinstance(self.window, MaintenanceWindow) and self.window.wait
 
     def all_steps(self) -> list[Step]:
         return [*self.steps, *self.finally_, *self.on_failure]

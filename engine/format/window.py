@@ -7,11 +7,13 @@ A window may cross midnight; it then belongs to the day it starts on.
 from __future__ import annotations
 
 import re
+import time as _time
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta, tzinfo
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
 
 from ..errors import InvalidInputError
 
+_PROCESS_START = _time.monotonic()
 DAYS = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 ORDINALS = {"first": 1, "second": 2, "third": 3, "fourth": 4, "last": -1}
 _FORM = re.compile(r"^\s*(?:(?P<ord>first|second|third|fourth|last)\s+)?(?P<days>[A-Za-z,*-]+)\s+"
@@ -45,6 +47,20 @@ class Window:
             if begin <= local < finish:
                 return True
         return False
+
+    def next_opening(self, moment: datetime) -> datetime:
+        """When the window next opens after ``moment`` (``moment`` itself when it is open)."""
+        if self.contains(moment):
+            return moment
+        local = moment.astimezone(self.tz)
+        # a monthly window ("first Sun") opens within about five weeks; a year is plenty
+        for offset in range(0, 400):
+            day = local.date() + timedelta(days=offset)
+            if self._day_matches(day):
+                begin = datetime.combine(day, self.start, self.tz)
+                if begin > local:
+                    return begin
+        raise WindowError(f"window {self.text!r} never opens")
 
     def _day_matches(self, day: date) -> bool:
         if day.weekday() not in self.days:
@@ -92,6 +108,25 @@ def _clock(text: str) -> time:
     if h > 24 or m > 59 or (h == 24 and m):
         raise WindowError(f"invalid time {text!r}")
     return time(0, 0) if h == 24 else time(h, m)
+
+
+def clock_now() -> datetime:
+    """Now, for deciding windows. ``RUNPROC_TEST_NOW`` (ISO time, tests only) makes the process
+    believe it started at that moment, so that a test can start a run seconds before a window
+    opens instead of waiting for a real minute boundary; the clock still runs from there."""
+    import os
+
+    fake = os.environ.get("RUNPROC_TEST_NOW")
+    real = datetime.now(UTC)
+    if not fake:
+        return real
+    try:
+        start = datetime.fromisoformat(fake.replace("Z", "+00:00"))
+    except ValueError:
+        raise InvalidInputError(f"RUNPROC_TEST_NOW={fake!r}: expected an ISO time, e.g. 2026-12-06T01:59:58Z") from None
+    if start.tzinfo is None:
+        start = start.replace(tzinfo=UTC)
+    return start + timedelta(seconds=_time.monotonic() - _PROCESS_START)
 
 
 def parse_window(text: str) -> Window:

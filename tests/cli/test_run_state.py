@@ -191,3 +191,59 @@ def test_unusable_state_refuses_a_locked_run(tmp_path: Path) -> None:
     assert not (tmp_path / "finished").exists()
     bad = runproc(tmp_path, str(path), "--state", "postgresql://runproc@127.0.0.1:1/x", state=False)
     assert bad.rc == 2 and bad.stderr.startswith("--state: ") and len(bad.stderr.splitlines()) == 1, bad.stderr
+
+
+# window.wait: a run submitted outside its window waits for it. RUNPROC_TEST_NOW makes the run
+# believe it starts 2 seconds before a window opens (a real minute boundary would cost a minute).
+WAITING = """
+    procedure: patient
+    window: {times: "Sun 02:00-04:00 UTC", wait: true}
+    steps:
+      - id: work
+        shell: touch worked
+"""
+BEFORE_OPENING = {"RUNPROC_TEST_NOW": "2026-12-06T01:59:58Z"}  # a Sunday
+
+
+def test_window_wait_waits_for_the_window_to_open_then_runs(tmp_path: Path) -> None:
+    done = runproc(tmp_path, str(write(tmp_path, WAITING)), env=BEFORE_OPENING)
+    assert done.rc == 0, done.stderr
+    assert (tmp_path / "worked").exists()
+    assert "waiting until 2026-12-06 02:00:00 UTC" in done.stderr + done.stdout
+    # without wait: refused, saying when it next opens
+    refused = run_json(tmp_path, WAITING.replace("wait: true", "wait: false"), env=BEFORE_OPENING)
+    assert refused.rc == 3 and "next open 2026-12-06 02:00:00 UTC" in refused.json["error"], refused.stderr
+
+
+def test_a_dry_run_outside_a_waiting_window_says_it_would_wait(tmp_path: Path) -> None:
+    path = write(tmp_path, WAITING)
+    done = runproc(tmp_path, str(path), "--dry-run", env={"RUNPROC_TEST_NOW": "2026-12-05T12:00:00Z"})
+    assert done.rc == 0, done.stderr
+    assert "a real run would wait until 2026-12-06 02:00:00 UTC" in done.stdout + done.stderr
+    assert not (tmp_path / "worked").exists()
+
+
+def test_ctrl_c_while_waiting_for_the_window_runs_nothing(tmp_path: Path) -> None:
+    import signal
+    import time
+
+    path = write(tmp_path, WAITING)
+    proc = popen(tmp_path, str(path), "--output", "json", env={"RUNPROC_TEST_NOW": "2026-12-05T12:00:00Z"})
+    deadline = time.monotonic() + 30
+    while not list(tmp_path.glob("state.db*")):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130 and "interrupted while waiting for the window" in out, err
+    assert not (tmp_path / "worked").exists()
+
+
+def test_a_bad_window_in_the_long_form_is_pointed_at(tmp_path: Path) -> None:
+    path = write(tmp_path, WAITING.replace("Sun 02:00", "Funday 02:00"))
+    done = runproc(tmp_path, "validate", str(path))
+    assert done.rc == 2 and "proc.yml:2:" in done.stderr and "unknown day" in done.stderr, done.stderr
+    path = write(tmp_path, WAITING.replace('times: "Sun 02:00-04:00 UTC", ', ""))
+    done = runproc(tmp_path, "validate", str(path))
+    assert done.rc == 2 and "proc.yml:2:" in done.stderr and "times" in done.stderr, done.stderr

@@ -390,6 +390,62 @@ def test_the_run_goes_on_when_the_cli_is_killed(temporal_server: TemporalServer,
     assert (tmp_path / "effects").read_text().split() == ["one", "two"]
 
 
+# ---------------------------------------------------------------- window.wait: a durable timer
+
+WAITING = """
+    procedure: patient
+    window: {times: "Sun 02:00-04:00 UTC", wait: true}
+    steps:
+      - id: work
+        shell: touch worked
+"""
+
+
+def test_window_wait_waits_for_the_window_with_a_durable_timer(
+        temporal_server: TemporalServer, worker: object, queue: str, tmp_path: Path) -> None:
+    path = write(tmp_path, WAITING)
+    engine = temporal_server.engine_url
+    # the controller believes it is 5 s before the window opens (a Sunday, 02:00 UTC)
+    started = runproc(tmp_path, str(path), "--detach", *_engine_args(temporal_server, queue),
+                      env={"RUNPROC_TEST_NOW": "2026-12-06T01:59:55Z"})
+    assert started.rc == 0, started.stderr
+    run_id = started.stdout.strip()
+    shown = runproc(tmp_path, "show", run_id, "--engine", engine, "--output", "text")
+    assert "waiting:   for the maintenance window, until 2026-12-06 02:00:00 UTC" in shown.stdout, shown.stdout
+    assert not (tmp_path / "worked").exists()
+    assert _wait_done(tmp_path, engine, run_id)["status"] == "ok"
+    assert (tmp_path / "worked").exists()
+    # the wait was a timer in the workflow's history, not a sleeping process
+    events = json.loads(temporal_server.workflow_show_json(run_id))["events"]
+    assert "EVENT_TYPE_TIMER_FIRED" in [e["eventType"] for e in events]
+
+
+def test_ctrl_c_while_a_run_waits_for_its_window_runs_nothing(
+        temporal_server: TemporalServer, worker: object, queue: str, tmp_path: Path) -> None:
+    path = write(tmp_path, WAITING)
+    cli = subprocess.Popen([*RUNPROC, str(path), "--output", "json", *_engine_args(temporal_server, queue)],
+                           cwd=tmp_path, env=child_env({"RUNPROC_TEST_NOW": "2026-12-05T12:00:00Z"}),
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 30
+    while True:  # the run exists and waits (about 14 hours) before the interrupt
+        runs = json.loads(runproc(tmp_path, "runs", "--engine", temporal_server.engine_url, "--output",
+                                  "json").stdout)
+        mine = [r for r in runs if r["procedure"] == "patient" and r["status"] == "running"]
+        if mine:
+            shown = json.loads(runproc(tmp_path, "show", mine[0]["id"], "--engine", temporal_server.engine_url,
+                                       "--output", "json").stdout)
+            if shown.get("waiting_for_window"):
+                break
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    cli.send_signal(signal.SIGINT)
+    out, err = cli.communicate(timeout=60)
+    assert cli.returncode == 130, err
+    report = json.loads(out)
+    assert report["status"] == "interrupted" and "waiting for the window" in report["error"]
+    assert not (tmp_path / "worked").exists()
+
+
 # ---------------------------------------------------------------- bad input
 
 
