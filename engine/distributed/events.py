@@ -61,6 +61,8 @@ class Translator:
         elif kind == "window_waiting":
             out = ev.Note("info", f"outside the window {event.get('times')!r}: waiting until {event.get('opens_at')} "
                                   "(window.wait; a durable timer: the controller may go)")
+        elif kind == "precondition":
+            out = ev.PreconditionChecked("preconditions", bool(event.get("ok")), event.get("error"))
         elif kind == "note":
             out = ev.Note(str(event.get("level") or "info"), str(event.get("text") or ""))
         elif kind == "run_finished":

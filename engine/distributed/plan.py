@@ -91,6 +91,7 @@ def build(proc: Procedure, params: dict[str, Any], *, run_id: str, started_at: s
     return {"procedure": proc.procedure, "path": str(proc.path), "workdir": str(proc.workdir),
             "params": params, "param_decls": data.get("params") or {}, "secrets": secrets,
             "connections": connections, "vars": data.get("vars") or {}, "dry_run": dry_run, "yes": yes,
+            "preconditions": data.get("preconditions") or [],
             "no_rollback": no_rollback, "concurrency": proc.concurrency or 16, "default_queue": default_queue,
             "schedule_to_start": schedule_to_start, "heartbeat": heartbeat_timeout(),
             "forks": forks or 20, "accept_new_hosts": accept_new_hosts, "known_hosts": known_hosts,

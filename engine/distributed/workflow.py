@@ -73,6 +73,13 @@ class ProcedureWorkflow:
                                   failed=False)
             self._event("run_finished", None, {"report": report})
             return report
+        refusal = await self._preconditions(plan) if plan.get("preconditions") else None
+        if refusal is not None:
+            for s in self._all(plan):
+                self.steps[s["id"]].update(status="cancelled", error="not started: the run was refused")
+            report = self._report(plan, started, "refused", 3, refusal, None, failed=False)
+            self._event("run_finished", None, {"report": report})
+            return report
         root_cause = await self._dag(plan)
         failed = root_cause is not None or self.cancel_requested
         dry = bool(plan.get("dry_run"))
@@ -131,6 +138,20 @@ class ProcedureWorkflow:
         if self.approvals:
             report["approvals"] = list(self.approvals.values())
         return report
+
+    async def _preconditions(self, plan: dict[str, Any]) -> str | None:
+        """The procedure's preconditions, checked on a worker of the default queue before any
+        step (they may read secrets): the refusal, or None when they all pass."""
+        check = {"id": "preconditions", "phase": "preconditions", "queue": plan["default_queue"],
+                 "raw": {"id": "preconditions", "assert": "true", "preconditions": plan["preconditions"]}}
+        result = await self._run_activity(plan, check, {"rollback": False})
+        if "lost" in result:
+            self._event("precondition", None, {"ok": False, "error": result["lost"]})
+            return f"preconditions not checked: {result['lost']}"
+        entry = result.get("entry") or {}
+        ok = entry.get("status") in DONE
+        self._event("precondition", None, {"ok": ok, "error": entry.get("error")})
+        return None if ok else str(entry.get("error") or "precondition failed")
 
     async def _window(self, plan: dict[str, Any]) -> bool:
         """Submitted outside its maintenance window with ``window.wait: true``: wait for it with

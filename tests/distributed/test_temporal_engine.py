@@ -138,6 +138,18 @@ SEMANTICS = {
             on: "?nothing"
             shell: echo never >> effects
     """,
+    "preconditions-refuse": """
+        procedure: guarded
+        preconditions:
+          - shell: "true"
+          - shell: test -e ready
+        steps:
+          - id: act
+            shell: echo act >> effects
+        finally:
+          - id: tidy
+            shell: echo tidy >> effects
+    """,
     "confirm-with-yes": """
         procedure: approved
         steps:
