@@ -293,26 +293,106 @@ def run_on_engine(procedure: Procedure | str | Path, params: dict[str, Any] | No
                   no_rollback=no_rollback, default_queue=queue or DEFAULT_QUEUE,
                   schedule_to_start=schedule_to_start, inventory=inventory, limit=limit, forks=forks,
                   accept_new_hosts=accept_new_hosts, known_hosts=known_hosts)
-    # outside its window: refused as a local run is, after the input was found valid; with
-    # window.wait the workflow waits for it (a durable timer); a dry run says which
-    if proc.window_times and not ignore_window:
-        from .format.window import clock_now, parse_window
-
-        now = clock_now()
-        opens = parse_window(proc.window_times).next_opening(now)
-        if opens > now:
-            from datetime import UTC
-
-            shown = opens.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
-            if not proc.window_waits and not dry_run:
-                raise RefusedError(f"outside the maintenance window {proc.window_times!r}, next open {shown} "
-                                   "(use --ignore-window to override, or window: {times: ..., wait: true} to wait "
-                                   "for it)")
-            plan_["window"] = {"times": proc.window_times, "opens_at": shown,
-                               "wait_seconds": round((opens - now).total_seconds(), 3)}
+    if proc.window_times:
+        plan_["window_spec"] = {"times": proc.window_times, "wait": proc.window_waits}
+        _engine_window(plan_, ignore_window=ignore_window)
     if signals is not None:
         signals()
     return submit_and_follow(plan_, target, on_event=on_event, detach=detach, stop=[stop] if stop else [])
+
+
+def _engine_window(plan_: dict[str, Any], *, ignore_window: bool) -> None:
+    """Outside its window: refused as a local run is (after the input was found valid); with
+    ``window.wait`` the workflow waits for it (a durable timer); a dry run says which."""
+    from datetime import UTC
+
+    from .format.window import clock_now, parse_window
+
+    plan_.pop("window", None)
+    spec = plan_.get("window_spec")
+    if not spec or ignore_window:
+        return
+    now = clock_now()
+    opens = parse_window(spec["times"]).next_opening(now)
+    if opens <= now:
+        return
+    shown = opens.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    if not spec["wait"] and not plan_.get("dry_run"):
+        raise RefusedError(f"outside the maintenance window {spec['times']!r}, next open {shown} (use "
+                           "--ignore-window to override, or window: {times: ..., wait: true} to wait for it)")
+    plan_["window"] = {"times": spec["times"], "opens_at": shown, "wait_seconds": round((opens - now).total_seconds(), 3)}
+
+
+def resume_on_engine(run_id: str, *, engine: str, yes: bool = False, ignore_window: bool = False,
+                     on_event: EventSink | None = None, stop: Any = None, signals: Callable[[], Any] | None = None,
+                     say: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Continue an ended run of a Temporal engine in a new run: steps that ended ok are not run
+    again (their results are ``steps.<id>``). The procedure is the one the run was submitted
+    with. RefusedError when it cannot be resumed (docs/distributed.md)."""
+    from .distributed import require_temporalio
+    from .distributed.client import parse_engine, recorded_run, submit_and_follow
+    from .distributed.replay import resume_input
+    from .execution.step import now_iso
+
+    target = parse_engine(engine)
+    require_temporalio()
+    rec = recorded_run(target, run_id)
+    plan_ = rec.plan
+    for other in rec.replays:
+        what = "resumed" if other.endswith(".resume") else "rolled back"
+        then = "resume that one instead" if other.endswith(".resume") else "run it again instead"
+        raise RefusedError(f"run {run_id} was {what} by run {other}: {then}")
+    new = resume_input(plan_, rec.report, run_id=f"{run_id}.resume", started_at=now_iso(), yes=yes)
+    _engine_window(new, ignore_window=ignore_window)  # the window as it is now
+    if say is not None:
+        done = ", ".join(new["resume"]["done"]) or "no step"
+        hosts = "".join(f"; {sid} on {', '.join(sorted(h))}" for sid, h in new["resume"]["hosts_done"].items())
+        say(f"run {run_id} ({plan_['procedure']}): {done}{hosts} done before, not run again")
+    if signals is not None:
+        signals()
+    return submit_and_follow(new, target, on_event=on_event, detach=False, stop=[stop] if stop else [])
+
+
+def rollback_on_engine(run_id: str, *, engine: str, confirm: Asker | None = None,
+                       say: Callable[[str], None] | None = None) -> tuple[dict[str, Any], int]:
+    """Undo what an ended run of a Temporal engine completed and did not undo, most recent
+    first, as a new run on the engine; (its report, exit code: 0 all undone, 4 an undo failed)."""
+    from .distributed import require_temporalio
+    from .distributed.client import parse_engine, recorded_run, submit_and_follow
+    from .distributed.replay import rollback_input
+    from .execution.step import now_iso
+
+    target = parse_engine(engine)
+    require_temporalio()
+    rec = recorded_run(target, run_id)
+    plan_, report = rec.plan, dict(rec.report)
+    entries = {str(e["id"]): e for e in report.get("steps") or []}
+    n = 1
+    for other, replayed in rec.replays.items():
+        if other.endswith(".resume"):
+            raise RefusedError(f"run {run_id} was resumed by run {other}: roll back that one (it holds every step "
+                               "the two runs did)")
+        if replayed is None:
+            raise RefusedError(f"run {other} is rolling run {run_id} back now: runproc show {other} --engine {engine}")
+        # what an earlier rollback did (or failed to do) is the latest word on its steps
+        entries.update({str(e["id"]): e for e in replayed.get("steps") or []})
+        n += 1
+    report["steps"] = list(entries.values())
+    new_id = f"{run_id}.rollback" + (f"-{n}" if n > 1 else "")
+    new, undo, kept = rollback_input(plan_, report, run_id=new_id, started_at=now_iso())
+    shown_kept = f"; kept (no rollback defined): {', '.join(kept)}" if kept else ""
+    if new is None:
+        if say is not None:
+            say(f"run {run_id}: nothing to undo{shown_kept}")
+        return {"run_id": None, "of_run": run_id, "kind": "rollback", "status": "ok", "exit_code": 0,
+                "steps": [], "rolled_back": [], "not_undone": [], "kept": kept}, 0
+    if say is not None:
+        say(f"run {run_id} ({plan_['procedure']}): will undo {', '.join(undo)} in this order{shown_kept}")
+    if confirm is not None and not confirm("Roll back?"):
+        raise RefusedError("not confirmed: nothing was undone")
+    out = submit_and_follow(new, target, on_event=None, detach=False, stop=[])
+    out["kept"] = kept
+    return out, int(out.get("exit_code") or 0)
 
 
 # ---------------------------------------------------------------- a saved plan

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -41,7 +42,22 @@ def _replay_parser(verb: str, description: str) -> argparse.ArgumentParser:
                    + ("leave it as it is (do not undo it)" if verb == "rollback" else "treat it as done"))
     p.add_argument("--output", choices=("text", "json"), default="text")
     p.add_argument("--state", help=STATE_HELP)
+    p.add_argument("--engine", default=os.environ.get("RUNPROC_ENGINE") or None,
+                   help="a run of a Temporal engine: temporal://HOST:PORT[/NAMESPACE] (default $RUNPROC_ENGINE); "
+                        f"the {verb} is a new run there")
     return p
+
+
+def _not_with_engine(verb: str, ns: argparse.Namespace, *flags: str) -> None:
+    """Options of a local replay that mean nothing for a Temporal run: said, not ignored."""
+    from ..errors import UsageError
+
+    for flag in flags:
+        if getattr(ns, flag.lstrip("-").replace("-", "_"), None):
+            why = ("a Temporal run has no step in flight" if flag == "--skip-inflight"
+                   else "a secret param does not run on the Temporal engine" if flag in ("--param", "--params-file")
+                   else "not with --engine yet")
+            raise UsageError(f"runproc {verb}: {flag} with --engine: {why}")
 
 
 def _refuse_replay(verb: str, ns: argparse.Namespace, exc: Any) -> int:
@@ -99,10 +115,14 @@ def _rollback(argv: list[str]) -> int:
         return bool(asker(None, [])(question))
 
     try:
-        params, given = _params(ns)
-        inflight = _inflight(ns)
-        report, code = api.rollback_run(ns.run, params, cli_params=given, state=ns.state, confirm=confirm, say=say,
-                                        handle_signals=True, inflight=inflight)
+        if ns.engine:
+            _not_with_engine("rollback", ns, "--skip-inflight", "--param", "--params-file")
+            report, code = api.rollback_on_engine(ns.run, engine=ns.engine, confirm=confirm, say=say)
+        else:
+            params, given = _params(ns)
+            inflight = _inflight(ns)
+            report, code = api.rollback_run(ns.run, params, cli_params=given, state=ns.state, confirm=confirm,
+                                            say=say, handle_signals=True, inflight=inflight)
     except ProcedureError as exc:
         print_problems(exc)
         return EXIT_INVALID
@@ -149,6 +169,8 @@ def _resume(argv: list[str]) -> int:
         ns.report_dir = str(Path(ns.report_dir).resolve())
     route_library_logs(verbose=ns.verbose)
     sink, ask, stop = console_sink(ns)
+    if ns.engine:
+        return _resume_on_engine(ns, sink)
     try:
         params, given = _params(ns)
         result = api.resume(ns.run, params, cli_params=given, on_event=sink, ask=ask, watch=stop,
@@ -162,6 +184,27 @@ def _resume(argv: list[str]) -> int:
         return EXIT_INVALID
     except (InvalidInputError, RefusedError) as exc:
         return _refuse_replay("resume", ns, exc)
+    deliver(result, ns)
+    return int(result.exit_code)
+
+
+def _resume_on_engine(ns: argparse.Namespace, sink: Any) -> int:
+    import signal
+    import threading
+
+    from .. import api
+    from ..distributed.events import run_result
+
+    try:
+        _not_with_engine("resume", ns, "--skip-inflight", "--param", "--params-file", "--report-dir",
+                         "--accept-new-hosts", "--known-hosts")
+        report = api.resume_on_engine(ns.run, engine=ns.engine, yes=ns.yes, ignore_window=ns.ignore_window,
+                                      on_event=sink, stop=(stop := threading.Event()),
+                                      signals=lambda: signal.signal(signal.SIGINT, lambda *_: stop.set()),
+                                      say=lambda text: print(f"runproc resume: {text}", file=sys.stderr))
+    except RefusedError as exc:
+        return _refuse_replay("resume", ns, exc)
+    result = run_result(report)
     deliver(result, ns)
     return int(result.exit_code)
 

@@ -104,10 +104,22 @@ async def _submit_and_follow(plan: dict[str, Any], engine: Engine, on_event: Any
     run_id = plan["run"]["id"]
     attributes = TypedSearchAttributes([SearchAttributePair(SA_PROCEDURE, plan["procedure"]),
                                         SearchAttributePair(SA_STATUS, "running")])
-    handle = await client.start_workflow(
-        WORKFLOW_NAME, plan, id=run_id, task_queue=plan["default_queue"], search_attributes=attributes,
+    from temporalio.common import WorkflowIDReusePolicy
+    from temporalio.exceptions import WorkflowAlreadyStartedError
+
+    try:
+        handle = await client.start_workflow(
+            WORKFLOW_NAME, plan, id=run_id, task_queue=plan["default_queue"], search_attributes=attributes,
+            # a resume or rollback has the id of what it replays (<id>.resume): never twice
+            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
         memo={"procedure": plan["procedure"], "path": plan["path"], "user": _user(), "dry_run": plan["dry_run"],
-              "started_at": plan["run"]["started_at"]})
+              "started_at": plan["run"]["started_at"],
+              **({"kind": "resume" if plan.get("resume") else "rollback",
+                  "of_run": (plan.get("resume") or plan.get("undo") or {}).get("of_run")}
+                 if plan.get("resume") or plan.get("undo") else {})})
+    except WorkflowAlreadyStartedError:
+        raise RefusedError(f"run {run_id} exists already on {engine}: runproc show {run_id} --engine "
+                           f"{engine}") from None
     if detach:
         return {"run_id": run_id, "detached": True}
     return await follow(client, handle, on_event, stop)
@@ -256,6 +268,69 @@ async def _show_run(engine: Engine, run_id: str) -> dict[str, Any]:
             "duration": 0.0, "error": None, "root_cause": None, "rolled_back": [], "not_undone": [], "kept": [],
             "steps": list(steps.values()), "waiting": progress.get("waiting") or {},
             "waiting_for_window": progress.get("window"), "engine": "temporal"}
+
+
+@dataclass
+class Recorded:
+    """An ended run of the engine: its input, its report, and the runs made from it since
+    (``<id>.resume``, ``<id>.rollback``, ``<id>.rollback-2``...: id -> report, None while running)."""
+
+    plan: dict[str, Any]
+    report: dict[str, Any]
+    replays: dict[str, dict[str, Any] | None]
+
+
+def recorded_run(engine: Engine, run_id: str) -> Recorded:
+    """An ended run and what was made of it; RefusedError while it runs."""
+    require_temporalio()
+    return asyncio.run(_recorded_run(engine, run_id))
+
+
+async def _recorded_run(engine: Engine, run_id: str) -> Recorded:
+    client = await connect(engine, quiet=True)
+    plan, report = await _ended(client, engine, run_id)
+    replays: dict[str, dict[str, Any] | None] = {}
+    for candidate in _replay_ids(run_id):
+        try:
+            _, replayed = await _ended(client, engine, candidate)
+        except InvalidInputError:  # no such run
+            if candidate.endswith(".resume"):
+                continue
+            break
+        except RefusedError:  # still running
+            replayed = None
+        replays[candidate] = replayed
+    return Recorded(plan, report, replays)
+
+
+def _replay_ids(run_id: str) -> Any:
+    yield f"{run_id}.resume"
+    yield f"{run_id}.rollback"
+    n = 2
+    while True:
+        yield f"{run_id}.rollback-{n}"
+        n += 1
+
+
+async def _ended(client: Any, engine: Engine, run_id: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    from temporalio.client import WorkflowExecutionStatus
+    from temporalio.service import RPCError
+
+    handle = client.get_workflow_handle(run_id)
+    try:
+        desc = await handle.describe()
+    except RPCError:
+        raise InvalidInputError(f"no run {run_id!r} on {engine} (runproc runs --engine {engine} lists them)") from None
+    if desc.status == WorkflowExecutionStatus.RUNNING:
+        raise RefusedError(f"run {run_id} is still running: runproc show {run_id} --engine {engine}")
+    if desc.status != WorkflowExecutionStatus.COMPLETED:
+        status = desc.status.name.lower() if desc.status else "unknown"
+        raise RefusedError(f"run {run_id} ended {status} on Temporal, without a report: nothing to act on")
+    report: dict[str, Any] = await handle.result()
+    history = await handle.fetch_history()
+    started = history.events[0].workflow_execution_started_event_attributes
+    plan: dict[str, Any] = (await client.data_converter.decode(started.input.payloads))[0]
+    return plan, report
 
 
 def approve(engine: Engine, run_id: str, step: str, *, approved: bool, comment: str | None) -> str:

@@ -63,6 +63,13 @@ class ProcedureWorkflow:
         for s in self._all(plan):
             self.steps[s["id"]] = {"id": s["id"], "status": "pending", "phase": s["phase"], "started_at": None,
                                    "duration": 0.0, "attempts": 0, "error": None}
+        if plan.get("undo"):
+            return await self._undo_run(plan, started)
+        resumed = plan.get("resume") or {}
+        for sid, entry in (resumed.get("done") or {}).items():  # in the order they completed
+            self.steps[sid] = dict(entry)
+            self.completed.append(sid)
+        self.views.update(resumed.get("views") or {})
         if plan.get("window") and not await self._window(plan):
             # interrupted while waiting: nothing started, so nothing to undo or clean up
             for s in self._all(plan):
@@ -134,9 +141,29 @@ class ProcedureWorkflow:
                   "kept": [sid for sid in self.completed if failed and not dry and plan["by_id"][sid].get("writes")
                            and self.steps[sid]["status"] == "ok"
                            and (not plan["by_id"][sid].get("rollback") or plan.get("no_rollback"))],
-                  "steps": [self.steps[s["id"]] for s in self._all(plan)], "engine": "temporal"}
+                  "steps": [self.steps[s["id"]] for s in self._all(plan)], "engine": "temporal",
+                  "completed": list(self.completed)}
+        replayed = plan.get("resume") or plan.get("undo")
+        if replayed:
+            report.update(kind="resume" if plan.get("resume") else "rollback", of_run=replayed["of_run"])
         if self.approvals:
             report["approvals"] = list(self.approvals.values())
+        return report
+
+    async def _undo_run(self, plan: dict[str, Any], started: Any) -> dict[str, Any]:
+        """``runproc rollback RUN --engine``: the rollbacks an ended run left to do, most recent
+        first (engine/distributed/replay.py chose them)."""
+        undo = plan["undo"]
+        for sid, entry in (undo.get("entries") or {}).items():
+            self.steps[sid] = dict(entry)
+        self.completed = list(undo["order"])
+        await self._rollbacks(plan)
+        status, code = ("rollback_incomplete", 4) if self.not_undone else ("ok", 0)
+        error = f"not undone: {', '.join(self.not_undone)}" if self.not_undone else None
+        report = self._report(plan, started, status, code, error, None, failed=False)
+        report.update(steps=[self.steps[sid] for sid in reversed(undo["order"])], undo=list(reversed(undo["order"])),
+                      kept=[])
+        self._event("run_finished", None, {"report": report})
         return report
 
     async def _preconditions(self, plan: dict[str, Any]) -> str | None:
@@ -177,7 +204,7 @@ class ProcedureWorkflow:
     async def _dag(self, plan: dict[str, Any]) -> str | None:
         """The main steps: ready ones start at once (file order), ``concurrency`` at a time."""
         order = [s["id"] for s in plan["steps"]]
-        pending = set(order)
+        pending = {sid for sid in order if self.steps[sid]["status"] == "pending"}  # resume: some are done
         running: dict[str, asyncio.Task[None]] = {}
         root_cause: str | None = None
         limit = int(plan.get("concurrency") or 16)
@@ -287,6 +314,7 @@ class ProcedureWorkflow:
         entry.update(result.get("entry") or {})
         if result.get("changed"):
             self.changed.add(step["id"])
+            entry["changed"] = True  # for runproc rollback RUN: its action completed, its verify failed
         if result.get("view") is not None:
             self.views[step["id"]] = result["view"]
 
@@ -396,8 +424,14 @@ class ProcedureWorkflow:
             if name in results:
                 results[name].update(status="skipped",
                                      notes=[f"left out: it failed in step {up} (within that step's max_fail)"])
-        targets = [h for h in hosts if h["name"] not in left_out]
-        if not targets:
+        # runproc resume: hosts where the resumed run finished this step are not run again
+        done_before = ((plan.get("resume") or {}).get("hosts_done") or {}).get(sid) or {}
+        for name, finished in done_before.items():
+            if name in results:
+                results[name] = dict(finished)
+                views[name] = {**{k: v for k, v in finished.items() if k not in ("notes", "phase")}, "ok": True}
+        targets = [h for h in hosts if h["name"] not in left_out and h["name"] not in done_before]
+        if not targets and not done_before:
             entry.update(status="skipped", notes=["every host was left out: each failed in a step this one needs"])
             self.views[sid] = {"status": "skipped", "ok": False, "hosts": {}}
             return

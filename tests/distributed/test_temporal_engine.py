@@ -402,6 +402,103 @@ def test_the_run_goes_on_when_the_cli_is_killed(temporal_server: TemporalServer,
     assert (tmp_path / "effects").read_text().split() == ["one", "two"]
 
 
+# ---------------------------------------------------------------- resume and rollback of an engine run
+
+RESUMABLE = """
+    procedure: resumable
+    inventory: hosts.ini
+    steps:
+      - id: one
+        shell: "echo one >> effects; echo '{\\"v\\": 7}'"
+        rollback: {shell: echo undo-one >> effects}
+      - id: spread
+        on: web
+        shell: "test -e fixed-{{ host.name }} -o {{ host.name }} != web2 && echo spread-{{ host.name }} >> effects"
+        rollback: {shell: "echo undo-spread-{{ host.name }} >> effects"}
+      - id: two
+        shell: "test -e fixed && echo two-{{ steps.one.json.v }} >> effects"
+      - id: three
+        shell: echo three >> effects
+"""
+
+
+def _failed_run(server: TemporalServer, queue: str, tmp: Path) -> str:
+    """RESUMABLE run with --no-rollback: one ok, spread ok on web1 and web3, failed on web2."""
+    path = write(tmp, RESUMABLE)
+    (tmp / "hosts.ini").write_text(HOSTS)
+    done = runproc(tmp, str(path), "--no-rollback", "--output", "json", *_engine_args(server, queue))
+    assert done.rc == 1 and done.json["root_cause"] == "spread", done.stderr
+    return str(done.json["run_id"])
+
+
+def test_resume_of_an_engine_run_runs_only_what_did_not_finish(
+        temporal_server: TemporalServer, worker: object, queue: str, tmp_path: Path) -> None:
+    engine = temporal_server.engine_url
+    run_id = _failed_run(temporal_server, queue, tmp_path)
+    (tmp_path / "fixed-web2").touch()
+    (tmp_path / "effects").write_text("")
+    first = runproc(tmp_path, "resume", run_id, "--engine", engine, "--output", "json")
+    assert first.rc == 1 and first.json["root_cause"] == "two", first.stderr  # web2 done now, two not yet
+    assert "one" in first.stderr and "spread on web1, web3" in first.stderr  # said: done before
+    again = runproc(tmp_path, "resume", run_id, "--engine", engine)
+    assert again.rc == 3 and f"resumed by run {run_id}.resume" in again.stderr, again.stderr
+    (tmp_path / "fixed").touch()
+    second = runproc(tmp_path, "resume", f"{run_id}.resume", "--engine", engine, "--output", "json")
+    assert second.rc == 0, second.stderr
+    # each effect once: one and the two finished hosts were not run again; steps.one's result was kept
+    assert (tmp_path / "effects").read_text().split() == ["spread-web2", "two-7", "three"]
+    statuses = {s["id"]: s["status"] for s in second.json["steps"]}
+    assert statuses == {"one": "ok", "spread": "ok", "two": "ok", "three": "ok"}
+    done = runproc(tmp_path, "resume", f"{run_id}.resume.resume", "--engine", engine)
+    assert done.rc == 3 and "nothing to resume" in done.stderr
+
+
+def test_rollback_of_an_engine_run_undoes_each_change_once(
+        temporal_server: TemporalServer, worker: object, queue: str, tmp_path: Path) -> None:
+    engine = temporal_server.engine_url
+    run_id = _failed_run(temporal_server, queue, tmp_path)
+    (tmp_path / "effects").write_text("")
+    done = runproc(tmp_path, "rollback", run_id, "--engine", engine)
+    assert done.rc == 3 and "--yes" in done.stderr  # no terminal to ask: refused, nothing undone
+    assert (tmp_path / "effects").read_text() == ""
+    done = runproc(tmp_path, "rollback", run_id, "--engine", engine, "--yes")
+    assert done.rc == 0, done.stderr
+    assert "will undo spread, one in this order" in done.stderr
+    undone = (tmp_path / "effects").read_text().split()
+    assert sorted(undone[:2]) == ["undo-spread-web1", "undo-spread-web3"] and undone[2:] == ["undo-one"]
+    again = runproc(tmp_path, "rollback", run_id, "--engine", engine, "--yes")
+    assert again.rc == 0 and "nothing to undo" in again.stderr, again.stderr
+    assert len((tmp_path / "effects").read_text().split()) == 3
+    resumed = runproc(tmp_path, "resume", run_id, "--engine", engine)
+    assert resumed.rc == 3 and "rolled back by run" in resumed.stderr, resumed.stderr
+
+
+def test_a_failed_undo_is_tried_again_by_the_next_rollback(
+        temporal_server: TemporalServer, worker: object, queue: str, tmp_path: Path) -> None:
+    engine = temporal_server.engine_url
+    path = write(tmp_path, """
+        procedure: stubborn
+        steps:
+          - id: a
+            shell: echo a >> effects
+            rollback: {shell: "test -e can-undo && echo undo-a >> effects"}
+          - id: b
+            shell: echo b >> effects
+            rollback: {shell: echo undo-b >> effects}
+          - id: c
+            shell: exit 1
+    """)
+    run = runproc(tmp_path, str(path), "--no-rollback", "--output", "json", *_engine_args(temporal_server, queue))
+    run_id = run.json["run_id"]
+    first = runproc(tmp_path, "rollback", run_id, "--engine", engine, "--yes", "--output", "json")
+    assert first.rc == 4 and first.json["not_undone"] == ["a"], first.stderr
+    (tmp_path / "can-undo").touch()
+    second = runproc(tmp_path, "rollback", run_id, "--engine", engine, "--yes", "--output", "json")
+    assert second.rc == 0 and second.json["run_id"] == f"{run_id}.rollback-2", second.stderr
+    assert second.json["undo"] == ["a"]  # b was undone by the first rollback: not again
+    assert (tmp_path / "effects").read_text().split() == ["a", "b", "undo-b", "undo-a"]
+
+
 # ---------------------------------------------------------------- window.wait: a durable timer
 
 WAITING = """
