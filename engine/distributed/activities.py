@@ -174,7 +174,7 @@ def _run(payload: dict[str, Any]) -> dict[str, Any]:
         if isinstance(host, dict):
             host = {k: v for k, v in host.items() if k != "queue"}
         inputs = StepInputs(step=raw, values=values, connections=plan.get("connections") or {},
-                            params=plan.get("param_decls") or {}, secrets=plan.get("secrets") or {},
+                            params=plan.get("param_decls") or {}, secrets=_where_secrets_are(plan),
                             workdir=plan.get("workdir") or ".", dry_run=dry, yes=True, unknown=unknown,
                             host=host, accept_new_hosts=bool(plan.get("accept_new_hosts")),
                             known_hosts=plan.get("known_hosts"))
@@ -198,10 +198,37 @@ def _run(payload: dict[str, Any]) -> dict[str, Any]:
 
 
 def _secrets(plan: dict[str, Any]) -> dict[str, Any]:
-    """The procedure's secrets, read here from this worker's environment (never sent)."""
+    """The procedure's secrets, read here from this worker's environment or files (never sent):
+    for rendering ``vars`` and ``when`` and for redaction; the step itself reads them again
+    through the local run's code (engine/format/params.py), which says what is missing."""
+    from pathlib import Path
+
     out: dict[str, Any] = {}
-    for name, var in (plan.get("secrets") or {}).items():
-        out[name] = os.environ.get(var, "")
+    for name, how in (plan.get("secrets") or {}).items():
+        if isinstance(how, str):  # a run submitted by an older controller: an environment variable
+            how = {"env": how}
+        if how.get("env") is not None:
+            out[name] = os.environ.get(str(how["env"]), "")
+            continue
+        path = Path(str(how.get("file") or ""))
+        path = path if path.is_absolute() else Path(str(plan.get("workdir") or ".")) / path
+        try:
+            out[name] = path.read_text().rstrip("\n")
+        except (OSError, ValueError):
+            out[name] = ""
+    return out
+
+
+def _where_secrets_are(plan: dict[str, Any]) -> dict[str, Any]:
+    """The secrets' declarations for the step, a relative file made absolute against the
+    procedure's folder (the worker's own working directory may be anywhere)."""
+    from pathlib import Path
+
+    out: dict[str, Any] = {}
+    for name, how in (plan.get("secrets") or {}).items():
+        if isinstance(how, dict) and how.get("file") and not Path(str(how["file"])).is_absolute():
+            how = {**how, "file": str(Path(str(plan.get("workdir") or ".")) / str(how["file"]))}
+        out[name] = how
     return out
 
 

@@ -45,12 +45,11 @@ def build(proc: Procedure, params: dict[str, Any], *, run_id: str, started_at: s
     if proc.lock:
         problem(("lock",), f"lock: {proc.lock!r} is not taken by the Temporal engine yet: run this procedure "
                            "locally, where the lock is held for the run")
-    secrets: dict[str, str] = {}
+    # named, never read here: each worker reads them from its own environment or files
+    secrets: dict[str, dict[str, Any]] = {}
     for name, secret in proc.secrets.items():
-        if secret.env is None:
-            problem(("secrets", name), f"secrets.{name}: only env secrets are read on a worker (file: is not yet)")
-        else:
-            secrets[name] = secret.env
+        source = {"env": secret.env} if secret.env is not None else {"file": secret.file}
+        secrets[name] = {**source, "optional": secret.optional}
     connections = data.get("connections") or {}
     raw_steps: dict[str, dict[str, Any]] = {}
     for section in ("steps", "finally", "on_failure"):

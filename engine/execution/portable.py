@@ -35,7 +35,9 @@ class StepInputs:
     values: dict[str, Any] = field(default_factory=dict)  # params, vars, steps (upstream results), run
     connections: dict[str, Any] = field(default_factory=dict)  # as written in the procedure
     params: dict[str, Any] = field(default_factory=dict)  # the params' declarations, as written
-    secrets: dict[str, str] = field(default_factory=dict)  # secret name -> environment variable, read here
+    # secret name -> where it is read, here: an environment variable, or {"env"|"file": ..., "optional": ...}
+    # as the procedure declares it (a relative file is relative to workdir)
+    secrets: dict[str, Any] = field(default_factory=dict)
     workdir: str = "."
     dry_run: bool = False
     offline: bool = False
@@ -74,7 +76,8 @@ def _procedure_of(inputs: StepInputs) -> Any:
                   if not (isinstance(v, str) and ex.is_template(v))}
     doc = {"procedure": "portable-step", "connections": inputs.connections, "params": inputs.params,
            "vars": plain_vars,
-           "secrets": {name: {"env": var} for name, var in inputs.secrets.items()},
+           "secrets": {name: {"env": how} if isinstance(how, str) else dict(how)
+                       for name, how in inputs.secrets.items()},
            "steps": [*({"id": sid, "assert": "true"} for sid in upstream), step]}
     import json
 

@@ -230,21 +230,28 @@ def test_secrets_are_read_on_the_worker_and_never_enter_the_history(
         procedure: secretive
         secrets:
           token: {env: DEMO_TOKEN}
+          filed: {file: filed-secret}
         steps:
           - id: use
             shell: echo "token={{ secrets.token }}"; echo "{{ secrets.token }}" > seen
           - id: derived
             needs: [use]
             shell: echo "{{ secrets.token | upper }}"
+          - id: from_file
+            shell: echo "filed={{ secrets.filed }}"; echo "{{ secrets.filed }}" > seen-file
     """)
+    filed = "filed-canary-51ab09"
+    (tmp_path / "filed-secret").write_text(filed + "\n")  # read by the worker, in the procedure's folder
     # the controller has no DEMO_TOKEN at all: only the worker has it
     done = runproc(tmp_path, str(path), "--output", "json", *_engine_args(temporal_server, queue))
     assert done.rc == 0, done.stderr
     assert (tmp_path / "seen").read_text().strip() == CANARY  # the worker did use it
+    assert (tmp_path / "seen-file").read_text().strip() == filed
     history = temporal_server.workflow_show_json(done.json["run_id"])
     for text in (done.stdout, done.stderr, history):
-        assert CANARY not in text and CANARY.upper() not in text
+        assert CANARY not in text and CANARY.upper() not in text and filed not in text
     assert done.step("use")["stdout"] == "token=***\n"
+    assert done.step("from_file")["stdout"] == "filed=***\n"
 
 
 def test_each_step_runs_on_the_worker_of_its_queue(temporal_server: TemporalServer, worker: object, queue: str,
