@@ -8,6 +8,7 @@ import asyncio
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from ..errors import FailedError, InvalidInputError, RefusedError
@@ -49,9 +50,10 @@ async def connect(engine: Engine, timeout: float = 10.0, *, quiet: bool = False)
     from temporalio.service import RPCError
 
     runtime = _quiet_runtime() if quiet else None
+    tls, api_key = security()
     try:
-        client = await asyncio.wait_for(Client.connect(engine.address, namespace=engine.namespace, runtime=runtime),
-                                        timeout)
+        client = await asyncio.wait_for(Client.connect(engine.address, namespace=engine.namespace, runtime=runtime,
+                                                       tls=tls, api_key=api_key), timeout)
     except TimeoutError:
         raise InvalidInputError(f"--engine {engine}: no Temporal server answered within {timeout:g}s") from None
     except (RuntimeError, RPCError, OSError) as exc:
@@ -63,6 +65,46 @@ async def connect(engine: Engine, timeout: float = 10.0, *, quiet: bool = False)
     except RPCError as exc:
         raise InvalidInputError(f"--engine {engine}: namespace {engine.namespace!r}: {_first_line(exc)}") from None
     return client
+
+
+# How every runproc command (controller, worker, runs, show, approve) reaches a cluster that
+# wants TLS: from the environment, so that a worker's service unit and an operator's shell set
+# it once. The key and the API key are read, never shown.
+TLS_ENV = {"cert": "RUNPROC_TEMPORAL_TLS_CERT", "key": "RUNPROC_TEMPORAL_TLS_KEY",
+           "ca": "RUNPROC_TEMPORAL_TLS_CA", "server_name": "RUNPROC_TEMPORAL_TLS_SERVER_NAME",
+           "on": "RUNPROC_TEMPORAL_TLS", "api_key": "RUNPROC_TEMPORAL_API_KEY"}
+
+
+def security() -> tuple[Any, str | None]:
+    """(``tls`` for ``Client.connect``: False, True or a TLSConfig; the API key or None).
+
+    mTLS: ``RUNPROC_TEMPORAL_TLS_CERT`` and ``RUNPROC_TEMPORAL_TLS_KEY`` (PEM files, the client's
+    certificate and key), ``RUNPROC_TEMPORAL_TLS_CA`` (the server's CA; default: the system's),
+    ``RUNPROC_TEMPORAL_TLS_SERVER_NAME`` (the name the server's certificate carries, when it is
+    not the address's host). ``RUNPROC_TEMPORAL_TLS=1``: TLS without a client certificate.
+    ``RUNPROC_TEMPORAL_API_KEY``: an API key (Temporal Cloud), over TLS."""
+    env = {k: os.environ.get(v, "").strip() for k, v in TLS_ENV.items()}
+    api_key = env["api_key"] or None
+    if not any(env[k] for k in ("cert", "key", "ca", "server_name")):
+        on = env["on"].lower() not in ("", "0", "false", "no")
+        return bool(on or api_key), api_key
+    if bool(env["cert"]) != bool(env["key"]):
+        given, missing = ("cert", "key") if env["cert"] else ("key", "cert")
+        raise InvalidInputError(f"{TLS_ENV[given]} is set but {TLS_ENV[missing]} is not: mTLS needs the client's "
+                                "certificate and its key")
+
+    def read(which: str) -> bytes | None:
+        if not env[which]:
+            return None
+        try:
+            return Path(env[which]).read_bytes()
+        except OSError as exc:
+            raise InvalidInputError(f"{TLS_ENV[which]}={env[which]}: cannot read it ({exc.strerror})") from None
+
+    from temporalio.service import TLSConfig
+
+    return TLSConfig(server_root_ca_cert=read("ca"), domain=env["server_name"] or None, client_cert=read("cert"),
+                     client_private_key=read("key")), api_key
 
 
 _runtimes: list[Any] = []
