@@ -28,6 +28,7 @@ def make_step_activity(worker_name: str) -> Any:
 
     @activity.defn(name="runproc.step")
     def run(payload: dict[str, Any]) -> dict[str, Any]:
+        _has_executor(payload, worker_name)
         stop = threading.Event()
         beat = _heartbeat(stop)
         try:
@@ -41,6 +42,22 @@ def make_step_activity(worker_name: str) -> Any:
         return out
 
     return run
+
+
+def _has_executor(payload: dict[str, Any], worker_name: str) -> None:
+    """A step whose executor (a plugin) the controller has and this worker lacks: one line
+    that says which worker and which queue, not the validator's view of an unknown key."""
+    from ..executors import is_executor
+
+    kind = payload.get("executor")
+    if not kind or payload.get("when_only") or payload.get("rollback") or is_executor(str(kind)):
+        return
+    from temporalio import activity
+    from temporalio.exceptions import ApplicationError
+
+    queue = activity.info().task_queue
+    raise ApplicationError(f"worker {worker_name} has no executor {kind!r}: install the plugin that provides it "
+                           f"on the workers of queue {queue!r}", type="StepProblem", non_retryable=True)
 
 
 def _heartbeat(stop: threading.Event) -> threading.Thread:

@@ -76,7 +76,8 @@ def build(proc: Procedure, params: dict[str, Any], *, run_id: str, started_at: s
                      "rollback": step.rollback is not None, "timeout": step.timeout,
                      "continue_on_error": step.continue_on_error, "when": step.when,
                      "reads": sorted(set(references.get(step.id, ())) | set(step.needs or [])),
-                     "confirm": _confirm_message(step)}
+                     "confirm": _confirm_message(step),
+                     "executor": step.action.kind if step.action is not None else None}
             if step.on:
                 entry.update(hosts_of.select(step, (section, i, "on"), entry["queue"]), serial=step.serial,
                              max_fail=step.max_fail,

@@ -326,7 +326,7 @@ class ProcedureWorkflow:
         payload = {"plan": {k: plan[k] for k in ("procedure", "path", "workdir", "params", "param_decls",
                                                    "secrets", "connections", "vars", "dry_run", "run",
                                                    "accept_new_hosts", "known_hosts") if k in plan},
-                   "step": step["raw"], "phase": step["phase"],
+                   "step": step["raw"], "phase": step["phase"], "executor": step.get("executor"),
                    "steps": {sid: self.views[sid] for sid in step.get("reads") or [] if sid in self.views},
                    **extra}
         timeout = step.get("timeout")

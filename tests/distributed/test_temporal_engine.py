@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers.cli import RUNPROC, child_env, runproc, write
+from tests.helpers.plugins import install_redis_plugin
 from tests.servers.temporal import TemporalServer, start_worker, stop_worker
 
 
@@ -624,6 +625,25 @@ def test_no_worker_on_a_queue_is_said_with_the_queue_and_the_wait(
     assert done.rc == 1
     error = done.step("lonely")["error"]
     assert "nobody-serves-this" in error and "2s" in error, error
+
+
+def test_a_step_whose_executor_the_worker_lacks_fails_in_one_line(
+        temporal_server: TemporalServer, worker: object, queue: str, tmp_path: Path) -> None:
+    # the controller has the redis plugin (it validates the file), the worker does not
+    site = install_redis_plugin(tmp_path)
+    path = write(tmp_path, """
+        procedure: cache
+        steps:
+          - id: ping
+            redis: PING
+            url: redis://127.0.0.1:9
+            readonly: true
+    """)
+    done = runproc(tmp_path, str(path), "--output", "json", *_engine_args(temporal_server, queue),
+                   env={"PYTHONPATH": str(site)})
+    assert done.rc == 1, done.stderr
+    error = done.step("ping")["error"]
+    assert error.count("\n") == 0 and "worker w-main has no executor 'redis'" in error and repr(queue) in error, error
 
 
 @pytest.mark.parametrize("name", ["dag-when-retry", "failure-rolls-back", "fanout-serial-stops-and-rolls-back"])

@@ -6,7 +6,6 @@ import importlib
 import importlib.util
 import json
 import os
-import shutil
 import subprocess
 import sys
 import textwrap
@@ -15,26 +14,16 @@ from typing import Any
 
 import pytest
 
+from tests.helpers.plugins import install_redis_plugin
+
 ROOT = Path(__file__).resolve().parents[2]
 PLUGIN = ROOT / "examples" / "redis-executor"
 
 
 @pytest.fixture(scope="module")
 def plugin_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    """The plugin installed as a user would (``pip install``), into a folder of its own.
-
-    Built from a copy (the build leaves metadata beside the sources) and never installed into
-    the environment that runs the tests: the runproc processes the tests start see it through
-    PYTHONPATH, where importlib.metadata finds its entry point. This process never does.
-    """
-    source = tmp_path_factory.mktemp("plugin-src") / "redis-executor"
-    shutil.copytree(PLUGIN, source, ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"))
-    target = tmp_path_factory.mktemp("plugin-site")
-    out = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--disable-pip-version-check",
-                          "--no-deps", "--no-index", "--no-build-isolation", "--target", str(target), str(source)],
-                         capture_output=True, text=True, timeout=300)
-    assert out.returncode == 0, out.stderr[-2000:]
-    assert list(target.glob("runproc_redis-*.dist-info")), "pip installed no distribution metadata"
+    """The plugin installed as a user would (tests/helpers/plugins.py), seen through PYTHONPATH."""
+    target = install_redis_plugin(tmp_path_factory.mktemp("plugin"))
     return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(target), os.environ.get("PYTHONPATH")]))}
 
 
