@@ -49,7 +49,6 @@ class RunContext(Protocol):
     journal: NullJournal
     completed_hosts: dict[str, dict[str, dict[str, Any]]]
     rollback_cancel: threading.Event
-    _needs: dict[str, list[str]] | None
     _phase_cancel: threading.Event
 
     @property

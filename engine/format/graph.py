@@ -44,10 +44,18 @@ class Dag:
         if candidate not in self.position or of not in self.position:
             return False
         if len(self.order) <= BITSET_LIMIT:
-            if self._ancestors is None:
-                self._ancestors = self._bitsets()
-            return bool(self._ancestors[of] >> self.position[candidate] & 1)
+            return bool(self.ancestor_bitsets()[of] >> self.position[candidate] & 1)
         return self._walk(candidate, of)
+
+    def ancestor_bitsets(self) -> dict[str, int]:
+        """Each step's ancestors as one integer (bit ``position[a]`` for each ancestor ``a``).
+
+        Built once, in one pass in topological order, and kept: callers that ask about every
+        step (the upstream checks, a dry run's planned-upstream notes) never walk the graph.
+        """
+        if self._ancestors is None:
+            self._ancestors = self._bitsets()
+        return self._ancestors
 
     def _bitsets(self) -> dict[str, int]:
         out: dict[str, int] = {}
