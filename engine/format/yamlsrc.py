@@ -16,6 +16,7 @@ after reading it once and an alias is never copied: it shares the anchored value
 
 from __future__ import annotations
 
+import contextlib
 import math
 import re
 from dataclasses import dataclass, field
@@ -61,18 +62,57 @@ class _Refused(Exception):
 
 
 @dataclass
-class Source:
-    """A parsed document: its data and the position of every value and mapping key."""
+class Positions:
+    """Where every value and mapping key of a document is, by path: (line, column), 1-based."""
 
-    file: str
-    data: Any
     values: dict[Path_, tuple[int, int]] = field(default_factory=dict)
     keys: dict[Path_, tuple[int, int]] = field(default_factory=dict)
     # literal block scalars (``|``): where their first line of text starts
     blocks: dict[Path_, tuple[int, int]] = field(default_factory=dict)
+
+
+@dataclass
+class Source:
+    """A parsed document: its data and the position of every value and mapping key.
+
+    Positions are only asked for to locate a problem, yet keeping one per node cost a third
+    of a large file's memory (17 MB of a 10,000-step validate) and a tenth of its reading
+    time. So the first read keeps the text, and the first question about a position reads the
+    text again recording them (the same parser on the same text: the same positions).
+    """
+
+    file: str
+    data: Any
     # problems that left the data usable (a duplicate key keeps its first value, an unknown
     # tag reads as null), so that a loader can report them with the schema's problems
     problems: list[Problem] = field(default_factory=list)
+    text: str = ""
+    _positions: Positions | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def positions(self) -> Positions:
+        if self._positions is None:
+            builder = _Builder(self.file, self.text, record=True)
+            loader = _Loader(self.text)
+            try:
+                with contextlib.suppress(_Refused, yaml.YAMLError):  # the first read of this text passed
+                    builder.run(loader)
+            finally:
+                loader.dispose()
+            self._positions = builder.positions
+        return self._positions
+
+    @property
+    def values(self) -> dict[Path_, tuple[int, int]]:
+        return self.positions.values
+
+    @property
+    def keys(self) -> dict[Path_, tuple[int, int]]:
+        return self.positions.keys
+
+    @property
+    def blocks(self) -> dict[Path_, tuple[int, int]]:
+        return self.positions.blocks
 
     def where(self, path: Path_, *, key: bool = False) -> tuple[int, int]:
         """Position of the node at ``path`` (its key when ``key``), else its nearest parent."""
@@ -150,11 +190,12 @@ def _explicit(tag: str, text: str) -> Any:
 class _Frame:
     """An open mapping or sequence while its events arrive."""
 
-    __slots__ = ("value", "path", "anchor", "start", "key", "key_pos", "skip", "merged", "seen")
+    __slots__ = ("value", "path", "as_key", "anchor", "start", "key", "key_pos", "skip", "merged", "seen")
 
-    def __init__(self, value: Any, path: Path_, anchor: str | None, start: int) -> None:
+    def __init__(self, value: Any, path: Path_, anchor: str | None, start: int, as_key: bool = False) -> None:
         self.value = value
-        self.path = path
+        self.path = path  # only while recording positions
+        self.as_key = as_key  # a mapping or sequence used as a mapping key (refused)
         self.anchor = anchor
         self.start = start  # expanded-node count when it opened, for the anchor's size
         self.key: Any = _STR  # _STR: waiting for a key; otherwise the pending key
@@ -165,10 +206,11 @@ class _Frame:
 
 
 class _Builder:
-    def __init__(self, file: str, text: str) -> None:
+    def __init__(self, file: str, text: str, *, record: bool = False) -> None:
         self.file = file
         self.text = text
-        self.source = Source(file, None)
+        self.record = record  # keep the position of every node (Source.positions)
+        self.positions = Positions()
         self.problems: list[Problem] = []
         self.anchors: dict[str, Any] = {}
         self.sizes: dict[str, int] = {}
@@ -199,15 +241,20 @@ class _Builder:
                 self.file, line, col, f"YAML expands to more than {MAX_EXPANDED_NODES:,} nodes",
                 "too many aliases (an 'alias bomb'?); write the values out or use fewer anchors"))
 
-    def _child_path(self) -> Path_ | None:
-        """Path of the value about to arrive, or None when it is a mapping key."""
+    def _wants_key(self) -> bool:
+        """Whether the node about to arrive is a mapping key."""
+        if not self.stack:
+            return False
+        top = self.stack[-1]
+        return top.key is _STR and not isinstance(top.value, list)
+
+    def _child_path(self) -> Path_:
+        """Path of the value about to arrive (not a key)."""
         if not self.stack:
             return ()
         top = self.stack[-1]
         if isinstance(top.value, list):
             return (*top.path, len(top.value))
-        if top.key is _STR:
-            return None
         return (*top.path, top.key)
 
     def run(self, loader: Any) -> None:
@@ -244,15 +291,16 @@ class _Builder:
             value = core_scalar(text)
             if value is _STR:
                 value = text
-        path = self._child_path()
-        if path is None:
+        if self._wants_key():
             self.key(ev.start_mark, value, text, merge=ev.tag is None and not ev.style and text == "<<")
             return
-        self.source.values[path] = self._at(ev.start_mark)
-        if ev.style == "|":
-            first = ev.start_mark.line + 1  # 0-based: the text starts on the line after the '|'
-            line = self._line(first)
-            self.source.blocks[path] = (first + 1, len(line) - len(line.lstrip(" ")) + 1)
+        if self.record:
+            path = self._child_path()
+            self.positions.values[path] = self._at(ev.start_mark)
+            if ev.style == "|":
+                first = ev.start_mark.line + 1  # 0-based: the text starts on the line after the '|'
+                line = self._line(first)
+                self.positions.blocks[path] = (first + 1, len(line) - len(line.lstrip(" ")) + 1)
         if ev.anchor is not None:
             self.anchors[ev.anchor] = value
             self.sizes[ev.anchor] = 1
@@ -275,7 +323,8 @@ class _Builder:
             return
         top.seen[value] = line
         top.key, top.skip = value, False
-        self.source.keys[(*top.path, value)] = (line, col)
+        if self.record:
+            self.positions.keys[(*top.path, value)] = (line, col)
 
     def open(self, ev: Any, value: Any) -> None:
         self._count(1, ev.start_mark)
@@ -284,15 +333,18 @@ class _Builder:
         if len(self.stack) >= MAX_DEPTH:
             line, col = self._at(ev.start_mark)
             raise _Refused(Problem(self.file, line, col, f"YAML nested more than {MAX_DEPTH} levels deep"))
-        path = self._child_path()
-        if path is None:  # a mapping or sequence used as a key
+        as_key = self._wants_key()
+        path: Path_ = ()
+        if as_key:  # a mapping or sequence used as a key
             self._problem(ev.start_mark, "mapping keys must be plain scalars")
-            path = (*self.stack[-1].path, _AS_KEY)
-        else:
-            self.source.values[path] = self._at(ev.start_mark)
+            if self.record:  # its nodes are recorded apart, under a path no value has
+                path = (*self.stack[-1].path, _AS_KEY)
+        elif self.record:
+            path = self._child_path()
+            self.positions.values[path] = self._at(ev.start_mark)
         if ev.anchor is not None:
             self.open_anchors.add(ev.anchor)
-        self.stack.append(_Frame(value, path, ev.anchor, self.expanded))
+        self.stack.append(_Frame(value, path, ev.anchor, self.expanded, as_key))
 
     def close(self, ev: Any) -> None:
         frame = self.stack.pop()
@@ -305,7 +357,7 @@ class _Builder:
             self.open_anchors.discard(frame.anchor)
             self.anchors[frame.anchor] = frame.value
             self.sizes[frame.anchor] = self.expanded - frame.start
-        if frame.path and frame.path[-1] is _AS_KEY:
+        if frame.as_key:
             top = self.stack[-1]
             top.key, top.skip = _AS_KEY, True  # drop the value of the refused key
             return
@@ -321,8 +373,7 @@ class _Builder:
             raise _Refused(Problem(self.file, line, col, f"undefined YAML alias *{name}",
                                    f"define it first with &{name}"))
         self._count(self.sizes[name], ev.start_mark)
-        path = self._child_path()
-        if path is None:
+        if self._wants_key():
             value = self.anchors[name]
             if isinstance(value, dict | list):
                 self._problem(ev.start_mark, "mapping keys must be plain scalars")
@@ -330,7 +381,8 @@ class _Builder:
             else:
                 self.key(ev.start_mark, value, str(value))
             return
-        self.source.values[path] = self._at(ev.start_mark)
+        if self.record:
+            self.positions.values[self._child_path()] = self._at(ev.start_mark)
         self.emit(self.anchors[name])
 
     def emit(self, value: Any) -> None:
@@ -389,11 +441,9 @@ def parse_text(text: str, file: str, *, keep_going: bool = False) -> Source:
         loader.dispose()
     if builder.problems and not keep_going:
         raise ProcedureError(builder.problems)
-    builder.source.problems = builder.problems
     if builder.root is None:  # no document, or one with no content (only comments, '---', '~')
         raise ProcedureError(Problem(file, 1, 1, "the file is empty; a procedure is a YAML mapping"))
-    builder.source.data = builder.root
-    return builder.source
+    return Source(file, builder.root, builder.problems, text)
 
 
 def _refuse_if_too_deep(text: str, file: str) -> None:

@@ -201,3 +201,17 @@ def test_an_offline_plan_of_a_wide_fan_in_starts_no_thread_per_step(
     assert len(starts) <= 1, starts[:5]
     # steps end in the order they start, which for independent steps is the file's
     assert finished == [sid for sid, _, _ in fan_in(N)]
+
+
+def test_a_valid_file_is_read_without_recording_positions(tmp_path: Path) -> None:
+    # a position per node was a third of a 10,000-step validate's memory, and positions are
+    # only asked for to locate a problem: they are read again from the text when asked
+    path = _write(tmp_path, "chain", chain(N))
+    proc = engine.load(path)
+    source = proc._source
+    assert source is not None and source._positions is None
+    line = path.read_text().splitlines().index("  - id: s150") + 1
+    assert source.where(("steps", 150, "id")) == (line, 9)
+    assert source.where(("steps", 150, "id"), key=True) == (line, 5)
+    assert source.where(("steps", 150, "needs", 0)) == (line + 2, 13)
+    assert source._positions is not None  # read once, then kept

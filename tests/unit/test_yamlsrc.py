@@ -78,3 +78,10 @@ def test_collections_as_keys_are_refused() -> None:
     with pytest.raises(ProcedureError, match="f.yml:1:3: mapping keys must be plain scalars"):
         data("? [a]\n: 1\n")
 
+
+
+def test_a_collection_value_after_a_collection_key_is_not_taken_for_a_key() -> None:
+    src = parse_text("? {steps: {x: [1, 2]}}\n: {steps: 9}\nsteps: [a, {b: c}]\n", "f.yml", keep_going=True)
+    assert src.data == {"steps": ["a", {"b": "c"}]}
+    assert [str(p) for p in src.problems] == ["f.yml:1:3: mapping keys must be plain scalars"]
+    assert src.where(("steps",)) == (3, 8) and src.where(("steps", 1, "b")) == (3, 16)
