@@ -160,9 +160,6 @@ def resolve_secrets(proc: Procedure, *, allow_missing: bool = False) -> dict[str
     problems: list[Problem] = []
     out: dict[str, str | None] = {}
     for name, spec in proc.secrets.items():
-        src = proc._source
-        file = src.file if src else "<secrets>"
-        line, col = src.where(("secrets", name), key=True) if src else (0, 0)
         value: str | None = None
         if spec.env is not None:
             value = os.environ.get(spec.env)
@@ -185,7 +182,10 @@ def resolve_secrets(proc: Procedure, *, allow_missing: bool = False) -> dict[str
             if allow_missing:
                 out[name] = None
                 continue
-            problems.append(Problem(file, line, col, missing))
+            # located only now: a position is read from the file's text when first asked for
+            src = proc._source
+            line, col = src.where(("secrets", name), key=True) if src else (0, 0)
+            problems.append(Problem(src.file if src else "<secrets>", line, col, missing))
         else:
             out[name] = value
     if problems:
