@@ -272,13 +272,14 @@ def run_on_engine(procedure: Procedure | str | Path, params: dict[str, Any] | No
                   cli_params: dict[str, str] | None = None, dry_run: bool = False, yes: bool = False,
                   no_rollback: bool = False, queue: str | None = None, schedule_to_start: float = 60.0,
                   detach: bool = False, on_event: EventSink | None = None, stop: Any = None,
-                  signals: Callable[[], Any] | None = None, ignore_window: bool = False,
+                  leave: Any = None, signals: Callable[[], Any] | None = None, ignore_window: bool = False,
                   inventory: str | None = None, limit: str | None = None, forks: int | None = None,
                   accept_new_hosts: bool = False, known_hosts: str | None = None) -> dict[str, Any]:
     """Run a procedure on Temporal (``engine``: ``temporal://HOST:PORT[/NAMESPACE]``): validated
     here, its steps executed by ``runproc worker`` processes on their task queues. Returns the
     run's report (the JSON shape of a local run's), or ``{run_id}`` with ``detach``. ``stop``:
-    an event that, once set, interrupts the run (it rolls back). docs/distributed.md."""
+    an event that, once set, interrupts the run (its running steps are stopped, it rolls back);
+    ``leave``: an event that, once set, stops following (the run goes on). docs/distributed.md."""
     from .distributed import require_temporalio
     from .distributed.client import parse_engine, submit_and_follow
     from .distributed.plan import DEFAULT_QUEUE, build
@@ -298,7 +299,8 @@ def run_on_engine(procedure: Procedure | str | Path, params: dict[str, Any] | No
         _engine_window(plan_, ignore_window=ignore_window)
     if signals is not None:
         signals()
-    return submit_and_follow(plan_, target, on_event=on_event, detach=detach, stop=[stop] if stop else [])
+    return submit_and_follow(plan_, target, on_event=on_event, detach=detach, stop=[stop] if stop else [],
+                             leave=leave)
 
 
 def _engine_window(plan_: dict[str, Any], *, ignore_window: bool) -> None:
@@ -324,25 +326,32 @@ def _engine_window(plan_: dict[str, Any], *, ignore_window: bool) -> None:
 
 
 def resume_on_engine(run_id: str, *, engine: str, yes: bool = False, ignore_window: bool = False,
-                     on_event: EventSink | None = None, stop: Any = None, signals: Callable[[], Any] | None = None,
-                     say: Callable[[str], None] | None = None) -> dict[str, Any]:
+                     on_event: EventSink | None = None, stop: Any = None, leave: Any = None,
+                     signals: Callable[[], Any] | None = None, say: Callable[[str], None] | None = None,
+                     inflight: str = "ask", confirm: Asker | None = None) -> dict[str, Any]:
     """Continue an ended run of a Temporal engine in a new run: steps that ended ok are not run
     again (their results are ``steps.<id>``). The procedure is the one the run was submitted
     with. RefusedError when it cannot be resumed (docs/distributed.md)."""
     from .distributed import require_temporalio
     from .distributed.client import parse_engine, recorded_run, submit_and_follow
-    from .distributed.replay import resume_input
+    from .distributed.replay import check_resumable, in_doubt, resume_input
     from .execution.step import now_iso
+    from .state.replay import InFlight
 
     target = parse_engine(engine)
     require_temporalio()
     rec = recorded_run(target, run_id)
-    plan_ = rec.plan
+    plan_, run_id = rec.plan, rec.run_id
     for other in rec.replays:
         what = "resumed" if other.endswith(".resume") else "rolled back"
         then = "resume that one instead" if other.endswith(".resume") else "run it again instead"
         raise RefusedError(f"run {run_id} was {what} by run {other}: {then}")
-    new = resume_input(plan_, rec.report, run_id=f"{run_id}.resume", started_at=now_iso(), yes=yes)
+    check_resumable(plan_, rec.report)  # refused before anyone is asked about a step in doubt
+    skip = {(item.step, item.host) for item, again in _decide_in_flight(
+        [InFlight(sid, host, False) for sid, host in in_doubt(rec.report)], inflight, confirm, run_id, "resume", say)
+        if not again}
+    new = resume_input(plan_, rec.report, run_id=f"{run_id}.resume", started_at=now_iso(), yes=yes,
+                       treat_as_done=skip)
     _engine_window(new, ignore_window=ignore_window)  # the window as it is now
     if say is not None:
         done = ", ".join(new["resume"]["done"]) or "no step"
@@ -350,22 +359,23 @@ def resume_on_engine(run_id: str, *, engine: str, yes: bool = False, ignore_wind
         say(f"run {run_id} ({plan_['procedure']}): {done}{hosts} done before, not run again")
     if signals is not None:
         signals()
-    return submit_and_follow(new, target, on_event=on_event, detach=False, stop=[stop] if stop else [])
+    return submit_and_follow(new, target, on_event=on_event, detach=False, stop=[stop] if stop else [], leave=leave)
 
 
 def rollback_on_engine(run_id: str, *, engine: str, confirm: Asker | None = None,
-                       say: Callable[[str], None] | None = None) -> tuple[dict[str, Any], int]:
+                       say: Callable[[str], None] | None = None, inflight: str = "ask") -> tuple[dict[str, Any], int]:
     """Undo what an ended run of a Temporal engine completed and did not undo, most recent
     first, as a new run on the engine; (its report, exit code: 0 all undone, 4 an undo failed)."""
     from .distributed import require_temporalio
     from .distributed.client import parse_engine, recorded_run, submit_and_follow
-    from .distributed.replay import rollback_input
+    from .distributed.replay import in_doubt, rollback_input
     from .execution.step import now_iso
+    from .state.replay import InFlight
 
     target = parse_engine(engine)
     require_temporalio()
     rec = recorded_run(target, run_id)
-    plan_, report = rec.plan, dict(rec.report)
+    plan_, report, run_id = rec.plan, dict(rec.report), rec.run_id
     entries = {str(e["id"]): e for e in report.get("steps") or []}
     n = 1
     for other, replayed in rec.replays.items():
@@ -379,7 +389,13 @@ def rollback_on_engine(run_id: str, *, engine: str, confirm: Asker | None = None
         n += 1
     report["steps"] = list(entries.values())
     new_id = f"{run_id}.rollback" + (f"-{n}" if n > 1 else "")
-    new, undo, kept = rollback_input(plan_, report, run_id=new_id, started_at=now_iso())
+    doubtful = [InFlight(sid, host, False) for sid, host in in_doubt(report)]
+    chosen = {(item.step, item.host) for item, again in
+              _decide_in_flight(doubtful, inflight, confirm, run_id, "rollback", say) if again}
+    for item in doubtful:
+        if (item.step, item.host) not in chosen and say is not None:
+            say(f"{item} was in doubt when run {run_id} ended: left as it is (--skip-inflight)")
+    new, undo, kept = rollback_input(plan_, report, run_id=new_id, started_at=now_iso(), undo_in_doubt=chosen)
     shown_kept = f"; kept (no rollback defined): {', '.join(kept)}" if kept else ""
     if new is None:
         if say is not None:

@@ -32,6 +32,7 @@ from .common import (
     crashed,
     deliver,
     drive,
+    no_empty_engine,
     print_problems,
     silence_stdout,
 )
@@ -39,12 +40,13 @@ from .common import (
 SUBCOMMANDS = ("validate", "graph", "schema", "list", "inventory", "runs", "show", "locks", "unlock", "prune",
                "state")
 # commands that run something (not listings: their output is a run's, not a reader's)
-RUN_COMMANDS = ("apply", "resume", "rollback", "worker", "approve")
+RUN_COMMANDS = ("apply", "resume", "rollback", "worker", "approve", "serve")
 # the engine.cli module of each command: imported on use, so a command pays only for its own
 _COMMAND_MODULES = {"validate": "inspect", "graph": "inspect", "schema": "inspect", "list": "inspect",
                     "inventory": "inspect", "runs": "history", "show": "history", "apply": "plan",
                     "resume": "replay", "rollback": "replay", "locks": "locks", "unlock": "locks",
-                    "prune": "upkeep", "state": "upkeep", "worker": "distributed", "approve": "distributed"}
+                    "prune": "upkeep", "state": "upkeep", "worker": "distributed", "approve": "distributed",
+                    "serve": "serve"}
 # re-exported: embedders and older callers read the exit codes here
 __all__ = ["EXIT_BROKEN_PIPE", "EXIT_INTERNAL", "EXIT_INVALID", "RUN_COMMANDS", "SUBCOMMANDS", "main", "main_entry"]
 
@@ -236,6 +238,7 @@ def _options(ns: argparse.Namespace) -> Any:
 def _execute(proc: Any, ns: argparse.Namespace, cli_params: dict[str, str], file_params: Any) -> int:
     from .. import api
 
+    no_empty_engine(ns.engine)
     if ns.engine:
         return _execute_on_engine(proc, ns, cli_params, file_params)
 
@@ -263,6 +266,7 @@ def _execute_on_engine(proc: Any, ns: argparse.Namespace, cli_params: dict[str, 
 
     from .. import api
     from ..errors import UsageError
+    from .common import engine_interrupt, left_running
 
     for flag, given in (("--offline", ns.offline), ("--save-plan", ns.save_plan), ("--only", ns.only)):
         if given:
@@ -275,10 +279,13 @@ def _execute_on_engine(proc: Any, ns: argparse.Namespace, cli_params: dict[str, 
                                ignore_window=ns.ignore_window, inventory=ns.inventory, limit=ns.limit,
                                forks=ns.forks, accept_new_hosts=ns.accept_new_hosts, known_hosts=ns.known_hosts,
                                on_event=console_sink(ns)[0], stop=(stop := threading.Event()),
-                               signals=lambda: signal.signal(signal.SIGINT, lambda *_: stop.set()))
+                               leave=(leave := threading.Event()),
+                               signals=lambda: signal.signal(signal.SIGINT, engine_interrupt(stop, leave)))
     if ns.detach:
         print(report["run_id"])
         return 0
+    if report.get("detached"):
+        return left_running(report, ns.engine)
     from ..distributed.events import run_result
 
     result = run_result(report)

@@ -182,3 +182,36 @@ def crashed(exc: BaseException) -> int:
     print(f"runproc: internal error: {type(exc).__name__}{': ' + summary[:200] if summary else ''} ({where}); "
           "please report it", file=sys.stderr)
     return EXIT_INTERNAL
+
+
+def engine_interrupt(stop: Any, leave: Any) -> Any:
+    """The SIGINT handler of a controller following a run on the Temporal engine: the first
+    Ctrl-C interrupts the run (its running steps are stopped on their workers, then it rolls
+    back, and this keeps following); the second stops following: the run goes on there."""
+
+    def handler(*_: Any) -> None:
+        if not stop.is_set():
+            stop.set()
+            print("interrupted: stopping the running steps on their workers, then rolling back "
+                  "(Ctrl-C again to stop following; the run goes on)", file=sys.stderr, flush=True)
+        else:
+            leave.set()
+
+    return handler
+
+
+def left_running(report: dict[str, Any], engine: str) -> int:
+    """Said when a controller stopped following (a second Ctrl-C); exit 130."""
+    run_id = report.get("run_id")
+    print(f"runproc: stopped following run {run_id}; it goes on there: runproc show {run_id} --engine {engine}",
+          file=sys.stderr)
+    return 130
+
+
+def no_empty_engine(value: str | None) -> None:
+    """``--engine ''`` (a script's unset variable) must not quietly run here instead."""
+    if value is not None and not value.strip():
+        from ..errors import UsageError
+
+        raise UsageError("runproc: --engine '': expected temporal://HOST:PORT[/NAMESPACE]; leave --engine out to "
+                         "run here")

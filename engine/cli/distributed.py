@@ -31,7 +31,12 @@ def _worker(argv: list[str]) -> int:
     require_temporalio()
     from ..distributed.worker import serve
 
-    engine = parse_engine(f"temporal://{ns.temporal}/{ns.namespace}")
+    address = ns.temporal.removeprefix("temporal://").rstrip("/")
+    host, _, port = address.rpartition(":")
+    if "/" in address or not host or not port.isdigit():
+        raise UsageError(f"runproc worker: --temporal {ns.temporal!r}: expected HOST:PORT, e.g. 127.0.0.1:7233 "
+                         "(the namespace is --namespace)")
+    engine = parse_engine(f"temporal://{address}/{ns.namespace}")
     return serve(engine, ns.queue, concurrency=ns.concurrency, name=ns.name, workflows=not ns.no_workflows)
 
 

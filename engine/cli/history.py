@@ -12,7 +12,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from .common import EXIT_INVALID, STATE_HELP, Parser, is_tty
+from .common import EXIT_INVALID, STATE_HELP, Parser, is_tty, no_empty_engine
 
 # every status a recorded run can have (engine/execution/outcome.py, and the journal's own)
 STATUSES = ("ok", "failed", "refused", "rollback_incomplete", "interrupted", "running", "planned")
@@ -41,10 +41,11 @@ def _runs(argv: list[str]) -> int:
     p.add_argument("--user", metavar="NAME", help="only runs started by this OS user")
     p.add_argument("--engine", default=os.environ.get("RUNPROC_ENGINE") or None,
                    help="list the runs of a Temporal engine: temporal://HOST:PORT[/NAMESPACE] "
-                        "(default $RUNPROC_ENGINE; none: the state's)")
+                        "(default $RUNPROC_ENGINE; without it: the runs of --state)")
     ns = p.parse_args(argv)
     from ..execution.store import RunFilter
 
+    no_empty_engine(ns.engine)
     if ns.engine:
         return _runs_on_engine(ns)
 
@@ -161,9 +162,19 @@ def parse_since(text: str) -> str:
 
 def _runs_on_engine(ns: Any) -> int:
     """The runs of a Temporal engine (workflows of runproc's interpreter), newest first."""
-    from ..distributed.client import list_runs, parse_engine
+    from ..distributed.client import RunQuery, list_runs, parse_engine
 
-    runs = list_runs(parse_engine(ns.engine), _count("-n", ns.n, minimum=1))
+    limit = _count("-n", ns.n, minimum=1)
+    offset = 0
+    if ns.page is not None:
+        offset = (_count("--page", ns.page, minimum=1) - 1) * limit
+    elif ns.offset is not None:
+        offset = _count("--offset", ns.offset, minimum=0)
+    if ns.status is not None and ns.status not in STATUSES:
+        _bad("--status", f"unknown status {ns.status!r}", f"one of: {', '.join(STATUSES)}")
+    since = parse_since(ns.since) if ns.since is not None else None
+    runs = list_runs(parse_engine(ns.engine), RunQuery(limit=limit, offset=offset, procedure=ns.procedure,
+                                                       status=ns.status, since=since, user=ns.user))
     if ns.output == "json":
         print(json.dumps(runs, indent=2))
         return 0
@@ -192,6 +203,7 @@ def _show(argv: list[str]) -> int:
     ns = p.parse_args(argv)
     from ..state.opening import open_store
 
+    no_empty_engine(ns.engine)
     if ns.engine:
         from ..distributed.client import parse_engine, show_run
 
@@ -208,7 +220,8 @@ def _show(argv: list[str]) -> int:
     try:
         report = store.show(ns.run)
         if report is None:
-            print(f"runproc show: no run {ns.run!r} (runproc runs lists them)", file=sys.stderr)
+            print(f"runproc show: no run {ns.run!r} in this state (runproc runs lists them; a run on Temporal: add "
+                  "--engine temporal://HOST:PORT or set RUNPROC_ENGINE)", file=sys.stderr)
             return EXIT_INVALID
         report = enrich(store, report)
     finally:

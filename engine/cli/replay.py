@@ -23,6 +23,7 @@ from .common import (
     console_sink,
     deliver,
     is_tty,
+    no_empty_engine,
     print_problems,
 )
 
@@ -54,8 +55,7 @@ def _not_with_engine(verb: str, ns: argparse.Namespace, *flags: str) -> None:
 
     for flag in flags:
         if getattr(ns, flag.lstrip("-").replace("-", "_"), None):
-            why = ("a Temporal run has no step in flight" if flag == "--skip-inflight"
-                   else "a secret param does not run on the Temporal engine" if flag in ("--param", "--params-file")
+            why = ("a secret param does not run on the Temporal engine" if flag in ("--param", "--params-file")
                    else "not with --engine yet")
             raise UsageError(f"runproc {verb}: {flag} with --engine: {why}")
 
@@ -115,9 +115,11 @@ def _rollback(argv: list[str]) -> int:
         return bool(asker(None, [])(question))
 
     try:
+        no_empty_engine(ns.engine)
         if ns.engine:
-            _not_with_engine("rollback", ns, "--skip-inflight", "--param", "--params-file")
-            report, code = api.rollback_on_engine(ns.run, engine=ns.engine, confirm=confirm, say=say)
+            _not_with_engine("rollback", ns, "--param", "--params-file")
+            report, code = api.rollback_on_engine(ns.run, engine=ns.engine, confirm=confirm, say=say,
+                                                  inflight=_inflight(ns))
         else:
             params, given = _params(ns)
             inflight = _inflight(ns)
@@ -169,6 +171,7 @@ def _resume(argv: list[str]) -> int:
         ns.report_dir = str(Path(ns.report_dir).resolve())
     route_library_logs(verbose=ns.verbose)
     sink, ask, stop = console_sink(ns)
+    no_empty_engine(ns.engine)
     if ns.engine:
         return _resume_on_engine(ns, sink)
     try:
@@ -194,16 +197,21 @@ def _resume_on_engine(ns: argparse.Namespace, sink: Any) -> int:
 
     from .. import api
     from ..distributed.events import run_result
+    from .common import engine_interrupt, left_running
 
     try:
-        _not_with_engine("resume", ns, "--skip-inflight", "--param", "--params-file", "--report-dir",
-                         "--accept-new-hosts", "--known-hosts")
+        _not_with_engine("resume", ns, "--param", "--params-file", "--report-dir", "--accept-new-hosts",
+                         "--known-hosts")
+        stop, leave = threading.Event(), threading.Event()
         report = api.resume_on_engine(ns.run, engine=ns.engine, yes=ns.yes, ignore_window=ns.ignore_window,
-                                      on_event=sink, stop=(stop := threading.Event()),
-                                      signals=lambda: signal.signal(signal.SIGINT, lambda *_: stop.set()),
-                                      say=lambda text: print(f"runproc resume: {text}", file=sys.stderr))
+                                      on_event=sink, stop=stop, leave=leave,
+                                      signals=lambda: signal.signal(signal.SIGINT, engine_interrupt(stop, leave)),
+                                      say=lambda text: print(f"runproc resume: {text}", file=sys.stderr),
+                                      inflight=_inflight(ns), confirm=_terminal_confirm())
     except RefusedError as exc:
         return _refuse_replay("resume", ns, exc)
+    if report.get("detached"):
+        return left_running(report, ns.engine)
     result = run_result(report)
     deliver(result, ns)
     return int(result.exit_code)

@@ -26,13 +26,16 @@ def make_step_activity(worker_name: str) -> Any:
 
     guard_steps()
 
-    @activity.defn(name="runproc.step")
+    # no exception raised into the step's thread on a cancel (it could land anywhere, leaving the
+    # step's processes running): the heartbeat thread sees the cancel and the step kills them
+    @activity.defn(name="runproc.step", no_thread_cancel_exception=True)
     def run(payload: dict[str, Any]) -> dict[str, Any]:
         _has_executor(payload, worker_name)
         stop = threading.Event()
-        beat = _heartbeat(stop)
+        cancel = threading.Event()
+        beat = _heartbeat(stop, cancel)
         try:
-            out = _run(payload)
+            out = _run(payload, cancel)
         finally:
             stop.set()
             beat.join(timeout=5)
@@ -60,20 +63,30 @@ def _has_executor(payload: dict[str, Any], worker_name: str) -> None:
                            f"on the workers of queue {queue!r}", type="StepProblem", non_retryable=True)
 
 
-def _heartbeat(stop: threading.Event) -> threading.Thread:
+def _heartbeat(stop: threading.Event, cancel: threading.Event) -> threading.Thread:
     """Tell Temporal the worker is alive while the step runs: a worker killed mid-step is
-    noticed within the heartbeat timeout, not at the step's own timeout."""
+    noticed within the heartbeat timeout, not at the step's own timeout. A heartbeat's answer
+    also carries an interrupt of the run (the workflow cancels the step): ``cancel`` is then
+    set, and the step kills its processes as a local run's Ctrl-C does."""
     from temporalio import activity
 
     context = contextvars.copy_context()
     # a beat well within the timeout (RUNPROC_HEARTBEAT_TIMEOUT may make it short): two may be lost
     timeout = activity.info().heartbeat_timeout
     every = min(2.0, timeout.total_seconds() / 3) if timeout else 2.0
+    # a cancel is seen sooner than a beat: look often, beat at the pace above
+    look = min(every, 0.25)
 
     def beat() -> None:
-        while not stop.wait(every):
-            with contextlib.suppress(Exception):  # one that cannot be sent is retried next time
-                activity.heartbeat()
+        waited = 0.0
+        while not stop.wait(look):
+            if activity.is_cancelled():
+                cancel.set()
+            waited += look
+            if waited >= every:
+                waited = 0.0
+                with contextlib.suppress(Exception):  # one that cannot be sent is retried next time
+                    activity.heartbeat()
 
     thread = threading.Thread(target=context.run, args=(beat,), name="runproc-heartbeat", daemon=True)
     thread.start()
@@ -136,7 +149,7 @@ def guard_steps() -> None:
                                    start_new_session=True, close_fds=True))
 
 
-def _run(payload: dict[str, Any]) -> dict[str, Any]:
+def _run(payload: dict[str, Any], cancel: threading.Event | None = None) -> dict[str, Any]:
     from ..execution.portable import StepInputs, run_step
     from ..format import expressions as ex
     from ..format.redaction import Redactor
@@ -195,7 +208,7 @@ def _run(payload: dict[str, Any]) -> dict[str, Any]:
                             workdir=plan.get("workdir") or ".", dry_run=dry, yes=True, unknown=unknown,
                             host=host, accept_new_hosts=bool(plan.get("accept_new_hosts")),
                             known_hosts=plan.get("known_hosts"))
-        sr = run_step(inputs)
+        sr = run_step(inputs, stop=cancel)
         if undecided is not None:
             sr.notes.insert(0, f"when undecided in a dry run ({undecided} is unknown): the step may run or be "
                                "skipped")

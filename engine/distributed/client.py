@@ -57,7 +57,7 @@ async def connect(engine: Engine, timeout: float = 10.0, *, quiet: bool = False)
     except TimeoutError:
         raise InvalidInputError(f"--engine {engine}: no Temporal server answered within {timeout:g}s") from None
     except (RuntimeError, RPCError, OSError) as exc:
-        raise InvalidInputError(f"--engine {engine}: cannot connect: {_first_line(exc)}") from None
+        raise InvalidInputError(f"--engine {engine}: cannot connect: {_connect_error(exc)}") from None
     try:
         from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest
 
@@ -119,6 +119,21 @@ def _quiet_runtime() -> Any:
     return _runtimes[0]
 
 
+def _connect_error(exc: BaseException) -> str:
+    """Why a connection failed, in words: the SDK's core says it as a Rust transport error."""
+    text = _first_line(exc)
+    lowered = text.lower()
+    for marker, said in (("connection refused", "connection refused (is a Temporal server listening there?)"),
+                         ("certificate", "the TLS handshake failed on a certificate"),
+                         ("handshake", "the TLS handshake failed"),
+                         ("tls", "the TLS handshake failed"),
+                         ("timed out", "timed out"),
+                         ("dns", "the name does not resolve")):
+        if marker in lowered:
+            return f"{said} [{text[:160]}]"
+    return text
+
+
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip() or type(exc).__name__
     return text.splitlines()[0]
@@ -128,15 +143,17 @@ def _first_line(exc: BaseException) -> str:
 
 
 def submit_and_follow(plan: dict[str, Any], engine: Engine, *, on_event: Callable[[Any], None] | None,
-                      detach: bool, stop: list[Any]) -> dict[str, Any]:
+                      detach: bool, stop: list[Any], leave: Any = None) -> dict[str, Any]:
     """Start the workflow; follow it to its end (``on_event`` hears the local run's events) and
-    return its report, or with ``detach`` return at once ({run_id})."""
+    return its report, or with ``detach`` return at once ({run_id}). ``stop``: events that, once
+    set, interrupt the run; ``leave``: an event that, once set, stops following ({run_id,
+    detached}: the run goes on)."""
     require_temporalio()
-    return asyncio.run(_submit_and_follow(plan, engine, on_event, detach, stop))
+    return asyncio.run(_submit_and_follow(plan, engine, on_event, detach, stop, leave))
 
 
 async def _submit_and_follow(plan: dict[str, Any], engine: Engine, on_event: Any, detach: bool,
-                             stop: list[Any]) -> dict[str, Any]:
+                             stop: list[Any], leave: Any = None) -> dict[str, Any]:
     from temporalio.common import SearchAttributePair, TypedSearchAttributes
 
     from .workflow import SA_PROCEDURE, SA_STATUS, WORKFLOW_NAME
@@ -164,10 +181,11 @@ async def _submit_and_follow(plan: dict[str, Any], engine: Engine, on_event: Any
                            f"{engine}") from None
     if detach:
         return {"run_id": run_id, "detached": True}
-    return await follow(client, handle, on_event, stop)
+    return await follow(client, handle, on_event, stop, leave)
 
 
-async def follow(client: Any, handle: Any, on_event: Any, stop: list[Any] | None = None) -> dict[str, Any]:
+async def follow(client: Any, handle: Any, on_event: Any, stop: list[Any] | None = None,
+                 leave: Any = None) -> dict[str, Any]:
     """Show the run's progress as it goes (a query, polled), then its report.
 
     The server may go away for a while (a restart, a network blip): the run goes on there, so
@@ -180,12 +198,15 @@ async def follow(client: Any, handle: Any, on_event: Any, stop: list[Any] | None
     from . import events
 
     seen = 0
-    translator = events.Translator(on_event)
+    translator = events.Translator(on_event, f"temporal://{client.service_client.config.target_host}/"
+                                             f"{client.namespace}")
     result_task = asyncio.ensure_future(handle.result())
     interrupted = False
     patience = engine_timeout()
     away: float | None = None  # since when no query was answered
     while True:
+        if leave is not None and leave.is_set():
+            return {"run_id": handle.id, "detached": True}
         if stop is not None and not interrupted and any(getattr(e, "is_set", lambda: False)() for e in stop):
             try:
                 await handle.signal("interrupt")
@@ -256,27 +277,86 @@ def _user() -> str:
 # ---------------------------------------------------------------- runs, show, approve
 
 
-def list_runs(engine: Engine, limit: int = 50) -> list[dict[str, Any]]:
+# runs listed are sorted here (newest first): SQL visibility lists open runs first
+LIST_CAP = 5000
+
+
+@dataclass(frozen=True)
+class RunQuery:
+    """``runproc runs --engine`` filters: procedure and status go to Temporal (search
+    attributes), ``since`` too (StartTime); ``user`` is read from each run's memo."""
+
+    limit: int = 50
+    offset: int = 0
+    procedure: str | None = None
+    status: str | None = None
+    since: str | None = None  # ISO time, UTC
+    user: str | None = None
+
+
+def list_runs(engine: Engine, query: RunQuery | None = None) -> list[dict[str, Any]]:
     require_temporalio()
-    return asyncio.run(_list_runs(engine, limit))
+    return asyncio.run(_list_runs(engine, query or RunQuery()))
 
 
-async def _list_runs(engine: Engine, limit: int) -> list[dict[str, Any]]:
+def _quoted(value: str) -> str:
+    """A value in a visibility query: refused when it could end the string (values never
+    become code)."""
+    if "'" in value or "\\" in value:
+        raise InvalidInputError(f"{value!r}: a quote or backslash cannot appear in a filter")
+    return f"'{value}'"
+
+
+async def _list_runs(engine: Engine, query: RunQuery) -> list[dict[str, Any]]:
     from .workflow import WORKFLOW_NAME
 
     client = await connect(engine, quiet=True)
+    text = f"WorkflowType = {_quoted(WORKFLOW_NAME)}"
+    if query.procedure:
+        text += f" AND RunprocProcedure = {_quoted(query.procedure)}"
+    if query.status:
+        text += f" AND RunprocStatus = {_quoted(query.status)}"
+    if query.since:
+        text += f" AND StartTime >= {_quoted(query.since)}"
     out: list[dict[str, Any]] = []
-    async for wf in client.list_workflows(f"WorkflowType = '{WORKFLOW_NAME}'", limit=limit):
+    async for wf in client.list_workflows(text, limit=LIST_CAP):
         memo = await wf.memo()
+        if query.user and memo.get("user") != query.user:
+            continue
         status = wf.search_attributes.get("RunprocStatus")
+        duration = (wf.close_time - wf.start_time).total_seconds() if wf.close_time else None
         out.append({"id": wf.id, "procedure": memo.get("procedure"),
                     "status": (status[0] if isinstance(status, list) and status else status) or
                     wf.status.name.lower() if wf.status else None,
                     "started_at": wf.start_time.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
-                    "dry_run": bool(memo.get("dry_run")), "user": memo.get("user"), "engine": "temporal"})
-        if len(out) >= limit:
-            break
-    return out
+                    "duration": round(duration, 3) if duration is not None else None, "exit_code": None,
+                    "dry_run": bool(memo.get("dry_run")), "user": memo.get("user"), "host": None,
+                    "kind": memo.get("kind") or "run", "of_run": memo.get("of_run"), "engine": "temporal"})
+    out.sort(key=lambda r: str(r["started_at"]), reverse=True)
+    return out[query.offset:query.offset + query.limit]
+
+
+async def _resolve(client: Any, engine: Engine, run_id: str) -> str:
+    """A run id, or its first characters (as a local run's): one run, or one line saying why not."""
+    from temporalio.service import RPCError
+
+    from .workflow import WORKFLOW_NAME
+
+    try:
+        await client.get_workflow_handle(run_id).describe()
+        return run_id
+    except RPCError:
+        pass
+    found = [wf.id async for wf in client.list_workflows(f"WorkflowType = {_quoted(WORKFLOW_NAME)}",
+                                                         limit=LIST_CAP) if wf.id.startswith(run_id)]
+    if not found:
+        raise InvalidInputError(f"no run {run_id!r} on {engine} (runproc runs --engine {engine} lists them)")
+    shortest = min(found, key=len)
+    # a run and its replays (RUN.resume, RUN.rollback) share its id as a prefix: the run itself
+    if all(f.startswith(shortest) for f in found):
+        return shortest
+    raise InvalidInputError(f"run {run_id!r} is ambiguous on {engine}: {', '.join(sorted(found)[:5])}"
+                            + (" ..." if len(found) > 5 else ""))
 
 
 def show_run(engine: Engine, run_id: str) -> dict[str, Any]:
@@ -289,6 +369,7 @@ async def _show_run(engine: Engine, run_id: str) -> dict[str, Any]:
     from temporalio.service import RPCError
 
     client = await connect(engine, quiet=True)
+    run_id = await _resolve(client, engine, run_id)
     handle = client.get_workflow_handle(run_id)
     try:
         desc = await handle.describe()
@@ -305,9 +386,13 @@ async def _show_run(engine: Engine, run_id: str) -> dict[str, Any]:
         elif event["kind"] == "step_started":
             steps.setdefault(event["step"], {"id": event["step"], "status": "running"})
     memo = await desc.memo()
+    from datetime import UTC, datetime
+
+    so_far = (datetime.now(UTC) - desc.start_time).total_seconds() if desc.start_time else 0.0
     return {"procedure": memo.get("procedure"), "run_id": run_id, "status": "running",
             "exit_code": None, "dry_run": bool(memo.get("dry_run")), "started_at": memo.get("started_at"),
-            "duration": 0.0, "error": None, "root_cause": None, "rolled_back": [], "not_undone": [], "kept": [],
+            "duration": round(so_far, 3), "engine_url": str(engine), "user": memo.get("user"),
+            "kind": memo.get("kind") or "run", "of_run": memo.get("of_run"), "error": None, "root_cause": None, "rolled_back": [], "not_undone": [], "kept": [],
             "steps": list(steps.values()), "waiting": progress.get("waiting") or {},
             "waiting_for_window": progress.get("window"), "engine": "temporal"}
 
@@ -320,6 +405,7 @@ class Recorded:
     plan: dict[str, Any]
     report: dict[str, Any]
     replays: dict[str, dict[str, Any] | None]
+    run_id: str = ""  # the whole id (a prefix was given)
 
 
 def recorded_run(engine: Engine, run_id: str) -> Recorded:
@@ -330,6 +416,7 @@ def recorded_run(engine: Engine, run_id: str) -> Recorded:
 
 async def _recorded_run(engine: Engine, run_id: str) -> Recorded:
     client = await connect(engine, quiet=True)
+    run_id = await _resolve(client, engine, run_id)
     plan, report = await _ended(client, engine, run_id)
     replays: dict[str, dict[str, Any] | None] = {}
     for candidate in _replay_ids(run_id):
@@ -342,7 +429,7 @@ async def _recorded_run(engine: Engine, run_id: str) -> Recorded:
         except RefusedError:  # still running
             replayed = None
         replays[candidate] = replayed
-    return Recorded(plan, report, replays)
+    return Recorded(plan, report, replays, run_id)
 
 
 def _replay_ids(run_id: str) -> Any:
@@ -381,14 +468,20 @@ def approve(engine: Engine, run_id: str, step: str, *, approved: bool, comment: 
 
 
 async def _approve(engine: Engine, run_id: str, step: str, approved: bool, comment: str | None) -> str:
-    from temporalio.client import WorkflowUpdateFailedError
+    from temporalio.client import WorkflowExecutionStatus, WorkflowUpdateFailedError
     from temporalio.service import RPCError
 
     client = await connect(engine, quiet=True)
+    run_id = await _resolve(client, engine, run_id)
     handle = client.get_workflow_handle(run_id)
     answer = {"step": step, "approved": approved, "by": _user(), "comment": comment,
               "host": os.uname().nodename}
     try:
+        desc = await handle.describe()
+        if desc.status != WorkflowExecutionStatus.RUNNING:
+            status = desc.status.name.lower() if desc.status else "ended"
+            raise RefusedError(f"run {run_id} has ended ({status}): nothing waits for an approval "
+                               f"(runproc show {run_id} --engine {engine})")
         said: str = await handle.execute_update("approve", answer)
     except WorkflowUpdateFailedError as exc:
         cause = exc.cause

@@ -30,8 +30,10 @@ def run_result(report: dict[str, Any]) -> RunResult:
 class Translator:
     """Turns the workflow's numbered events into engine events for ``on_event``."""
 
-    def __init__(self, on_event: Any) -> None:
+    def __init__(self, on_event: Any, engine: str | None = None) -> None:
         self.on_event = on_event
+        self.engine = engine  # said in the hints a person copies (runproc approve ... --engine ...)
+        self.run_id = "RUN"
 
     def __call__(self, event: dict[str, Any]) -> None:
         if self.on_event is None:
@@ -39,6 +41,7 @@ class Translator:
         kind, sid = event["kind"], event.get("step")
         out: ev.Event | None = None
         if kind == "run_started":
+            self.run_id = str(event["run_id"])
             out = ev.RunStarted(str(event["run_id"]), str(event["procedure"]), bool(event["dry_run"]), False,
                                 [(a, b) for a, b in event["steps"]], str(event["started_at"]))
         elif kind == "step_started":
@@ -53,11 +56,13 @@ class Translator:
         elif kind == "rollback_finished":
             out = ev.RollbackFinished(str(sid), bool(event.get("ok")), event.get("error"))
         elif kind == "waiting":
+            where = f" --engine {self.engine}" if self.engine else ""
             out = ev.Note("warning", f"{sid}: waiting for an approval ({event.get('message')}): "
-                                     f"runproc approve RUN {sid} [--reject]")
+                                     f"runproc approve {self.run_id} {sid} [--reject]{where}")
         elif kind == "approval":
             verdict = "approved" if event.get("approved") else "rejected"
-            out = ev.Note("info", f"{sid}: {verdict} by {event.get('by')}")
+            comment = f": {event.get('comment')}" if event.get("comment") else ""
+            out = ev.Note("info", f"{sid}: {verdict} by {event.get('by')}{comment}")
         elif kind == "window_waiting":
             out = ev.Note("info", f"outside the window {event.get('times')!r}: waiting until {event.get('opens_at')} "
                                   "(window.wait; a durable timer: the controller may go)")

@@ -48,47 +48,82 @@ def _check_ended(report: dict[str, Any], run_id: str, verb: str) -> None:
         raise RefusedError(f"run {run_id} is itself a rollback (of run {report.get('of_run')}): {verb} that run")
 
 
-def resume_input(plan: dict[str, Any], report: dict[str, Any], *, run_id: str, started_at: str,
-                 yes: bool) -> dict[str, Any]:
-    """The input of a workflow that continues the ended run ``report`` describes."""
-    from ..execution.results import recorded_result
+def in_doubt(report: dict[str, Any]) -> list[tuple[str, str | None]]:
+    """The steps (step, None) and fanned-out hosts (step, host) whose worker was lost mid-step:
+    whether their action ran is unknown, so a person decides (resume: run again or treat as
+    done; rollback: undo or leave)."""
+    out: list[tuple[str, str | None]] = []
+    for e in report.get("steps") or []:
+        hosts = e.get("hosts") if isinstance(e.get("hosts"), dict) else None
+        if hosts is not None:
+            out.extend((str(e["id"]), h) for h, r in hosts.items() if r.get("in_doubt") and r.get("status") != "ok")
+        elif e.get("in_doubt") and e.get("status") != "ok":
+            out.append((str(e["id"]), None))
+    return out
 
+
+def check_resumable(plan: dict[str, Any], report: dict[str, Any]) -> None:
+    """RefusedError when the ended run cannot be resumed (before anyone is asked anything)."""
     old = str(report.get("run_id"))
     _check_ended(report, old, "resume")
     if report.get("status") == "ok":
         raise RefusedError(f"run {old} ended ok: there is nothing to resume")
-    entries = _entries(report)
-    undone = [sid for sid, e in entries.items() if isinstance(e.get("rollback"), dict)
+    undone = [e["id"] for e in report.get("steps") or [] if isinstance(e.get("rollback"), dict)
               or any(isinstance(h.get("rollback"), dict) for h in (e.get("hosts") or {}).values())]
     if report.get("rolled_back") or undone:
         raise RefusedError(f"run {old}'s completed steps were rolled back when it failed: there is nothing to "
                            f"resume from; run it again instead: runproc {plan.get('path')} --engine ...")
+
+
+def resume_input(plan: dict[str, Any], report: dict[str, Any], *, run_id: str, started_at: str,
+                 yes: bool, treat_as_done: set[tuple[str, str | None]] | None = None) -> dict[str, Any]:
+    """The input of a workflow that continues the ended run ``report`` describes.
+    ``treat_as_done``: in-doubt steps (or hosts) a person said not to run again."""
+    from ..execution.results import recorded_result
+
+    old = str(report.get("run_id"))
+    check_resumable(plan, report)
+    skipped = treat_as_done or set()
+    entries = _entries(report)
     main = {s["id"] for s in plan["steps"]}
     note = f"done in run {old}: not run again (resumed)"
     done: dict[str, dict[str, Any]] = {}
     views: dict[str, Any] = {}
-    for sid in completion_order(report):
+    doubted = f"in doubt in run {old}: treated as done (--skip-inflight)"
+    for sid in [*completion_order(report), *sorted(s for s, h in skipped if h is None)]:
         entry = entries.get(sid)
-        if entry is not None and sid in main and entry.get("status") == "ok":
+        if entry is None or sid not in main or sid in done:
+            continue
+        if entry.get("status") == "ok":
             done[sid] = {**entry, "notes": [*(entry.get("notes") or []), note]}
-            views[sid] = recorded_result(entry).as_fields()
+        elif (sid, None) in skipped:
+            done[sid] = {**entry, "status": "ok", "error": None, "notes": [*(entry.get("notes") or []), doubted]}
+        else:
+            continue
+        views[sid] = recorded_result(done[sid]).as_fields()
     hosts_done: dict[str, dict[str, dict[str, Any]]] = {}
     for sid, entry in entries.items():
         if sid in done or sid not in main or not isinstance(entry.get("hosts"), dict):
             continue
         ok = {h: {**e, "notes": [*(e.get("notes") or []), note]} for h, e in entry["hosts"].items()
               if e.get("status") == "ok"}
+        ok.update({h: {**e, "status": "ok", "error": None, "notes": [*(e.get("notes") or []), doubted]}
+                   for h, e in entry["hosts"].items() if (sid, h) in skipped})
         if ok:
             hosts_done[sid] = ok
-    return {**plan, "yes": yes or bool(plan.get("yes")),
+    rest = {k: v for k, v in plan.items() if k not in ("resume", "undo")}  # what the ended run replayed
+    return {**rest, "yes": yes or bool(plan.get("yes")),
             "run": {**plan["run"], "id": run_id, "started_at": started_at},
             "resume": {"of_run": old, "done": done, "views": views, "hosts_done": hosts_done}}
 
 
-def rollback_input(plan: dict[str, Any], report: dict[str, Any], *, run_id: str,
-                   started_at: str) -> tuple[dict[str, Any] | None, list[str], list[str]]:
+def rollback_input(plan: dict[str, Any], report: dict[str, Any], *, run_id: str, started_at: str,
+                   undo_in_doubt: set[tuple[str, str | None]] | None = None
+                   ) -> tuple[dict[str, Any] | None, list[str], list[str]]:
     """(the input of a workflow that undoes what the ended run left done, or None when there is
-    nothing to undo; the steps it will undo, in order; the steps kept: no rollback defined)."""
+    nothing to undo; the steps it will undo, in order; the steps kept: no rollback defined).
+    ``undo_in_doubt``: in-doubt steps (or hosts) a person said to undo too."""
+    chosen = undo_in_doubt or set()
     old = str(report.get("run_id"))
     _check_ended(report, old, "roll back")
     entries = _entries(report)
@@ -103,13 +138,13 @@ def rollback_input(plan: dict[str, Any], report: dict[str, Any], *, run_id: str,
             continue
         hosts = entry.get("hosts") if isinstance(entry.get("hosts"), dict) else None
         if hosts is not None:
-            left = {h: e for h, e in hosts.items() if _undoable(e)}
+            left = {h: e for h, e in hosts.items() if _undoable(e) or (sid, h) in chosen}
             if not left:
                 continue
             # only the hosts still changed are undone: the others are "done", not "ok"
             hosts = {h: ({**e, "status": "ok"} if h in left else {**e, "status": "left"}) for h, e in hosts.items()}
             carried[sid] = {**entry, "status": "ok", "hosts": hosts}
-        elif _undoable(entry):
+        elif _undoable(entry) or (sid, None) in chosen:
             carried[sid] = {**entry, "status": "ok"}
         else:
             continue
@@ -119,7 +154,8 @@ def rollback_input(plan: dict[str, Any], report: dict[str, Any], *, run_id: str,
             kept.append(sid)
     if not undo:
         return None, [], kept
-    return ({**plan, "run": {**plan["run"], "id": run_id, "started_at": started_at}, "dry_run": False,
+    rest = {k: v for k, v in plan.items() if k not in ("resume", "undo")}  # what the ended run replayed
+    return ({**rest, "run": {**plan["run"], "id": run_id, "started_at": started_at}, "dry_run": False,
              "undo": {"of_run": old, "entries": carried, "order": list(reversed(undo))}}, undo, kept)
 
 

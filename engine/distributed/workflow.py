@@ -23,7 +23,8 @@ from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy, SearchAttributeKey
-from temporalio.exceptions import ActivityError, ApplicationError, TimeoutError, TimeoutType
+from temporalio.exceptions import ActivityError, ApplicationError, CancelledError, TimeoutError, TimeoutType
+from temporalio.workflow import ActivityCancellationType
 
 with workflow.unsafe.imports_passed_through():
     # pure functions (no I/O, no clock): the same arithmetic as a local fan-out, on replay too
@@ -51,6 +52,7 @@ class ProcedureWorkflow:
         self.not_undone: list[str] = []
         self.cancel_requested = False
         self.waiting_window: str | None = None  # window.wait: when the window opens (UTC)
+        self.activities: set[Any] = set()  # activity handles in flight: an interrupt cancels them
 
     # ------------------------------------------------------------ the run
 
@@ -97,6 +99,7 @@ class ProcedureWorkflow:
                         self.steps[sid].setdefault("notes", []).append("not rolled back (--no-rollback)")
             else:
                 await self._rollbacks(plan)
+            self._in_doubt(plan)
             await self._list(plan, plan.get("on_failure") or [])
         else:
             for s in plan.get("on_failure") or []:
@@ -149,6 +152,23 @@ class ProcedureWorkflow:
         if self.approvals:
             report["approvals"] = list(self.approvals.values())
         return report
+
+    def _in_doubt(self, plan: dict[str, Any]) -> None:
+        """A step whose worker was lost mid-step may or may not have acted: nothing undoes it on
+        a guess. It is said, and a person decides (``runproc rollback RUN --engine … --yes``
+        undoes it, ``runproc resume RUN`` asks before running it again)."""
+        for sid, entry in self.steps.items():
+            step = plan["by_id"].get(sid)
+            if not entry.get("in_doubt") or step is None:
+                continue
+            if step.get("rollback") and not plan.get("no_rollback"):
+                self.not_undone.append(sid)
+                why = "not undone"
+            else:
+                why = "kept" if not step.get("rollback") else "not rolled back (--no-rollback)"
+            entry.setdefault("notes", []).append(
+                f"in doubt: its worker was lost mid-step, so whether its action ran is unknown; {why} "
+                "(runproc rollback RUN --engine ... --yes undoes it; runproc resume asks before running it again)")
 
     async def _undo_run(self, plan: dict[str, Any], started: Any) -> dict[str, Any]:
         """``runproc rollback RUN --engine``: the rollbacks an ended run left to do, most recent
@@ -310,8 +330,12 @@ class ProcedureWorkflow:
             return
         if "lost" in result:
             entry.update(status="failed", error=result["lost"], error_kind="environment")
+            if result.get("in_doubt"):
+                entry["in_doubt"] = True
             return
+        started = entry.get("started_at")
         entry.update(result.get("entry") or {})
+        entry["started_at"] = entry.get("started_at") or started  # the worker's entry has no clock
         if result.get("changed"):
             self.changed.add(step["id"])
             entry["changed"] = True  # for runproc rollback RUN: its action completed, its verify failed
@@ -334,8 +358,11 @@ class ProcedureWorkflow:
         # twice (idempotent: true, or readonly), and only when a worker was lost
         again = bool(step.get("idempotent") or not step.get("writes"))
         try:
-            result: dict[str, Any] = await workflow.execute_activity(
+            handle = workflow.start_activity(
                 STEP_ACTIVITY, payload, task_queue=queue,
+                # an interrupt cancels the step on its worker, which kills its processes and
+                # answers: the run waits for that answer before it rolls back
+                cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
                 start_to_close_timeout=timedelta(seconds=(timeout or 24 * 3600) + 30),
                 schedule_to_start_timeout=timedelta(seconds=float(plan.get("schedule_to_start") or 60)),
                 heartbeat_timeout=timedelta(seconds=float(plan.get("heartbeat") or 10)),
@@ -344,12 +371,23 @@ class ProcedureWorkflow:
                                          non_retryable_error_types=["StepProblem"]),
                 summary=(f"{step['id']}{' @' + extra['host']['name'] if extra.get('host') else ''}"
                          f"{' (rollback)' if extra.get('rollback') else ''}"))
+            if self.cancel_requested and not extra.get("rollback"):
+                handle.cancel()  # interrupted while this was being scheduled
+            self.activities.add(handle)
+            try:
+                result: dict[str, Any] = await handle
+            finally:
+                self.activities.discard(handle)
             return result
         except ActivityError as exc:
             error = _why(exc, queue, plan, again)
             if extra.get("rollback"):
                 return {"ok": False, "error": error}
-            return {"lost": error}
+            # a step that may not run twice, whose worker went silent (it died, or the server was
+            # away longer than the heartbeat timeout): whether its action ran is not known
+            doubt = (not again and isinstance(exc.cause, TimeoutError)
+                     and exc.cause.type in (TimeoutType.HEARTBEAT, TimeoutType.START_TO_CLOSE))
+            return {"lost": error, "in_doubt": doubt}
 
     async def _rollbacks(self, plan: dict[str, Any]) -> None:
         """The saga: the rollback of each step that completed, most recent first."""
@@ -447,8 +485,11 @@ class ProcedureWorkflow:
             result = await self._run_activity(plan, step, {"rollback": False, "host": host})
             if "lost" in result:
                 results[host["name"]].update(status="failed", error=result["lost"], error_kind="environment")
+                if result.get("in_doubt"):
+                    results[host["name"]]["in_doubt"] = True
             else:
-                results[host["name"]].update({k: v for k, v in (result.get("entry") or {}).items() if k != "id"})
+                results[host["name"]].update({k: v for k, v in (result.get("entry") or {}).items()
+                                              if k != "id" and not (k == "started_at" and v is None)})
                 if result.get("changed"):
                     results[host["name"]]["changed"] = True
                 views[host["name"]] = result.get("view")
@@ -489,6 +530,8 @@ class ProcedureWorkflow:
         entry["error"] = summary.error
         if summary.notes:
             entry["notes"] = [*(entry.get("notes") or []), *summary.notes]
+        if any(r.get("in_doubt") for r in results.values()):
+            entry["in_doubt"] = True
         if any(r.get("changed") for r in results.values()):
             self.changed.add(sid)  # a host changed before its verify failed: the saga undoes it there
         self.views[sid] = {"status": entry["status"], "ok": entry["status"] == "ok", "error": entry["error"],
@@ -552,8 +595,13 @@ class ProcedureWorkflow:
 
     @workflow.signal
     def interrupt(self) -> None:
-        """Ctrl-C at the controller: start nothing new, roll back what completed."""
+        """Ctrl-C at the controller: start nothing new, stop the steps running (their workers
+        kill their processes), roll back what completed."""
+        if self.cancel_requested:
+            return
         self.cancel_requested = True
+        for handle in list(self.activities):
+            handle.cancel()
 
     # ------------------------------------------------------------ helpers
 
@@ -595,4 +643,6 @@ def _why(exc: ActivityError, queue: str, plan: dict[str, Any], again: bool) -> s
         return f"timed out on the worker ({cause.type.name.lower() if cause.type else 'timeout'})"
     if isinstance(cause, ApplicationError):
         return str(cause.message)
+    if isinstance(cause, CancelledError):
+        return "interrupted: stopped on its worker"
     return str(cause or exc)

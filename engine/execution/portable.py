@@ -150,13 +150,16 @@ class _PortableRun:
                                                  "portable step"))
 
 
-def run_step(inputs: StepInputs, *, on_event: Any = None) -> StepResult:
-    """Execute one step from plain inputs with the scheduler's own step code."""
+def run_step(inputs: StepInputs, *, on_event: Any = None, stop: threading.Event | None = None) -> StepResult:
+    """Execute one step from plain inputs with the scheduler's own step code. ``stop``, once
+    set, interrupts it as a local run's Ctrl-C does (its processes are killed)."""
     from ..format.params import resolve_secrets
 
     proc = _procedure_of(inputs)
     step = proc.step(str(inputs.step["id"]))
     run = _PortableRun(inputs, proc, on_event)
+    if stop is not None:
+        run.stop = run._phase_cancel = stop
     secrets = resolve_secrets(proc, allow_missing=run.dry_run)
     for value in secrets.values():
         run.taint.protect(value)

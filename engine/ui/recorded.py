@@ -59,8 +59,10 @@ def _draw(report: dict[str, Any], stream: IO[str]) -> None:
     # a run on the Temporal engine that waits, durably: for its window, for an approval
     if report.get("waiting_for_window"):
         line(f"waiting:   for the maintenance window, until {report['waiting_for_window']}")
+    where = f" --engine {report['engine_url']}" if report.get("engine_url") else ""
     for sid, message in (report.get("waiting") or {}).items():
-        line(f"waiting:   for an approval of {sid} ({message}): runproc approve {result.run_id} {sid} [--reject]")
+        line(f"waiting:   for an approval of {sid} ({message}): runproc approve {result.run_id} {sid} "
+             f"[--reject]{where}")
     line(f"duration:  {format_duration(result.duration)}")
     if "params" in report:
         line(f"params:    {_params(report.get('params'))}")

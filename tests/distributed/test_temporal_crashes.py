@@ -129,20 +129,28 @@ def test_a_worker_killed_mid_step_fails_a_non_idempotent_step_once_and_rolls_bac
     # the step's shell died with its worker: its effect cannot land after the run gave it up
     assert _wait_gone(pid), f"step two's shell (pid {pid}) outlived its worker"
     out, err = cli.communicate(timeout=120)
-    assert cli.returncode == 1, err
     report = json.loads(out)
-    assert report["status"] == "failed" and report["root_cause"] == "two"
+    # whether two acted is unknown: the completed step is undone, two is said, not guessed at
+    assert cli.returncode == 4, err
+    assert report["status"] == "rollback_incomplete" and report["root_cause"] == "two"
     two = next(s for s in report["steps"] if s["id"] == "two")
     assert two["status"] == "failed" and "lost" in two["error"] and "not run again" in two["error"]
+    assert two["in_doubt"] is True and any("in doubt" in note for note in two["notes"])
     assert {s["id"]: s["status"] for s in report["steps"]} == {"one": "rolled_back", "two": "failed",
                                                                  "three": "cancelled"}
-    assert report["rolled_back"] == ["one"]
+    assert report["rolled_back"] == ["one"] and report["not_undone"] == ["two"]
     # started once, on the killed worker, never finished, never retried; the completed step undone once
     assert _lines(tmp_path) == ["one", f"start-two {who}", "undo-one"]
     assert "Traceback" not in err
-    shown = runproc(tmp_path, "show", report["run_id"], "--engine", temporal_server_fresh.engine_url,
-                    "--output", "json")
-    assert json.loads(shown.stdout)["status"] == "failed", shown.stderr
+    engine = temporal_server_fresh.engine_url
+    shown = runproc(tmp_path, "show", report["run_id"], "--engine", engine, "--output", "json")
+    assert json.loads(shown.stdout)["status"] == "rollback_incomplete", shown.stderr
+    # a person decides about the step in doubt: without a terminal and a flag, nothing happens
+    refused = runproc(tmp_path, "resume", report["run_id"], "--engine", engine)
+    assert refused.rc == 3 and "rolled back" in refused.stderr, refused.stderr  # one was undone: run it again
+    undone = runproc(tmp_path, "rollback", report["run_id"], "--engine", engine, "--yes")
+    assert undone.rc == 0, undone.stderr
+    assert _lines(tmp_path) == ["one", f"start-two {who}", "undo-one", "undo-two"]
 
 
 def test_a_worker_killed_mid_step_retries_an_idempotent_step_on_the_other_worker(

@@ -219,10 +219,23 @@ def test_steps_run_on_the_worker_and_the_report_has_the_local_shape(
                            "error", "root_cause", "rolled_back", "not_undone", "kept", "steps"}
     step = done.step("hello")
     assert step["stdout"] == "hello\n" and step["rc"] == 0 and step["worker"] == "w-main"
-    listed = runproc(tmp_path, "runs", "--engine", temporal_server.engine_url, "--output", "json")
-    assert report["run_id"] in [r["id"] for r in json.loads(listed.stdout)]
-    shown = runproc(tmp_path, "show", report["run_id"], "--engine", temporal_server.engine_url, "--output", "json")
-    assert json.loads(shown.stdout)["status"] == "ok"
+    engine = temporal_server.engine_url
+
+    def listed(*filters: str) -> list[str]:
+        done = runproc(tmp_path, "runs", "--engine", engine, "--output", "json", *filters)
+        assert done.rc == 0, done.stderr
+        return [r["id"] for r in json.loads(done.stdout)]
+
+    assert report["run_id"] in listed()
+    assert report["run_id"] in listed("--procedure", "shaped", "--status", "ok", "--since", "1h")
+    assert report["run_id"] not in listed("--procedure", "shaped", "--status", "failed")
+    assert report["run_id"] not in listed("--procedure", "other") + listed("--user", "nobody-at-all")
+    # a run id's first characters, as for a local run
+    shown = runproc(tmp_path, "show", report["run_id"][:6], "--engine", engine, "--output", "json")
+    assert json.loads(shown.stdout)["status"] == "ok" and json.loads(shown.stdout)["run_id"] == report["run_id"]
+    # an empty --engine (a script's unset variable) does not quietly run here
+    empty = runproc(tmp_path, str(path), "--engine", "")
+    assert empty.rc == 2 and "--engine ''" in empty.stderr, empty.stderr
 
 
 def test_secrets_are_read_on_the_worker_and_never_enter_the_history(
@@ -350,6 +363,8 @@ def test_a_confirm_step_waits_for_runproc_approve(temporal_server: TemporalServe
     assert report["status"] == "ok"
     assert report["approvals"][0]["by"] and report["approvals"][0]["comment"] == "checked the graphs"
     assert (tmp_path / "effects").read_text().split() == ["before", "after"]
+    late = runproc(tmp_path, "approve", run_id, "gate", "--engine", engine, state=False)
+    assert late.rc == 3 and "has ended" in late.stderr, late.stderr
 
 
 def test_a_rejected_confirm_refuses_the_run_and_rolls_back(temporal_server: TemporalServer, worker: object,
@@ -561,6 +576,39 @@ def test_ctrl_c_while_a_run_waits_for_its_window_runs_nothing(
     report = json.loads(out)
     assert report["status"] == "interrupted" and "waiting for the window" in report["error"]
     assert not (tmp_path / "worked").exists()
+
+
+def test_ctrl_c_stops_the_running_step_on_its_worker_and_a_second_one_leaves_the_run_going(
+        temporal_server: TemporalServer, worker: object, queue: str, tmp_path: Path) -> None:
+    path = write(tmp_path, """
+        procedure: stoppable
+        steps:
+          - id: one
+            shell: echo one >> effects
+            rollback: {shell: "sleep 3; echo undo-one >> effects"}
+          - id: long
+            shell: "echo $$ > long.pid; sleep 60; echo long-done >> effects"
+    """)
+    cli = subprocess.Popen([*RUNPROC, str(path), "--output", "json", *_engine_args(temporal_server, queue)],
+                           cwd=tmp_path, env=child_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 30
+    while not (tmp_path / "long.pid").exists():
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    pid = int((tmp_path / "long.pid").read_text())
+    cli.send_signal(signal.SIGINT)  # the step is killed on its worker, then one is rolled back (3 s)
+    deadline = time.monotonic() + 20
+    while Path(f"/proc/{pid}").exists() and "Z" not in Path(f"/proc/{pid}/stat").read_text().split(")")[-1][:3]:
+        assert time.monotonic() < deadline, "the running step was not stopped"
+        time.sleep(0.05)
+    cli.send_signal(signal.SIGINT)  # stop following: the rollback goes on there
+    out, err = cli.communicate(timeout=30)
+    assert cli.returncode == 130, err
+    assert "interrupted: stopping the running steps" in err and "stopped following run" in err, err
+    run_id = err.split("stopped following run ")[1].split(";")[0]
+    report = _wait_done(tmp_path, temporal_server.engine_url, run_id)
+    assert report["status"] == "interrupted" and report["rolled_back"] == ["one"]
+    assert (tmp_path / "effects").read_text().split() == ["one", "undo-one"]  # long never finished
 
 
 # ---------------------------------------------------------------- bad input
