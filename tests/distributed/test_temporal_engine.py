@@ -151,6 +151,25 @@ SEMANTICS = {
           - id: tidy
             shell: echo tidy >> effects
     """,
+    "timeout-and-concurrency": """
+        procedure: bounded
+        concurrency: 1
+        steps:
+          - id: a
+            needs: []
+            shell: echo a >> effects
+          - id: b
+            needs: []
+            shell: echo b >> effects
+          - id: slow
+            needs: [a, b]
+            timeout: 1s
+            continue_on_error: true
+            shell: sleep 5; echo never >> effects
+          - id: after
+            needs: [slow]
+            shell: echo after >> effects
+    """,
     "confirm-with-yes": """
         procedure: approved
         steps:
