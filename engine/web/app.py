@@ -1,0 +1,561 @@
+"""The Starlette application of ``runproc serve``: pages rendered on the server, the same data
+as JSON under ``/api/v1``, an OpenAPI document, tokens and roles (docs/web.md).
+
+Endpoints are plain functions (Starlette runs them in its thread pool): each one reads the state
+store, which serialises its own statements, and returns HTML or JSON. Every error is answered
+in the form asked for (JSON under ``/api/``, a page elsewhere) with a clear message and the
+right 4xx; a bug is a 500 saying so, with its traceback in a crash file named in the server's
+log, never in the response.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import re
+import secrets
+import sys
+import threading
+import time
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from http import HTTPStatus
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlencode
+
+from starlette.applications import Starlette
+from starlette.datastructures import MutableHeaders
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from ..errors import InvalidInputError
+from ..execution.store import RunFilter
+from ..state.opening import default_state_url, open_store, shown_url
+from ..version import __version__
+from . import dag, openapi
+from .catalogue import Catalogue
+from .data import (
+    DEFAULT_LIMIT,
+    STATUSES,
+    BadQuery,
+    NotFound,
+    list_runs,
+    parse_run_query,
+    run_detail,
+)
+from .render import STATIC, render
+from .tokens import Token, TokenBook, load_tokens
+
+TOKEN_COOKIE = "runproc_token"
+CSRF_COOKIE = "runproc_csrf"
+# no request of this server needs more: the sign-in form is a few hundred bytes
+MAX_BODY = 16 * 1024
+SESSION_SECONDS = 12 * 3600
+_CSRF_VALUE = re.compile(r"[A-Za-z0-9_-]{32,128}")
+# a page's resources come from this server only: no script at all, no inline style, no frame
+_HEADERS = {
+    "content-security-policy": "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; "
+                               "frame-ancestors 'none'; base-uri 'none'",
+    "x-content-type-options": "nosniff",
+    "referrer-policy": "no-referrer",
+    "x-frame-options": "DENY",
+    "cache-control": "no-store",
+}
+LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1", "[::1]")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What ``runproc serve`` was started with."""
+
+    state: str | None = None  # the state URL (None: $RUNPROC_STATE or the XDG default)
+    procedures: Path | None = None  # the catalogue's folder
+    tokens: str | None = None  # the tokens file
+    loopback: bool = True  # bound to a loopback address only
+
+
+@dataclass(frozen=True)
+class Who:
+    """Who is asking: a token's name and role, or the local user of an open loopback server."""
+
+    name: str | None = None
+    role: str | None = None
+    open: bool = False
+    by_cookie: bool = False
+
+    def can(self, action: str) -> bool:
+        if self.open:
+            return action == "read"  # with no tokens, nothing but reading: writes always need a token
+        return Token(self.name or "", self.role or "", "").can(action)
+
+
+class WebError(Exception):
+    """An answer other than 200, with the message the client is shown."""
+
+    def __init__(self, status: int, message: str, headers: Mapping[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.headers = dict(headers or {})
+
+
+class Access:
+    """The tokens file, read again when it changes (a token added or removed takes effect at
+    once). A file that cannot be read any more closes the server rather than opening it."""
+
+    def __init__(self, path: str | None, loopback: bool) -> None:
+        self.path = path
+        self.loopback = loopback
+        self._book = load_tokens(path)  # at start, a bad file is invalid input (exit 2)
+        self._key = self._stat()
+        self._lock = threading.Lock()
+
+    def _stat(self) -> tuple[int, int, int] | None:
+        if self.path is None:
+            return None
+        try:
+            st = Path(self.path).stat()
+        except OSError:
+            return None
+        return (st.st_mtime_ns, st.st_size, st.st_ino)
+
+    def book(self) -> TokenBook:
+        if self.path is None:
+            return self._book
+        key = self._stat()
+        with self._lock:
+            if key != self._key:
+                try:
+                    self._book = load_tokens(self.path)
+                except InvalidInputError as exc:
+                    raise WebError(503, f"the tokens file cannot be used, so nobody is let in: {exc}") from None
+                self._key = key
+            return self._book
+
+    def identify(self, request: Request) -> Who:
+        book = self.book()
+        if not book.configured:
+            if not self.loopback:  # the file was emptied under a server bound beyond loopback
+                raise WebError(503, "no tokens are configured and this server is not on loopback: nobody is let in")
+            _check_loopback_host(request)
+            return Who(open=True)
+        presented, by_cookie = _presented_token(request)
+        if presented is None:
+            raise WebError(401, "this server needs a token: send Authorization: Bearer TOKEN, or sign in at /login",
+                           {"www-authenticate": 'Bearer realm="runproc"'})
+        token = book.match(presented)
+        if token is None:
+            raise WebError(401, "that token is not valid here (runproc serve token list shows the configured names)",
+                           {"www-authenticate": 'Bearer realm="runproc", error="invalid_token"'})
+        return Who(token.name, token.role, by_cookie=by_cookie)
+
+
+def _presented_token(request: Request) -> tuple[str | None, bool]:
+    header = request.headers.get("authorization")
+    if header is not None:
+        scheme, _, value = header.partition(" ")
+        if scheme.lower() != "bearer" or not value.strip():
+            raise WebError(401, "expected Authorization: Bearer TOKEN", {"www-authenticate": 'Bearer realm="runproc"'})
+        return value.strip(), False
+    cookie = request.cookies.get(TOKEN_COOKIE)
+    return (cookie, True) if cookie else (None, False)
+
+
+def _check_loopback_host(request: Request) -> None:
+    """An open server answers only requests addressed to a loopback name: a web page elsewhere
+    that points its own host name at 127.0.0.1 (DNS rebinding) would otherwise read every run."""
+    host = request.headers.get("host", "")
+    name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
+    if name.startswith("[") and "]" in name:
+        name = name[: name.index("]") + 1]
+    if name.lower() not in LOOPBACK_NAMES and not name.startswith("127."):
+        raise WebError(421, f"this server is open to its own machine only; Host {host!r} is not a loopback name "
+                            "(use http://127.0.0.1:PORT or http://localhost:PORT)")
+
+
+# ---------------------------------------------------------------- responses
+
+
+class JsonResponse(Response):
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        return json.dumps(content, default=str, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+def _is_api(request: Request) -> bool:
+    return request.url.path.startswith("/api/")
+
+
+def _safe_next(value: str | None) -> str:
+    """Where to go after signing in: a path of this server only (never //elsewhere)."""
+    if not value or not value.startswith("/") or value.startswith(("//", "/\\")) or len(value) > 2000:
+        return "/runs"
+    return value
+
+
+def _error_body(status: int, message: str) -> dict[str, Any]:
+    return {"error": {"status": status, "message": message}}
+
+
+# ---------------------------------------------------------------- the app
+
+
+def create_app(settings: Settings, *, store: Any = None) -> Starlette:
+    """The application; it opens the state now (a bad URL is invalid input before anything
+    listens) and closes it when the server stops. ``store``: one already open (not closed here)."""
+    access = Access(settings.tokens, settings.loopback)
+    own_store = store is None
+    if store is None:
+        # a reader only: journals spooled during an outage are the next run's (or state sync's) to upload
+        store = open_store(settings.state, upload_spool=False)
+    catalogue = Catalogue(settings.procedures)
+    state_shown = shown_url(getattr(store, "url", None) or settings.state or default_state_url())
+    css = (STATIC / "runproc.css").read_bytes()
+
+    def who_of(request: Request) -> Who:
+        who = getattr(request.state, "who", None)
+        return who if isinstance(who, Who) else Who()
+
+    def csrf_of(request: Request) -> tuple[str, bool]:
+        """The form token: the browser's cookie when it holds one, else a new one (set on the response)."""
+        value = request.cookies.get(CSRF_COOKIE) or ""
+        if _CSRF_VALUE.fullmatch(value):
+            return value, False
+        return secrets.token_urlsafe(32), True
+
+    def page(request: Request, template: str, status: int = 200, nav: str = "", **context: Any) -> Response:
+        csrf, fresh = csrf_of(request)
+        body = render(template, who=who_of(request), csrf=csrf, version=__version__, state=state_shown, nav=nav,
+                      **context)
+        response = HTMLResponse(body, status_code=status)
+        if fresh:
+            response.set_cookie(CSRF_COOKIE, csrf, httponly=True, samesite="strict", path="/",
+                                secure=request.url.scheme == "https")
+        return response
+
+    def guarded(action: str, endpoint: Callable[[Request], Response]) -> Callable[[Request], Response]:
+        """``endpoint`` for those who may ``action`` (read, start...): 401 without a valid token
+        when tokens are configured, 403 when the token's role may not."""
+        def wrapper(request: Request) -> Response:
+            who = access.identify(request)
+            request.state.who = who
+            if not who.can(action):
+                if who.open:
+                    raise WebError(401, f"{action} needs a token, and none are configured "
+                                        "(runproc serve token add NAME --role operator --tokens FILE)")
+                raise WebError(403, f"{who.name} ({who.role}) may not {action}")
+            return endpoint(request)
+        wrapper.__name__ = getattr(endpoint, "__name__", "endpoint")
+        return wrapper
+
+    def catalogued_names() -> list[str]:
+        return sorted({e.name for e in catalogue.entries() if e.ok})
+
+    # ------------------------------------------------------------ runs
+
+    def run_query(request: Request) -> Any:
+        keys = [k for k, _ in request.query_params.multi_items()]
+        return parse_run_query(request.query_params, keys)
+
+    def runs_link(base: str, query: Any, page_no: int) -> str:
+        params = query.link(page_no)
+        return base + ("?" + urlencode(params) if params else "")
+
+    def runs_data(request: Request, base: str) -> dict[str, Any]:
+        query = run_query(request)
+        found = list_runs(store, query)
+        return {"query": query, **found,
+                "next": runs_link(base, query, query.page + 1) if found["more"] else None,
+                "prev": runs_link(base, query, query.page - 1) if query.page > 1 else None}
+
+    def runs_page(request: Request) -> Response:
+        data = runs_data(request, "/runs")
+        query = data["query"]
+        return page(request, "runs.html", nav="runs", runs=data["runs"], query=query, page=query.page,
+                    statuses=STATUSES, default_limit=DEFAULT_LIMIT, filtered=bool(query.given()),
+                    catalogued=catalogued_names(), next_url=data["next"], prev_url=data["prev"])
+
+    def api_runs(request: Request) -> Response:
+        data = runs_data(request, "/api/v1/runs")
+        query = data["query"]
+        runs = [{**r, "url": f"/api/v1/runs/{r['id']}", "page": f"/runs/{r['id']}"} for r in data["runs"]]
+        return JsonResponse({"runs": runs, "page": query.page, "limit": query.limit, "filters": query.given(),
+                             "next": data["next"], "prev": data["prev"]})
+
+    def run_page(request: Request) -> Response:
+        run_id = request.path_params["run_id"]
+        run = run_detail(store, run_id, catalogue)
+        if run.get("run_id") and run["run_id"] != run_id:  # a prefix: the page has one address
+            return RedirectResponse(f"/runs/{run['run_id']}", status_code=303)
+        graph = run["graph"]
+        drawing = dag.draw(graph["nodes"], graph["edges"], dependencies_known=graph["dependencies_known"])
+        return page(request, "run.html", nav="runs", run=run, drawing=drawing,
+                    catalogued=catalogue.find(str(run.get("procedure") or "")) is not None)
+
+    def api_run(request: Request) -> Response:
+        run = run_detail(store, request.path_params["run_id"], catalogue)
+        run.pop("timeline", None)
+        run.pop("journal", None)
+        return JsonResponse(run)
+
+    def api_steps(request: Request) -> Response:
+        run = run_detail(store, request.path_params["run_id"], catalogue)
+        return JsonResponse({"run_id": run.get("run_id"), "status": run.get("status"), "steps": run["steps"]})
+
+    # ------------------------------------------------------------ procedures
+
+    def last_runs(name: str, limit: int) -> list[dict[str, Any]]:
+        return list(store.runs(limit, RunFilter(procedure=name, limit=limit)))
+
+    def procedures_page(request: Request) -> Response:
+        entries = catalogue.entries()
+        latest = {}
+        for name in {e.name for e in entries if e.ok}:
+            found = last_runs(name, 1)
+            if found:
+                latest[name] = found[0]
+        return page(request, "procedures.html", nav="procedures", entries=entries, last_runs=latest,
+                    folder=str(settings.procedures) if settings.procedures is not None else None)
+
+    def find_procedure(name: str) -> Any:
+        entry = catalogue.find(name)
+        if entry is None:
+            where = f"in {settings.procedures}" if settings.procedures is not None else "(no --procedures folder)"
+            raise NotFound(f"no procedure {name!r} {where}")
+        return entry
+
+    def procedure_graph(entry: Any) -> dict[str, Any]:
+        nodes = [{"id": sid, "label": label, "status": "", "detail": entry.kinds.get(sid, "")}
+                 for sid, label in entry.steps]
+        edges = [[dep, sid] for sid, _ in entry.steps for dep in entry.needs.get(sid, [])]
+        return {"nodes": nodes, "edges": edges}
+
+    def procedure_page(request: Request) -> Response:
+        entry = find_procedure(request.path_params["name"])
+        graph = procedure_graph(entry)
+        return page(request, "procedure.html", nav="procedures", entry=entry, runs=last_runs(entry.name, 10),
+                    drawing=dag.draw(graph["nodes"], graph["edges"]))
+
+    def api_procedures(request: Request) -> Response:
+        items = [{**e.summary(), "url": f"/api/v1/procedures/{e.name}" if e.ok else None}
+                 for e in catalogue.entries()]
+        return JsonResponse({"folder": str(settings.procedures) if settings.procedures is not None else None,
+                             "procedures": items})
+
+    def api_procedure(request: Request) -> Response:
+        entry = find_procedure(request.path_params["name"])
+        runs = [{**r, "url": f"/api/v1/runs/{r['id']}", "page": f"/runs/{r['id']}"} for r in last_runs(entry.name, 10)]
+        return JsonResponse({**entry.detail(), "url": f"/api/v1/procedures/{entry.name}",
+                             "graph": procedure_graph(entry), "last_runs": runs})
+
+    def api_openapi(request: Request) -> Response:
+        return JsonResponse(openapi.document())
+
+    # ------------------------------------------------------------ signing in (tokens configured)
+
+    def home(request: Request) -> Response:
+        return RedirectResponse("/runs", status_code=307)
+
+    def stylesheet(request: Request) -> Response:
+        return Response(css, media_type="text/css", headers={"cache-control": "public, max-age=86400"})
+
+    def login_form(request: Request) -> Response:
+        if not access.book().configured:
+            return RedirectResponse("/runs", status_code=303)  # nothing to sign in to
+        return page(request, "login.html", next=_safe_next(request.query_params.get("next")), message=None)
+
+    async def login(request: Request) -> Response:
+        form = await _form(request)
+        book = access.book()
+        if not book.configured:
+            return RedirectResponse("/runs", status_code=303)
+        token = book.match(form.get("token"))
+        if token is None:
+            return page(request, "login.html", status=401, next=_safe_next(form.get("next")),
+                        message="That token is not valid here.")
+        response = RedirectResponse(_safe_next(form.get("next")), status_code=303)
+        # the token itself in an HttpOnly cookie: no script can read it, and SameSite=Strict keeps
+        # other sites' pages from sending it
+        response.set_cookie(TOKEN_COOKIE, str(form.get("token")), max_age=SESSION_SECONDS, httponly=True,
+                            samesite="strict", path="/", secure=request.url.scheme == "https")
+        return response
+
+    async def logout(request: Request) -> Response:
+        await _form(request)
+        response = RedirectResponse("/login", status_code=303)
+        response.delete_cookie(TOKEN_COOKIE, path="/")
+        return response
+
+    routes = [
+        Route("/", home, methods=["GET"]),
+        Route("/static/runproc.css", stylesheet, methods=["GET"]),
+        Route("/runs", guarded("read", runs_page), methods=["GET"]),
+        Route("/runs/{run_id}", guarded("read", run_page), methods=["GET"]),
+        Route("/procedures", guarded("read", procedures_page), methods=["GET"]),
+        Route("/procedures/{name}", guarded("read", procedure_page), methods=["GET"]),
+        Route("/login", login_form, methods=["GET"]),
+        Route("/login", login, methods=["POST"]),
+        Route("/logout", logout, methods=["POST"]),
+        Route("/api/v1/runs", guarded("read", api_runs), methods=["GET"]),
+        Route("/api/v1/runs/{run_id}", guarded("read", api_run), methods=["GET"]),
+        Route("/api/v1/runs/{run_id}/steps", guarded("read", api_steps), methods=["GET"]),
+        Route("/api/v1/procedures", guarded("read", api_procedures), methods=["GET"]),
+        Route("/api/v1/procedures/{name}", guarded("read", api_procedure), methods=["GET"]),
+        Route("/api/v1/openapi.json", guarded("read", api_openapi), methods=["GET"]),
+    ]
+
+    def answer(request: Request, status: int, message: str, headers: Mapping[str, str] | None = None) -> Response:
+        if _is_api(request):
+            return JsonResponse(_error_body(status, message), status_code=status, headers=dict(headers or {}))
+        if status == 401 and access.book().configured:  # a person with a browser: the sign-in form
+            target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+            response = RedirectResponse("/login?" + urlencode({"next": target}), status_code=303)
+            if request.cookies.get(TOKEN_COOKIE):
+                response.delete_cookie(TOKEN_COOKIE, path="/")  # a token removed since it was given
+            return response
+        reason = HTTPStatus(status).phrase if status in HTTPStatus._value2member_map_ else ""
+        try:
+            return page(request, "error.html", status=status, status_code=status, reason=reason, message=message)
+        except Exception:  # noqa: BLE001 - the page itself failed: the message in plain text still helps
+            return PlainTextResponse(f"{status} {reason}: {message}\n", status_code=status)
+
+    def on_web_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, WebError)
+        return answer(request, exc.status, exc.message, exc.headers)
+
+    def on_bad_query(request: Request, exc: Exception) -> Response:
+        return answer(request, 400, str(exc))
+
+    def on_not_found(request: Request, exc: Exception) -> Response:
+        return answer(request, 404, str(exc))
+
+    def on_http(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        message = {404: f"nothing at {request.url.path} (the API is under /api/v1; its document: "
+                        "/api/v1/openapi.json)",
+                   405: f"{request.method} is not allowed on {request.url.path}"}.get(exc.status_code, str(exc.detail))
+        return answer(request, exc.status_code, message, exc.headers)
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            if own_store:
+                store.close()
+
+    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={
+        WebError: on_web_error, BadQuery: on_bad_query, NotFound: on_not_found, HTTPException: on_http})
+    app.add_middleware(Guard)
+    app.state.store = store
+    app.state.settings = settings
+    return app
+
+
+async def _form(request: Request) -> dict[str, str]:
+    """An urlencoded form of at most MAX_BODY bytes, its CSRF token checked against the cookie
+    (and its Origin, when the browser sends one, against this server's)."""
+    if request.headers.get("content-type", "").split(";")[0].strip() != "application/x-www-form-urlencoded":
+        raise WebError(415, "expected a form (application/x-www-form-urlencoded)")
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_BODY:
+            raise WebError(413, f"the request body is larger than {MAX_BODY} bytes")
+    try:
+        fields = {k: v[-1] for k, v in parse_qs(body.decode("utf-8"), keep_blank_values=True).items()}
+    except UnicodeDecodeError:
+        raise WebError(400, "the form is not UTF-8") from None
+    origin = request.headers.get("origin")
+    if origin is not None and origin != f"{request.url.scheme}://{request.url.netloc}":
+        raise WebError(403, f"a form from another site ({origin}) is refused")
+    cookie, given = request.cookies.get(CSRF_COOKIE) or "", fields.get("csrf") or ""
+    if not cookie or not hmac.compare_digest(cookie.encode(), given.encode()):
+        raise WebError(403, "the form's CSRF token does not match: reload the page and send it again")
+    return fields
+
+
+class Guard:
+    """Around every request: security headers on every answer, a body larger than MAX_BODY
+    refused before it is read, and the last resort for a bug: a 500 that says so, and one line
+    in the server's log naming a crash file with the traceback (secrets masked)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def send_with_headers(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+                headers = MutableHeaders(scope=message)
+                for key, value in _HEADERS.items():
+                    if key not in headers:
+                        headers[key] = value
+            await send(message)
+
+        length = dict(scope.get("headers") or []).get(b"content-length", b"0")
+        if not length.isdigit() or int(length) > MAX_BODY:
+            status = 413 if length.isdigit() else 400
+            message = (f"the request body is larger than {MAX_BODY} bytes" if status == 413
+                       else "Content-Length is not a number")
+            await _plain(send_with_headers, scope, status, message)
+            return
+        try:
+            await self.app(scope, receive, send_with_headers)
+        except Exception as exc:  # noqa: BLE001 - the last resort: no client ever sees a traceback
+            ref = _crash(exc, scope)
+            if not started:
+                await _plain(send_with_headers, scope, 500,
+                             f"internal error (reference {ref}); the server's log says more. Please report it.")
+
+
+async def _plain(send: Send, scope: Scope, status: int, message: str) -> None:
+    """An answer made without the app: JSON under /api/, text elsewhere."""
+    if str(scope.get("path", "")).startswith("/api/"):
+        body, kind = json.dumps(_error_body(status, message)).encode(), b"application/json"
+    else:
+        body, kind = f"{status} {HTTPStatus(status).phrase}: {message}\n".encode(), b"text/plain; charset=utf-8"
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", kind), (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
+
+
+def _crash(exc: BaseException, scope: Scope) -> str:
+    """Write the traceback to a crash file (secrets masked) and say so in one line; a reference."""
+    import os
+    import tempfile
+    import traceback
+
+    from ..execution.store import state_home
+
+    ref = secrets.token_hex(4)
+    text = "".join(traceback.format_exception(exc))
+    redaction = sys.modules.get("engine.format.redaction")
+    if redaction is not None:
+        text = redaction.redact_everywhere(text)
+    where = "no crash file could be written"
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    for folder in (state_home() / "crashes", Path(tempfile.gettempdir())):
+        path = folder / f"runproc-serve-crash-{stamp}-{os.getpid()}-{ref}.txt"
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            path.write_text(f"runproc serve: {scope.get('method')} {scope.get('path')}\n{text}")
+        except OSError:
+            continue
+        where = f"details: {path}"
+        break
+    print(f"runproc serve: internal error {ref} on {scope.get('method')} {scope.get('path')}: "
+          f"{type(exc).__name__} ({where}); please report it", file=sys.stderr, flush=True)
+    return ref

@@ -1,0 +1,192 @@
+"""The OpenAPI document of ``/api/v1``, written by hand: a short dict that says exactly what
+the endpoints return (a test checks that it names every API route the app has, and no other)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..version import __version__
+from .data import DEFAULT_LIMIT, MAX_LIMIT, STATUSES
+
+_ERROR = {"description": "", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+
+
+def _error(description: str) -> dict[str, Any]:
+    return {**_ERROR, "description": description}
+
+
+def _ok(description: str, schema: str) -> dict[str, Any]:
+    return {"description": description,
+            "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{schema}"}}}}
+
+
+def _query(name: str, description: str, schema: dict[str, Any]) -> dict[str, Any]:
+    return {"name": name, "in": "query", "required": False, "description": description, "schema": schema}
+
+
+_RUN_ID = {"name": "run_id", "in": "path", "required": True, "schema": {"type": "string"},
+           "description": "a run id (12 hex digits) or its first characters"}
+_NAME = {"name": "name", "in": "path", "required": True, "schema": {"type": "string"},
+         "description": "a procedure's name (its procedure: key)"}
+_AUTH = {"401": _error("a token is configured and none (or a bad one) was given"),
+         "403": _error("the token's role may not do this")}
+_NULLABLE_STRING = {"type": ["string", "null"]}
+
+
+def document() -> dict[str, Any]:
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "runproc serve", "version": __version__,
+                 "description": "Recorded runs and the procedure catalogue of a runproc state (docs/web.md). "
+                                "Times are ISO 8601 in UTC. With tokens configured, send "
+                                "`Authorization: Bearer TOKEN`."},
+        "servers": [{"url": "/"}],
+        "security": [{"bearer": []}, {}],
+        "paths": {
+            "/api/v1/runs": {"get": {
+                "summary": "Recorded runs, newest first, filtered and paged",
+                "operationId": "listRuns",
+                "parameters": [
+                    _query("procedure", "only runs of this procedure", {"type": "string"}),
+                    _query("status", "only runs with this status", {"type": "string", "enum": list(STATUSES)}),
+                    _query("user", "only runs started by this OS user", {"type": "string"}),
+                    _query("since", "only runs started at or after: an ISO date or time (UTC unless it names "
+                                    "its zone) or a time ago (7d, 12h, 30m)", {"type": "string"}),
+                    _query("page", "page number, 1 is the newest", {"type": "integer", "minimum": 1, "default": 1}),
+                    _query("limit", "runs a page", {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT,
+                                                    "default": DEFAULT_LIMIT}),
+                ],
+                "responses": {"200": _ok("one page of runs", "RunPage"),
+                              "400": _error("an unknown parameter or a value that cannot be read"), **_AUTH},
+            }},
+            "/api/v1/runs/{run_id}": {"get": {
+                "summary": "One run: its report (redacted), who started it, params, approvals, replays, graph",
+                "operationId": "getRun",
+                "parameters": [_RUN_ID],
+                "responses": {"200": _ok("the run", "Run"), "404": _error("no such run"), **_AUTH},
+            }},
+            "/api/v1/runs/{run_id}/steps": {"get": {
+                "summary": "A run's steps: status, timings, attempts, hosts, rendered action, result fields, undo",
+                "operationId": "getRunSteps",
+                "parameters": [_RUN_ID],
+                "responses": {"200": _ok("the steps", "RunSteps"), "404": _error("no such run"), **_AUTH},
+            }},
+            "/api/v1/procedures": {"get": {
+                "summary": "The procedure catalogue (runproc serve --procedures DIR)",
+                "operationId": "listProcedures",
+                "responses": {"200": _ok("the catalogue", "Catalogue"), **_AUTH},
+            }},
+            "/api/v1/procedures/{name}": {"get": {
+                "summary": "One procedure: description, params, steps and their needs, last runs",
+                "operationId": "getProcedure",
+                "parameters": [_NAME],
+                "responses": {"200": _ok("the procedure", "Procedure"), "404": _error("no such procedure"), **_AUTH},
+            }},
+            "/api/v1/openapi.json": {"get": {
+                "summary": "This document", "operationId": "openapi",
+                "responses": {"200": {"description": "the OpenAPI document",
+                                      "content": {"application/json": {"schema": {"type": "object"}}}}, **_AUTH},
+            }},
+        },
+        "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer",
+                                           "description": "a token made by runproc serve token add"}},
+            "schemas": _schemas(),
+        },
+    }
+
+
+def _schemas() -> dict[str, Any]:
+    run_summary = {
+        "type": "object",
+        "required": ["id", "procedure", "status", "started_at", "url"],
+        "properties": {
+            "id": {"type": "string"}, "procedure": _NULLABLE_STRING,
+            "status": {"type": "string", "enum": list(STATUSES)},
+            "started_at": _NULLABLE_STRING, "exit_code": {"type": ["integer", "null"]},
+            "dry_run": {"type": "boolean"}, "duration": {"type": ["number", "null"]},
+            "user": _NULLABLE_STRING, "host": _NULLABLE_STRING,
+            "kind": {"type": "string", "enum": ["run", "resume", "rollback"]},
+            "url": {"type": "string", "description": "this run in the API"},
+            "page": {"type": "string", "description": "this run's page"},
+        },
+    }
+    step = {
+        "type": "object",
+        "required": ["id", "status", "phase"],
+        "properties": {
+            "id": {"type": "string"}, "status": {"type": "string"},
+            "phase": {"type": "string", "description": "step, finally, on_failure"},
+            "started_at": _NULLABLE_STRING, "ended_at": _NULLABLE_STRING,
+            "duration": {"type": ["number", "null"]}, "attempts": {"type": ["integer", "null"]},
+            "action": {"type": ["string", "null"], "description": "the rendered action, redacted"},
+            "error": _NULLABLE_STRING, "notes": {"type": "array", "items": {"type": "string"}},
+            "hosts": {"type": "array", "items": {"type": "object"}, "description": "a fanned-out step's hosts"},
+            "rollback": {"type": ["object", "null"], "description": "its undo, as a step"},
+            "fields": {"type": "object", "description": "its result fields (rc, stdout, stderr, rows, json...)"},
+        },
+    }
+    graph = {"type": "object", "properties": {
+        "nodes": {"type": "array", "items": {"type": "object", "properties": {
+            "id": {"type": "string"}, "label": {"type": "string"}, "status": {"type": "string"}}}},
+        "edges": {"type": "array", "items": {"type": "array", "items": {"type": "string"}, "minItems": 2,
+                                             "maxItems": 2}, "description": "[needed step, step that needs it]"},
+        "source": _NULLABLE_STRING, "note": _NULLABLE_STRING, "dependencies_known": {"type": "boolean"}}}
+    param = {"type": "object", "properties": {
+        "name": {"type": "string"}, "type": {"type": "string"}, "required": {"type": "boolean"},
+        "default": {"description": "*** for a secret"}, "choices": {"type": ["array", "null"]},
+        "pattern": _NULLABLE_STRING, "min": {"type": ["number", "null"]}, "max": {"type": ["number", "null"]},
+        "help": {"type": "string"}, "secret": {"type": "boolean"}}}
+    procedure_summary = {"type": "object", "required": ["name", "file", "ok"], "properties": {
+        "name": {"type": "string"}, "file": {"type": "string"}, "ok": {"type": "boolean"},
+        "problem": {"type": ["string", "null"], "description": "the first problem of an invalid file"},
+        "description": {"type": "string"}, "owner": {"type": "string"},
+        "params": {"type": "array", "items": {"$ref": "#/components/schemas/Param"}},
+        "url": _NULLABLE_STRING}}
+    return {
+        "Error": {"type": "object", "required": ["error"], "properties": {"error": {
+            "type": "object", "required": ["status", "message"],
+            "properties": {"status": {"type": "integer"}, "message": {"type": "string"}}}}},
+        "RunSummary": run_summary,
+        "RunPage": {"type": "object", "required": ["runs", "page", "limit", "next", "prev"], "properties": {
+            "runs": {"type": "array", "items": {"$ref": "#/components/schemas/RunSummary"}},
+            "page": {"type": "integer"}, "limit": {"type": "integer"},
+            "filters": {"type": "object", "additionalProperties": {"type": "string"}},
+            "next": {"type": ["string", "null"], "description": "the next (older) page, when there is one"},
+            "prev": {"type": ["string", "null"], "description": "the previous (newer) page"}}},
+        "Step": step,
+        "Graph": graph,
+        "Run": {"type": "object", "required": ["run_id", "procedure", "status", "steps"],
+                "description": "the run's report as recorded (redacted) and what the state knows beside it",
+                "properties": {
+                    "run_id": {"type": "string"}, "procedure": {"type": "string"}, "status": {"type": "string"},
+                    "exit_code": {"type": ["integer", "null"]}, "dry_run": {"type": "boolean"},
+                    "started_at": _NULLABLE_STRING, "ended_at": _NULLABLE_STRING,
+                    "duration": {"type": ["number", "null"]}, "user": _NULLABLE_STRING, "host": _NULLABLE_STRING,
+                    "pid": {"type": ["integer", "null"]}, "kind": {"type": "string"}, "of_run": _NULLABLE_STRING,
+                    "params": {"type": ["object", "null"], "description": "a secret param only as ***"},
+                    "error": _NULLABLE_STRING, "root_cause": _NULLABLE_STRING,
+                    "rolled_back": {"type": "array", "items": {"type": "string"}},
+                    "not_undone": {"type": "array", "items": {"type": "string"}},
+                    "kept": {"type": "array", "items": {"type": "string"}},
+                    "approvals": {"type": "array", "items": {"type": "object"}},
+                    "replays": {"type": "array", "items": {"type": "object"}},
+                    "steps": {"type": "array", "items": {"$ref": "#/components/schemas/Step"}},
+                    "graph": {"$ref": "#/components/schemas/Graph"}}},
+        "RunSteps": {"type": "object", "required": ["run_id", "steps"], "properties": {
+            "run_id": {"type": "string"}, "status": {"type": "string"},
+            "steps": {"type": "array", "items": {"$ref": "#/components/schemas/Step"}}}},
+        "Param": param,
+        "ProcedureSummary": procedure_summary,
+        "Catalogue": {"type": "object", "required": ["folder", "procedures"], "properties": {
+            "folder": _NULLABLE_STRING,
+            "procedures": {"type": "array", "items": {"$ref": "#/components/schemas/ProcedureSummary"}}}},
+        "Procedure": {"type": "object", "required": ["name", "file", "steps", "last_runs"], "properties": {
+            **procedure_summary["properties"],
+            "steps": {"type": "array", "items": {"type": "object", "properties": {
+                "id": {"type": "string"}, "name": {"type": "string"}, "executor": _NULLABLE_STRING,
+                "needs": {"type": "array", "items": {"type": "string"}}}}},
+            "phases": {"type": "object"}, "lock": _NULLABLE_STRING, "window": _NULLABLE_STRING,
+            "sha256": {"type": "string"}, "graph": {"$ref": "#/components/schemas/Graph"},
+            "last_runs": {"type": "array", "items": {"$ref": "#/components/schemas/RunSummary"}}}},
+    }
