@@ -4,7 +4,6 @@ cancellation."""
 
 from __future__ import annotations
 
-import contextlib
 import threading
 import time
 from collections.abc import Callable
@@ -13,7 +12,11 @@ from typing import Any
 
 from ..errors import Cancelled
 from ..format.model import S3Connection
+from .awsclient import open_session, option_text
 from .base import StepContext
+
+__all__ = ["MULTIPART_THRESHOLD", "MiB", "Progress", "S3Client", "TransferStopped", "open_client",
+           "option_text", "s3_connection", "transfer", "transfer_config"]
 
 MiB = 1024 * 1024
 
@@ -31,47 +34,11 @@ class S3Client:
 
 
 def open_client(conn: S3Connection, ctx: StepContext) -> S3Client:
-    import boto3
-    import botocore.session
-    from botocore.config import Config
-
-    profile = option_text(ctx, conn.profile)
-    endpoint = option_text(ctx, conn.endpoint_url)
-    core = botocore.session.Session(profile=profile)  # the profile first: the resolver reads it
-    if endpoint is not None and _is_loopback_url(endpoint):
-        # a local stand-in (MinIO on this machine) never needs the cloud's instance credentials:
-        # do not ask the metadata service (169.254.169.254), an address nobody chose here
-        resolver = core.get_component("credential_provider")
-        for name in ("iam-role", "container-role"):
-            with contextlib.suppress(Exception):
-                resolver.remove(name)
-    session = boto3.session.Session(region_name=option_text(ctx, conn.region), botocore_session=core)
-    creds = session.get_credentials()
-    source = (getattr(creds, "method", None) or "unknown") if creds is not None else "none found"
-    # standard retries (throttling, 5xx) and bounded waits: a dead endpoint must not hang a step
-    config = Config(retries={"max_attempts": 3, "mode": "standard"}, connect_timeout=10, read_timeout=60)
-    client = session.client("s3", endpoint_url=endpoint, config=config)
-    return S3Client(client, source)
-
-
-def _is_loopback_url(url: str) -> bool:
-    import ipaddress
-    from urllib.parse import urlsplit
-
-    host = (urlsplit(url).hostname or "").lower()
-    if host == "localhost" or host.endswith(".localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def option_text(ctx: StepContext, value: str | None) -> str | None:
-    if value is None:
-        return None
-    rendered = ctx.render(value)
-    return None if rendered in (None, "") else str(rendered)
+    # the session (credentials, no metadata service for a local endpoint, retries and
+    # timeouts) is the one the aws executor uses too
+    aws = open_session(profile=option_text(ctx, conn.profile), region=option_text(ctx, conn.region),
+                       endpoint_url=option_text(ctx, conn.endpoint_url))
+    return S3Client(aws.client("s3"), aws.credentials)
 
 
 def s3_connection(options: Any, ctx: StepContext) -> tuple[str, S3Connection]:
