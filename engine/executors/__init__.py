@@ -28,6 +28,7 @@ BUILTIN: dict[str, str] = {
     "http": "engine.executors.http:HttpExecutor",
     "kubectl": "engine.executors.kubectl:KubectlExecutor",
     "s3": "engine.executors.s3:S3Executor",
+    "prometheus": "engine.executors.prometheus:PrometheusExecutor",
     "aws": "engine.executors.aws:AwsExecutor",
 }
 

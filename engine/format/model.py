@@ -178,9 +178,20 @@ class S3Connection(ConnectionBase):
     profile: str | None = None
 
 
+class PrometheusConnection(ConnectionBase):
+    """A Prometheus server (or an API that speaks its HTTP API: Thanos, Mimir, VictoriaMetrics)."""
+
+    kind: ClassVar[str] = "prometheus"
+    main: ClassVar[str] = "url"
+    url: str
+    headers: dict[str, str] = Field(default_factory=dict)
+    timeout: Duration | None = None
+    verify: bool | str = True
+
+
 CONNECTION_KINDS: dict[str, type[ConnectionBase]] = {
     c.kind: c for c in (PostgresConnection, SqliteConnection, HttpConnection,
-                        KubernetesConnection, S3Connection)
+                        KubernetesConnection, S3Connection, PrometheusConnection)
 }
 
 
