@@ -348,7 +348,11 @@ def _render_shown(value: Any, ctx: StepContext) -> Any:
 
 def one_line(text: str) -> str:
     """botocore's multi-line messages (parameter validation) as one line."""
-    return "; ".join(part.strip() for part in text.strip().splitlines() if part.strip())
+    out = ""
+    for part in (p.strip() for p in text.strip().splitlines()):
+        if part:
+            out += part if not out else (f" {part}" if out.endswith(":") else f"; {part}")
+    return out
 
 
 def botocore_environment_error(exc: BaseException) -> bool:

@@ -63,9 +63,9 @@ def failover_zone(server: AwsServer) -> str:
     return str(zone)
 
 
-def primary_ip(server: AwsServer, zone: str) -> str:
+def primary_ip(server: AwsServer, zone: str, name: str = RECORD) -> str:
     sets = server.client("route53").list_resource_record_sets(HostedZoneId=zone)["ResourceRecordSets"]
-    (primary,) = [s for s in sets if s.get("Failover") == "PRIMARY"]
+    (primary,) = [s for s in sets if s.get("Failover") == "PRIMARY" and s["Name"] == name]
     return str(primary["ResourceRecords"][0]["Value"])
 
 
@@ -202,6 +202,24 @@ def test_route53_failover_that_succeeds_keeps_the_change(tmp_path: Path, aws_ser
     result = run(tmp_path, FAILOVER, params={"zone": zone})
     assert result.status == "ok", result.error
     assert primary_ip(aws_server, zone) == "10.9.0.1"
+
+
+def test_the_documented_example_runs(tmp_path: Path, aws_server: AwsServer) -> None:
+    """examples/aws (docs/executors/aws.md): the setup, a failover undone because the DR site
+    does not answer, then one that stays."""
+    domain = f"ex{uuid.uuid4().hex[:8]}.example"  # its own zone, found by name
+    state = f"sqlite:///{tmp_path}/state.db"
+    setup = engine.run(ROOT / "examples/aws/moto-setup.yml", params={"domain": domain}, state=state)
+    assert setup.status == "ok", setup.error
+    zone = str(setup.steps["zone"].fields["HostedZone"]["Id"])
+    example = ROOT / "examples/aws/dns-failover.yml"
+    undone = engine.run(example, params={"domain": domain, "dr_health_url": "http://127.0.0.1:9/health"},
+                        state=state)
+    assert undone.status == "failed" and undone.rolled_back == ["failover"], undone.error
+    assert primary_ip(aws_server, zone, f"api.{domain}.") == "10.0.0.1"
+    done = engine.run(example, params={"domain": domain}, state=state)
+    assert done.status == "ok", done.error
+    assert primary_ip(aws_server, zone, f"api.{domain}.") == "10.9.0.1"
 
 
 # ---------------------------------------------------------------- a dry run
