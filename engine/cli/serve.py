@@ -103,7 +103,8 @@ def _token(argv: list[str]) -> int:
     if verb != "list":
         p.add_argument("name", help="who the token is for (letters, digits, . _ @ -)")
     if verb == "add":
-        p.add_argument("--role", required=True, choices=tuple(tokens.ROLES),
+        # no argparse choices: add_token says what is wrong in one line, without the usage block
+        p.add_argument("--role", required=True, metavar="|".join(tokens.ROLES),
                        help="viewer reads; operator also starts, cancels, resumes and rolls back; approver also "
                             "answers confirm steps")
     p.add_argument("--tokens", required=True, metavar="FILE", help="the tokens file (created when missing)")

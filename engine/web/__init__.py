@@ -22,4 +22,4 @@ def require_web() -> None:
 
     missing = [dist for module, dist in _NEEDED if importlib.util.find_spec(module) is None]
     if missing:
-        raise InvalidInputError(f"runproc serve needs {', '.join(missing)}: {EXTRA_HINT}")
+        raise InvalidInputError(f"serve needs {', '.join(missing)}, the web extra: {EXTRA_HINT}")

@@ -28,7 +28,7 @@ class Bind:
 
 
 def _bad(text: str, message: str) -> InvalidInputError:
-    return InvalidInputError(f"runproc serve: --bind {text!r}: {message}")
+    return InvalidInputError(f"--bind {text!r}: {message}")  # the CLI says "runproc: " before it
 
 
 def parse_bind(text: str) -> Bind:
@@ -65,7 +65,7 @@ def is_loopback(host: str) -> bool:
     try:
         infos = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
     except (OSError, UnicodeError) as exc:
-        raise InvalidInputError(f"runproc serve: --bind: cannot resolve {host!r}: {getattr(exc, 'strerror', None) or exc}") from None
+        raise InvalidInputError(f"--bind: cannot resolve {host!r}: {getattr(exc, 'strerror', None) or exc}") from None
     addresses = {str(info[4][0]).split("%", 1)[0] for info in infos}
     return bool(addresses) and all(ipaddress.ip_address(a).is_loopback for a in addresses)
 
@@ -75,7 +75,7 @@ def listen(bind: Bind) -> socket.socket:
     try:
         infos = socket.getaddrinfo(bind.host, bind.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     except (OSError, UnicodeError) as exc:
-        raise InvalidInputError(f"runproc serve: --bind {bind}: cannot resolve it: {getattr(exc, 'strerror', None) or exc}") from None
+        raise InvalidInputError(f"--bind {bind}: cannot resolve it: {getattr(exc, 'strerror', None) or exc}") from None
     family, kind, proto, _, address = infos[0]
     sock = socket.socket(family, kind, proto)
     try:
@@ -84,7 +84,7 @@ def listen(bind: Bind) -> socket.socket:
         sock.listen(128)
     except OSError as exc:
         sock.close()
-        raise InvalidInputError(f"runproc serve: cannot listen on {bind}: {exc.strerror or exc}") from None
+        raise InvalidInputError(f"cannot listen on {bind}: {exc.strerror or exc}") from None
     sock.set_inheritable(True)
     return sock
 
@@ -95,9 +95,37 @@ def bound(sock: socket.socket, bind: Bind) -> Bind:
 
 
 def run(app: Any, sock: socket.socket) -> None:
-    """Serve ``app`` on ``sock`` until SIGINT or SIGTERM (uvicorn stops gracefully on either)."""
+    """Serve ``app`` on ``sock`` until SIGINT, SIGTERM or SIGHUP: each stops it gracefully (the
+    requests in progress finish) and the command exits 0; a second SIGINT does not wait."""
+    import contextlib
+    import signal
+    from collections.abc import Iterator
+
     import uvicorn
+
+    class Server(uvicorn.Server):
+        # uvicorn re-raises the signal it stopped on once it is done, so the process would die of
+        # it (exit -15, or a KeyboardInterrupt) after a clean stop: the signals are handled here
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            yield
+
+        def install_signal_handlers(self) -> None:  # the same, for uvicorn before capture_signals
+            pass
 
     # uvicorn's own lines only for trouble; the command prints where it listens itself
     config = uvicorn.Config(app, log_level="warning", access_log=False, server_header=False, lifespan="on")
-    uvicorn.Server(config).run(sockets=[sock])
+    server = Server(config)
+
+    def stop(signum: int, frame: Any) -> None:
+        if server.should_exit and signum == signal.SIGINT:
+            server.force_exit = True  # Ctrl-C twice: do not wait for the requests in progress
+        server.should_exit = True
+
+    handled = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    previous = {s: signal.signal(s, stop) for s in handled}
+    try:
+        server.run(sockets=[sock])
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)

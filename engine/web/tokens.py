@@ -87,7 +87,7 @@ def new_token() -> str:
 
 
 def _problem(path: str | Path, message: str) -> InvalidInputError:
-    return InvalidInputError(f"runproc serve: --tokens {path}: {message}")
+    return InvalidInputError(f"--tokens {path}: {message}")  # the CLI says "runproc: " before it
 
 
 def load_tokens(path: str | Path | None) -> TokenBook:
@@ -149,13 +149,13 @@ def add_token(path: str | Path, name: str, role: str) -> str:
     """Make a token for ``name`` with ``role``, store its hash in ``path`` (created, mode 0600)
     and return the token: the only time it is ever seen."""
     if not NAME_PATTERN.fullmatch(name):
-        raise InvalidInputError(f"runproc serve token add: name {name!r}: letters, digits and . _ @ - only, "
+        raise InvalidInputError(f"serve token add: name {name!r}: letters, digits and . _ @ - only, "
                                 "at most 64")
     if role not in ROLES:
-        raise InvalidInputError(f"runproc serve token add: --role {role!r}: expected one of {', '.join(ROLES)}")
+        raise InvalidInputError(f"serve token add: --role {role!r}: expected one of {', '.join(ROLES)}")
     tokens = _read(path, missing_ok=True)
     if any(t.name == name for t in tokens):
-        raise InvalidInputError(f"runproc serve token add: {name!r} already has a token in {path} "
+        raise InvalidInputError(f"serve token add: {name!r} already has a token in {path} "
                                 "(runproc serve token remove it first to replace it)")
     token = new_token()
     _write(path, [*tokens, Token(name, role, token_hash(token))])
@@ -168,7 +168,7 @@ def remove_token(path: str | Path, name: str) -> Token:
     gone = [t for t in tokens if t.name == name]
     if not gone:
         known = ", ".join(t.name for t in tokens) or "none"
-        raise InvalidInputError(f"runproc serve token remove: no token named {name!r} in {path} (there: {known})")
+        raise InvalidInputError(f"serve token remove: no token named {name!r} in {path} (there: {known})")
     _write(path, [t for t in tokens if t.name != name])
     return gone[0]
 
