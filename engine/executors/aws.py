@@ -28,6 +28,7 @@ from typing import Any
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
+from ..errors import FailedError
 from ..format import expressions as ex
 from . import awsmodel
 from .awsclient import AwsSession, CallStopped, Track, open_session, option_text, tracking
@@ -118,9 +119,10 @@ class AwsOptions(Options):
 
 def split_op(service: str | None, op: str) -> tuple[str | None, str]:
     """``(service, op)``; ``op: route53.get_hosted_zone`` names both (the short form)."""
-    if service is None and "." in op:
+    if "." in op:
         head, _, tail = op.partition(".")
-        return head, tail
+        if service is None or head == service:  # service: s3 with op: s3.list_buckets is fine too
+            return head, tail
     return service, op
 
 
@@ -299,8 +301,8 @@ class AwsExecutor(Executor):
 # ---------------------------------------------------------------- values
 
 
-class BodyTooLarge(Exception):
-    pass
+class BodyTooLarge(FailedError):
+    """A streamed response body is larger than a result may hold (BODY_LIMIT)."""
 
 
 def jsonable(value: Any) -> Any:

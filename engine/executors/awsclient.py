@@ -23,6 +23,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..errors import Cancelled
 from .base import StepContext
 
 CONNECT_TIMEOUT = 10
@@ -117,7 +118,7 @@ def _is_loopback_url(url: str) -> bool:
 # ---------------------------------------------------------------- tracking calls
 
 
-class CallStopped(Exception):
+class CallStopped(Cancelled):
     """The step's deadline passed or the run was interrupted before a request was sent."""
 
     def __init__(self, reason: str) -> None:

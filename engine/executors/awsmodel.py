@@ -24,6 +24,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from ..errors import InvalidInputError
 from ..format.suggest import did_you_mean
 
 # Operations whose name says they only read. A whole word at the start of the API name:
@@ -53,8 +54,9 @@ SECRET_NAME = re.compile(r"(password|passphrase|privatekey|secretaccesskey|secre
 MASK = "***"
 
 
-class ModelError(ValueError):
-    """A service or operation the installed botocore does not know."""
+class ModelError(InvalidInputError, ValueError):
+    """A service, operation or parameter the installed botocore does not know (a ValueError
+    too: raised inside the options' validators, it becomes a located problem)."""
 
 
 # ---------------------------------------------------------------- finding models
