@@ -225,7 +225,9 @@ def test_the_documented_example_runs(tmp_path: Path, aws_server: AwsServer) -> N
 # ---------------------------------------------------------------- a dry run
 
 
-def test_dry_run_runs_reads_and_plans_writes_without_sending_them(tmp_path: Path, aws_server: AwsServer) -> None:
+def test_dry_run_runs_reads_and_plans_writes_without_sending_them(tmp_path: Path, aws_server: AwsServer,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AWS_TEST_CANARY", "canaryTagValue")
     rds = aws_server.client("rds")
     db = f"db{uuid.uuid4().hex[:8]}"
     rds.create_db_instance(DBInstanceIdentifier=db, DBInstanceClass="db.t3.micro", Engine="postgres",
@@ -247,7 +249,10 @@ def test_dry_run_runs_reads_and_plans_writes_without_sending_them(tmp_path: Path
         aws:
           op: rds.create_db_instance
           args: {{DBInstanceIdentifier: {db}-new, DBInstanceClass: db.t3.micro, Engine: postgres,
-                 MasterUsername: app, MasterUserPassword: s3cretRehearsalPw, AllocatedStorage: 20}}
+                 MasterUsername: app, MasterUserPassword: s3cretRehearsalPw, AllocatedStorage: 20,
+                 Tags: [{{Key: owner, Value: "{{{{ secrets.canary }}}}"}}]}}
+    secrets:
+      canary: {{env: AWS_TEST_CANARY}}
     """, params={"zone": zone}, dry_run=True)
     assert result.status == "planned", result.error
     steps = result.steps
@@ -266,8 +271,10 @@ def test_dry_run_runs_reads_and_plans_writes_without_sending_them(tmp_path: Path
     assert f'"DBSnapshotIdentifier": "{snaps.fields["DBSnapshots"][-1]["DBSnapshotIdentifier"]}"' \
         in steps["restore"].description
     shown = steps["replica_password"].description
-    assert '"MasterUserPassword": "***"' in shown
-    assert "s3cretRehearsalPw" not in json.dumps(result.to_json())
+    assert '"MasterUserPassword": "***"' in shown  # the model marks it sensitive
+    assert steps["replica_password"].status == "planned", steps["replica_password"].error
+    text = json.dumps(result.to_json())
+    assert "s3cretRehearsalPw" not in text and "canaryTagValue" not in text  # a secret: redacted
     # and nothing changed
     assert primary_ip(aws_server, zone) == "10.0.0.1"
     instances = [d["DBInstanceIdentifier"] for d in rds.describe_db_instances()["DBInstances"]]
