@@ -366,7 +366,26 @@ def test_loading_the_executor_does_not_import_httpx() -> None:
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
 
 
-# ---------------------------------------------------------------- the shipped blue-green gate
+# ---------------------------------------------------------------- the docs' example and the blue-green gate
+
+
+def test_the_docs_example_gates_a_change_on_prometheus_own_error_rate(tmp_path: Path,
+                                                                    prometheus_server: PrometheusServer) -> None:
+    prom = prometheus_server
+    prom.wait_for('sum(rate(prometheus_http_requests_total{job="prometheus"}[1m])) > 0')
+    example = ROOT / "examples" / "prometheus" / "error-rate-gate.yml"
+    params = {"prometheus_url": prom.url}
+    state = f"sqlite:///{tmp_path}/state.db"
+    plan = engine.run(example, params=params, dry_run=True, state=state)
+    assert plan.status == "planned", plan.error
+    assert plan.steps["targets"].status == plan.steps["error_rate"].status == "ok"
+    assert plan.steps["change"].status == "planned" and plan.steps["history"].status == "ok"
+    result = engine.run(example, params=params, state=state)
+    assert result.status == "ok", result.error
+    assert result.steps["error_rate"].fields["value"] == 0.0
+    assert result.steps["history"].fields["series"][0]["values"]
+    assert result.steps["change"].fields["stdout"] == "the change goes here (error rate before it 0.0)\n"
+
 
 
 def test_blue_green_deploy_passes_its_metric_gate(tmp_path: Path, prometheus_server: PrometheusServer,

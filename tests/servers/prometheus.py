@@ -187,6 +187,9 @@ scrape_configs:
   - job_name: {job}
     static_configs:
       - targets: ["{target}"]
+  - job_name: prometheus  # itself, as its default configuration does (examples/prometheus)
+    static_configs:
+      - targets: ["{own}"]
 """
 
 
@@ -194,8 +197,9 @@ def start_prometheus(exporter: Exporter) -> tuple[PrometheusServer, subprocess.P
     binary = find_prometheus()
     base = Path(tempfile.mkdtemp(prefix="runproc-prom-"))
     config, data_dir, log_path = base / "prometheus.yml", base / "data", base / "prometheus.log"
-    config.write_text(_CONFIG.format(interval=SCRAPE_INTERVAL, job=JOB, target=exporter.address))
     port = free_port()
+    config.write_text(_CONFIG.format(interval=SCRAPE_INTERVAL, job=JOB, target=exporter.address,
+                                     own=f"127.0.0.1:{port}"))
     cmd = [binary, f"--config.file={config}", f"--storage.tsdb.path={data_dir}",
            f"--web.listen-address=127.0.0.1:{port}",  # loopback only
            "--storage.tsdb.retention.time=1h", "--log.level=warn"]
