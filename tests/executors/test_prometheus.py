@@ -228,6 +228,41 @@ def test_unreachable_server_and_a_url_without_prometheus_are_one_line(tmp_path: 
     assert "\n" not in nobody.error + elsewhere.error
 
 
+def test_a_slow_query_ends_at_the_step_timeout(tmp_path: Path, http: HttpServer) -> None:
+    # a stand-in that answers too late: a real Prometheus cannot be made slow on demand
+    http.set_route("GET", "/api/v1/query", json={"status": "success", "data": {"resultType": "vector",
+                                                                                "result": []}}, delay=5)
+    result = run(tmp_path, f"""
+        procedure: prom-slow
+        steps:
+          - id: slow
+            prometheus: {{query: up, url: "{http.url}"}}
+            timeout: 300ms
+        """)
+    step = result.steps["slow"]
+    assert step.status == "timed_out"
+    assert step.error == f"prometheus {http.url}: timed out (step timeout)"
+    sent = http.requests_to("/api/v1/query")[0].query
+    assert sent["query"] == ["up"] and 0 < float(sent["timeout"][0]) <= 0.3  # Prometheus stops too
+
+
+def test_credentials_in_the_url_never_show(tmp_path: Path, prometheus_server: PrometheusServer) -> None:
+    port = prometheus_server.port
+    result = run(tmp_path, f"""
+        procedure: prom-credentials
+        steps:
+          - id: ok
+            prometheus: {{query: vector(1), url: "http://ops:pw-7f3e9a@127.0.0.1:{port}"}}
+          - id: nobody
+            prometheus: {{query: vector(1), url: "http://ops:pw-7f3e9a@127.0.0.1:{free_port()}"}}
+            continue_on_error: true
+        """)
+    assert result.steps["ok"].status == "ok" and result.steps["ok"].fields["value"] == 1.0
+    assert result.steps["ok"].description == f"prometheus[http://ops:***@127.0.0.1:{port}]: vector(1)"
+    assert result.steps["nobody"].status == "failed"
+    assert "pw-7f3e9a" not in json.dumps(result.to_json(), default=str)
+
+
 # ---------------------------------------------------------------- dry run
 
 
