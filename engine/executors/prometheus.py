@@ -179,7 +179,8 @@ class PrometheusExecutor(Executor):
         remaining = ctx.remaining()
         if remaining is not None and remaining <= 0:
             return Result(False, {}, f"{call.what}: timed out before the query was sent", timed_out=True)
-        outcome = _in_thread(lambda: _send(_client(call, ctx), call), ctx, call)
+        client = _client(call, ctx)  # on the step's thread: the run's resources are opened here
+        outcome = _in_thread(lambda: _send(client, call), ctx, call)
         if isinstance(outcome, Result):
             return outcome
         status, reason, body = outcome
