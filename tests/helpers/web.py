@@ -38,12 +38,17 @@ steps:
   - id: migrate
     needs: [prepare]
     shell: echo migrating
-  - id: rollout
+  - id: check
     needs: [prepare]
-    shell: echo 'image pull failed' >&2; exit 3
+    readonly: true
+    shell: echo healthy
   - id: approve
-    needs: [migrate]
+    needs: [migrate, check]
     confirm: Switch traffic?
+  # after the approval, always: the run fails the same way every time
+  - id: rollout
+    needs: [approve]
+    shell: echo 'image pull failed' >&2; exit 3
 """
 
 ALPHA = """
@@ -80,6 +85,27 @@ steps:
     shell: "echo {{{{ secrets.t }}}} >&2; exit 3"
 """
 
+# a step fanned out over two hosts of an inventory (both this machine: ansible_connection local)
+FANOUT = """
+procedure: fanout
+inventory: ../hosts.yml
+steps:
+  - id: each
+    on: web
+    shell: echo on {{ host.name }}
+"""
+
+HOSTS = """
+all:
+  vars:
+    ansible_connection: local
+  children:
+    web:
+      hosts:
+        web-1: {}
+        web-2: {}
+"""
+
 BROKEN = """
 procedure: broken
 steps:
@@ -96,6 +122,10 @@ class History:
     root: Path
     procedures: Path
     ids: dict[str, list[str]] = field(default_factory=dict)
+
+    def every(self) -> list[str]:
+        """Every run id, whatever its kind."""
+        return [i for ids in self.ids.values() for i in ids]
 
     @property
     def state(self) -> str:
@@ -120,19 +150,22 @@ def _run(history: History, name: str, *args: str, env: dict[str, str] | None = N
 
 
 def make_history(root: Path) -> History:
-    """Seven real runs: alpha ok x3 (one by alice, one in 2021), demo failed and rolled back
-    with an approval, markup, canary (secrets; failed) and an alpha dry run (``planned``)."""
+    """Eight real runs: alpha ok x3 (one by alice, one in 2021), demo failed and rolled back
+    with an approval, markup, canary (secrets; failed), fanout (two hosts) and an alpha dry run
+    (``planned``)."""
     procedures = root / "procedures"
     procedures.mkdir()
     for name, text in (("demo", DEMO), ("alpha", ALPHA), ("markup", MARKUP), ("canary", SECRETS),
-                       ("broken", BROKEN)):
+                       ("broken", BROKEN), ("fanout", FANOUT)):
         write(procedures, text, f"{name}.yml")
+    write(root, HOSTS, "hosts.yml")
     h = History(root, procedures)
     _run(h, "alpha")
     _run(h, "demo", "--yes", rc=1)
     _run(h, "alpha")
     _run(h, "markup")
     _run(h, "canary", "-p", f"token={CANARY_PARAM}", env={"CANARY": CANARY}, rc=1)
+    _run(h, "fanout")
     _run(h, "alpha", "--dry-run", key="planned")
     _run(h, "alpha")
     # a teammate's run, as a shared state holds them, and an old one

@@ -30,7 +30,7 @@ def test_runs_lists_filters_and_pages_like_the_page(client: TestClient, history:
     body = client.get("/api/v1/runs").json()
     assert body["page"] == 1 and body["limit"] == 50 and body["next"] is None and body["prev"] is None
     runs = body["runs"]
-    assert len(runs) == 7 and runs[0]["id"] == history.ids["alpha"][-1]
+    assert len(runs) == len(history.every()) and runs[0]["id"] == history.ids["alpha"][-1]
     first = runs[0]
     assert {"id", "procedure", "status", "started_at", "exit_code", "dry_run", "duration", "user", "host", "kind",
             "url", "page"} <= set(first)
@@ -77,9 +77,10 @@ def test_one_run_its_steps_and_404_for_an_unknown_one(client: TestClient, histor
     assert run["params"] == {"version": "1.4.2"} and run["rolled_back"] == ["prepare"]
     assert [a["step"] for a in run["approvals"]] == ["approve"] and run["approvals"][0]["approved"] is True
     assert {n["id"]: n["status"] for n in run["graph"]["nodes"]} == {
-        "prepare": "rolled_back", "migrate": "ok", "rollout": "failed", "approve": "ok"}
-    assert sorted(map(tuple, run["graph"]["edges"])) == [("migrate", "approve"), ("prepare", "migrate"),
-                                                         ("prepare", "rollout")]
+        "prepare": "rolled_back", "migrate": "ok", "check": "ok", "approve": "ok", "rollout": "failed"}
+    assert sorted(map(tuple, run["graph"]["edges"])) == [("approve", "rollout"), ("check", "approve"),
+                                                         ("migrate", "approve"), ("prepare", "check"),
+                                                         ("prepare", "migrate")]
     assert "journal" not in run and "timeline" not in run
     by_prefix = client.get(f"/api/v1/runs/{run_id[:5]}").json()
     assert by_prefix["run_id"] == run_id
@@ -102,7 +103,7 @@ def test_procedures_and_one_procedure(client: TestClient, history: History) -> N
     body = client.get("/api/v1/procedures").json()
     assert body["folder"] == str(history.procedures)
     by_name = {p["name"]: p for p in body["procedures"]}
-    assert set(by_name) == {"alpha", "broken", "canary", "demo", "markup"}
+    assert set(by_name) == {"alpha", "broken", "canary", "demo", "fanout", "markup"}
     assert by_name["broken"]["ok"] is False and "broken.yml" in by_name["broken"]["problem"]
     assert by_name["broken"]["url"] is None and by_name["demo"]["url"] == "/api/v1/procedures/demo"
     demo = client.get("/api/v1/procedures/demo").json()
@@ -111,10 +112,10 @@ def test_procedures_and_one_procedure(client: TestClient, history: History) -> N
                                "choices": None, "pattern": None, "min": None, "max": None,
                                "help": "the version to deploy", "secret": False}]
     assert [(s["id"], s["executor"], s["needs"]) for s in demo["steps"]] == [
-        ("prepare", "shell", []), ("migrate", "shell", ["prepare"]), ("rollout", "shell", ["prepare"]),
-        ("approve", "confirm", ["migrate"])]
+        ("prepare", "shell", []), ("migrate", "shell", ["prepare"]), ("check", "shell", ["prepare"]),
+        ("approve", "confirm", ["migrate", "check"]), ("rollout", "shell", ["approve"])]
     assert [r["id"] for r in demo["last_runs"]] == history.ids["demo"]
-    assert len(demo["graph"]["nodes"]) == 4 and len(demo["graph"]["edges"]) == 3
+    assert len(demo["graph"]["nodes"]) == 5 and len(demo["graph"]["edges"]) == 5
     _error(client, "/api/v1/procedures/nope", 404, "no procedure 'nope'")
     _error(client, "/api/v1/procedures/broken", 404, "no procedure 'broken'")  # invalid: nothing to show
 

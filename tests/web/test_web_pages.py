@@ -24,8 +24,7 @@ def test_the_runs_page_lists_every_run_newest_first(client: TestClient, history:
     r = client.get("/runs")
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
     ids = _run_ids(r.text)
-    every = [i for key in history.ids.values() for i in key]
-    assert sorted(ids) == sorted(every)
+    assert sorted(ids) == sorted(history.every())
     assert ids[-1] == history.ids["alpha"][0]  # moved to 2021: the oldest
     assert ids[0] == history.ids["alpha"][-1]  # the last run made
     assert "page 1" in r.text and 'rel="next"' not in r.text and 'rel="prev"' not in r.text
@@ -46,13 +45,13 @@ def test_the_runs_page_filters_by_procedure_status_user_and_date(client: TestCli
     assert ids(status="planned") == history.ids["planned"]
     assert ids(user="alice") == [history.ids["alpha"][1]]
     recent = ids(since="7d")
-    assert history.ids["alpha"][0] not in recent and len(recent) == 6
+    assert history.ids["alpha"][0] not in recent and len(recent) == len(history.every()) - 1
     assert history.ids["alpha"][0] in ids(since="2021-01-01")
     assert ids(since="2021-06-01T00:00:01Z") == recent  # the 2021 run started a second before
     assert ids(procedure="alpha", status="ok", since="7d") == [history.ids["alpha"][2], history.ids["alpha"][1]]
     assert ids(procedure="nothing-like-it") == []
     # empty fields (an HTML form sends them all) are no filter; the form keeps what was asked
-    assert len(ids(procedure="", status="", user="", since="")) == 7
+    assert len(ids(procedure="", status="", user="", since="")) == len(history.every())
     r = client.get("/runs", params={"status": "failed", "user": "root"})
     assert '<option value="failed" selected>' in r.text and 'name="user" value="root"' in r.text
     assert "No runs match" in client.get("/runs", params={"user": "nobody"}).text
@@ -91,11 +90,11 @@ def test_a_run_page_shows_who_what_the_graph_each_step_rollbacks_and_approvals(c
     # the graph: a node per step, coloured by its status, an edge per need, the names as labels
     svg = _svg(html)
     nodes = {sid: status for status, sid in re.findall(r'<g class="node st-(\w+)" data-step="(\w+)">', svg)}
-    assert nodes == {"prepare": "rolled_back", "migrate": "ok", "rollout": "failed", "approve": "ok"}
-    assert len(re.findall(r'<path class="edge"', svg)) == 3
+    assert nodes == {"prepare": "rolled_back", "migrate": "ok", "check": "ok", "approve": "ok", "rollout": "failed"}
+    assert len(re.findall(r'<path class="edge"', svg)) == 5
     assert "Prepare the release" in svg
     rows = {sid: float(y) for y, sid in re.findall(r'<rect x="\d+" y="(\d+)"[^>]*/>\s*<text[^>]*>([^<]+)</text>', svg)}
-    assert rows["Prepare the release"] < rows["migrate"] == rows["rollout"] < rows["approve"]
+    assert rows["Prepare the release"] < rows["migrate"] == rows["check"] < rows["approve"] < rows["rollout"]
     # each step: status, timings, attempts, the rendered action, its result fields, its undo
     prepare = html[html.index('id="step-prepare"'):html.index('id="step-migrate"')]
     assert "<dt>Attempts</dt><dd>1</dd>" in prepare and "<dt>Ended</dt>" in prepare
@@ -106,9 +105,23 @@ def test_a_run_page_shows_who_what_the_graph_each_step_rollbacks_and_approvals(c
     assert "command exited with 3" in rollout and "image pull failed" in rollout
     # rollbacks and approvals
     assert '<dt>Rolled back</dt><dd><a href="#step-prepare">prepare</a></dd>' in html
+    assert "<dt>Kept (no rollback defined)</dt><dd>migrate</dd>" in html
     approvals = html[html.index("<h2>Approvals</h2>"):]
     assert '<td><a href="#step-approve">approve</a></td><td>approved</td>' in approvals and "--yes" in approvals
     assert "<summary>Journal (" in html and "step_started" in html
+
+
+def test_a_fanned_out_step_shows_each_host(client: TestClient, history: History) -> None:
+    html = client.get(f"/runs/{history.ids['fanout'][0]}").text
+    for host in ("web-1", "web-2"):
+        row = html[html.index(f'id="step-each-host-{host}"'):].split("</tr>")[0]
+        assert '<span class="badge st-ok">ok</span>' in row and f'<td class="mono">echo on {host}</td>' in row
+        assert f"<summary>host {host}: result fields</summary>" in html
+    assert "on web-2\n" in html or "on web-2" in html
+    steps = client.get(f"/api/v1/runs/{history.ids['fanout'][0]}/steps").json()["steps"]
+    hosts = {h["host"]: h for h in steps[0]["hosts"]}
+    assert set(hosts) == {"web-1", "web-2"} and hosts["web-2"]["fields"]["stdout"] == "on web-2\n"
+    assert hosts["web-1"]["status"] == "ok" and hosts["web-1"]["ended_at"] >= hosts["web-1"]["started_at"]
 
 
 def test_a_run_prefix_redirects_to_the_run_and_the_api_answers_for_it(client: TestClient, history: History) -> None:
@@ -154,7 +167,7 @@ def test_a_procedure_page_shows_its_params_graph_and_last_runs(client: TestClien
     assert "A demo with a graph" in html and "<dt>Lock</dt>" in html
     assert '<td class="mono">version</td>' in html and "the version to deploy" in html
     svg = _svg(html)
-    assert len(re.findall(r'<g class="node', svg)) == 4 and len(re.findall(r'class="edge"', svg)) == 3
+    assert len(re.findall(r'<g class="node', svg)) == 5 and len(re.findall(r'class="edge"', svg)) == 5
     assert '<text x="' in svg and ">confirm</text>" in svg  # a node's second line: its executor
     assert _run_ids(html) == history.ids["demo"]
     assert 'href="/runs?procedure=demo"' in html
