@@ -94,8 +94,9 @@ class Who:
         return Token(self.name or "", self.role or "", "").can(action)
 
 
-class WebError(Exception):
-    """An answer other than 200, with the message the client is shown."""
+class WebError(InvalidInputError):
+    """An answer other than 200, with the message the client is shown: the request cannot be
+    served as it is (no token, a bad one, a forged form, a body too large)."""
 
     def __init__(self, status: int, message: str, headers: Mapping[str, str] | None = None) -> None:
         super().__init__(message)
@@ -430,7 +431,8 @@ def create_app(settings: Settings, *, store: Any = None) -> Starlette:
         return answer(request, exc.status, exc.message, exc.headers)
 
     def on_bad_query(request: Request, exc: Exception) -> Response:
-        return answer(request, 400, str(exc))
+        # BadQuery, and any invalid input met while answering (a ProcedureError, say): a 400 saying it
+        return answer(request, 400, " ".join(str(exc).split()))
 
     def on_not_found(request: Request, exc: Exception) -> Response:
         return answer(request, 404, str(exc))
@@ -451,7 +453,8 @@ def create_app(settings: Settings, *, store: Any = None) -> Starlette:
                 store.close()
 
     app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={
-        WebError: on_web_error, BadQuery: on_bad_query, NotFound: on_not_found, HTTPException: on_http})
+        WebError: on_web_error, BadQuery: on_bad_query, NotFound: on_not_found, InvalidInputError: on_bad_query,
+        HTTPException: on_http})
     app.add_middleware(Guard)
     app.state.store = store
     app.state.settings = settings

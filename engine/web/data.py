@@ -47,8 +47,8 @@ class BadQuery(InvalidInputError):
         self.param = param
 
 
-class NotFound(LookupError):
-    """No such run or procedure: a 404 with this message."""
+class NotFound(InvalidInputError, LookupError):
+    """No such run or procedure: a 404 with this message (``runproc show`` says it with exit 2)."""
 
     def __str__(self) -> str:
         return str(self.args[0]) if self.args else "not found"
