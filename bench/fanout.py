@@ -91,6 +91,7 @@ class Hosts:
                 PrintMotd no
                 PrintLastLog no
                 MaxStartups 200:30:400
+                Subsystem sftp internal-sftp
                 LogLevel ERROR
             """) + ("" if login_rc else "SetEnv SHLVL=1\n"))
             log = (d / "sshd.log").open("wb")
@@ -135,6 +136,19 @@ class Hosts:
                 p.kill()
 
 
+# one ``true`` on every host of the inventory's ``bench`` group (the group Hosts.inventory writes)
+PROCEDURE = "procedure: bench-fanout\nsteps:\n  - id: noop\n    on: bench\n    shell: 'true'\n"
+
+
+def ansible_env(base: Path, env: dict[str, str]) -> dict[str, str]:
+    """``env`` plus ansible's temp and control-path folders under ``base`` (nothing in ~/.ansible),
+    no colours, and host keys checked against the inventory's known_hosts as runproc checks them."""
+    return {**env, "ANSIBLE_LOCAL_TEMP": str(base / "ansible-local"),
+            "ANSIBLE_REMOTE_TEMP": str(base / "ansible-remote"),
+            "ANSIBLE_SSH_CONTROL_PATH_DIR": str(base / "cp"), "ANSIBLE_NOCOLOR": "1",
+            "ANSIBLE_HOST_KEY_CHECKING": "True"}
+
+
 def timed(fn: Callable[[], None], repeat: int) -> list[float]:
     times = []
     for _ in range(repeat):
@@ -165,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         inv = hosts.inventory(base / "inventory.ini")
         proc = base / "fanout.yml"
-        proc.write_text("procedure: bench-fanout\nsteps:\n  - id: noop\n    on: bench\n    shell: 'true'\n")
+        proc.write_text(PROCEDURE)
         state = f"sqlite:///{base}/state.db"
         env = {**os.environ, "HOME": str(base / "home"), "PYTHONPATH": str(ROOT)}
         Path(env["HOME"]).mkdir()
@@ -191,10 +205,7 @@ def main(argv: list[str] | None = None) -> int:
             if ansible is None:
                 print("ansible not found: skipping it", file=sys.stderr)
             else:
-                aenv = {**env, "ANSIBLE_LOCAL_TEMP": str(base / "ansible-local"),
-                        "ANSIBLE_REMOTE_TEMP": str(base / "ansible-remote"),
-                        "ANSIBLE_SSH_CONTROL_PATH_DIR": str(base / "cp"), "ANSIBLE_NOCOLOR": "1",
-                        "ANSIBLE_HOST_KEY_CHECKING": "True"}
+                aenv = ansible_env(base, env)
                 rows.append((f"ansible all -i INV -m command -a true -f {args.hosts}",
                              timed(check([ansible, "all", "-i", str(inv), "-m", "command", "-a", "true",
                                           "-f", str(args.hosts)], aenv, "ansible"), args.repeat)))

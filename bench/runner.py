@@ -37,7 +37,8 @@ from pathlib import Path
 TARGETS = {"W1": 0.002, "W2": 0.6, "W3": 0.35}
 
 
-def _script() -> str:
+def runproc_script() -> str:
+    """The console script next to this interpreter (a pyenv shim on PATH adds ~200 ms a call)."""
     here = Path(sys.executable).parent / "runproc"
     if here.exists():
         return str(here)
@@ -47,40 +48,47 @@ def _script() -> str:
     return found
 
 
-def _env(tmp: Path) -> dict[str, str]:
+def bench_env(tmp: Path) -> dict[str, str]:
+    """This environment with bytecode caching on, as for an installed runproc; run state in ``tmp``."""
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONDONTWRITEBYTECODE", "NO_COLOR")}
     env["RUNPROC_STATE"] = f"sqlite:///{tmp}/state.db"
     return env
 
 
-def _wall(argv: list[str], env: dict[str, str], cwd: Path) -> tuple[float, str]:
+def wall(argv: list[str], env: dict[str, str], cwd: Path, timeout: float | None = None) -> tuple[float, str]:
+    """Wall time of one command and its stdout; a failure (or ``timeout``) ends the bench, loud."""
     t0 = time.perf_counter()
-    proc = subprocess.run(argv, env=env, cwd=cwd, capture_output=True, text=True)
+    try:
+        proc = subprocess.run(argv, env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        sys.exit(f"{' '.join(argv)} took more than {timeout:.0f} s")
     took = time.perf_counter() - t0
     if proc.returncode != 0:
-        sys.exit(f"{' '.join(argv)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+        sys.exit(f"{' '.join(argv)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
     return took, proc.stdout
 
 
 def _median(argv: list[str], env: dict[str, str], cwd: Path, n: int) -> tuple[float, list[float], str]:
-    _wall(argv, env, cwd)  # warm-up: page cache, bytecode cache
+    wall(argv, env, cwd)  # warm-up: page cache, bytecode cache
     samples = []
     out = ""
     for _ in range(n):
-        took, out = _wall(argv, env, cwd)
+        took, out = wall(argv, env, cwd)
         samples.append(took)
     return statistics.median(samples), samples, out
 
 
-def _procedures(tmp: Path) -> dict[str, Path]:
+def procedures(tmp: Path, steps: int = 100, sleeps: int = 20, seconds: float = 0.5) -> dict[str, Path]:
+    """W1 (``steps`` x /bin/true in sequence, and one step), W2 (``sleeps`` x sleep ``seconds``
+    in parallel) and W3 as runproc files in ``tmp``; bench/compare.py asks for smaller ones."""
     files = {}
-    w1 = ["procedure: w1", "steps:"] + [f"  - id: s{i}\n    shell: /bin/true" for i in range(100)]
+    w1 = ["procedure: w1", "steps:"] + [f"  - id: s{i}\n    shell: /bin/true" for i in range(steps)]
     files["w1"] = tmp / "w1.yml"
     files["w1"].write_text("\n".join(w1) + "\n")
     files["w1_one"] = tmp / "w1_one.yml"
     files["w1_one"].write_text("procedure: w1-one\nsteps:\n  - id: s0\n    shell: /bin/true\n")
-    w2 = ["procedure: w2", "concurrency: 20", "steps:"]
-    w2 += [f"  - id: s{i}\n    needs: []\n    shell: sleep 0.5" for i in range(20)]
+    w2 = ["procedure: w2", f"concurrency: {sleeps}", "steps:"]
+    w2 += [f"  - id: s{i}\n    needs: []\n    shell: sleep {seconds:g}" for i in range(sleeps)]
     files["w2"] = tmp / "w2.yml"
     files["w2"].write_text("\n".join(w2) + "\n")
     files["w3"] = tmp / "w3.yml"
@@ -137,13 +145,13 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=9)
     parser.add_argument("--runproc", default=None, help="the runproc script (default: next to this python)")
     ns = parser.parse_args()
-    runproc = ns.runproc or _script()
+    runproc = ns.runproc or runproc_script()
     n = ns.repeat
     rows: list[tuple[str, str, str, str]] = []
     with tempfile.TemporaryDirectory(prefix="runproc-bench-") as d:
         tmp = Path(d)
-        env = _env(tmp)
-        files = _procedures(tmp)
+        env = bench_env(tmp)
+        files = procedures(tmp)
 
         # interleaved: each round times the floor and both runproc commands back to back, so
         # a burst of load from elsewhere on the machine hits a whole round, not one column
@@ -151,12 +159,12 @@ def main() -> int:
         hundred = [runproc, str(files["w1"]), "--output", "json"]
         one = [runproc, str(files["w1_one"]), "--output", "json"]
         for argv in (loop, hundred, one):
-            _wall(argv, env, tmp)
+            wall(argv, env, tmp)
         bash_s, w1_s, one_s, inrun_s, over_s = [], [], [], [], []
         for _ in range(n):
-            b, _ = _wall(loop, env, tmp)
-            h, out = _wall(hundred, env, tmp)
-            o, _ = _wall(one, env, tmp)
+            b, _ = wall(loop, env, tmp)
+            h, out = wall(hundred, env, tmp)
+            o, _ = wall(one, env, tmp)
             bash_s.append(b)
             w1_s.append(h)
             one_s.append(o)
@@ -179,9 +187,9 @@ def main() -> int:
         sleeps, _, _ = _median(["bash", "-c", "for i in $(seq 20); do sleep 0.5 & done; wait"], env, tmp, n)
         makespans = []
         walls = []
-        _wall([runproc, str(files["w2"]), "--output", "json"], env, tmp)
+        wall([runproc, str(files["w2"]), "--output", "json"], env, tmp)
         for _ in range(n):
-            took, out = _wall([runproc, str(files["w2"]), "--output", "json"], env, tmp)
+            took, out = wall([runproc, str(files["w2"]), "--output", "json"], env, tmp)
             walls.append(took)
             makespans.append(json.loads(out)["duration"])
         makespan = statistics.median(makespans)
@@ -205,7 +213,7 @@ def main() -> int:
              _verdict(dry <= TARGETS["W3"], "<= 350 ms")),
         ]
 
-    print(f"runner benchmarks: median of {n} runs each; {_machine()}")
+    print(f"runner benchmarks: median of {n} runs each; {machine()}")
     print(f"command: python3 bench/runner.py --repeat {n}   (runproc = {runproc})")
     width = max(len(r[1]) for r in rows)
     print(f"{'':4} {'what':<{width}}  {'time':>10}  note")
@@ -218,7 +226,7 @@ def _verdict(ok: bool, target: str) -> str:
     return f"target {target}: {'met' if ok else 'MISSED'}"
 
 
-def _machine() -> str:
+def machine() -> str:
     cpu = platform.processor() or platform.machine()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
