@@ -21,8 +21,10 @@ run       ``runproc FILE --state sqlite:///TMP/state-K.db`` (a fresh state file 
 
 Each round runs every case once, in turn (shapes, commands and sizes interleaved), so a
 burst of load on a shared machine hits all of them alike; the table shows the median over
-the rounds, min-max, the peak RSS, and the growth factor from one size to the next beside
-the size ratio: a linear command grows by about the size ratio. A case that exceeds
+the rounds, min-max, the median CPU time (user + sys, steadier than wall time when other work
+shares the CPUs), the peak RSS, and the growth factor from one size to the next (of wall time,
+then of CPU time) beside the size ratio: a linear command grows by about the size ratio, less
+while its fixed start-up cost (~0.3 s) still weighs. A case that exceeds
 ``--timeout`` is killed, shown as ``>T``, and not run again in later rounds.
 
 The children run this checkout (its root is put first on PYTHONPATH) through the real
@@ -86,6 +88,7 @@ class Case:
     file: Path
     walls: list[float] = field(default_factory=list)
     rss_mb: list[float] = field(default_factory=list)
+    cpus: list[float] = field(default_factory=list)
     timed_out: bool = False
 
     def argv(self, state: Path) -> list[str]:
@@ -122,6 +125,7 @@ def measure(case: Case, env: dict[str, str], state: Path, timeout: float) -> Non
         raise SystemExit(f"{case.shape} {case.command} {case.size}: exit {child.returncode}:\n{text[-2000:]}")
     case.walls.append(wall)
     case.rss_mb.append(usage.ru_maxrss / 1024)
+    case.cpus.append(usage.ru_utime + usage.ru_stime)  # with the steps' processes it waited for
 
 
 def main() -> int:
@@ -159,11 +163,12 @@ def main() -> int:
                 measure(case, env, folder / f"state-{runs}.db", ns.timeout)
     print(f"{ns.rounds} rounds, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f} at the end, "
           f"Python {platform.python_version()}, {platform.machine()}")
-    print("wall: median s (min-max); RSS: peak MB over the rounds; growth: wall(n) / wall(previous n), "
-          "beside n / previous n")
+    print("wall: median s (min-max); cpu: median user+sys s of the command and the processes it ran "
+          "(steadier than wall on a shared machine); RSS: peak MB over the rounds; growth: wall(n) / "
+          "wall(previous n) (and the same of cpu), beside n / previous n")
     header = ["shape", "command"]
     for i, size in enumerate(sizes):
-        header += [f"{size:,} wall", "min-max", "RSS"]
+        header += [f"{size:,} wall", "min-max", "cpu", "RSS"]
         if i:
             header.append(f"growth (x{size / sizes[i - 1]:g})")
     rows = [header]
@@ -171,17 +176,24 @@ def main() -> int:
         for command in commands:
             row = [shape, command]
             previous: float | None = None
+            previous_cpu: float | None = None
             for i, size in enumerate(sizes):
                 case = next(c for c in cases if (c.shape, c.command, c.size) == (shape, command, size))
+                cpu: float | None = None
                 if case.walls:
                     wall = statistics.median(case.walls)
-                    row += [f"{wall:.2f}", f"{min(case.walls):.2f}-{max(case.walls):.2f}", f"{max(case.rss_mb):.0f}"]
+                    cpu = statistics.median(case.cpus)
+                    row += [f"{wall:.2f}", f"{min(case.walls):.2f}-{max(case.walls):.2f}",
+                            f"{cpu:.2f}", f"{max(case.rss_mb):.0f}"]
                 else:
                     wall = None
-                    row += [f">{ns.timeout:g}", "", ""]
+                    row += [f">{ns.timeout:g}", "", "", ""]
                 if i:
-                    row.append(f"x{wall / previous:.1f}" if wall is not None and previous else "")
-                previous = wall
+                    grew = f"x{wall / previous:.1f}" if wall is not None and previous else ""
+                    if cpu is not None and previous_cpu:
+                        grew += f" (cpu x{cpu / previous_cpu:.1f})"
+                    row.append(grew)
+                previous, previous_cpu = wall, cpu
             rows.append(row)
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
     for i, r in enumerate(rows):
