@@ -304,6 +304,30 @@ class SqlStore(StateStore):
         return [{"seq": r[0], "at": r[1], "event": r[2], "step": r[3], "host": r[4],
                  "data": json.loads(r[5]) if r[5] else None} for r in rows]
 
+    def journal_after(self, run_id: str, after: int) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+        """What a live view polls (``runproc serve``): the run's status and its journal entries
+        after ``after``, in one query (the journal's key is (run_id, seq)). (None, []) for no run."""
+        rows = self._read("SELECT r.status, r.exit_code, r.ended_at, j.seq, j.at, j.event, j.step, j.host, j.data "
+                          "FROM runs r LEFT JOIN journal j ON j.run_id = r.id AND j.seq > ? WHERE r.id = ? "
+                          "ORDER BY j.seq", (after, run_id))
+        if not rows:
+            return None, []
+        run = {"status": rows[0][0], "exit_code": rows[0][1], "ended_at": rows[0][2]}
+        return run, [{"seq": r[3], "at": r[4], "event": r[5], "step": r[6], "host": r[7],
+                      "data": json.loads(r[8]) if r[8] else None} for r in rows if r[3] is not None]
+
+    def runs_changed(self, since: str, ids: Sequence[str] = ()) -> list[dict[str, Any]]:
+        """What the live runs list polls: runs still going, started at or after ``since``, or
+        among ``ids`` (those that were going at the last look), as ``runs`` lists them."""
+        ids = list(ids)[:500]
+        among = f" OR id IN ({', '.join('?' * len(ids))})" if ids else ""
+        rows = self._read('SELECT id, "procedure", status, started_at, exit_code, dry_run, duration, "user", host, '
+                          f"kind FROM runs WHERE status = 'running' OR started_at >= ?{among} "
+                          "ORDER BY started_at DESC, id DESC LIMIT 500", (since, *ids))
+        return [{"id": r[0], "procedure": r[1], "status": r[2], "started_at": r[3], "exit_code": r[4],
+                 "dry_run": bool(r[5]), "duration": r[6], "user": r[7], "host": r[8], "kind": r[9] or "run"}
+                for r in rows]
+
     def record(self, report: dict[str, Any], inputs: dict[str, Any] | None = None) -> None:
         """Record a run's report (at its end; a dry run's only then)."""
         from . import retention

@@ -17,7 +17,7 @@ import secrets
 import sys
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from http import HTTPStatus
@@ -25,6 +25,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlencode
 
+import anyio.to_thread
+from sse_starlette.sse import EventSourceResponse
 from starlette.applications import Starlette
 from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException
@@ -37,7 +39,7 @@ from ..errors import InvalidInputError
 from ..execution.store import RunFilter
 from ..state.opening import default_state_url, open_store, shown_url
 from ..version import __version__
-from . import dag, openapi
+from . import dag, live, openapi
 from .catalogue import Catalogue
 from .data import (
     DEFAULT_LIMIT,
@@ -46,6 +48,7 @@ from .data import (
     NotFound,
     list_runs,
     parse_run_query,
+    resolve_run,
     run_detail,
 )
 from .render import STATIC, render
@@ -57,10 +60,11 @@ CSRF_COOKIE = "runproc_csrf"
 MAX_BODY = 16 * 1024
 SESSION_SECONDS = 12 * 3600
 _CSRF_VALUE = re.compile(r"[A-Za-z0-9_-]{32,128}")
-# a page's resources come from this server only: no script at all, no inline style, no frame
+# a page's resources come from this server only: its own script file (no inline script), its
+# own event streams, no inline style, no frame
 _HEADERS = {
-    "content-security-policy": "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; "
-                               "frame-ancestors 'none'; base-uri 'none'",
+    "content-security-policy": "default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'self'; "
+                               "img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
     "x-content-type-options": "nosniff",
     "referrer-policy": "no-referrer",
     "x-frame-options": "DENY",
@@ -218,6 +222,8 @@ def create_app(settings: Settings, *, store: Any = None) -> Starlette:
     catalogue = Catalogue(settings.procedures)
     state_shown = shown_url(getattr(store, "url", None) or settings.state or default_state_url())
     css = (STATIC / "runproc.css").read_bytes()
+    script = (STATIC / "live.js").read_bytes()
+    hub = live.Hub(store)
 
     def who_of(request: Request) -> Who:
         who = getattr(request.state, "who", None)
@@ -252,6 +258,15 @@ def create_app(settings: Settings, *, store: Any = None) -> Starlette:
                                         "(runproc serve token add NAME --role operator --tokens FILE)")
                 raise WebError(403, f"{who.name} ({who.role}) may not {action}")
             return endpoint(request)
+        wrapper.__name__ = getattr(endpoint, "__name__", "endpoint")
+        return wrapper
+
+    def guarded_stream(action: str, endpoint: Callable[[Request], Awaitable[Response]]
+                       ) -> Callable[[Request], Awaitable[Response]]:
+        """``guarded`` for an event stream: on the event loop, not in the thread pool."""
+        async def wrapper(request: Request) -> Response:
+            guarded(action, lambda r: Response())(request)  # raises what guarded raises
+            return await endpoint(request)
         wrapper.__name__ = getattr(endpoint, "__name__", "endpoint")
         return wrapper
 
@@ -308,6 +323,28 @@ def create_app(settings: Settings, *, store: Any = None) -> Starlette:
     def api_steps(request: Request) -> Response:
         run = run_detail(store, request.path_params["run_id"], catalogue)
         return JsonResponse({"run_id": run.get("run_id"), "status": run.get("status"), "steps": run["steps"]})
+
+    # ------------------------------------------------------------ live (server-sent events)
+
+    async def api_run_events(request: Request) -> Response:
+        after = _after(request)
+        rid = await anyio.to_thread.run_sync(resolve_run, store, request.path_params["run_id"])
+
+        async def events() -> AsyncIterator[dict[str, Any]]:
+            async for name, data in hub.follow(rid, after):
+                if name == "journal" and data["seq"] <= after:
+                    continue  # the viewer has it (a feed shared with an earlier viewer starts earlier)
+                yield _sse(name, data, data["seq"] if name == "journal" else None)
+        return EventSourceResponse(events(), ping=15)
+
+    async def api_runs_events(request: Request) -> Response:
+        if request.query_params:
+            raise BadQuery(next(iter(request.query_params)), "unknown parameter; the runs stream takes none")
+
+        async def events() -> AsyncIterator[dict[str, Any]]:
+            async for name, data in hub.runs():
+                yield _sse(name, data, None)
+        return EventSourceResponse(events(), ping=15)
 
     # ------------------------------------------------------------ procedures
 
@@ -366,6 +403,9 @@ def create_app(settings: Settings, *, store: Any = None) -> Starlette:
     def stylesheet(request: Request) -> Response:
         return Response(css, media_type="text/css", headers={"cache-control": "public, max-age=86400"})
 
+    def javascript(request: Request) -> Response:
+        return Response(script, media_type="text/javascript", headers={"cache-control": "public, max-age=86400"})
+
     def login_form(request: Request) -> Response:
         if not access.book().configured:
             return RedirectResponse("/runs", status_code=303)  # nothing to sign in to
@@ -396,6 +436,7 @@ def create_app(settings: Settings, *, store: Any = None) -> Starlette:
     routes = [
         Route("/", home, methods=["GET"]),
         Route("/static/runproc.css", stylesheet, methods=["GET"]),
+        Route("/static/live.js", javascript, methods=["GET"]),
         Route("/runs", guarded("read", runs_page), methods=["GET"]),
         Route("/runs/{run_id}", guarded("read", run_page), methods=["GET"]),
         Route("/procedures", guarded("read", procedures_page), methods=["GET"]),
@@ -404,8 +445,10 @@ def create_app(settings: Settings, *, store: Any = None) -> Starlette:
         Route("/login", login, methods=["POST"]),
         Route("/logout", logout, methods=["POST"]),
         Route("/api/v1/runs", guarded("read", api_runs), methods=["GET"]),
+        Route("/api/v1/runs/events", guarded_stream("read", api_runs_events), methods=["GET"]),
         Route("/api/v1/runs/{run_id}", guarded("read", api_run), methods=["GET"]),
         Route("/api/v1/runs/{run_id}/steps", guarded("read", api_steps), methods=["GET"]),
+        Route("/api/v1/runs/{run_id}/events", guarded_stream("read", api_run_events), methods=["GET"]),
         Route("/api/v1/procedures", guarded("read", api_procedures), methods=["GET"]),
         Route("/api/v1/procedures/{name}", guarded("read", api_procedure), methods=["GET"]),
         Route("/api/v1/openapi.json", guarded("read", api_openapi), methods=["GET"]),
@@ -449,6 +492,7 @@ def create_app(settings: Settings, *, store: Any = None) -> Starlette:
         try:
             yield
         finally:
+            hub.close()
             if own_store:
                 store.close()
 
@@ -457,8 +501,36 @@ def create_app(settings: Settings, *, store: Any = None) -> Starlette:
         HTTPException: on_http})
     app.add_middleware(Guard)
     app.state.store = store
+    app.state.hub = hub  # runproc serve's stop ends its streams (server.run)
     app.state.settings = settings
     return app
+
+
+def _after(request: Request) -> int:
+    """Where a stream starts: after the journal entry ``?after=SEQ``, or after the last one the
+    browser saw before it reconnected (``Last-Event-ID``), whichever is later."""
+    seen = 0
+    for name, value in (("after", request.query_params.get("after")),
+                        ("Last-Event-ID", request.headers.get("last-event-id"))):
+        if value is None or value == "":
+            continue
+        if not value.isdigit() or len(value) > 12:
+            raise BadQuery(name, f"expected a journal sequence number (a whole number), got {value[:40]!r}")
+        seen = max(seen, int(value))
+    unknown = [k for k in request.query_params if k != "after"]
+    if unknown:
+        raise BadQuery(unknown[0], "unknown parameter; a run's stream takes after")
+    return seen
+
+
+def _sse(name: str, data: dict[str, Any], seq: int | None) -> dict[str, Any]:
+    """One server-sent event: its name, its id (a journal entry's seq, so a reconnecting browser
+    resumes after it) and its data as one line of JSON."""
+    event: dict[str, Any] = {"event": name, "data": json.dumps(data, default=str, ensure_ascii=False,
+                                                               separators=(",", ":"))}
+    if seq is not None:
+        event["id"] = str(seq)
+    return event
 
 
 async def _form(request: Request) -> dict[str, str]:

@@ -173,10 +173,24 @@ def find_report(store: Any, run_id: str) -> dict[str, Any]:
     return dict(report)
 
 
+def resolve_run(store: Any, run_id: str) -> str:
+    """The full id of a run given by id or unique prefix; NotFound otherwise."""
+    if store.run_meta(check_run_id(run_id)) is not None:
+        return run_id
+    return str(find_report(store, run_id).get("run_id") or run_id)
+
+
 def run_detail(store: Any, run_id: str, catalogue: Catalogue | None = None) -> dict[str, Any]:
     """The run as its page shows it: the report (redacted when it was recorded) with who
     started it, where, its params (a secret one only as ``***``), approvals, the resumes and
-    rollbacks made from it, each step's view and its graph."""
+    rollbacks made from it, each step's view and its graph. ``live_seq``: for a run still
+    going, the journal entry its page shows everything up to (its live updates start after
+    it), read before the report so that nothing falls between the two."""
+    before = store.run_meta(check_run_id(run_id))
+    live_seq = None
+    if before is not None and before.get("status") == "running":
+        entries = store.journal(run_id)
+        live_seq = int(entries[-1]["seq"]) if entries else 0
     report = find_report(store, run_id)
     rid = str(report.get("run_id") or run_id)
     meta = store.run_meta(rid) or {}
@@ -210,6 +224,13 @@ def run_detail(store: Any, run_id: str, catalogue: Catalogue | None = None) -> d
     out["replays"] = [{"id": r["id"], "kind": r["kind"], "status": (r.get("report") or {}).get("status")}
                       for r in store.replays_of(rid)]
     out["steps"] = [step_view(s) for s in report.get("steps") or [] if isinstance(s, dict)]
+    if out.get("status") == "running":
+        for view in out["steps"]:
+            # the store rebuilds a live run's report as if its runner had stopped: its step in
+            # flight is running, not interrupted, while the run goes on
+            if view["status"] == "interrupted" and "running" in view["notes"]:
+                view["status"], view["notes"] = "running", [n for n in view["notes"] if n != "running"]
+    out["live_seq"] = live_seq if out.get("status") == "running" else None
     out["timeline"] = [{k: e.get(k) for k in ("seq", "at", "event", "step", "host")} for e in journal]
     out["graph"] = run_graph(out, inputs, catalogue)
     return out

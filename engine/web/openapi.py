@@ -20,6 +20,10 @@ def _ok(description: str, schema: str) -> dict[str, Any]:
             "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{schema}"}}}}
 
 
+def _stream(description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"text/event-stream": {"schema": {"type": "string"}}}}
+
+
 def _query(name: str, description: str, schema: dict[str, Any]) -> dict[str, Any]:
     return {"name": name, "in": "query", "required": False, "description": description, "schema": schema}
 
@@ -70,6 +74,26 @@ def document() -> dict[str, Any]:
                 "operationId": "getRunSteps",
                 "parameters": [_RUN_ID],
                 "responses": {"200": _ok("the steps", "RunSteps"), "404": _error("no such run"), **_AUTH},
+            }},
+            "/api/v1/runs/{run_id}/events": {"get": {
+                "summary": "A run's journal as it is committed, as server-sent events (text/event-stream)",
+                "description": "Events: `run` {status, exit_code, ended_at} first and at each change; `journal` "
+                               "{seq, at, event, step, host, data} for each entry (step_started, step_finished, "
+                               "host_started, host_finished, rollback_started, rollback_finished, waiting, "
+                               "approval), its id the entry's seq; `end` {status, seq} once the run has ended and "
+                               "every entry was sent (the stream then closes). Redacted as the journal is.",
+                "operationId": "followRun",
+                "parameters": [_RUN_ID, _query("after", "start after this journal entry (a browser that "
+                                                        "reconnects sends Last-Event-ID instead)",
+                                               {"type": "integer", "minimum": 0, "default": 0})],
+                "responses": {"200": _stream("the run's events"), "400": _error("a bad after"),
+                              "404": _error("no such run"), **_AUTH},
+            }},
+            "/api/v1/runs/events": {"get": {
+                "summary": "The runs list, live: a `run` event (a RunSummary) for each run that starts or "
+                           "changes status; first the runs still going and those started in the last minute",
+                "operationId": "followRuns",
+                "responses": {"200": _stream("the runs' events"), "400": _error("an unknown parameter"), **_AUTH},
             }},
             "/api/v1/procedures": {"get": {
                 "summary": "The procedure catalogue (runproc serve --procedures DIR)",
@@ -172,7 +196,9 @@ def _schemas() -> dict[str, Any]:
                     "approvals": {"type": "array", "items": {"type": "object"}},
                     "replays": {"type": "array", "items": {"type": "object"}},
                     "steps": {"type": "array", "items": {"$ref": "#/components/schemas/Step"}},
-                    "graph": {"$ref": "#/components/schemas/Graph"}}},
+                    "graph": {"$ref": "#/components/schemas/Graph"},
+                    "live_seq": {"type": ["integer", "null"], "description": "a run still going: the journal "
+                                 "entry this answer shows everything up to (follow /events?after= from it)"}}},
         "RunSteps": {"type": "object", "required": ["run_id", "steps"], "properties": {
             "run_id": {"type": "string"}, "status": {"type": "string"},
             "steps": {"type": "array", "items": {"$ref": "#/components/schemas/Step"}}}},

@@ -114,13 +114,19 @@ def run(app: Any, sock: socket.socket) -> None:
             pass
 
     # uvicorn's own lines only for trouble; the command prints where it listens itself
-    config = uvicorn.Config(app, log_level="warning", access_log=False, server_header=False, lifespan="on")
+    # a graceful stop waits for the requests in progress; the event streams end within a second
+    # of being told (the hub), and nothing else of this server takes long
+    config = uvicorn.Config(app, log_level="warning", access_log=False, server_header=False, lifespan="on",
+                            timeout_graceful_shutdown=10)
     server = Server(config)
+    hub = getattr(getattr(app, "state", None), "hub", None)
 
     def stop(signum: int, frame: Any) -> None:
         if server.should_exit and signum == signal.SIGINT:
             server.force_exit = True  # Ctrl-C twice: do not wait for the requests in progress
         server.should_exit = True
+        if hub is not None:
+            hub.close()  # open event streams would otherwise hold the stop up
 
     handled = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
     previous = {s: signal.signal(s, stop) for s in handled}

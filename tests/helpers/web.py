@@ -3,12 +3,21 @@ folder, and Starlette's test client against the app."""
 
 from __future__ import annotations
 
+import json
+import queue
+import signal
 import sqlite3
+import subprocess
+import threading
+import time
 import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.helpers.cli import runproc, write
+from tests.helpers.cli import RUNPROC, child_env, runproc, write
+from tests.servers._common import free_port
 
 # Starlette 1.x warns, once at import, that its test client prefers httpx2 to httpx: imported
 # quietly here, first, so the warning does not land in whichever test imports it next
@@ -177,3 +186,123 @@ def make_history(root: Path) -> History:
 def app_client(settings: Settings, base_url: str = LOOPBACK) -> TestClient:
     """A test client of an app made with ``settings`` (use it in a with block)."""
     return TestClient(create_app(settings), base_url=base_url)
+
+
+# ---------------------------------------------------------------- server-sent events
+
+
+@dataclass
+class Event:
+    """One server-sent event: its name, id (a journal entry's seq) and JSON data."""
+
+    name: str
+    id: str | None
+    data: dict[str, object]
+
+
+def parse_events(lines: Iterator[str]) -> Iterator[Event]:
+    """The events of a text/event-stream, line by line (comments, a ping, skipped)."""
+    name, ident, data = "message", None, []
+    for line in lines:
+        if line == "":
+            if data:
+                yield Event(name, ident, json.loads("\n".join(data)))
+            name, ident, data = "message", None, []
+        elif line.startswith(":"):
+            continue
+        else:
+            key, _, value = line.partition(":")
+            value = value[1:] if value.startswith(" ") else value
+            if key == "event":
+                name = value
+            elif key == "id":
+                ident = value
+            elif key == "data":
+                data.append(value)
+
+
+class EventReader:
+    """A stream's events read on a thread of their own, so that a test waits for an event with
+    a bound on a hang (a server that sends nothing never blocks the test for good)."""
+
+    BOUND = 60.0  # a bound on a hang, never a measure of speed
+
+    def __init__(self, lines: Iterator[str]) -> None:
+        self.seen: list[Event] = []
+        self._queue: queue.Queue[Event | None] = queue.Queue()
+        self._ended = False
+
+        def pump() -> None:
+            try:
+                for event in parse_events(lines):
+                    self._queue.put(event)
+            except Exception:  # noqa: BLE001 - the stream was closed under the reader: it ended
+                pass
+            self._queue.put(None)
+
+        threading.Thread(target=pump, daemon=True).start()
+
+    def until(self, wanted: Callable[[Event], bool], what: str) -> Event:
+        """The first event from now on for which ``wanted`` holds; AssertionError when the
+        stream ends (or says nothing for BOUND seconds) before it."""
+        deadline = time.monotonic() + self.BOUND
+        while not self._ended:
+            try:
+                event = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                break
+            if event is None:
+                self._ended = True
+                break
+            self.seen.append(event)
+            if wanted(event):
+                return event
+        raise AssertionError(f"no {what} in the stream; it said: {[(e.name, e.data) for e in self.seen][-8:]}")
+
+    def rest(self) -> list[Event]:
+        """Every event until the stream ends (it must: a finished run's stream closes)."""
+        start = len(self.seen)
+        deadline = time.monotonic() + self.BOUND
+        while not self._ended:
+            try:
+                event = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                raise AssertionError(f"the stream did not end; it said: {self.seen[start:][-8:]}") from None
+            if event is None:
+                self._ended = True
+            else:
+                self.seen.append(event)
+        return self.seen[start:]
+
+
+def journal_event(kind: str, step: str) -> Callable[[Event], bool]:
+    return lambda e: e.name == "journal" and e.data.get("event") == kind and e.data.get("step") == step
+
+
+@contextmanager
+def serving(history: History, *args: str) -> Iterator[str]:
+    """``runproc serve`` on a free loopback port; its base URL once it says it listens."""
+    port = free_port("127.0.0.1")
+    proc = subprocess.Popen([*RUNPROC, "serve", "--bind", f"127.0.0.1:{port}", "--state", history.state,
+                             "--procedures", str(history.procedures), *args],
+                            cwd=history.root, env=child_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            stdin=subprocess.DEVNULL, text=True)
+    lines: queue.Queue[str] = queue.Queue()
+    assert proc.stdout is not None
+    threading.Thread(target=lambda: lines.put(proc.stdout.readline() if proc.stdout else ""), daemon=True).start()
+    try:
+        try:
+            first = lines.get(timeout=60)  # a bound on a hung start, not a measure of speed
+        except queue.Empty:
+            raise AssertionError("runproc serve said nothing in 60 s") from None
+        assert first.startswith(f"runproc serve: http://127.0.0.1:{port}/ "), first
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            _, err = proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            _, err = proc.communicate()
+    assert proc.returncode == 0, err
+    assert "Traceback" not in err, err

@@ -176,10 +176,16 @@ def test_a_procedure_page_shows_its_params_graph_and_last_runs(client: TestClien
     assert CANARY_PARAM not in canary and '<td class="mono">***</td>' in canary
 
 
-def test_pages_link_their_stylesheet_served_by_runproc_itself(client: TestClient) -> None:
+def test_pages_link_their_stylesheet_and_script_served_by_runproc_itself(client: TestClient) -> None:
     html = client.get("/runs").text
     assert re.search(r'<link rel="stylesheet" href="/static/runproc\.css\?v=[^"]+">', html)
-    assert "<script" not in html and "http://" not in html and "https://" not in html  # no CDN, no JS
+    # one script, runproc's own: no CDN, no inline code
+    assert re.findall(r"<script[^>]*>", html) == [re.search(r'<script src="/static/live\.js\?v=[^"]+" defer>',
+                                                           html).group(0)]
+    assert "http://" not in html and "https://" not in html
+    js = client.get("/static/live.js")
+    assert js.status_code == 200 and js.headers["content-type"].startswith("text/javascript")
+    assert "EventSource" in js.text and len(js.text.splitlines()) < 150 and "innerHTML" not in js.text
     css = client.get("/static/runproc.css")
     assert css.status_code == 200 and css.headers["content-type"].startswith("text/css")
     assert ".st-failed" in css.text and "svg.dag" in css.text

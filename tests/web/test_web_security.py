@@ -27,7 +27,9 @@ def _every_url(client: TestClient, history: History) -> list[str]:
     urls = ["/runs", "/runs?procedure=canary", "/procedures", "/api/v1/runs", "/api/v1/procedures",
             "/api/v1/openapi.json"]
     for run_id in history.every():
-        urls += [f"/runs/{run_id}", f"/api/v1/runs/{run_id}", f"/api/v1/runs/{run_id}/steps"]
+        # the event stream too: a finished run's replays its whole journal, then closes
+        urls += [f"/runs/{run_id}", f"/api/v1/runs/{run_id}", f"/api/v1/runs/{run_id}/steps",
+                 f"/api/v1/runs/{run_id}/events"]
     for p in client.get("/api/v1/procedures").json()["procedures"]:
         if p["ok"]:  # an invalid file has no page of its own
             urls += [f"/procedures/{p['name']}", f"/api/v1/procedures/{p['name']}"]
@@ -41,6 +43,8 @@ def test_no_page_and_no_api_answer_holds_a_secret(client: TestClient, history: H
     # the proof that the run did use the secrets: their masks are where they were
     assert show["action"].startswith("echo *** ***") and "***" in show["fields"]["stdout"]
     assert client.get(f"/api/v1/runs/{run_id}").json()["params"]["token"] == "***"
+    stream = client.get(f"/api/v1/runs/{run_id}/events").text
+    assert "echo *** ***" in stream and '"event":"step_finished"' in stream  # the stream carries outputs
     assert client.get("/api/v1/procedures/canary").json()["params"][0]["default"] == "***"
     leaks = {}
     urls = _every_url(client, history)
@@ -70,7 +74,9 @@ def test_pages_and_answers_carry_headers_that_keep_them_to_their_own_resources(c
     for url in ("/runs", "/api/v1/runs", "/api/v1/runs/0123456789ab", "/nowhere"):
         r = client.get(url)
         csp = r.headers["content-security-policy"]
-        assert "default-src 'none'" in csp and "frame-ancestors 'none'" in csp and "script-src" not in csp
+        assert "default-src 'none'" in csp and "frame-ancestors 'none'" in csp
+        # scripts and event streams from this server only: no inline script, no other origin
+        assert "script-src 'self';" in csp and "connect-src 'self';" in csp and "unsafe" not in csp
         assert r.headers["x-content-type-options"] == "nosniff" and r.headers["referrer-policy"] == "no-referrer"
 
 

@@ -5,52 +5,17 @@ extra imported only by serve, and named when it is missing."""
 
 from __future__ import annotations
 
-import queue
-import signal
 import socket
 import subprocess
 import sys
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 import pytest
 
 from engine.cli.app import main
-from tests.helpers.cli import RUNPROC, Done, child_env, runproc
-from tests.helpers.web import History
-from tests.servers._common import free_port
-
-
-@contextmanager
-def serving(history: History, *args: str) -> Iterator[str]:
-    """``runproc serve`` on a free loopback port; its base URL once it says it listens."""
-    port = free_port("127.0.0.1")
-    proc = subprocess.Popen([*RUNPROC, "serve", "--bind", f"127.0.0.1:{port}", "--state", history.state,
-                             "--procedures", str(history.procedures), *args],
-                            cwd=history.root, env=child_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            stdin=subprocess.DEVNULL, text=True)
-    lines: queue.Queue[str] = queue.Queue()
-    assert proc.stdout is not None
-    threading.Thread(target=lambda: lines.put(proc.stdout.readline() if proc.stdout else ""), daemon=True).start()
-    try:
-        try:
-            first = lines.get(timeout=60)  # a bound on a hung start, not a measure of speed
-        except queue.Empty:
-            raise AssertionError("runproc serve said nothing in 60 s") from None
-        assert first.startswith(f"runproc serve: http://127.0.0.1:{port}/ "), first
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            _, err = proc.communicate(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            _, err = proc.communicate()
-    assert proc.returncode == 0, err
-    assert "Traceback" not in err, err
+from tests.helpers.cli import Done, child_env, runproc
+from tests.helpers.web import History, serving
 
 
 def test_runproc_serve_answers_a_page_and_the_api(history: History) -> None:
