@@ -228,15 +228,19 @@ def _run(payload: dict[str, Any], cancel: threading.Event | None = None) -> dict
 
 
 def _secrets(plan: dict[str, Any]) -> dict[str, Any]:
-    """The procedure's secrets, read here from this worker's environment or files (never sent):
-    for rendering ``vars`` and ``when`` and for redaction; the step itself reads them again
-    through the local run's code (engine/format/params.py), which says what is missing."""
+    """The procedure's secrets, read here from this worker's environment, files or stores
+    (never sent): for rendering ``vars`` and ``when`` and for redaction; the step itself reads
+    them again through the local run's code (engine/format/params.py), which says what is
+    missing. A store's secret is read once per run on this worker (engine/executors/secretstores.py)."""
     from pathlib import Path
 
     out: dict[str, Any] = {}
     for name, how in (plan.get("secrets") or {}).items():
         if isinstance(how, str):  # a run submitted by an older controller: an environment variable
             how = {"env": how}
+        if how.get("env") is None and how.get("file") is None:
+            out[name] = _store_secret(how, str((plan.get("run") or {}).get("id") or "") or None)
+            continue
         if how.get("env") is not None:
             out[name] = os.environ.get(str(how["env"]), "")
             continue
@@ -247,6 +251,20 @@ def _secrets(plan: dict[str, Any]) -> dict[str, Any]:
         except (OSError, ValueError):
             out[name] = ""
     return out
+
+
+def _store_secret(how: dict[str, Any], run_id: str | None) -> str:
+    """A secret kept in a store; "" when it cannot be read here (the step says why)."""
+    from pydantic import ValidationError
+
+    from ..executors import secretstores
+    from ..format.model import Secret
+    from ..format.params import SecretUnavailable
+
+    try:
+        return secretstores.read_one(Secret.model_validate(how), run_id)
+    except (SecretUnavailable, ValidationError):
+        return ""
 
 
 def _where_secrets_are(plan: dict[str, Any]) -> dict[str, Any]:

@@ -45,11 +45,10 @@ def build(proc: Procedure, params: dict[str, Any], *, run_id: str, started_at: s
     if proc.lock:
         problem(("lock",), f"lock: {proc.lock!r} is not taken by the Temporal engine yet: run this procedure "
                            "locally, where the lock is held for the run")
-    # named, never read here: each worker reads them from its own environment or files
-    secrets: dict[str, dict[str, Any]] = {}
-    for name, secret in proc.secrets.items():
-        source = {"env": secret.env} if secret.env is not None else {"file": secret.file}
-        secrets[name] = {**source, "optional": secret.optional}
+    # named, never read here: each worker reads them from its own environment, files or stores
+    # ({"env": ...}, {"file": ...}, {"vault": {path, key, ...}}: declarations, never values)
+    secrets: dict[str, dict[str, Any]] = {name: secret.model_dump(exclude_none=True)
+                                          for name, secret in proc.secrets.items()}
     connections = data.get("connections") or {}
     raw_steps: dict[str, dict[str, Any]] = {}
     for section in ("steps", "finally", "on_failure"):

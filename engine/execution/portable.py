@@ -153,14 +153,16 @@ class _PortableRun:
 def run_step(inputs: StepInputs, *, on_event: Any = None, stop: threading.Event | None = None) -> StepResult:
     """Execute one step from plain inputs with the scheduler's own step code. ``stop``, once
     set, interrupts it as a local run's Ctrl-C does (its processes are killed)."""
-    from ..format.params import resolve_secrets
+    from ..executors import secretstores
 
     proc = _procedure_of(inputs)
     step = proc.step(str(inputs.step["id"]))
     run = _PortableRun(inputs, proc, on_event)
     if stop is not None:
         run.stop = run._phase_cancel = stop
-    secrets = resolve_secrets(proc, allow_missing=run.dry_run)
+    # a store's secrets are read once per run on this machine (the run's id keeps them)
+    secrets = secretstores.resolve(proc, allow_missing=run.dry_run, offline=run.offline,
+                                   run_id=str((inputs.values.get("run") or {}).get("id") or "") or None)
     for value in secrets.values():
         run.taint.protect(value)
     ns = {**inputs.values, "secrets": {k: v if v is not None else ex.Unknown(f"secrets.{k}")

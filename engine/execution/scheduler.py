@@ -29,7 +29,7 @@ from ..format import expressions as ex
 from ..format import graph
 from ..format.credentials import connection_secrets
 from ..format.model import Procedure, Step
-from ..format.params import resolve_params, resolve_secrets
+from ..format.params import resolve_params
 from ..format.redaction import Redactor
 from . import dryrun
 from . import events as ev
@@ -133,7 +133,10 @@ class Run(Admission, Outcome, ChildProcedures):
         self.params = resolve_params(proc, cli_params, params)
         self._check_only()
         # a dry run plans without secrets: what needs a missing one is shown as unknown
-        self.secrets: dict[str, Any] = resolve_secrets(proc, allow_missing=self.dry_run)
+        # a store's secrets (vault, aws_secretsmanager, aws_ssm) are read here, once for the run
+        from ..executors import secretstores
+
+        self.secrets: dict[str, Any] = secretstores.resolve(proc, allow_missing=self.dry_run, offline=self.offline)
         self.missing_secrets = [n for n, v in self.secrets.items() if v is None]
         for name in self.missing_secrets:
             self.secrets[name] = ex.Unknown(f"secrets.{name}")

@@ -111,17 +111,74 @@ class MaintenanceWindow(Strict):
     wait: bool = False
 
 
+class VaultSource(Strict):
+    """A key of a Vault or OpenBao KV secret (engine/executors/secretstores.py reads it). The
+    address and credentials come from the standard environment (VAULT_ADDR, VAULT_TOKEN, or
+    VAULT_ROLE_ID and VAULT_SECRET_ID for AppRole) unless given here; a token or a secret id is
+    never written in the file: ``token_env``/``secret_id_env`` name another variable instead."""
+
+    path: str
+    key: str
+    mount: str = "secret"
+    engine: Literal["kv2", "kv1"] = "kv2"
+    version: int | None = None  # kv2: a given version, else the latest
+    address: str | None = None
+    namespace: str | None = None
+    auth: Literal["token", "approle"] | None = None  # else: a token if one is set, then AppRole
+    token_env: str | None = None
+    role_id: str | None = None
+    secret_id_env: str | None = None
+    approle_mount: str = "approle"
+
+    @model_validator(mode="after")
+    def _version_is_kv2(self) -> VaultSource:
+        if self.version is not None and self.engine != "kv2":
+            raise ValueError("version: only a kv2 engine keeps versions")
+        return self
+
+
+class AwsSecretsManagerSource(Strict):
+    id: str  # the secret's name or ARN
+    key: str | None = None  # a field of a JSON secret; else the whole SecretString
+    version_stage: str | None = None
+    region: str | None = None
+    profile: str | None = None
+
+
+class AwsSsmSource(Strict):
+    name: str  # a parameter's name (a SecureString is decrypted)
+    region: str | None = None
+    profile: str | None = None
+
+
+SECRET_SOURCES = ("env", "file", "vault", "aws_secretsmanager", "aws_ssm")
+
+
 class Secret(Strict):
     env: str | None = None
     file: str | None = None
+    # read from a secret store where the step runs, once per run (engine/executors/secretstores.py)
+    vault: VaultSource | None = None
+    aws_secretsmanager: AwsSecretsManagerSource | None = None
+    aws_ssm: AwsSsmSource | None = None
     # optional: an unset secret is the empty string (trust auth, .pgpass) instead of an error
     optional: bool = False
 
     @model_validator(mode="after")
     def _one_source(self) -> Secret:
-        if (self.env is None) == (self.file is None):
-            raise ValueError("a secret takes exactly one of 'env' or 'file'")
+        if sum(getattr(self, name) is not None for name in SECRET_SOURCES) != 1:
+            raise ValueError("a secret takes exactly one of 'env', 'file', 'vault', 'aws_secretsmanager' "
+                             "or 'aws_ssm'")
         return self
+
+    @property
+    def store(self) -> str | None:
+        """The secret store it is read from (``vault``, ``aws_secretsmanager``, ``aws_ssm``),
+        None for an environment variable or a file."""
+        for name in SECRET_SOURCES[2:]:
+            if getattr(self, name) is not None:
+                return name
+        return None
 
 
 # ---------------------------------------------------------------- connections

@@ -1,15 +1,16 @@
-"""Typed params from ``-p name=value`` and ``--params-file``, and secrets from env or file."""
+"""Typed params from ``-p name=value`` and ``--params-file``, and secrets from env, file or a store."""
 
 from __future__ import annotations
 
 import json
 import os
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ..errors import Problem, ProcedureError
-from .model import Param, Procedure
+from ..errors import InvalidInputError, Problem, ProcedureError
+from .model import Param, Procedure, Secret
 from .suggest import did_you_mean
 
 _TRUE = {"true", "yes", "1", "on"}
@@ -154,14 +155,40 @@ def _hint(spec: Param, value: Any, from_text: bool) -> str | None:
     return None
 
 
-def resolve_secrets(proc: Procedure, *, allow_missing: bool = False) -> dict[str, str | None]:
+class SecretUnavailable(InvalidInputError):
+    """A secret store could not give a secret. The message names the source and the reason
+    (permission denied, path missing, key missing), never a value; ``absent`` says the secret
+    is not there at all, which ``optional: true`` allows (a refusal or an outage it does not).
+    resolve_secrets turns it into a ProcedureError at the secret's declaration (exit 2)."""
+
+    def __init__(self, reason: str, *, absent: bool = False) -> None:
+        super().__init__(reason)
+        self.absent = absent
+
+
+# reads a store secret (vault, aws_secretsmanager, aws_ssm): engine/executors/secretstores.py
+# gives one per run (format reads nothing over the network itself)
+SecretReader = Callable[[Secret], str]
+
+
+def resolve_secrets(proc: Procedure, *, allow_missing: bool = False,
+                    read: SecretReader | None = None) -> dict[str, str | None]:
     """Read every secret; a missing one is an error before anything runs. With
-    ``allow_missing`` (a dry run) a missing one is None, for the runner to treat as unknown."""
+    ``allow_missing`` (a dry run) a missing one is None, for the runner to treat as unknown.
+    ``read`` reads the secrets kept in a store; without it such a secret is missing."""
     problems: list[Problem] = []
     out: dict[str, str | None] = {}
     for name, spec in proc.secrets.items():
         value: str | None = None
-        if spec.env is not None:
+        absent = True
+        if spec.store is not None:
+            missing = f"secret {name!r}: {spec.store} secrets are read only by a run"
+            if read is not None:
+                try:
+                    value = read(spec)
+                except SecretUnavailable as exc:
+                    missing, absent = f"secret {name!r}: {exc}", exc.absent
+        elif spec.env is not None:
             value = os.environ.get(spec.env)
             missing = f"secret {name!r}: environment variable {spec.env} is not set"
         else:
@@ -176,7 +203,7 @@ def resolve_secrets(proc: Procedure, *, allow_missing: bool = False) -> dict[str
             except ValueError:  # not UTF-8 text
                 missing += " (not UTF-8 text)"
         if value is None:
-            if spec.optional:
+            if spec.optional and absent:
                 out[name] = ""
                 continue
             if allow_missing:

@@ -377,7 +377,8 @@ def test_secret_and_connection_shapes(tmp_path: Path, capsys: pytest.CaptureFixt
             shell: echo
     """)
     assert lines == [
-        "procedures/x.yml:3:6: secrets.a: a secret takes exactly one of 'env' or 'file'",
+        "procedures/x.yml:3:6: secrets.a: a secret takes exactly one of 'env', 'file', 'vault', "
+        "'aws_secretsmanager' or 'aws_ssm'",
         "procedures/x.yml:4:6: secrets.b: expected a mapping, got the string 'TOKEN' "
         "(hint: a secret is {env: VARIABLE} or {file: PATH})",
         "procedures/x.yml:6:8: connections.db: unknown connection kind 'postgress' (did you mean 'postgres'?)",
