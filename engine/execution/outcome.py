@@ -73,6 +73,8 @@ class Outcome:
                            time.monotonic() - t0, steps, self.redactor(self.error) if self.error else None,
                            self.root_cause, list(self.undo_order), list(self.not_undone), kept, self.offline,
                            redact=self.redactor)
+        if self.notifier is not None:  # the end's notifications, waited for (bounded), are in the record
+            self.notifier.finish(result)
         if self.journal.active:
             self.journal.finish(result.to_json(), self._inputs_to_record(main))
         elif self.use_journal and self.parent is None and not self.offline:

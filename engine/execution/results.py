@@ -98,6 +98,8 @@ class RunResult:
     not_undone: list[str] = field(default_factory=list)
     kept: list[str] = field(default_factory=list)  # completed writes with no rollback defined
     offline: bool = False
+    # one per notification sent (notify:/escalate:): {channel, event, ok, error, ...}
+    notifications: list[dict[str, Any]] = field(default_factory=list)
     # the run's redactor: reports pass their final text through it, a last guard for secrets
     redact: Callable[[str], str] = field(default=_same, repr=False, compare=False)
 
@@ -112,6 +114,7 @@ class RunResult:
                 # rolled_back in the order the undos ran; not_undone, in the order they would have
                 "rolled_back": self.rolled_back, "not_undone": self.not_undone, "kept": self.kept,
                 **({"counts": self.counts()} if self.dry_run else {}),
+                **({"notifications": self.notifications} if self.notifications else {}),
                 "steps": [s.to_json() for s in self.steps.values()]}
 
     def counts(self) -> dict[str, int]:

@@ -89,6 +89,7 @@ class Run(Admission, Outcome, ChildProcedures):
         self.expected_actions = options.expected_actions
         self._log_dir = Path(options.log_dir) if options.log_dir else None
         self.on_event = on_event
+        self.notifier: Any = None  # hears this run's events for notify:/escalate: (set up below)
         # consumers that do not show output (JSON mode, a quiet console) spare the decoding
         self.wants_output = on_event is not None and getattr(on_event, "wants_output", True)
         self.ask = ask
@@ -156,6 +157,10 @@ class Run(Admission, Outcome, ChildProcedures):
         if self.use_journal and not self.dry_run and parent is None:
             # a real run records itself: a state it cannot open is invalid input, before any step
             self.store()
+        if proc.notify or proc.escalate or any(s.notify for s in proc.all_steps()):
+            from .notifying import notifier_for  # engine.notify is imported only by runs that notify
+
+            self.notifier = notifier_for(self)
 
     @property
     def cancel(self) -> threading.Event:
@@ -179,6 +184,8 @@ class Run(Admission, Outcome, ChildProcedures):
     # ------------------------------------------------------------ events
 
     def emit(self, event: ev.Event) -> None:
+        if self.notifier is not None:  # first: an embedder without a consumer is notified too
+            self.notifier.see(event)
         if self.on_event is not None and self.event_error is None:
             with self._emit_lock:  # consumers need not be thread-safe
                 try:

@@ -69,6 +69,10 @@ def check_semantics(proc: Procedure, source: Source, lenience: Lenience | None =
             where = ("window", "times") if not isinstance(proc.window, str) else ("window",)
             problems.append(source.problem(where, f"window: {exc}"))
     problems.extend(_check_expressions(proc, source, dag, lenience))
+    if proc.notify or proc.escalate or any(s.notify for s in proc.all_steps()):
+        from .notifications import check_notifications
+
+        problems.extend(check_notifications(proc, source, lenience.roots))
     return problems
 
 

@@ -25,6 +25,7 @@ from pydantic import (
 )
 
 from .durationfield import Duration
+from .notifications import Escalation, Notification
 
 ID_PATTERN = r"^[a-z_][a-z0-9_]*$"
 NAME_PATTERN = r"^[a-z0-9][a-z0-9-]*$"
@@ -296,7 +297,7 @@ Needs = Annotated[list[str], BeforeValidator(_one_or_list),
 class Step(Body):
     COMMON: ClassVar[frozenset[str]] = Body.COMMON | {
         "id", "needs", "when", "on", "serial", "max_fail", "preconditions", "verify",
-        "readonly", "idempotent", "continue_on_error", "rollback", "queue"}
+        "readonly", "idempotent", "continue_on_error", "rollback", "queue", "notify"}
     id: str = Field(pattern=ID_PATTERN)
     needs: Needs | None = None
     when: str | None = None
@@ -313,6 +314,8 @@ class Step(Body):
     # with --engine temporal: the task queue whose workers run this step (a network zone)
     queue: str | None = None
     rollback: Body | None = None
+    # this step's own notifications (engine/format/notifications.py)
+    notify: list[Notification] = Field(default_factory=list)
 
     @field_validator("serial", "max_fail")
     @classmethod
@@ -343,6 +346,9 @@ class Procedure(Strict):
     steps: list[Step] = Field(min_length=1)
     finally_: list[Step] = Field(default_factory=list, alias="finally")
     on_failure: list[Step] = Field(default_factory=list)
+    # who is told when the run starts, ends, fails, rolls back or waits (docs/notifications.md)
+    notify: list[Notification] = Field(default_factory=list)
+    escalate: list[Escalation] = Field(default_factory=list)
 
     _path: Path | None = PrivateAttr(default=None)
     _source: Any = PrivateAttr(default=None)

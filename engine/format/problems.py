@@ -133,7 +133,11 @@ def _describe(value: Any) -> str:
 
 def _allowed_keys(parent: Path_) -> list[str]:
     from .model import Param, Retry, Secret
+    from .notifications import allowed_keys
 
+    notification_keys = allowed_keys(parent)  # inside notify/escalate, a step's included
+    if notification_keys is not None:
+        return notification_keys
     if not parent:
         return [f.alias or n for n, f in Procedure.model_fields.items()]
     if parent[0] == "params" and len(parent) == 2:
