@@ -1,7 +1,7 @@
 """runproc beside go-task, ansible-core and pyinfra on every workload of issue 14, in one table.
 
     bench/run                                  # 5 rounds of every workload (a few minutes)
-    bench/run --quick                          # a ~10-second smoke: 1 round, small workloads
+    bench/run --quick                          # a smoke (~20 s, ansible most of it): 1 round, small workloads
     bench/run --rounds 9 --markdown docs/performance.md
     bench/run --workloads W1,W3 --rounds 3
 
@@ -67,8 +67,8 @@ REQUIREMENTS = ("ansible-core", "pyinfra", "go-task-bin")
 # each peer's command, in the venv's bin/
 EXECUTABLES = {"go-task": "task", "ansible-core": "ansible-playbook", "pyinfra": "pyinfra"}
 WORKLOADS = {
-    "W1": "{steps} x /bin/true in sequence",
-    "W2": "{sleeps} x sleep {seconds:g} in parallel",
+    "W1": "{steps} × /bin/true in sequence",
+    "W2": "{sleeps} × sleep {seconds:g} in parallel",
     "W3": "dry run of 10 steps",
     "version": "--version",
     "fanout": "`true` on {hosts} sshd hosts",
@@ -454,7 +454,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=None, help="alternating rounds (default 5; --quick 1)")
     parser.add_argument("--quick", action="store_true",
-                        help="a ~10-second smoke: 1 round, small workloads, no warm-up")
+                        help="a smoke of ~20 s (ansible is most of it): 1 round, small workloads, no warm-up")
     parser.add_argument("--markdown", type=Path, metavar="FILE", help="also write the table as markdown to FILE")
     parser.add_argument("--workloads", default=",".join(WORKLOADS),
                         help=f"a comma-separated subset of {', '.join(WORKLOADS)} (default: all)")
@@ -488,7 +488,7 @@ def main(argv: list[str] | None = None) -> int:
         skipped.append(f"fanout: skipped ({'--hosts 0' if sizes.hosts < 1 else f'no {fanout.SSHD} or ssh-keygen'})")
 
     started = time.perf_counter()
-    load_before = os.getloadavg()
+    loads = [os.getloadavg()[0]]
     with tempfile.TemporaryDirectory(prefix="runproc-bench-") as d:
         tmp = Path(d)
         (tmp / "home").mkdir()
@@ -504,13 +504,12 @@ def main(argv: list[str] | None = None) -> int:
                         "ansible-core": _version([str(bin_dir / "ansible"), "--version"], peer_env),
                         "pyinfra": _version([str(bin_dir / "pyinfra"), "--version"], peer_env)}
             if not ns.quick:
-                _each(workloads, "warm-up", lambda w: [cmd.time() for _, cmd in w.order()])
+                _each(workloads, "warm-up", lambda w: [cmd.time() for _, cmd in w.order()], loads)
             for r in range(rounds):
-                _each(workloads, f"round {r + 1}/{rounds}", Workload.run_round)
+                _each(workloads, f"round {r + 1}/{rounds}", Workload.run_round, loads)
         finally:
             if hosts:
                 hosts.stop()
-    load_after = os.getloadavg()
 
     command = "bench/run" + (" --quick" if ns.quick else "") + (f" --rounds {rounds}" if ns.rounds else "")
     if ns.workloads != ",".join(WORKLOADS):
@@ -521,8 +520,7 @@ def main(argv: list[str] | None = None) -> int:
         f"runproc beside its peers: wall time of the whole command in seconds, median (min–max) of "
         f"{rounds} alternating round{'s' if rounds > 1 else ''}",
         f"date {datetime.now(UTC):%Y-%m-%d %H:%M} UTC; command: `{command}` ({time.perf_counter() - started:.0f} s)",
-        f"machine: {runner.machine().split(', Python')[0]}; load average {_load(load_before)} before, "
-        f"{_load(load_after)} after",
+        f"machine: {runner.machine().split(', Python')[0]}; 1-minute load average {_load(loads)}",
         f"Python {sys.version.split()[0]} (runproc's; the peers' venv uses the same interpreter); "
         f"runproc {versions['runproc']} (checkout {_checkout()}), "
         + ", ".join(f"{p} {versions[p]}" for p in PEERS),
@@ -536,13 +534,15 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _load(avg: tuple[float, float, float]) -> str:
-    return " ".join(f"{x:.2f}" for x in avg)
+def _load(loads: list[float]) -> str:
+    """The load average read before the rounds and after each workload of each round."""
+    return f"{statistics.median(loads):.1f} median, {min(loads):.1f}–{max(loads):.1f} ({len(loads)} readings)"
 
 
-def _each(workloads: list[Workload], what: str, fn: Callable[[Workload], Any]) -> None:
+def _each(workloads: list[Workload], what: str, fn: Callable[[Workload], Any], loads: list[float]) -> None:
     print(f"{what}: ", end="", file=sys.stderr, flush=True)
     for w in workloads:
         print(w.key, end=" ", file=sys.stderr, flush=True)
         fn(w)
+        loads.append(os.getloadavg()[0])
     print(file=sys.stderr, flush=True)
