@@ -118,7 +118,7 @@ def silence_stdout() -> None:
     os.close(devnull)
 
 
-def asker(view: Any, stop: list[Any]) -> Any:
+def asker(view: Any, stop_run: list[Any]) -> Any:
     """Ask on the terminal; the prompt goes to stderr (as ``read -p``), stdout may be a report.
 
     It polls stdin so that an interrupt while a question waits ends the wait (the answer is
@@ -126,9 +126,10 @@ def asker(view: Any, stop: list[Any]) -> Any:
     """
     import select
 
-    def ask(message: str) -> bool:
+    def ask(message: str, stop: Any = None) -> bool:
         # the table so far stays on the screen above the question (the operator approves
-        # having seen the checks), and a fresh live table follows the answer
+        # having seen the checks), and a fresh live table follows the answer. ``stop``: an
+        # event set when the answer came from elsewhere (runproc approve, the web page)
         pause, resume = getattr(view, "pause", None), getattr(view, "resume", None)
         if pause is not None:
             pause()
@@ -136,7 +137,7 @@ def asker(view: Any, stop: list[Any]) -> Any:
             sys.stderr.write(f"{message} [y/N] ")
             sys.stderr.flush()
             while True:
-                if stop and stop[0].is_set():
+                if (stop_run and stop_run[0].is_set()) or (stop is not None and stop.is_set()):
                     sys.stderr.write("\n")
                     return False
                 readable, _, _ = select.select([sys.stdin], [], [], 0.2)
@@ -146,6 +147,7 @@ def asker(view: Any, stop: list[Any]) -> Any:
         finally:
             if resume is not None:
                 resume()
+    ask.stoppable = True  # type: ignore[attr-defined]  # the approvals gate may stop the question
     return ask
 
 

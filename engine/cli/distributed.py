@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from typing import Any
 
 from .common import Parser
 
@@ -41,22 +42,42 @@ def _worker(argv: list[str]) -> int:
 
 
 def _approve(argv: list[str]) -> int:
-    p = Parser(prog="runproc approve", description="Answer a confirm step that a run on the Temporal engine "
-                                                   "waits on (recorded with who answered).")
-    p.add_argument("run", help="the run id")
+    from .common import STATE_HELP
+
+    p = Parser(prog="runproc approve", description="Answer a confirm step that a run waits on, recorded with who "
+                                                   "answered: a run against a state (the default), or on the "
+                                                   "Temporal engine with --engine.")
+    p.add_argument("run", help="the run id (or its first characters, against a state)")
     p.add_argument("step", help="the confirm step's id")
     p.add_argument("--reject", action="store_true", help="refuse instead (the run then rolls back)")
     p.add_argument("--comment", help="why, recorded with the answer")
+    p.add_argument("--state", help=STATE_HELP + " (a run on this machine or a shared PostgreSQL state)")
     p.add_argument("--engine", default=os.environ.get("RUNPROC_ENGINE"), help=ENGINE_HELP)
     ns = p.parse_args(argv)
-    from ..errors import UsageError
-
-    if not ns.engine:
-        raise UsageError("runproc approve: --engine temporal://HOST:PORT (or RUNPROC_ENGINE) names the engine the "
-                         "run is on")
+    if ns.state or not ns.engine:
+        return _approve_in_state(ns)
     from ..distributed.client import approve, parse_engine
 
     print(approve(parse_engine(ns.engine), ns.run, ns.step, approved=not ns.reject, comment=ns.comment))
+    return 0
+
+
+def _approve_in_state(ns: Any) -> int:
+    """The answer written into the state, where the waiting run polls for it (a local run's
+    confirm step; engine/execution/approvals.py checks the step's approvers and four_eyes)."""
+    from ..execution.approvals import give
+    from ..execution.store import user_name
+    from ..state.opening import open_store
+
+    store = open_store(ns.state)
+    try:
+        given = give(store, ns.run, ns.step, approved=not ns.reject, by=user_name(), role=None,
+                     how="runproc approve", comment=ns.comment)
+    finally:
+        store.close()
+    verdict = "approved" if given["approved"] else "rejected"
+    print(f"{verdict} {given['step']} of run {given['run_id']} as {given['by']}; the run goes on when it next looks "
+          "(within a second)")
     return 0
 
 

@@ -126,7 +126,20 @@ class NullJournal:
 
     def rollback_finished(self, step_id: str, sr: StepResult) -> None: ...
 
-    def approval(self, step_id: str, approved: bool, by: str | None, how: str) -> None: ...
+    def approval(self, step_id: str, approved: bool, by: str | None, how: str, comment: str | None = None,
+                 role: str | None = None) -> None: ...
+
+    def waiting(self, step_id: str, request: dict[str, Any]) -> int | None:
+        """A confirm step starts waiting for an answer; the entry's seq names the request."""
+        return None
+
+    started_by: str | None = None
+
+    def answer(self, step_id: str, request: int, answer: dict[str, Any]) -> tuple[bool, dict[str, Any]]:
+        raise ConnectionError("this run keeps no journal: no answer can be recorded")
+
+    def answer_of(self, step_id: str, request: int) -> dict[str, Any] | None:
+        return None
 
     def hold(self, lock: str, run_id: str | None = None) -> None: ...
 
@@ -258,10 +271,39 @@ class Journal(NullJournal):
                                                          "error": undo.error if undo else None, "entry": entry,
                                                          "hosts": hosts})
 
-    def approval(self, step_id: str, approved: bool, by: str | None, how: str) -> None:
-        self._write("approval", step_id, None, {"approved": approved, "by": by, "how": how})
+    def approval(self, step_id: str, approved: bool, by: str | None, how: str, comment: str | None = None,
+                 role: str | None = None) -> None:
+        extra = {k: v for k, v in (("comment", comment), ("role", role)) if v}
+        self._write("approval", step_id, None, {"approved": approved, "by": by, "how": how, **extra})
 
-    def _write(self, event: str, step: str | None, host: str | None, data: dict[str, Any] | None) -> None:
+    def waiting(self, step_id: str, request: dict[str, Any]) -> int | None:
+        """A confirm step waits for an answer (runproc approve, the web page, the terminal): the
+        request ({message, approvers, four_eyes, started_by, until}) that answers are checked
+        against; its seq names it. None when the store is gone (only the terminal can answer)."""
+        seq = self._write("waiting", step_id, None, request)
+        return seq if self.lost is None else None
+
+    @property
+    def started_by(self) -> str | None:
+        """The user the run was recorded as started by (four_eyes keeps them from approving it)."""
+        return self._header.get("user")
+
+    def answer(self, step_id: str, request: int, answer: dict[str, Any]) -> tuple[bool, dict[str, Any]]:
+        """Record the terminal's answer unless one came from elsewhere first: (this one stands,
+        the one that stands)."""
+        return self._store_call(self.store.answer, self.run.run_id, step_id, request, answer)
+
+    def answer_of(self, step_id: str, request: int) -> dict[str, Any] | None:
+        """The answer given to a request beside the terminal (runproc approve, the web page)."""
+        return self._store_call(self.store.answer_of, self.run.run_id, step_id, request)
+
+    def _store_call(self, fn: Any, *args: Any) -> Any:
+        if self.lost is not None:
+            raise ConnectionError(f"the state store is gone ({self.lost})")
+        return self._call(fn, *args)
+
+    def _write(self, event: str, step: str | None, host: str | None, data: dict[str, Any] | None) -> int:
+        """Commit one entry (or spool it once the store is gone); its seq."""
         if data is not None:
             data = self.run.redactor.deep(data)  # the journal never holds a secret
         with self._lock:
@@ -278,6 +320,7 @@ class Journal(NullJournal):
                 import signal
 
                 os.kill(os.getpid(), signal.SIGKILL)
+            return int(entry["seq"])
 
     # ------------------------------------------------------------ the store gone
 

@@ -75,7 +75,7 @@ class StepRunner:
             deadline=time.monotonic() + timeout if timeout else None, cancel=cancel,
             env={k: str(v) for k, v in body.env.items()}, connections=run.proc.connections,
             resources=run.resources, log_dir=run.log_dir, host=host, yes=run.yes,
-            interactive=run.ask is not None, ask=run.ask, readonly=readonly,
+            interactive=run.ask is not None, ask=self.asker(step_id, body, cancel), readonly=readonly,
             # every render goes through the run's taint: a value derived from a secret is masked
             render=lambda v: taint.run(ex.render_value, ns, v),
             render_shell=lambda t: taint.run(_render_shell, ns, t),
@@ -83,6 +83,17 @@ class StepRunner:
             render_sql=lambda t: taint.run(ex.render_sql, ns, t),
             evaluate=lambda e: ex.evaluate(e, ns), redact=red, protect=taint.protect, on_output=on_output,
             on_progress=on_progress, run_child=run_child)
+
+    def asker(self, step_id: str, body: Body, cancel: Any) -> Any:
+        """What a step asks a person through: for a confirm step of a journaled run, a gate that
+        also takes the answer from runproc approve or the web page (approvals.py); else the
+        terminal's asker, if any."""
+        run = self.run
+        if getattr(body.action, "kind", None) != "confirm" or not run.journal.active:
+            return run.ask
+        from .approvals import Gate
+
+        return Gate(run.journal, step_id, run.ask, cancel, str(getattr(run, "run_id", "")))
 
     def describe(self, executor: Executor, options: Any, ctx: StepContext) -> str:
         """The rendered action for plans and reports; never the reason a step fails."""
@@ -265,7 +276,8 @@ class StepRunner:
             how = str(res.fields.get("how") or "terminal")
             # with --yes, the approver is whoever passed it
             by = user_name() if how == "--yes" else res.fields.get("by")
-            journal.approval(step.id, bool(res.fields.get("approved")), by, how)
+            journal.approval(step.id, bool(res.fields.get("approved")), by, how, res.fields.get("comment"),
+                             res.fields.get("role"))
         if isinstance(res, Refusal):
             sr.status, sr.error = "failed", res.error
             sr.notes.append("refused")

@@ -137,6 +137,18 @@ class StateStore(ABC):
     def close(self) -> None:
         """Release what the store holds open."""
 
+    # answers to confirm steps given beside the run's terminal (engine/execution/approvals.py);
+    # a store without them offers none: the terminal alone answers
+
+    def answer(self, run_id: str, step: str, request: int, answer: dict[str, Any]) -> tuple[bool, dict[str, Any]]:
+        """Record an answer to a confirm step's request unless one is there: (whether this one
+        stands, the answer that stands)."""
+        raise NotImplementedError(f"{type(self).__name__} keeps no answers to confirm steps")
+
+    def answer_of(self, run_id: str, step: str, request: int) -> dict[str, Any] | None:
+        """The answer given to a confirm step's request, or None."""
+        return None
+
 
 class StoreOpener(Protocol):
     """What opens a store when a run first needs it (a dry run may never), and says where its

@@ -13,7 +13,7 @@ auto-numbered key. ``user`` and ``procedure`` are quoted where PostgreSQL reserv
 
 from __future__ import annotations
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 # version 1: what runproc 0.1 created (CREATE ... IF NOT EXISTS: a version-1 file keeps its rows)
 V1 = [
@@ -53,4 +53,13 @@ V2 = [
     "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)",
 ]
 
-MIGRATIONS: dict[int, list[str]] = {1: V1, 2: V2}
+# version 3: answers to confirm steps given beside the run's terminal (runproc approve, the web
+# page). The waiting run polls for the answer to its request (the seq of its journal's `waiting`
+# entry); the key lets one answer stand per request, the first.
+V3 = [
+    "CREATE TABLE IF NOT EXISTS approvals (run_id TEXT NOT NULL, step TEXT NOT NULL, request INTEGER NOT NULL, "
+    "approved INTEGER NOT NULL, answered_by TEXT, role TEXT, how TEXT, comment TEXT, at TEXT NOT NULL, "
+    "host TEXT, PRIMARY KEY (run_id, step, request))",
+]
+
+MIGRATIONS: dict[int, list[str]] = {1: V1, 2: V2, 3: V3}

@@ -328,6 +328,33 @@ class SqlStore(StateStore):
                  "dry_run": bool(r[5]), "duration": r[6], "user": r[7], "host": r[8], "kind": r[9] or "run"}
                 for r in rows]
 
+    # ------------------------------------------------------------ answers to confirm steps
+
+    def answer(self, run_id: str, step: str, request: int, answer: dict[str, Any]) -> tuple[bool, dict[str, Any]]:
+        """Record ``answer`` ({approved, by, role, how, comment}) to a confirm step's request
+        unless one is there already: (whether this one stands, the answer that stands)."""
+        with self._mutex, self._tx() as run:
+            stood = run("INSERT INTO approvals (run_id, step, request, approved, answered_by, role, how, comment, at, "
+                        "host) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (run_id, step, request) DO NOTHING",
+                        (run_id, step, request, int(bool(answer.get("approved"))), answer.get("by"),
+                         answer.get("role"), answer.get("how"), answer.get("comment"), now_iso(),
+                         answer.get("host") or self.host)).rowcount
+            standing = self._answer_row(run, run_id, step, request)
+        assert standing is not None
+        return bool(stood), standing
+
+    def answer_of(self, run_id: str, step: str, request: int) -> dict[str, Any] | None:
+        """The answer given to a confirm step's request, or None (what a waiting run polls)."""
+        return self._answer_row(lambda sql, params: _Rows(self._read(sql, params)), run_id, step, request)
+
+    def _answer_row(self, run: Exec, run_id: str, step: str, request: int) -> dict[str, Any] | None:
+        row = run("SELECT approved, answered_by, role, how, comment, at, host FROM approvals "
+                  "WHERE run_id = ? AND step = ? AND request = ?", (run_id, step, request)).fetchone()
+        if row is None:
+            return None
+        return {"approved": bool(row[0]), "by": row[1], "role": row[2], "how": row[3], "comment": row[4],
+                "at": row[5], "host": row[6]}
+
     def record(self, report: dict[str, Any], inputs: dict[str, Any] | None = None) -> None:
         """Record a run's report (at its end; a dry run's only then)."""
         from . import retention
@@ -491,6 +518,8 @@ class SqlStore(StateStore):
                     counts["db_bytes"] += int(size)
                     if not dry_run:
                         run(f"DELETE FROM {table} WHERE {key} IN ({marks})", chunk)
+                if not dry_run:  # the answers to their confirm steps (each is in its run's journal too)
+                    run(f"DELETE FROM approvals WHERE run_id IN ({marks})", chunk)
         return {"run_ids": ids, "listed": listed, **counts, "running_kept": int(kept)}
 
     def info(self) -> dict[str, Any]:
@@ -529,6 +558,16 @@ class SqlStore(StateStore):
             return None
         keys = ("id", "user", "host", "pid", "kind", "of_run", "started_at", "ended_at", "status")
         return dict(zip(keys, rows[0], strict=True))
+
+
+class _Rows:
+    """Rows already read, shaped as a cursor's ``fetchone`` (one query, inside or outside a transaction)."""
+
+    def __init__(self, rows: list[tuple[Any, ...]]) -> None:
+        self.rows = rows
+
+    def fetchone(self) -> tuple[Any, ...] | None:
+        return self.rows[0] if self.rows else None
 
 
 def default_logs_dir() -> Path:

@@ -36,7 +36,8 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..errors import InvalidInputError
-from ..execution.store import RunFilter
+from ..execution.approvals import NotAllowed, NotWaiting, give, refusal
+from ..execution.store import RunFilter, user_name
 from ..state.opening import default_state_url, open_store, shown_url
 from ..version import __version__
 from . import dag, live, openapi
@@ -66,7 +67,9 @@ _HEADERS = {
     "content-security-policy": "default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'self'; "
                                "img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
     "x-content-type-options": "nosniff",
-    "referrer-policy": "no-referrer",
+    # same-origin, not no-referrer: under no-referrer a browser sends "Origin: null" with this
+    # server's own forms, which the Origin check below must refuse; other sites still see nothing
+    "referrer-policy": "same-origin",
     "x-frame-options": "DENY",
     "cache-control": "no-store",
 }
@@ -224,6 +227,7 @@ def create_app(settings: Settings, *, store: Any = None) -> Starlette:
     css = (STATIC / "runproc.css").read_bytes()
     script = (STATIC / "live.js").read_bytes()
     hub = live.Hub(store)
+    local_user = user_name()  # who answers from an open loopback server: this machine's user
 
     def who_of(request: Request) -> Who:
         who = getattr(request.state, "who", None)
@@ -311,8 +315,84 @@ def create_app(settings: Settings, *, store: Any = None) -> Starlette:
             return RedirectResponse(f"/runs/{run['run_id']}", status_code=303)
         graph = run["graph"]
         drawing = dag.draw(graph["nodes"], graph["edges"], dependencies_known=graph["dependencies_known"])
-        return page(request, "run.html", nav="runs", run=run, drawing=drawing,
+        who = who_of(request)
+        answering = {w["step"]: answering_view(who, w) for w in run["waiting"]}
+        return page(request, "run.html", nav="runs", run=run, drawing=drawing, answering=answering,
                     catalogued=catalogue.find(str(run.get("procedure") or "")) is not None)
+
+    # ------------------------------------------------------------ approvals
+
+    def answerer(who: Who) -> tuple[str, str | None]:
+        """Who answers a confirm step from this server: a token's holder whose role may, or the
+        local user of an open loopback server (the OS user the server runs as)."""
+        if who.open:
+            return local_user, None
+        if who.can("approve"):
+            return str(who.name), who.role
+        raise WebError(403, f"{who.name} ({who.role}) may not answer a confirm step; an approver's token may")
+
+    def answering_view(who: Who, wait: dict[str, Any]) -> dict[str, Any]:
+        """What the run page offers this viewer for a waiting step: a form, and whether its
+        Approve may be used (the step's four_eyes and approvers), with the reason when not."""
+        try:
+            by, role = answerer(who)
+        except WebError as exc:
+            return {"can": False, "why": exc.message, "as": None}
+        return {"can": True, "why": refusal(wait, by=by, role=role, approved=True),
+                "as": f"{by} ({role})" if role else by}
+
+    def give_answer(run_id: str, step: str, approved: bool, who: Who, how: str, comment: str | None,
+                    asked: int | None) -> dict[str, Any]:
+        by, role = answerer(who)
+        try:
+            return give(store, resolve_run(store, run_id), step, approved=approved, by=by, role=role, how=how,
+                        comment=comment, request=asked)
+        except NotAllowed as exc:
+            raise WebError(403, str(exc)) from None
+        except NotWaiting as exc:
+            raise WebError(409, str(exc)) from None
+
+    async def approve_form(request: Request) -> Response:
+        who = access.identify(request)
+        request.state.who = who
+        form = await _form(request)  # its CSRF token checked before anything else
+        answerer(who)  # then whether this viewer may answer at all
+        decision = form.get("decision")
+        if decision not in ("approve", "reject"):
+            raise WebError(400, "decision: expected approve or reject")
+        step = form.get("step") or ""
+        asked = form.get("request") or ""
+        if not step or not asked.isdigit():
+            raise WebError(400, "the form names no step or question: reload the run's page")
+        run_id = request.path_params["run_id"]
+        given = await anyio.to_thread.run_sync(give_answer, run_id, step, decision == "approve", who, "web",
+                                               form.get("comment"), int(asked))
+        return RedirectResponse(f"/runs/{given['run_id']}#step-{step}", status_code=303)
+
+    def api_approvals(request: Request) -> Response:
+        run = run_detail(store, request.path_params["run_id"], catalogue)
+        return JsonResponse({"run_id": run["run_id"], "approvals": run["approvals"], "waiting": run["waiting"]})
+
+    async def api_approve(request: Request) -> Response:
+        who = access.identify(request)
+        if who.open:  # the API's writes always need a token
+            raise WebError(401, "answering through the API needs a token, and none are configured "
+                                "(runproc serve token add NAME --role approver --tokens FILE)",
+                           {"www-authenticate": 'Bearer realm="runproc"'})
+        if who.by_cookie:  # a signed-in browser answers with the page's form, which carries a CSRF token
+            raise WebError(401, "the API's writes take Authorization: Bearer TOKEN",
+                           {"www-authenticate": 'Bearer realm="runproc"'})
+        body = await _json(request)
+        step, approved, comment = body.get("step"), body.get("approved"), body.get("comment")
+        if not isinstance(step, str) or not step:
+            raise WebError(400, "step: the confirm step's id, a string")
+        if not isinstance(approved, bool):
+            raise WebError(400, "approved: true to approve, false to reject")
+        if comment is not None and not isinstance(comment, str):
+            raise WebError(400, "comment: a string, or leave it out")
+        given = await anyio.to_thread.run_sync(give_answer, request.path_params["run_id"], step, approved, who,
+                                               "api", comment, None)
+        return JsonResponse(given, status_code=201)
 
     def api_run(request: Request) -> Response:
         run = run_detail(store, request.path_params["run_id"], catalogue)
@@ -439,6 +519,7 @@ def create_app(settings: Settings, *, store: Any = None) -> Starlette:
         Route("/static/live.js", javascript, methods=["GET"]),
         Route("/runs", guarded("read", runs_page), methods=["GET"]),
         Route("/runs/{run_id}", guarded("read", run_page), methods=["GET"]),
+        Route("/runs/{run_id}/approvals", approve_form, methods=["POST"]),
         Route("/procedures", guarded("read", procedures_page), methods=["GET"]),
         Route("/procedures/{name}", guarded("read", procedure_page), methods=["GET"]),
         Route("/login", login_form, methods=["GET"]),
@@ -449,6 +530,8 @@ def create_app(settings: Settings, *, store: Any = None) -> Starlette:
         Route("/api/v1/runs/{run_id}", guarded("read", api_run), methods=["GET"]),
         Route("/api/v1/runs/{run_id}/steps", guarded("read", api_steps), methods=["GET"]),
         Route("/api/v1/runs/{run_id}/events", guarded_stream("read", api_run_events), methods=["GET"]),
+        Route("/api/v1/runs/{run_id}/approvals", guarded("read", api_approvals), methods=["GET"]),
+        Route("/api/v1/runs/{run_id}/approvals", api_approve, methods=["POST"]),
         Route("/api/v1/procedures", guarded("read", api_procedures), methods=["GET"]),
         Route("/api/v1/procedures/{name}", guarded("read", api_procedure), methods=["GET"]),
         Route("/api/v1/openapi.json", guarded("read", api_openapi), methods=["GET"]),
@@ -533,16 +616,34 @@ def _sse(name: str, data: dict[str, Any], seq: int | None) -> dict[str, Any]:
     return event
 
 
-async def _form(request: Request) -> dict[str, str]:
-    """An urlencoded form of at most MAX_BODY bytes, its CSRF token checked against the cookie
-    (and its Origin, when the browser sends one, against this server's)."""
-    if request.headers.get("content-type", "").split(";")[0].strip() != "application/x-www-form-urlencoded":
-        raise WebError(415, "expected a form (application/x-www-form-urlencoded)")
+async def _body(request: Request) -> bytes:
     body = b""
     async for chunk in request.stream():
         body += chunk
         if len(body) > MAX_BODY:
             raise WebError(413, f"the request body is larger than {MAX_BODY} bytes")
+    return body
+
+
+async def _json(request: Request) -> dict[str, Any]:
+    """A JSON object of at most MAX_BODY bytes (an API write's body)."""
+    if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
+        raise WebError(415, "expected JSON (Content-Type: application/json)")
+    try:
+        value = json.loads(await _body(request) or b"null")
+    except (ValueError, UnicodeDecodeError):
+        raise WebError(400, "the body is not JSON") from None
+    if not isinstance(value, dict):
+        raise WebError(400, "expected a JSON object")
+    return value
+
+
+async def _form(request: Request) -> dict[str, str]:
+    """An urlencoded form of at most MAX_BODY bytes, its CSRF token checked against the cookie
+    (and its Origin, when the browser sends one, against this server's)."""
+    if request.headers.get("content-type", "").split(";")[0].strip() != "application/x-www-form-urlencoded":
+        raise WebError(415, "expected a form (application/x-www-form-urlencoded)")
+    body = await _body(request)
     try:
         fields = {k: v[-1] for k, v in parse_qs(body.decode("utf-8"), keep_blank_values=True).items()}
     except UnicodeDecodeError:

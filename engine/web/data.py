@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from ..errors import InvalidInputError
+from ..execution.approvals import pending
 from ..execution.results import RUN_STATUSES
 from ..execution.store import RunFilter
 
@@ -219,7 +220,8 @@ def run_detail(store: Any, run_id: str, catalogue: Catalogue | None = None) -> d
         out.setdefault(key, None)
     for key in ("rolled_back", "not_undone", "kept", "in_flight"):
         out[key] = [str(s) for s in out.get(key) or []]
-    out["approvals"] = [{"step": None, "at": None, "approved": None, "by": None, "how": None, "comment": None, **a}
+    out["approvals"] = [{"step": None, "at": None, "approved": None, "by": None, "how": None, "comment": None,
+                         "role": None, **a}
                         for a in out.get("approvals") or [] if isinstance(a, dict)]
     out["replays"] = [{"id": r["id"], "kind": r["kind"], "status": (r.get("report") or {}).get("status")}
                       for r in store.replays_of(rid)]
@@ -231,6 +233,13 @@ def run_detail(store: Any, run_id: str, catalogue: Catalogue | None = None) -> d
             if view["status"] == "interrupted" and "running" in view["notes"]:
                 view["status"], view["notes"] = "running", [n for n in view["notes"] if n != "running"]
     out["live_seq"] = live_seq if out.get("status") == "running" else None
+    # the confirm steps waiting for an answer, each with its question and rules (a run that
+    # ended waits for nothing, whatever its journal's last entries say)
+    waits = pending(journal) if out.get("status") == "running" else {}
+    out["waiting"] = [{"step": sid, "message": w.get("message"), "approvers": list(w.get("approvers") or []),
+                       "four_eyes": bool(w.get("four_eyes")), "started_by": w.get("started_by"),
+                       "until": w.get("until"), "since": w.get("since"), "request": w["request"]}
+                      for sid, w in waits.items()]
     out["timeline"] = [{k: e.get(k) for k in ("seq", "at", "event", "step", "host")} for e in journal]
     out["graph"] = run_graph(out, inputs, catalogue)
     return out

@@ -89,6 +89,34 @@ def document() -> dict[str, Any]:
                 "responses": {"200": _stream("the run's events"), "400": _error("a bad after"),
                               "404": _error("no such run"), **_AUTH},
             }},
+            "/api/v1/runs/{run_id}/approvals": {
+                "get": {
+                    "summary": "A run's answered confirm steps and those waiting for an answer",
+                    "operationId": "getRunApprovals",
+                    "parameters": [_RUN_ID],
+                    "responses": {"200": _ok("answers and questions", "Approvals"), "404": _error("no such run"),
+                                  **_AUTH},
+                },
+                "post": {
+                    "summary": "Answer a confirm step the run waits on (a token with the approver role; with no "
+                               "tokens configured: 401). Recorded with who, when and how (api), and the comment",
+                    "operationId": "answerConfirm",
+                    "parameters": [_RUN_ID],
+                    "requestBody": {"required": True, "content": {"application/json": {"schema": {
+                        "type": "object", "required": ["step", "approved"], "properties": {
+                            "step": {"type": "string"}, "approved": {"type": "boolean"},
+                            "comment": {"type": ["string", "null"], "maxLength": 1000}}}}}},
+                    "responses": {"201": _ok("the answer as recorded", "Answer"),
+                                  "400": _error("a body that is not {step, approved, comment}"),
+                                  "401": _error("no token (a token is always needed to answer through the API)"),
+                                  "403": _error("the token's role may not answer, or the step's four_eyes or "
+                                                "approvers refuse this user"),
+                                  "404": _error("no such run"),
+                                  "409": _error("the run does not wait on that step (ended, not asking, or answered "
+                                                "already)"),
+                                  "415": _error("the body is not JSON")},
+                },
+            },
             "/api/v1/runs/events": {"get": {
                 "summary": "The runs list, live: a `run` event (a RunSummary) for each run that starts or "
                            "changes status; first the runs still going and those started in the last minute",
@@ -156,6 +184,11 @@ def _schemas() -> dict[str, Any]:
         "edges": {"type": "array", "items": {"type": "array", "items": {"type": "string"}, "minItems": 2,
                                              "maxItems": 2}, "description": "[needed step, step that needs it]"},
         "source": _NULLABLE_STRING, "note": _NULLABLE_STRING, "dependencies_known": {"type": "boolean"}}}
+    waiting = {"type": "object", "required": ["step", "message", "request"], "properties": {
+        "step": {"type": "string"}, "message": _NULLABLE_STRING, "request": {"type": "integer"},
+        "approvers": {"type": "array", "items": {"type": "string"}}, "four_eyes": {"type": "boolean"},
+        "started_by": _NULLABLE_STRING, "since": _NULLABLE_STRING,
+        "until": {"type": ["string", "null"], "description": "when the step times out, if it does"}}}
     param = {"type": "object", "properties": {
         "name": {"type": "string"}, "type": {"type": "string"}, "required": {"type": "boolean"},
         "default": {"description": "*** for a secret"}, "choices": {"type": ["array", "null"]},
@@ -197,8 +230,21 @@ def _schemas() -> dict[str, Any]:
                     "replays": {"type": "array", "items": {"type": "object"}},
                     "steps": {"type": "array", "items": {"$ref": "#/components/schemas/Step"}},
                     "graph": {"$ref": "#/components/schemas/Graph"},
+                    "waiting": {"type": "array", "items": {"$ref": "#/components/schemas/Waiting"}},
                     "live_seq": {"type": ["integer", "null"], "description": "a run still going: the journal "
                                  "entry this answer shows everything up to (follow /events?after= from it)"}}},
+        "Answer": {"type": "object", "required": ["run_id", "step", "approved", "by", "how", "at"], "properties": {
+            "run_id": {"type": "string"}, "step": {"type": "string"}, "approved": {"type": "boolean"},
+            "by": {"type": "string"}, "role": _NULLABLE_STRING, "how": {"type": "string"},
+            "comment": _NULLABLE_STRING, "at": {"type": "string"}, "host": _NULLABLE_STRING}},
+        "Waiting": waiting,
+        "Approvals": {"type": "object", "required": ["run_id", "approvals", "waiting"], "properties": {
+            "run_id": {"type": "string"},
+            "approvals": {"type": "array", "items": {"type": "object", "properties": {
+                "step": _NULLABLE_STRING, "approved": {"type": ["boolean", "null"]}, "by": _NULLABLE_STRING,
+                "role": _NULLABLE_STRING, "how": _NULLABLE_STRING, "at": _NULLABLE_STRING,
+                "comment": _NULLABLE_STRING}}},
+            "waiting": {"type": "array", "items": {"$ref": "#/components/schemas/Waiting"}}}},
         "RunSteps": {"type": "object", "required": ["run_id", "steps"], "properties": {
             "run_id": {"type": "string"}, "status": {"type": "string"},
             "steps": {"type": "array", "items": {"$ref": "#/components/schemas/Step"}}}},

@@ -13,6 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from engine.state.migrations import SCHEMA_VERSION
 from tests.helpers.cli import RUNPROC, Done, child_env, runproc, write
 
 TOUCH = """
@@ -113,7 +114,7 @@ def test_a_version_1_sqlite_state_upgrades_in_place(tmp_path: Path) -> None:
     _upgraded_in_place(tmp_path, f"sqlite:///{db_path}")
     db = sqlite3.connect(db_path)
     try:
-        assert db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchall() == [("2",)]
+        assert db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchall() == [(str(SCHEMA_VERSION),)]
         lock_columns = {r[1] for r in db.execute("PRAGMA table_info(locks)")}
         assert {"pid_start", "heartbeat_at", "lease"} <= lock_columns
         tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
@@ -175,7 +176,7 @@ def test_a_version_1_postgresql_state_upgrades_in_place(tmp_path: Path, pg_db: s
           + f"INSERT INTO locks VALUES ('db-primary', 'deadbeef0000', 'old-deploy', {_dead_pid()}, "
             f"'{socket.gethostname()}', 'ghost', '2025-06-01T10:00:00Z');")
     _upgraded_in_place(tmp_path, pg_db)
-    assert _psql(pg_db, "SELECT value FROM meta WHERE key = 'schema_version'") == "2"
+    assert _psql(pg_db, "SELECT value FROM meta WHERE key = 'schema_version'") == str(SCHEMA_VERSION)
     columns = set(_psql(pg_db, "SELECT column_name FROM information_schema.columns "
                                "WHERE table_name = 'locks'").split())
     assert {"pid_start", "heartbeat_at", "lease"} <= columns
@@ -191,6 +192,6 @@ def test_twenty_processes_opening_a_new_postgresql_state_at_once_migrate_it_once
     for rc, out, err in results:
         assert rc == 0, err
         assert json.loads(out) == [] and err == ""
-    assert _psql(pg_db, "SELECT count(*), min(value) FROM meta WHERE key = 'schema_version'") == "1|2"
+    assert _psql(pg_db, "SELECT count(*), min(value) FROM meta WHERE key = 'schema_version'") == f"1|{SCHEMA_VERSION}"
     tables = set(_psql(pg_db, "SELECT tablename FROM pg_tables WHERE schemaname = 'public'").split())
-    assert tables == {"locks", "runs", "run_inputs", "journal", "lock_events", "meta"}
+    assert tables == {"locks", "runs", "run_inputs", "journal", "lock_events", "meta", "approvals"}

@@ -132,8 +132,9 @@ def test_the_openapi_document_names_every_api_route_and_validates_answers(client
                                                                          history: History) -> None:
     doc = client.get("/api/v1/openapi.json").json()
     assert doc["openapi"].startswith("3.")
-    routes = {r.path for r in client.app.routes if isinstance(r, Route) and r.path.startswith("/api/")}  # type: ignore[attr-defined]
-    assert set(doc["paths"]) == routes
+    routes = {(r.path, m.lower()) for r in client.app.routes  # type: ignore[attr-defined]
+              if isinstance(r, Route) and r.path.startswith("/api/") for m in r.methods or () if m != "HEAD"}
+    assert {(path, method) for path, ops in doc["paths"].items() for method in ops} == routes
     assert doc["paths"]["/api/v1/runs"]["get"]["parameters"][1]["schema"]["enum"] == list(STATUSES)
     # the answers match their schemas (references resolved against the document itself)
     schemas = doc["components"]["schemas"]
@@ -148,4 +149,5 @@ def test_the_openapi_document_names_every_api_route_and_validates_answers(client
     check(client.get("/api/v1/procedures").json(), "Catalogue")
     check(client.get("/api/v1/procedures/demo").json(), "Procedure")
     check(client.get("/api/v1/runs/0123456789ab").json(), "Error")
+    check(client.get(f"/api/v1/runs/{run_id}/approvals").json(), "Approvals")
     assert set(schemas) >= {"RunPage", "Run", "RunSteps", "Catalogue", "Procedure", "Error"}

@@ -77,7 +77,7 @@ def test_pages_and_answers_carry_headers_that_keep_them_to_their_own_resources(c
         assert "default-src 'none'" in csp and "frame-ancestors 'none'" in csp
         # scripts and event streams from this server only: no inline script, no other origin
         assert "script-src 'self';" in csp and "connect-src 'self';" in csp and "unsafe" not in csp
-        assert r.headers["x-content-type-options"] == "nosniff" and r.headers["referrer-policy"] == "no-referrer"
+        assert r.headers["x-content-type-options"] == "nosniff" and r.headers["referrer-policy"] == "same-origin"
 
 
 def test_open_means_reading_only(history: History) -> None:
