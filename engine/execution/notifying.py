@@ -9,8 +9,10 @@ flight are waited for (bounded), and their records become the result's ``notific
 When each event fires:
 
 - ``start``: the run started (a step: it started);
-- ``approval_needed``: a confirm step waits for a person (not with ``--yes``, nor when there
-  is nobody to ask: the step then fails at once); its escalation clock starts;
+- ``approval_needed``: a confirm step waits for a person: asked at the terminal (``ask``), or
+  waiting for ``runproc approve`` or the web page (the step says so as its progress); not when
+  ``--yes`` answers it, nor when nobody can (the step then fails at once); its escalation clock
+  starts;
 - ``failure``: as soon as a step fails the run, before its rollback (a step: it failed or
   timed out), or at the end when the run ended failed, refused or interrupted without such a
   step; the failure's escalation clock starts;
@@ -37,6 +39,8 @@ if TYPE_CHECKING:
     from ..notify.templates import Facts
 
 _PHASES = ("step", "finally", "on_failure")
+# how a confirm step of a journaled run says it waits for an answer from elsewhere
+WAITING_FROM_ELSEWHERE = "waiting for an answer"
 _FAILED_RUN = ("failed", "refused", "interrupted", "rollback_incomplete")
 
 
@@ -51,6 +55,7 @@ class RunNotifier:
         self.who = user_name()
         self.host = socket.gethostname()
         self.failure_sent = False
+        self.waiting: set[str] = set()  # confirm steps whose approval_needed went out
         self.steps: dict[str, Step] = {s.id: s for s in self.proc.all_steps() if s.notify or _asks(s)}
         self.dispatcher = Dispatcher(render=self._render, evaluate=self._evaluate, redact=run.redactor,
                                      note=self._warn, levels=self.proc.escalate)
@@ -95,7 +100,12 @@ class RunNotifier:
             if step is None:
                 return
             self._to_step(step, self._facts("start", "running", step=step.id, own_step=True))
-            if _asks(step) and not self.run.yes and self.run.ask is not None:
+            if _asks(step) and self.run.ask is not None and not _answered_by_yes(step, self.run.yes):
+                self._approval_needed(step)
+        elif isinstance(e, ev.StepProgress) and e.message.startswith(WAITING_FROM_ELSEWHERE):
+            # a journaled run's confirm step waits for runproc approve or the web page
+            step = self.steps.get(e.step_id)
+            if step is not None and _asks(step):
                 self._approval_needed(step)
         elif isinstance(e, ev.StepFinished) and e.phase in _PHASES:
             self._step_finished(e)
@@ -107,6 +117,9 @@ class RunNotifier:
 
     def _approval_needed(self, step: Step) -> None:
         assert step.action is not None
+        if step.id in self.waiting:
+            return  # asked at the terminal and waiting elsewhere too: one wait
+        self.waiting.add(step.id)
         try:
             question = str(self._render(step.action.options.message, self._facts("approval_needed", "waiting")))
         except Exception:  # noqa: BLE001 - the step itself reports a message that does not render
@@ -119,6 +132,7 @@ class RunNotifier:
 
     def _step_finished(self, e: ev.StepFinished) -> None:
         self.dispatcher.stop_clock(f"approval:{e.step_id}")  # answered, either way
+        self.waiting.discard(e.step_id)
         result = e.result
         step = self.steps.get(e.step_id)
         if result.status == "ok" and step is not None:
@@ -198,6 +212,13 @@ def _asks(step: Step) -> bool:
     return step.action is not None and step.action.kind == "confirm"
 
 
+def _answered_by_yes(step: Step, yes: bool) -> bool:
+    """``--yes`` answers a confirm step, unless its rules want another person (four_eyes,
+    approvers: engine/execution/approvals.py)."""
+    options = step.action.options if step.action is not None else None
+    return yes and not (getattr(options, "four_eyes", False) or getattr(options, "approvers", None))
+
+
 def plan_note(proc: Any) -> str | None:
     """What a dry run says instead of sending: the channels and the events they would hear."""
     said: list[str] = []
@@ -205,9 +226,11 @@ def plan_note(proc: Any) -> str | None:
     entries += [(f"step {s.id}: ", n) for s in proc.all_steps() for n in s.notify]
     for prefix, entry in entries:
         said.append(f"{prefix}{entry.channel} on {', '.join(entry.events)}")
+    from ..notify.templates import shown_duration
+
     for level in proc.escalate:
-        said.append(f"{level.channel} after {level.after:g}s without "
-                    + " or ".join("an approval" if e == "approval_needed" else "a recovery" for e in level.events))
+        waits = [w for e, w in (("approval_needed", "an approval"), ("failure", "a recovery")) if e in level.events]
+        said.append(f"{level.channel} after {shown_duration(level.after)} without {' or '.join(waits)}")
     if not said:
         return None
     return "a dry run sends no notification; a real run would notify: " + "; ".join(said)

@@ -40,6 +40,7 @@ FALLBACK_EVENTS = ("failure",)
 DEFAULT_TIMEOUT = 10.0
 MAX_TIMEOUT = 60.0
 PAGERDUTY_URL = "https://events.pagerduty.com/v2/enqueue"
+PAGERDUTY_URL_ENV = "RUNPROC_PAGERDUTY_URL"  # another Events API endpoint for every run (a test's)
 
 Event = Literal["start", "success", "failure", "rollback", "approval_needed"]
 
@@ -125,7 +126,8 @@ class PagerDutyOptions(ChannelOptions):
     escalation, resolved on success or a complete rollback, one per run (its dedup key)."""
 
     routing_key: str
-    url: str = PAGERDUTY_URL
+    # default: $RUNPROC_PAGERDUTY_URL, else PagerDuty's (an EU account: events.eu.pagerduty.com)
+    url: str | None = None
     severity: Literal["critical", "error", "warning", "info"] = "critical"
     dedup_key: str | None = None
     source: str | None = None

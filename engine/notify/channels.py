@@ -13,12 +13,14 @@ are used as given and never appear in a payload, a record or an error.
 
 from __future__ import annotations
 
+import os
 import ssl
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
+from ..format.notifications import PAGERDUTY_URL, PAGERDUTY_URL_ENV
 from .templates import Facts
 
 # Teams' Adaptive Card colours and a legacy card's theme, by how the event reads
@@ -67,6 +69,8 @@ def build(channel: str, options: dict[str, Any], facts: Facts, message: str, tim
     if channel == "email":
         return _email(options, facts, message, timeout)
     url = str(options.get("url") or "")
+    if channel == "pagerduty" and not url:
+        url = os.environ.get(PAGERDUTY_URL_ENV) or PAGERDUTY_URL
     out = Outgoing(channel, shown_url(url), timeout, url=url,
                    headers={"Content-Type": "application/json", "User-Agent": _user_agent()})
     if channel == "slack":
@@ -138,8 +142,8 @@ def _pagerduty(options: dict[str, Any], facts: Facts, message: str) -> dict[str,
             "timestamp": datetime.now(UTC).isoformat(timespec="seconds"),
             "component": str(options.get("component") or facts.procedure),
             "class": str(options.get("class") or facts.name),
-            "custom_details": {**{k: v for k, v in facts.as_namespace().items() if v not in (None, [], "")},
-                               "message": message},
+            "custom_details": {**{k: v for k, v in facts.as_namespace().items()
+                                  if v not in (None, [], "") and k != "summary"}, "message": message},
         }
         if options.get("group"):
             payload["group"] = str(options["group"])

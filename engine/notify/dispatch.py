@@ -20,6 +20,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import fields, replace
 from typing import TYPE_CHECKING, Any
 
+from ..format.expressions import ExpressionError
 from ..format.notifications import DEFAULT_TIMEOUT
 from .channels import Outgoing, build, send
 from .templates import Facts, default_message
@@ -38,6 +39,10 @@ WORKERS = 4
 GRACE = 2.0
 
 Render = Callable[[Any, Facts], Any]
+
+
+class _Unrendered(Exception):  # noqa: N818 - private: an option's template failed, said in one line
+    pass
 Evaluate = Callable[[str, Facts], Any]
 
 
@@ -57,6 +62,10 @@ class Dispatcher:
         self._lock = threading.Lock()
         self._pool: ThreadPoolExecutor | None = None
         self._futures: list[Future[None]] = []
+        # the last send of each entry: the next one waits for it, so that one receiver gets the
+        # events of a run in their order (a PagerDuty resolve never overtakes its trigger)
+        self._last: dict[int, Future[None]] = {}
+        self._due: dict[int, float] = {}  # when the last send of each entry will have ended, at the latest
         self._records: list[dict[str, Any]] = []
         self._wait_until = 0.0
         self._clocks: dict[str, list[threading.Timer]] = {}
@@ -76,19 +85,25 @@ class Dispatcher:
                 return
             out = self._outgoing(entry, facts, record)
         except Exception as exc:  # noqa: BLE001 - a template or a when that fails: recorded, not raised
-            self._failed(record, f"{type(exc).__name__}: {exc}" if not str(exc).startswith("in `") else str(exc))
+            said = str(exc) if isinstance(exc, _Unrendered | ExpressionError) else f"{type(exc).__name__}: {exc}"
+            self._failed(record, f"when: {said}" if isinstance(exc, ExpressionError) else said)
             return
         record["target"] = self._redact(out.target)
         with self._lock:
             if self._closed:
                 return
             self._records.append(record)
-            self._wait_until = max(self._wait_until, time.monotonic() + out.timeout + GRACE)
+            # a send starts once the entry's previous one ended: its deadline follows that one's
+            due = max(self._due.get(id(entry), 0.0), time.monotonic()) + out.timeout + GRACE
+            self._due[id(entry)] = due
+            self._wait_until = max(self._wait_until, due)
             if self._pool is None:
                 from concurrent.futures import ThreadPoolExecutor
 
                 self._pool = ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="notify")
-            self._futures.append(self._pool.submit(self._deliver, out, record))
+            future = self._pool.submit(self._deliver, out, record, self._last.get(id(entry)))
+            self._last[id(entry)] = future
+            self._futures.append(future)
 
     def _outgoing(self, entry: Notification, facts: Facts, record: dict[str, Any]) -> Outgoing:
         facts = self._redacted(facts)
@@ -100,7 +115,7 @@ class Dispatcher:
             try:
                 rendered = self._render(value, facts)
             except Exception as exc:  # noqa: BLE001 - named, so the operator knows which option
-                raise ValueError(f"{key}: {exc}") from None
+                raise _Unrendered(f"{key}: {exc}") from None
             options[key] = rendered if key in CREDENTIALS else self._deep_redact(rendered)
         message = facts.summary
         if given.get("message"):
@@ -131,7 +146,11 @@ class Dispatcher:
             return [self._deep_redact(v) for v in value]
         return value
 
-    def _deliver(self, out: Outgoing, record: dict[str, Any]) -> None:
+    def _deliver(self, out: Outgoing, record: dict[str, Any], before: Future[None] | None) -> None:
+        if before is not None:
+            # submitted earlier, so already taken by a worker of this FIFO pool: it ends within
+            # its own timeout, and this wait with it
+            before.exception()
         sent = send(out)
         error = self._redact(sent.error) if sent.error else None
         with self._lock:

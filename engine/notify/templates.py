@@ -56,7 +56,7 @@ class Facts:
             return f"{who} waits for an approval (run {self.run_id})"
         if self.name == "escalation":
             waited = "approval" if self.cause == "approval_needed" else "recovery"
-            return f"{self.procedure}: no {waited} after {_shown(self.after or 0)} (run {self.run_id})"
+            return f"{self.procedure}: no {waited} after {shown_duration(self.after or 0)} (run {self.run_id})"
         if self.name == "start":
             return f"{who} started (run {self.run_id})"
         if self.name == "rollback" and not self.own_step:
@@ -108,12 +108,13 @@ def default_message(facts: Facts) -> str:
     if facts.not_undone:
         text += f"\nNOT undone (a person must look): {', '.join(facts.not_undone)}"
     if facts.duration is not None:
-        text += f"\nDuration: {_shown(facts.duration)}"
+        text += f"\nDuration: {shown_duration(facts.duration)}"
     text += f"\nBy {facts.who} on {facts.host}"
     return text
 
 
-def _shown(seconds: float) -> str:
+def shown_duration(seconds: float) -> str:
+    """``0.2s``, ``15m``, ``1m30s``, ``2h05m``: a wait as a person says it."""
     if seconds < 60:
         return f"{seconds:.1f}s"
     minutes, secs = divmod(int(round(seconds)), 60)

@@ -222,12 +222,14 @@ steps:
     assert result.notifications[0]["ok"] is True
 
 
-def test_a_message_that_does_not_render_sends_the_default_one(http, run_procedure):
+def test_a_message_that_does_not_render_sends_the_default_one_and_a_url_sends_nothing(http, run_procedure):
     result = run_procedure("""
 procedure: typo
 notify:
   - on: [failure]
     slack: {url: "{{ env.NOTIFY_HOOK }}", message: "{{ steps.later.stdout }} broke"}
+  - on: [failure]
+    webhook: "{{ steps.later.json.url }}"
 steps:
   - id: fail
     shell: "exit 1"
@@ -236,9 +238,12 @@ steps:
 """)
     [request] = http.requests_to("/hook")
     assert request.json()["text"].startswith("🚨 typo failed")
-    [record] = result.notifications
-    assert record["ok"] is True and "the default message was sent" in record["warning"]
+    sent, unsent = result.notifications
+    assert sent["ok"] is True and "the default message was sent" in sent["warning"]
     assert any("the default message was sent" in w for w in warnings(result))
+    # where to send cannot fall back on anything: not sent, recorded, said
+    assert unsent["channel"] == "webhook" and unsent["ok"] is False and unsent["error"].startswith("url: ")
+    assert any(w.startswith("notification webhook on failure not sent: url: ") for w in warnings(result))
 
 
 def test_when_false_sends_nothing(http, run_procedure):
@@ -279,5 +284,5 @@ steps:
     assert result.status == "planned" and result.notifications == [] and http.requests == []
     [note] = [e.text for e in result.events if isinstance(e, events.Note) and e.level == "info"]
     assert note == ("a dry run sends no notification; a real run would notify: webhook on start, failure; "
-                    "pagerduty on failure, approval_needed, rollback, success; slack after 900s without "
-                    "a recovery or an approval")
+                    "pagerduty on failure, approval_needed, rollback, success; slack after 15m without "
+                    "an approval or a recovery")
