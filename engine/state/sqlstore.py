@@ -328,6 +328,13 @@ class SqlStore(StateStore):
                  "dry_run": bool(r[5]), "duration": r[6], "user": r[7], "host": r[8], "kind": r[9] or "run"}
                 for r in rows]
 
+    def run_of_process(self, pid: int, since: str) -> str | None:
+        """The run a process of this host recorded at or after ``since`` (runproc serve finds the
+        run it started this way: a real run is recorded as it starts, a dry run as it ends)."""
+        rows = self._read("SELECT id FROM runs WHERE pid = ? AND host = ? AND started_at >= ? "
+                          "ORDER BY started_at DESC LIMIT 1", (pid, self.host, since))
+        return str(rows[0][0]) if rows else None
+
     # ------------------------------------------------------------ answers to confirm steps
 
     def answer(self, run_id: str, step: str, request: int, answer: dict[str, Any]) -> tuple[bool, dict[str, Any]]:

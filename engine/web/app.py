@@ -35,12 +35,12 @@ from starlette.responses import HTMLResponse, PlainTextResponse, RedirectRespons
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ..errors import InvalidInputError
+from ..errors import InvalidInputError, ProcedureError
 from ..execution.approvals import NotAllowed, NotWaiting, give, refusal
 from ..execution.store import RunFilter, user_name
 from ..state.opening import default_state_url, open_store, shown_url
 from ..version import __version__
-from . import dag, live, openapi
+from . import dag, live, openapi, starts
 from .catalogue import Catalogue
 from .data import (
     DEFAULT_LIMIT,
@@ -472,6 +472,87 @@ def create_app(settings: Settings, *, store: Any = None) -> Starlette:
         return JsonResponse({**entry.detail(), "url": f"/api/v1/procedures/{entry.name}",
                              "graph": procedure_graph(entry), "last_runs": runs})
 
+    # ------------------------------------------------------------ starting a run
+
+    def state_url() -> str:
+        path = getattr(store, "path", None)
+        return f"sqlite:///{Path(path).resolve()}" if path is not None else str(store.url)
+
+    def start_page(request: Request) -> Response:
+        entry = find_procedure(request.path_params["name"])
+        return start_form(request, entry)
+
+    def start_form(request: Request, entry: Any, status: int = 200, problems: list[str] | None = None,
+                   values: dict[str, str] | None = None, dry_run: bool = False) -> Response:
+        who = who_of(request)
+        may = who.can("start")
+        why = None if may else ("starting a run needs an operator's token, and none are configured on this server "
+                                "(runproc serve token add NAME --role operator --tokens FILE)" if who.open
+                                else f"{who.name} ({who.role}) may not start runs; an operator's token may")
+        return page(request, "start.html", status=status, nav="procedures", entry=entry, may_start=may, why=why,
+                    problems=problems or [], values=values or {}, dry_run=dry_run)
+
+    def run_started(entry: Any, given: dict[str, Any], who: Who, dry_run: bool, *, from_text: bool) -> Any:
+        """Check the params as the CLI does, then start the run; ProcedureError or StartFailed."""
+        params = starts.check_params(entry.file, given, from_text=from_text)
+        return starts.start(entry.file, params, state_url=state_url(), user=str(who.name), dry_run=dry_run,
+                            store=store)
+
+    async def start_run_form(request: Request) -> Response:
+        who = access.identify(request)
+        request.state.who = who
+        form = await _form(request)  # CSRF first
+        entry = find_procedure(request.path_params["name"])
+        if not who.can("start"):
+            raise WebError(401 if who.open else 403, "starting a run needs an operator's token"
+                           + (", and none are configured on this server" if who.open else
+                              f"; {who.name} is a {who.role}"))
+        dry_run = form.get("mode") == "dry_run"
+        values = starts.form_values(form)
+        try:
+            started = await anyio.to_thread.run_sync(
+                lambda: run_started(entry, values, who, dry_run, from_text=True))
+        except ProcedureError as exc:
+            # the form again, with what the CLI would say; a secret's field is never filled back in
+            shown = {k: v for k, v in values.items() if not _secret(entry, k)}
+            return start_form(request, entry, 400, starts.problems_text(exc), shown, dry_run)
+        except starts.StartFailed as exc:
+            raise WebError(502, str(exc)) from None
+        if started.run_id is None:
+            return RedirectResponse(f"/runs?procedure={entry.name}", status_code=303)
+        return RedirectResponse(f"/runs/{started.run_id}", status_code=303)
+
+    async def api_start_run(request: Request) -> Response:
+        who = access.identify(request)
+        if who.open:  # the API's writes always need a token
+            raise WebError(401, "starting a run needs a token, and none are configured "
+                                "(runproc serve token add NAME --role operator --tokens FILE)",
+                           {"www-authenticate": 'Bearer realm="runproc"'})
+        if who.by_cookie:
+            raise WebError(401, "the API's writes take Authorization: Bearer TOKEN",
+                           {"www-authenticate": 'Bearer realm="runproc"'})
+        if not who.can("start"):
+            raise WebError(403, f"{who.name} ({who.role}) may not start runs; an operator's token may")
+        entry = find_procedure(request.path_params["name"])
+        body = await _json(request)
+        unknown = sorted(set(body) - {"params", "dry_run"})
+        if unknown:
+            raise WebError(400, f"{unknown[0]}: unknown field; a start takes params and dry_run")
+        params, dry_run = body.get("params", {}), body.get("dry_run", False)
+        params = {} if params is None else params
+        if not isinstance(params, dict) or not isinstance(dry_run, bool):
+            raise WebError(400, "params: an object of name: value; dry_run: true or false")
+        try:
+            started = await anyio.to_thread.run_sync(lambda: run_started(entry, params, who, dry_run, from_text=False))
+        except ProcedureError as exc:
+            raise WebError(400, "; ".join(starts.problems_text(exc))) from None
+        except starts.StartFailed as exc:
+            raise WebError(502, str(exc)) from None
+        rid = started.run_id
+        return JsonResponse({"run_id": rid, "dry_run": dry_run, "pid": started.pid,
+                             "url": f"/api/v1/runs/{rid}" if rid else None, "page": f"/runs/{rid}" if rid else None},
+                            status_code=201 if rid else 202)
+
     def api_openapi(request: Request) -> Response:
         return JsonResponse(openapi.document())
 
@@ -522,6 +603,8 @@ def create_app(settings: Settings, *, store: Any = None) -> Starlette:
         Route("/runs/{run_id}/approvals", approve_form, methods=["POST"]),
         Route("/procedures", guarded("read", procedures_page), methods=["GET"]),
         Route("/procedures/{name}", guarded("read", procedure_page), methods=["GET"]),
+        Route("/procedures/{name}/start", guarded("read", start_page), methods=["GET"]),
+        Route("/procedures/{name}/runs", start_run_form, methods=["POST"]),
         Route("/login", login_form, methods=["GET"]),
         Route("/login", login, methods=["POST"]),
         Route("/logout", logout, methods=["POST"]),
@@ -534,6 +617,7 @@ def create_app(settings: Settings, *, store: Any = None) -> Starlette:
         Route("/api/v1/runs/{run_id}/approvals", api_approve, methods=["POST"]),
         Route("/api/v1/procedures", guarded("read", api_procedures), methods=["GET"]),
         Route("/api/v1/procedures/{name}", guarded("read", api_procedure), methods=["GET"]),
+        Route("/api/v1/procedures/{name}/runs", api_start_run, methods=["POST"]),
         Route("/api/v1/openapi.json", guarded("read", api_openapi), methods=["GET"]),
     ]
 
@@ -587,6 +671,10 @@ def create_app(settings: Settings, *, store: Any = None) -> Starlette:
     app.state.hub = hub  # runproc serve's stop ends its streams (server.run)
     app.state.settings = settings
     return app
+
+
+def _secret(entry: Any, name: str) -> bool:
+    return any(p["name"] == name and p["secret"] for p in entry.params)
 
 
 def _after(request: Request) -> int:

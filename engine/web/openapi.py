@@ -134,6 +134,24 @@ def document() -> dict[str, Any]:
                 "parameters": [_NAME],
                 "responses": {"200": _ok("the procedure", "Procedure"), "404": _error("no such procedure"), **_AUTH},
             }},
+            "/api/v1/procedures/{name}/runs": {"post": {
+                "summary": "Start a run or a dry run of a catalogued procedure, as the token's holder (a token with "
+                           "the operator role; with no tokens configured: 401). The params are checked as the "
+                           "command line checks them, then `runproc FILE --state ...` starts in the background",
+                "operationId": "startRun",
+                "parameters": [_NAME],
+                "requestBody": {"required": True, "content": {"application/json": {"schema": {
+                    "type": "object", "properties": {
+                        "params": {"type": "object", "description": "name: value, typed as in a params file"},
+                        "dry_run": {"type": "boolean", "default": False}}}}}},
+                "responses": {"201": _ok("started: its id and page", "Started"),
+                              "202": _ok("started, not recorded yet after 30 s (run_id null)", "Started"),
+                              "400": _error("bad params (the command line's messages) or body"),
+                              "401": _error("no token (a token is always needed to start a run)"),
+                              "403": _error("the token's role may not start runs"),
+                              "404": _error("no such procedure"), "415": _error("the body is not JSON"),
+                              "502": _error("runproc ended without recording a run (its last line)")},
+            }},
             "/api/v1/openapi.json": {"get": {
                 "summary": "This document", "operationId": "openapi",
                 "responses": {"200": {"description": "the OpenAPI document",
@@ -238,6 +256,9 @@ def _schemas() -> dict[str, Any]:
             "by": {"type": "string"}, "role": _NULLABLE_STRING, "how": {"type": "string"},
             "comment": _NULLABLE_STRING, "at": {"type": "string"}, "host": _NULLABLE_STRING}},
         "Waiting": waiting,
+        "Started": {"type": "object", "required": ["run_id", "dry_run", "pid"], "properties": {
+            "run_id": _NULLABLE_STRING, "dry_run": {"type": "boolean"}, "pid": {"type": "integer"},
+            "url": _NULLABLE_STRING, "page": _NULLABLE_STRING}},
         "Approvals": {"type": "object", "required": ["run_id", "approvals", "waiting"], "properties": {
             "run_id": {"type": "string"},
             "approvals": {"type": "array", "items": {"type": "object", "properties": {

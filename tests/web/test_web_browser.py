@@ -1,7 +1,8 @@
 """runproc serve in a real browser: Playwright driving Debian's chromium against a real
 ``runproc serve`` while real ``runproc`` runs go on beside it. A step turns green on the page
 by itself; a confirm step with ``four_eyes`` is approved from a second browser signed in as
-another person while the starter's Approve stays refused, and both pages show the answer."""
+another person while the starter's Approve stays refused, and both pages show the answer; a
+dry run is started from the form made from the procedure's params."""
 
 from __future__ import annotations
 
@@ -102,12 +103,12 @@ def test_a_step_turns_green_live(browser: Browser, tmp_path: Path) -> None:
             proc.communicate()
 
 
-def _signed_in(browser: Browser, base: str, name: str, token: str) -> Page:
+def _signed_in(browser: Browser, base: str, name: str, token: str, role: str = "approver") -> Page:
     page = browser.new_context().new_page()  # a context of its own: its own cookies, another person
     page.goto(f"{base}/login")
     page.fill("#token", token)
     page.click("form.login button[type=submit]")
-    expect(page.locator("header .who")).to_contain_text(f"{name} (approver)", timeout=WAIT_MS)
+    expect(page.locator("header .who")).to_contain_text(f"{name} ({role})", timeout=WAIT_MS)
     return page
 
 
@@ -141,3 +142,19 @@ def test_four_eyes_refuses_the_starter_and_a_second_person_approves(browser: Bro
         if proc.poll() is None:
             proc.kill()
             proc.communicate()
+
+
+def test_a_dry_run_started_from_the_form(browser: Browser, tmp_path: Path) -> None:
+    write(tmp_path, FOUR_EYES.replace("steps:", "params:\n  version: {type: str, required: true}\nsteps:", 1)
+          .replace("echo shipped", "echo shipping {{ params.version }}"), "release.yml")
+    file = str(tmp_path / "tokens.conf")
+    token = tokens.add_token(file, "olga", "operator")
+    with serving(History(tmp_path, tmp_path), "--tokens", file) as base:
+        page = _signed_in(browser, base, "olga", token, role="operator")
+        page.goto(f"{base}/procedures/release")
+        page.click("text=Start a run or a dry run")
+        page.fill("#f-version", "v9")
+        page.click("form.start button[value=dry_run]")
+        expect(page.locator("#run-title .badge")).to_have_text("planned", timeout=WAIT_MS)
+        expect(page.locator("#step-ship")).to_contain_text("echo shipping v9")
+        expect(page.locator("main > dl.facts")).to_contain_text("olga on")  # started by the signed-in person

@@ -29,10 +29,10 @@ def _every_url(client: TestClient, history: History) -> list[str]:
     for run_id in history.every():
         # the event stream too: a finished run's replays its whole journal, then closes
         urls += [f"/runs/{run_id}", f"/api/v1/runs/{run_id}", f"/api/v1/runs/{run_id}/steps",
-                 f"/api/v1/runs/{run_id}/events"]
+                 f"/api/v1/runs/{run_id}/events", f"/api/v1/runs/{run_id}/approvals"]
     for p in client.get("/api/v1/procedures").json()["procedures"]:
         if p["ok"]:  # an invalid file has no page of its own
-            urls += [f"/procedures/{p['name']}", f"/api/v1/procedures/{p['name']}"]
+            urls += [f"/procedures/{p['name']}", f"/api/v1/procedures/{p['name']}", f"/procedures/{p['name']}/start"]
     return urls
 
 
