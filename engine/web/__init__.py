@@ -4,7 +4,8 @@ this package's own ``__init__`` imports none of them, so ``runproc serve token a
 error naming the extra work without it; ``engine.web.app`` imports them.
 
 Layering: beside ``engine.cli`` at the top; it reads through ``engine.api``, ``engine.state``,
-``engine.ui`` and ``engine.format``, and only ``engine.cli.serve`` imports it.
+``engine.ui`` and ``engine.format``, answers confirm steps through ``engine.execution.approvals``
+and starts runs as ``runproc`` processes; only ``engine.cli.serve`` imports it.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 from ..errors import InvalidInputError
 
 EXTRA_HINT = "pip install 'runproc[web]'"
-# what ``import`` must find for ``runproc serve``; sse-starlette serves live updates (later)
+# what ``import`` must find for ``runproc serve``; sse-starlette serves the live updates
 _NEEDED = (("starlette", "starlette"), ("uvicorn", "uvicorn"), ("sse_starlette", "sse-starlette"))
 
 

@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from ..errors import ProcedureError
+from ..errors import FailedError, ProcedureError
 
 APPROVAL_WAIT = "1h"
 # how long a start waits for its run to be recorded (a dry run: for it to end) before answering
@@ -45,8 +45,8 @@ APPROVAL_WAIT = "1h"
 FIND_SECONDS = 30.0
 
 
-class StartFailed(RuntimeError):
-    """The process ended without recording a run: its last words say why."""
+class StartFailed(FailedError):
+    """The process ended without recording a run: its last words say why (a 502)."""
 
 
 @dataclass
