@@ -68,6 +68,11 @@ def build(proc: Procedure, params: dict[str, Any], *, run_id: str, started_at: s
         for i, step in enumerate(group):
             if step.action is not None and step.action.kind == "procedure":
                 problem((section, i), f"step {step.id}: child procedures do not run on the Temporal engine yet")
+            options = step.action.options if step.action is not None and step.action.kind == "confirm" else None
+            if options is not None and (getattr(options, "four_eyes", False) or getattr(options, "approvers", None)):
+                # refused, not ignored: runproc approve --engine does not check who answers yet
+                problem((section, i), f"step {step.id}: approvers and four_eyes are not checked by the Temporal "
+                                      "engine yet: run this procedure locally")
             needs = needs_of[step.id] if phase == "step" else list(step.needs or [])
             entry = {"id": step.id, "name": step.name, "phase": phase, "raw": raw_steps.get(step.id, {}),
                      "needs": needs, "queue": _queue(step, proc, connections, default_queue),

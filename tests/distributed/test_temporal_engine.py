@@ -673,6 +673,14 @@ def test_bad_engine_input_is_one_line(temporal_server: TemporalServer, tmp_path:
     """, name="locked.yml")
     done = runproc(tmp_path, str(locked), "--engine", temporal_server.engine_url)
     assert done.rc == 2 and "locked.yml:2:7:" in done.stderr and "lock" in done.stderr, done.stderr
+    guarded = write(tmp_path, """
+        procedure: guarded
+        steps:
+          - id: gate
+            confirm: {message: "go?", four_eyes: true}
+    """, name="guarded.yml")
+    done = runproc(tmp_path, str(guarded), "--engine", temporal_server.engine_url)
+    assert done.rc == 2 and "guarded.yml:3:" in done.stderr and "four_eyes" in done.stderr, done.stderr
     unlocked = write(tmp_path, (tmp_path / "locked.yml").read_text().replace("lock: db\n", ""), name="w.yml")
     done = runproc(tmp_path, str(unlocked), "--engine", temporal_server.engine_url)
     assert done.rc == 3 and "maintenance window" in done.stderr, done.stderr
