@@ -26,6 +26,10 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import InvalidInputError, RefusedError
 
+# how a confirm step says, as its progress, that it waits for an answer from anywhere (the
+# notifier reads it to send approval_needed: one text, in one place)
+WAITING = "waiting for an answer"
+
 if TYPE_CHECKING:
     from .journal import NullJournal
 
@@ -187,7 +191,7 @@ class Gate:
                 why = not_mine or "the state store is gone and there is no terminal to ask"
                 return {"error": f"approval needed ({message}) and nobody may give it here: {why}", "refused": True}
             return self._terminal_only(terminal, message, starter)
-        say(f"waiting for an answer: runproc approve {self.run_id} {self.step_id} [--reject], or the run's page"
+        say(f"{WAITING}: runproc approve {self.run_id} {self.step_id} [--reject], or the run's page"
             + (", or here" if terminal is not None else ""))
         return self._wait(seq, terminal, message, starter, deadline)
 

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 from ..format import expressions as ex
 from ..format.model import Step
 from . import events as ev
+from .approvals import WAITING as WAITING_FROM_ELSEWHERE
 from .results import FAILED, RunResult
 from .store import user_name
 
@@ -39,8 +40,6 @@ if TYPE_CHECKING:
     from ..notify.templates import Facts
 
 _PHASES = ("step", "finally", "on_failure")
-# how a confirm step of a journaled run says it waits for an answer from elsewhere
-WAITING_FROM_ELSEWHERE = "waiting for an answer"
 _FAILED_RUN = ("failed", "refused", "interrupted", "rollback_incomplete")
 
 
