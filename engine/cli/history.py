@@ -49,15 +49,7 @@ def _runs(argv: list[str]) -> int:
     if ns.engine:
         return _runs_on_engine(ns)
 
-    limit = _count("-n", ns.n, minimum=1)
-    offset = 0
-    if ns.page is not None:
-        offset = (_count("--page", ns.page, minimum=1) - 1) * limit
-    elif ns.offset is not None:
-        offset = _count("--offset", ns.offset, minimum=0)
-    if ns.status is not None and ns.status not in STATUSES:
-        _bad("--status", f"unknown status {ns.status!r}", f"one of: {', '.join(STATUSES)}")
-    since = parse_since(ns.since) if ns.since is not None else None
+    limit, offset, since = _page_and_filters(ns)
     from ..state.opening import open_store
 
     store = open_store(ns.state)
@@ -160,10 +152,9 @@ def parse_since(text: str) -> str:
 # ---------------------------------------------------------------- show
 
 
-def _runs_on_engine(ns: Any) -> int:
-    """The runs of a Temporal engine (workflows of runproc's interpreter), newest first."""
-    from ..distributed.client import RunQuery, list_runs, parse_engine
-
+def _page_and_filters(ns: Any) -> tuple[int, int, str | None]:
+    """(limit, offset, since) from ``runs``' options, each bad one said in one line (exit 2);
+    the same for the state's runs and an engine's."""
     limit = _count("-n", ns.n, minimum=1)
     offset = 0
     if ns.page is not None:
@@ -172,7 +163,14 @@ def _runs_on_engine(ns: Any) -> int:
         offset = _count("--offset", ns.offset, minimum=0)
     if ns.status is not None and ns.status not in STATUSES:
         _bad("--status", f"unknown status {ns.status!r}", f"one of: {', '.join(STATUSES)}")
-    since = parse_since(ns.since) if ns.since is not None else None
+    return limit, offset, parse_since(ns.since) if ns.since is not None else None
+
+
+def _runs_on_engine(ns: Any) -> int:
+    """The runs of a Temporal engine (workflows of runproc's interpreter), newest first."""
+    from ..distributed.client import RunQuery, list_runs, parse_engine
+
+    limit, offset, since = _page_and_filters(ns)
     runs = list_runs(parse_engine(ns.engine), RunQuery(limit=limit, offset=offset, procedure=ns.procedure,
                                                        status=ns.status, since=since, user=ns.user))
     if ns.output == "json":
