@@ -189,7 +189,7 @@ def _decide_in_flight(items: list[Any], inflight: str, confirm: Asker | None, ru
 def resume(run_id: str, params: dict[str, Any] | None = None, *, cli_params: dict[str, str] | None = None,
            on_event: EventSink | None = None, ask: Asker | None = None, say: Callable[[str], None] | None = None,
            watch: list[Any] | None = None, handle_signals: bool = False, inflight: str = "ask",
-           confirm: Asker | None = None, **keywords: Any) -> RunResult:
+           confirm: Asker | None = None, from_step: str | None = None, **keywords: Any) -> RunResult:
     """Continue a recorded run that did not end ok, or whose runner was killed: steps recorded
     ok are not run again (their results are ``steps.<id>``; a fanned-out step's finished hosts
     likewise); the recorded params and options, plus ``keywords`` (the present choices:
@@ -199,11 +199,13 @@ def resume(run_id: str, params: dict[str, Any] | None = None, *, cli_params: dic
     ``idempotent: true``; otherwise ``inflight`` says: ``ask`` (``confirm`` asks a person;
     without one, RefusedError), ``again`` (run it again) or ``skip`` (treat it as done).
     ``say`` hears what will happen before it does; ``watch`` receives the run's stop event (an
-    asker waiting at a confirm gives up when it is set). RefusedError when it cannot be resumed."""
+    asker waiting at a confirm gives up when it is set). RefusedError when it cannot be resumed.
+    ``from_step``: retry from that step: it and every step that needs it run again, even
+    recorded ok (then a run that ended ok may be resumed too)."""
     from .state import replay
 
     rec = _recorded(run_id, "resume", params, cli_params, keywords.get("state"))
-    plan_ = replay.resume_plan(rec)
+    plan_ = replay.resume_plan(rec, from_step)
     for item, again in _decide_in_flight(plan_.in_flight, inflight, confirm, rec.run_id, "resume", say):
         if not again:
             replay.treat_as_done(plan_, item, rec.run_id)

@@ -38,6 +38,10 @@ def _replay_parser(verb: str, description: str) -> argparse.ArgumentParser:
                    help="roll back without asking, a step that was in flight when the runner stopped included"
                    if verb == "rollback" else "approve every confirm step, and run again a step that was in flight "
                    "when the runner stopped")
+    p.add_argument("--rerun-inflight", action="store_true",
+                   help="a step that was in flight when the runner stopped: "
+                   + ("undo it too" if verb == "rollback" else "run it again")
+                   + " (as --yes does, without --yes's other answers)")
     p.add_argument("--skip-inflight", action="store_true",
                    help="a step that was in flight when the runner stopped: "
                    + ("leave it as it is (do not undo it)" if verb == "rollback" else "treat it as done"))
@@ -54,7 +58,7 @@ def _not_with_engine(verb: str, ns: argparse.Namespace, *flags: str) -> None:
     from ..errors import UsageError
 
     for flag in flags:
-        if getattr(ns, flag.lstrip("-").replace("-", "_"), None):
+        if getattr(ns, {"--from": "from_step"}.get(flag, flag.lstrip("-").replace("-", "_")), None):
             why = ("a secret param does not run on the Temporal engine" if flag in ("--param", "--params-file")
                    else "not with --engine yet")
             raise UsageError(f"runproc {verb}: {flag} with --engine: {why}")
@@ -71,7 +75,7 @@ def _refuse_replay(verb: str, ns: argparse.Namespace, exc: Any) -> int:
 def _inflight(ns: argparse.Namespace) -> str:
     """What to do with a step that was in flight when the runner stopped: ask, again or skip
     (--skip-inflight wins over --yes, which also approves confirm steps or the rollback)."""
-    return "skip" if ns.skip_inflight else "again" if ns.yes else "ask"
+    return "skip" if ns.skip_inflight else "again" if ns.yes or ns.rerun_inflight else "ask"
 
 
 def _terminal_confirm() -> Any:
@@ -156,6 +160,9 @@ def _resume(argv: list[str]) -> int:
                                  "recorded params and options; steps recorded ok are not run again, their "
                                  "recorded results are steps.<id>. Refused (exit 3) if the procedure changed "
                                  "since, or if the run's steps were rolled back.")
+    p.add_argument("--from", dest="from_step", metavar="STEP",
+                   help="retry from STEP: it and every step that needs it run again, even if recorded ok "
+                        "(a run that ended ok may be resumed so)")
     p.add_argument("--ignore-window", action="store_true", help="run outside the procedure's window")
     p.add_argument("--accept-new-hosts", action="store_true", help="accept and record unknown SSH host keys")
     p.add_argument("--known-hosts", metavar="FILE", help="SSH known_hosts file (default ~/.ssh/known_hosts)")
@@ -177,7 +184,7 @@ def _resume(argv: list[str]) -> int:
     try:
         params, given = _params(ns)
         result = api.resume(ns.run, params, cli_params=given, on_event=sink, ask=ask, watch=stop,
-                            inflight=_inflight(ns), confirm=_terminal_confirm(),
+                            inflight=_inflight(ns), confirm=_terminal_confirm(), from_step=ns.from_step,
                             say=lambda text: print(f"runproc resume: {text}", file=sys.stderr),
                             handle_signals=True, state=ns.state, yes=ns.yes, ignore_window=ns.ignore_window,
                             report_dir=ns.report_dir, accept_new_hosts=ns.accept_new_hosts,
@@ -201,7 +208,7 @@ def _resume_on_engine(ns: argparse.Namespace, sink: Any) -> int:
 
     try:
         _not_with_engine("resume", ns, "--param", "--params-file", "--report-dir", "--accept-new-hosts",
-                         "--known-hosts")
+                         "--known-hosts", "--from")
         stop, leave = threading.Event(), threading.Event()
         report = api.resume_on_engine(ns.run, engine=ns.engine, yes=ns.yes, ignore_window=ns.ignore_window,
                                       on_event=sink, stop=stop, leave=leave,

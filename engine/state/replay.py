@@ -82,8 +82,11 @@ class Recorded:
         return out
 
 
-def load(journal: SqliteStore, ref: str, verb: str, given: dict[str, str], from_file: dict[str, Any]) -> Recorded:
-    """The run ``ref`` names (an id or its first characters), or a RefusedError/InvalidInputError saying why not."""
+def load(journal: SqliteStore, ref: str, verb: str, given: dict[str, str], from_file: dict[str, Any],
+         *, check_secrets: bool = True) -> Recorded:
+    """The run ``ref`` names (an id or its first characters), or a RefusedError/InvalidInputError saying why not.
+    ``check_secrets=False``: a preview of what would be done (runproc serve's confirmation page),
+    without the secret params given again; nothing may be run with what it returns."""
     from ..format.loader import load as load_procedure
     from . import fingerprints, plans
 
@@ -133,7 +136,7 @@ def load(journal: SqliteStore, ref: str, verb: str, given: dict[str, str], from_
     values.update(from_file)
     for name, stored in secret.items():
         value = given.get(name, from_file.get(name))
-        if stored is None:
+        if stored is None or not check_secrets:
             continue
         if value is None:
             raise InvalidInputError(f"param {name!r} is secret: run {run_id} recorded only a hash of it; "
@@ -191,14 +194,18 @@ class ResumePlan:
     in_flight: list[InFlight]
 
 
-def resume_plan(rec: Recorded) -> ResumePlan:
-    """What a resume skips and what it must decide about; RefusedError when it cannot resume."""
+def resume_plan(rec: Recorded, from_step: str | None = None) -> ResumePlan:
+    """What a resume skips and what it must decide about; RefusedError when it cannot resume.
+    ``from_step`` (``runproc resume --from STEP``): that step and every step that needs it,
+    directly or not, run again even if recorded ok (a run that ended ok may be retried so)."""
     from ..execution.dryrun import changes_things
     from .recovery import in_flight
 
+    again = rerun_from(rec, from_step) if from_step is not None else set()
     status = rec.report.get("status")
-    if status == "ok":
-        raise RefusedError(f"run {rec.run_id} ended ok: there is nothing to resume")
+    if status == "ok" and not again:
+        raise RefusedError(f"run {rec.run_id} ended ok: there is nothing to resume "
+                           "(runproc resume --from STEP runs a step and those after it again)")
     rollbacks = [r["id"] for r in rec.replays if r["kind"] == "rollback"]
     undoing = any(e["event"] == "rollback_started" for e in rec.journal)
     if rec.undone() or rollbacks or undoing:
@@ -211,11 +218,12 @@ def resume_plan(rec: Recorded) -> ResumePlan:
     order = [sid for sid in rec.inputs.get("completed") or [] if sid in entries]
     note = f"done in run {rec.run_id}: not run again (resumed)"
     done = {sid: {**entries[sid], "notes": [*_live_notes(entries[sid]), note]} for sid in order
-            if entries[sid].get("status") == "ok" and entries[sid].get("phase", "step") == "step"}
+            if entries[sid].get("status") == "ok" and entries[sid].get("phase", "step") == "step"
+            and sid not in again}
     main = {s.id for s in rec.proc.steps}
     hosts_done: dict[str, dict[str, dict[str, Any]]] = {}
     for sid, entry in entries.items():
-        if sid in done or sid not in main or not isinstance(entry.get("hosts"), dict):
+        if sid in done or sid in again or sid not in main or not isinstance(entry.get("hosts"), dict):
             continue
         ok = {h: {**e, "notes": [*(e.get("notes") or []), note]} for h, e in entry["hosts"].items()
               if e.get("status") == "ok"}
@@ -223,7 +231,7 @@ def resume_plan(rec: Recorded) -> ResumePlan:
             hosts_done[sid] = ok
     flying: list[InFlight] = []
     for sid, hosts in in_flight(rec.journal).items():
-        if sid not in main:
+        if sid not in main or sid in again:  # asked to run again: nothing to decide
             continue
         step = rec.proc.step(sid)
         automatic = step.idempotent or not changes_things(step)
@@ -232,6 +240,29 @@ def resume_plan(rec: Recorded) -> ResumePlan:
         else:
             flying.extend(InFlight(sid, h, automatic) for h in sorted(hosts))
     return ResumePlan(done, hosts_done, flying)
+
+
+def rerun_from(rec: Recorded, step: str) -> set[str]:
+    """``step`` and every main step that needs it, directly or not: what ``--from`` runs again.
+    InvalidInputError, with a did-you-mean, for a step the procedure does not have."""
+    from ..format.graph import declared_needs
+    from ..format.suggest import did_you_mean
+
+    needs = declared_needs(rec.proc.steps)
+    if step not in needs:
+        raise InvalidInputError(f"--from {step}: procedure {rec.proc.procedure!r} has no step {step!r}"
+                                f"{did_you_mean(step, needs)} (finally and on_failure steps run anyway)")
+    dependents: dict[str, list[str]] = {sid: [] for sid in needs}
+    for sid, deps in needs.items():
+        for dep in deps:
+            dependents[dep].append(sid)
+    again, todo = {step}, [step]
+    while todo:
+        for nxt in dependents[todo.pop()]:
+            if nxt not in again:
+                again.add(nxt)
+                todo.append(nxt)
+    return again
 
 
 def treat_as_done(plan: ResumePlan, item: InFlight, run_id: str) -> None:
