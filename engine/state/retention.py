@@ -277,13 +277,27 @@ def trim_file(path: Path, keep: int) -> int:
     cut = size - head_n - tail_n
     tmp = path.with_name(f".{path.name}.trim")
     with path.open("rb") as src, tmp.open("wb") as dst:
-        dst.write(src.read(head_n))
+        _copy(src, dst, head_n)
         dst.write(log_cut_marker(cut, head_n, tail_n))
         if tail_n:
             src.seek(size - tail_n)
-            dst.write(src.read(tail_n))
+            _copy(src, dst, tail_n)
     os.replace(tmp, path)
     return cut
+
+
+_CHUNK = 1 << 20
+
+
+def _copy(src: Any, dst: Any, n: int) -> None:
+    """Copy ``n`` bytes in 1 MiB chunks: a head of 50 MB read at once would be 50 MB of memory
+    in a process that promises to stay small however much a step prints."""
+    while n > 0:
+        chunk = src.read(min(n, _CHUNK))
+        if not chunk:
+            return
+        dst.write(chunk)
+        n -= len(chunk)
 
 
 def cap_run(folder: Path, cap: int) -> int:
