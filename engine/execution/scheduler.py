@@ -174,6 +174,11 @@ class Run(Admission, Outcome, ChildProcedures):
         if self._log_dir is None:
             if self._store_arg is not None:  # where the store keeps logs, without opening it
                 base = self._store_arg.logs_dir()
+                # the state's own folder: its logs stop growing at RUNPROC_LOG_RUN_CAP as they
+                # are written, from the state's first run on (not only once a run has ended)
+                from ..transports.output import mark_retained
+
+                mark_retained(base)
             else:
                 import tempfile
 

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..transports.output import RETAINED, log_cut_marker, parse_size
+from ..transports.output import log_cut_marker, mark_retained, parse_size
 
 # variable -> (default, kind): the policy's knobs as docs/history.md lists them
 KNOBS: dict[str, tuple[str, str]] = {
@@ -374,16 +374,8 @@ def after_run(store: Any, run_id: str) -> None:
 
 
 def _mark(logs_dir: Path) -> None:
-    """Mark the state's logs folder as looked after: its log files stop growing at the per-run
-    cap as they are written (engine/transports/output.py); a folder it cannot make is left."""
-    mark = logs_dir / RETAINED
-    if mark.exists():
-        return
-    try:
-        logs_dir.mkdir(parents=True, exist_ok=True)
-        mark.write_text("runproc's log retention looks after the run folders here (docs/history.md)\n")
-    except OSError:
-        pass  # a read-only place: the logs are still trimmed after each run where they can be
+    """Mark the state's logs folder as looked after (engine/transports/output.py)."""
+    mark_retained(logs_dir)
 
 
 def remove_run_logs(logs_dir: Path, run_ids: list[str], dry_run: bool = False) -> tuple[int, int]:

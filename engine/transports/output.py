@@ -45,6 +45,20 @@ def parse_size(text: str) -> int | None:
     return size or None
 
 
+def mark_retained(logs_dir: Path) -> None:
+    """Mark a state's logs folder as looked after by runproc's retention: its log files stop
+    growing at the per-run cap as they are written (see ``_limit``). A folder that cannot be
+    made or written is left as it is: its logs are still cut after each run where they can be."""
+    mark = logs_dir / RETAINED
+    if mark.exists():
+        return
+    try:
+        logs_dir.mkdir(parents=True, exist_ok=True)
+        mark.write_text("runproc's log retention looks after the run folders here (docs/history.md)\n")
+    except OSError:
+        pass
+
+
 def log_cap_from_env() -> int | None:
     """The most one log file may hold on disk: ``RUNPROC_LOG_RUN_CAP`` (None: no limit). A
     value that cannot be read keeps the default here; the retention pass at the end of the

@@ -343,6 +343,24 @@ def test_a_flooding_step_leaves_a_capped_log_and_capped_stored_output(tmp_path: 
     assert _db_bytes(tmp_path) - before < 1_000_000  # it grew by megabytes a run before
 
 
+def test_the_log_cap_holds_while_the_first_run_of_a_new_state_writes(tmp_path: Path) -> None:
+    # no run before this one: the state's logs folder is new, and still its log stops growing
+    # at the cap while the step prints (it used to grow unbounded until the run's end)
+    text = """
+        procedure: first-flood
+        steps:
+          - id: flood
+            shell: head -c 3000000 /dev/zero | tr '\\0' 'x'; echo; echo THE-END
+          - id: on_disk
+            shell: cat logs/*/flood-stdout-*.log | wc -c
+            needs: [flood]
+    """
+    done = run_json(tmp_path, text, env={"RUNPROC_LOG_RUN_CAP": "1MB"})
+    assert done.rc == 0, done.stderr
+    assert int(done.step("on_disk")["stdout"]) <= 1_000_000 + 300
+    assert _folders(tmp_path / "logs") == {done.json["run_id"]}
+
+
 def test_the_output_cap_is_configurable_and_off_keeps_it_all(tmp_path: Path) -> None:
     text = "procedure: chatty\nsteps:\n  - id: talk\n    shell: head -c 30000 /dev/zero | tr '\\0' 'y'\n"
     small = run_json(tmp_path, text, env={"RUNPROC_OUTPUT_CAP": "4KiB"}).json["run_id"]
