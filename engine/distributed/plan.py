@@ -66,6 +66,9 @@ def build(proc: Procedure, params: dict[str, Any], *, run_id: str, started_at: s
     for section, phase, group in (("steps", "step", proc.steps), ("finally", "finally", proc.finally_),
                                   ("on_failure", "on_failure", proc.on_failure)):
         for i, step in enumerate(group):
+            if step.loops:
+                problem((section, i), f"step {step.id}: foreach and matrix loops do not run on the Temporal "
+                                      "engine yet: run this procedure locally")
             if step.action is not None and step.action.kind == "procedure":
                 problem((section, i), f"step {step.id}: child procedures do not run on the Temporal engine yet")
             options = step.action.options if step.action is not None and step.action.kind == "confirm" else None

@@ -28,8 +28,15 @@ def describe_undo(run: Run, stepper: StepRunner, step: Step, sr: StepResult) -> 
     from ..executors import get_executor
 
     assert step.rollback is not None and step.rollback.action is not None
+    ns = run.namespace()
+    if step.loops:
+        if sr.hosts is not None:
+            return  # each iteration shows its own undo
+        from .loops import unknown_item_namespace
+
+        ns = unknown_item_namespace(run, step)
     undo = get_executor(step.rollback.action.kind)()
-    ctx = stepper.context(step.id, step.rollback, run.namespace())
+    ctx = stepper.context(step.id, step.rollback, ns)
     sr.rollback_action = stepper.describe(undo, step.rollback.action.options, ctx)
 
 

@@ -281,7 +281,7 @@ def _failed_upstream(run: Run, step: Step) -> dict[str, str]:
     a rolling change must not go on to "enable" a host it could not "drain".
     """
     failed = {sid: [n for n, r in res.hosts.items() if r.status in FAILED]
-              for sid, res in run.results.items() if res.hosts and sid != step.id}
+              for sid, res in run.results.items() if res.hosts and sid != step.id and not res.loop}
     if not any(failed.values()) or step not in run.proc.steps:
         return {}  # finally/on_failure cleanups still reach every host
     from ..format import graph

@@ -37,6 +37,8 @@ class StepResult:
     error_kind: str | None = None  # environment | assertion (executors/base.py)
     # a dry run: the step failed against today's state while an upstream write was only planned
     unjudged: bool = False
+    # a foreach/matrix step: ``hosts`` holds its iterations, by label, in item order (loops.py)
+    loop: bool = False
 
     @property
     def ok(self) -> bool:
@@ -69,6 +71,8 @@ class StepResult:
             out["error_kind"] = self.error_kind
         if self.unjudged:
             out["not_judged"] = True
+        if self.loop:
+            out["loop"] = True
         # executor fields sit beside the common ones (spec), which they never overwrite
         out.update({k: v for k, v in self.fields.items() if k not in out})
         if self.hosts is not None:
@@ -141,7 +145,7 @@ def _child_unjudged(steps: Any) -> int:
 
 # the report fields every step has; the rest of an entry is the executor's result fields
 _COMMON = frozenset({"id", "status", "phase", "started_at", "duration", "attempts", "error", "action", "notes",
-                     "rollback", "rollback_action", "hosts", "error_kind", "not_judged"})
+                     "rollback", "rollback_action", "hosts", "error_kind", "not_judged", "loop"})
 
 
 def recorded_result(entry: dict[str, Any], completed_at: float | None = None,
@@ -155,6 +159,6 @@ def recorded_result(entry: dict[str, Any], completed_at: float | None = None,
                       attempts=int(entry.get("attempts") or 0), error=entry.get("error"),
                       fields={k: v for k, v in entry.items() if k not in _COMMON},
                       description=entry.get("action"), notes=list(entry.get("notes") or []),
-                      completed_at=completed_at, error_kind=entry.get("error_kind"),
+                      completed_at=completed_at, error_kind=entry.get("error_kind"), loop=entry.get("loop") is True,
                       hosts=({h: recorded_result(e, completed_at, sid) for h, e in hosts.items()}
                              if isinstance(hosts, dict) else None))

@@ -74,7 +74,11 @@ def rollback_one(run: Run, stepper: StepRunner, step: Step, sr: StepResult) -> N
     started = now_iso()
     try:
         ns = run.namespace()
-        if sr.hosts is not None:
+        if step.loops and sr.hosts is not None:
+            from .loops import rollback_loop
+
+            ok, error, description = rollback_loop(run, stepper, step, ns, sr)
+        elif sr.hosts is not None:
             from .fanout import rollback_fanout
 
             ok, error, description = rollback_fanout(run, stepper, step, ns, sr)

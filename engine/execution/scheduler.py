@@ -528,6 +528,11 @@ class Run(Admission, Outcome, ChildProcedures):
                 sr.status = "skipped"
                 sr.notes.append("not selected (--only)")
                 return
+            if step.loops:  # once per item, each with its when, retries and result
+                from .loops import run_loop
+
+                run_loop(self, stepper, step, sr)
+                return
             ns = self.namespace()
             unknown = sorted(r for r in self.proc._references.get(step.id, ()) if r in self.unknown)
             if step.when:

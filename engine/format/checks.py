@@ -26,6 +26,7 @@ class _Scope:
 
     def __init__(self, *, steps: set[str] | None, self_id: str | None = None, upstream_of: str | None = None,
                  host: bool = False, result: bool = False) -> None:
+        self.loop: Any = None  # a loop step's item (loops.LoopScope); None outside loops
         self.steps = steps or set()
         self.self_id = self_id
         self.upstream_of = upstream_of
@@ -69,6 +70,10 @@ def check_semantics(proc: Procedure, source: Source, lenience: Lenience | None =
             where = ("window", "times") if not isinstance(proc.window, str) else ("window",)
             problems.append(source.problem(where, f"window: {exc}"))
     problems.extend(_check_expressions(proc, source, dag, lenience))
+    if any(s.loops or s.as_ or s.concurrency or "fail_fast" in s.model_fields_set for s in proc.all_steps()):
+        from .loops import check_loops
+
+        problems.extend(check_loops(proc, source))
     if proc.notify or proc.escalate or any(s.notify for s in proc.all_steps()):
         from .notifications import check_notifications
 
@@ -255,6 +260,15 @@ def _check_expressions(proc: Procedure, source: Source, dag: graph.Dag | None,
             refs: set[str] = set()
             undo_refs: set[str] = set()  # what only the rollback uses: the action does not wait on it
             host = step.on is not None
+            loop = None
+            if step.loops:  # the items' expressions: checked as the step's, without the item
+                from .loops import loop_scope, loop_sources
+
+                loop = loop_scope(step)
+                for p, text, expression in loop_sources(step, (section, i)):
+                    scope = (_Scope(steps=main_ids, upstream_of=step.id, host=host) if section == "steps"
+                             else _Scope(steps=main_ids | earlier, host=host))
+                    check(p, text, expression, scope, refs)
             for path, body in _step_bodies((section, i), step):
                 in_self = path != (section, i) and path[2] in ("verify", "rollback")
                 collect = undo_refs if path != (section, i) and path[2] == "rollback" else refs
@@ -265,6 +279,7 @@ def _check_expressions(proc: Procedure, source: Source, dag: graph.Dag | None,
                     else:
                         scope = _Scope(steps=main_ids | earlier | ({step.id} if in_self else set()),
                                        host=host, result=uses_result)
+                    scope.loop = loop
                     check(p, text, expression, scope, collect)
             if refs:  # most steps read no step: no empty set for each (2 MB in 10,000 steps)
                 proc._references[step.id] = refs
@@ -291,6 +306,12 @@ def _reference_problem(ref: Reference, proc: Procedure, scope: _Scope, dag: grap
     root, name = ref.root, ref.name
     if root in JINJA_GLOBALS:
         return None
+    if scope.loop is not None or root == "item":
+        from .loops import reference_problem
+
+        handled, problem = reference_problem(ref, scope.loop, ex.ROOT_NAMES)
+        if handled:
+            return problem
     if root not in ex.ROOT_NAMES:
         return f"unknown name {root!r}{did_you_mean(root, ex.ROOT_NAMES)}"
     if name is None or root in lenience.roots or (root == "steps" and name in lenience.steps):

@@ -25,6 +25,7 @@ from pydantic import (
 )
 
 from .durationfield import Duration
+from .loops import ForeachHosts
 from .notifications import Escalation, Notification
 
 ID_PATTERN = r"^[a-z_][a-z0-9_]*$"
@@ -297,7 +298,8 @@ Needs = Annotated[list[str], BeforeValidator(_one_or_list),
 class Step(Body):
     COMMON: ClassVar[frozenset[str]] = Body.COMMON | {
         "id", "needs", "when", "on", "serial", "max_fail", "preconditions", "verify",
-        "readonly", "idempotent", "continue_on_error", "rollback", "queue", "notify"}
+        "readonly", "idempotent", "continue_on_error", "rollback", "queue", "notify",
+        "foreach", "matrix", "as", "concurrency", "fail_fast"}
     id: str = Field(pattern=ID_PATTERN)
     needs: Needs | None = None
     when: str | None = None
@@ -316,6 +318,17 @@ class Step(Body):
     rollback: Body | None = None
     # this step's own notifications (engine/format/notifications.py)
     notify: list[Notification] = Field(default_factory=list)
+    # a loop (engine/format/loops.py, docs/format.md#loops): the step runs once per item
+    foreach: list[Any] | str | ForeachHosts | None = None
+    matrix: dict[str, list[Any] | str] | None = None
+    as_: str | None = Field(None, alias="as", pattern=ID_PATTERN)
+    concurrency: int | None = Field(None, ge=1, le=256)  # iterations at once (default 1)
+    fail_fast: bool = True  # a failed iteration: start no other one
+
+    @property
+    def loops(self) -> bool:
+        """A ``foreach:`` or ``matrix:`` step: it runs once per item."""
+        return self.foreach is not None or self.matrix is not None
 
     @field_validator("serial", "max_fail")
     @classmethod

@@ -82,14 +82,42 @@ def hosts_cell(row: dict[str, Any]) -> str:
 
 
 def hosts_text(r: StepResult) -> str:
-    """A fanned-out step's hosts in words: ``16 hosts planned`` in a plan, ``3/4 hosts ok`` after a run."""
+    """A fanned-out step's hosts in words: ``16 hosts planned`` in a plan, ``3/4 hosts ok`` after a run
+    (a loop's iterations likewise: ``2/3 iterations ok``)."""
     assert r.hosts is not None
     n = len(r.hosts)
+    word = unit_of(r)
     planned = sum(1 for h in r.hosts.values() if h.status == "planned")
     if r.status == "planned" or (planned and planned == n):
-        return f"{n} host{'s' if n != 1 else ''} planned"
+        return f"{n} {word}{'s' if n != 1 else ''} planned"
     ok = sum(1 for h in r.hosts.values() if h.status == "ok")
-    return f"{ok}/{n} hosts ok"
+    return f"{ok}/{n} {word}s ok"
+
+
+def unit_of(r: StepResult) -> str:
+    """What a step's ``hosts`` entries are: a fan-out's hosts or a loop's iterations."""
+    return "iteration" if r.loop else "host"
+
+
+ITERATIONS_SHOWN = 20  # a loop's iterations listed under its row; the rest are counted
+
+
+def iteration_lines(r: StepResult, pad: str) -> list[str]:
+    """A loop's iterations one per line under its row: status, label, and its planned action
+    or its error."""
+    if not r.loop or not r.hosts:
+        return []
+    out: list[str] = []
+    for label, h in list(r.hosts.items())[:ITERATIONS_SHOWN]:
+        line = f"{pad}{ICONS.get(h.status, '?')} {h.status:<11} {label}"
+        if h.status == "planned" and h.description:
+            line += f": would run: {one_line(h.description, 200)}"
+        elif h.error and h.status != "ok":
+            line += f": {one_line(h.error, 200)}"
+        out.append(line)
+    if len(r.hosts) > ITERATIONS_SHOWN:
+        out.append(f"{pad}... and {len(r.hosts) - ITERATIONS_SHOWN} more iterations")
+    return out
 
 
 def detail(row: dict[str, Any]) -> str:

@@ -18,6 +18,7 @@ from .cells import (
     error_lines,
     hosts_cell,
     hosts_text,
+    iteration_lines,
     label_of,
     not_needed,
     one_line,
@@ -25,6 +26,7 @@ from .cells import (
     status_of,
     took,
     tries_cell,
+    unit_of,
 )
 
 
@@ -177,8 +179,10 @@ class Drawing:
         for sid, s in planned:
             indent = "    " if "/" in sid else "  "
             self._print(f"{indent}{sid}:", "cyan")
-            for ln in s.description.rstrip("\n").splitlines():
+            for ln in ([] if s.loop and s.hosts else s.description.rstrip("\n").splitlines()):
                 self._print(f"{indent}    {ln}")
+            for ln in iteration_lines(s, f"{indent}    "):
+                self._print(ln)
             if s.rollback_action:
                 self._print(f"{indent}  undo ready: {one_line(s.rollback_action, 300)}", "dim")
 
@@ -216,8 +220,9 @@ class Drawing:
                 more = error_lines(r, pad)
             # a kept change is said once, in the summary's "kept" line
             parts.extend(f"[{n}]" for n in r.notes if not n.startswith(KEPT_NOTES))
-            if status == "planned" and r.description:
+            if status == "planned" and r.description and not (r.loop and r.hosts):
                 # a plan shows the whole action as it would run, line for line
+                # (a loop's, iteration by iteration below)
                 action = r.description.rstrip("\n").splitlines() or [""]
                 if len(action) == 1 and len(action[0]) <= 100:
                     parts.insert(2, f"would run: {action[0]}")
@@ -225,6 +230,7 @@ class Drawing:
                     more = [f"{pad}would run:", *(f"{pad}  {ln}" for ln in action), *more]
             if status == "planned" and r.rollback_action:
                 more.append(f"{pad}undo ready: {one_line(r.rollback_action, 300)}")
+            more.extend(iteration_lines(r, pad))
         return "\n".join([" ".join(parts), *more])
 
     def _print(self, text: str, style: str | None = None) -> None:
@@ -298,7 +304,8 @@ class Drawing:
         if step.hosts:
             for host, h in step.hosts.items():
                 if h.status not in ("ok", "skipped"):
-                    lines.append(f"host {host}: {h.status}: {one_line(h.error or '')}")
+                    why = f": {one_line(h.error)}" if h.error else ""
+                    lines.append(f"{unit_of(step)} {host}: {h.status}{why}")
         if step.rollback is not None:
             lines.append(f"its rollback: {step.rollback.status}")
         text = "\n".join(lines)

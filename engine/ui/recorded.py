@@ -131,7 +131,7 @@ def _step_details(s: StepResult, day: str) -> list[str]:
     for host, h in (s.hosts or {}).items():
         took = f" ({format_duration(h.duration)})" if h.duration else ""
         why = f": {one_line(h.error, 160)}" if h.error and h.status != "ok" else ""
-        out.append(f"host {host}: {h.status}{took}{why}")
+        out.append(f"{'iteration' if s.loop else 'host'} {host}: {h.status}{took}{why}")
     if s.rollback is not None:
         u = s.rollback
         took = f" ({format_duration(u.duration)})" if u.duration else ""
@@ -163,7 +163,7 @@ def result_from_json(report: dict[str, Any]) -> RunResult:
 
 
 _STEP_KEYS = {"id", "status", "phase", "started_at", "duration", "attempts", "error", "action", "notes",
-              "hosts", "rollback", "rollback_action", "error_kind", "not_judged"}
+              "hosts", "rollback", "rollback_action", "error_kind", "not_judged", "loop"}
 
 
 def _step_from_json(d: dict[str, Any]) -> StepResult:
@@ -171,7 +171,8 @@ def _step_from_json(d: dict[str, Any]) -> StepResult:
                    started_at=d.get("started_at"), duration=float(d.get("duration") or 0.0),
                    attempts=int(d.get("attempts") or 0), error=d.get("error"), description=d.get("action"),
                    notes=list(d.get("notes") or []), rollback_action=d.get("rollback_action"),
-                   error_kind=d.get("error_kind"), unjudged=d.get("not_judged") is True)
+                   error_kind=d.get("error_kind"), unjudged=d.get("not_judged") is True,
+                   loop=d.get("loop") is True)
     s.fields = {k: v for k, v in d.items() if k not in _STEP_KEYS}
     if isinstance(d.get("hosts"), dict):
         s.hosts = {h: _step_from_json({"id": h, **v}) for h, v in d["hosts"].items()}
