@@ -80,7 +80,7 @@ def test_db_optimize_finds_proposes_and_applies_when_approved(postgres_server, p
     # the summary names what holds; a finding is not a failed run
     assert result.steps["summary"].status == "failed" and "idx_template_generations_customer_id" in (
         result.steps["summary"].error or "")
-    assert {"create_indexes": "ok", "vacuum": "ok"} == {k: result.steps[k].status for k in ("create_indexes", "vacuum")}
+    assert {k: result.steps[k].status for k in ("create_indexes", "vacuum")} == {"create_indexes": "ok", "vacuum": "ok"}
     # the indexes exist, are valid, and the planted query uses the new one
     assert {"idx_template_generations_customer_id", "idx_generations_created_at"} <= _indexes(pg, db)
     assert pg.psql("SELECT bool_and(indisvalid) FROM pg_index WHERE indrelid = 'template_generations'::regclass",

@@ -1,0 +1,215 @@
+"""The Troubleshooting Guide's four procedures run for real (issue 17, must-haves 1 and 6):
+
+- troubleshoot-db-connections against the session's PostgreSQL with a planted long-running query
+  and a session idle in a transaction;
+- troubleshoot-response-time against PostgreSQL (a planted slow statement) and a slow API played
+  by the HTTP stand-in;
+- troubleshoot-templates against a template directory, a stand-in unjucks CLI and a real `npm ls`
+  on a package with a missing dependency;
+- troubleshoot-auth against the HTTP stand-in as the OAuth provider and a real HS256 JWT.
+
+Each diagnosis says which hypothesis holds with its evidence; each remedy runs only when its
+hypothesis holds and it is approved; each dry run changes nothing."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import engine
+
+PROCEDURES = Path(__file__).resolve().parents[2] / "procedures"
+
+
+def _until(condition: Callable[[], bool], limit: float = 30.0) -> bool:
+    """Wait for a condition the test set up (bounded: a broken build fails rather than hangs)."""
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+# ---------------------------------------------------------------- database connection issues
+
+
+@dataclass
+class Planted:
+    db: str
+    sleeper: subprocess.Popen[bytes]
+    idle: subprocess.Popen[bytes]
+
+
+def _psql(pg: Any, db: str, *args: str, **kwargs: Any) -> subprocess.Popen[bytes]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
+    env["PGAPPNAME"] = "unjucks-api"
+    return subprocess.Popen([str(pg.bin_dir / "psql"), "-X", "-q", "-h", pg.host, "-p", str(pg.port),
+                             "-U", pg.user, "-d", db, *args], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, **kwargs)
+
+
+@pytest.fixture
+def sessions(postgres_server: Any) -> Iterator[Planted]:
+    """A query running for a minute and a session idle in its transaction, both from unjucks-api."""
+    pg, db = postgres_server, f"conn_{uuid.uuid4().hex[:10]}"
+    pg.psql(f'CREATE DATABASE "{db}"')
+    sleeper = _psql(pg, db, "-c", "SELECT pg_sleep(60)")
+    idle = _psql(pg, db, stdin=subprocess.PIPE)
+    assert idle.stdin is not None
+    idle.stdin.write(b"BEGIN;\nSELECT 1;\n")
+    idle.stdin.flush()
+    both = (f"SELECT count(*) FROM pg_stat_activity WHERE datname = '{db}' AND application_name = 'unjucks-api' "
+            "AND ((state = 'active' AND now() - query_start > interval '300 ms') "
+            "OR (state = 'idle in transaction' AND now() - state_change > interval '300 ms'))")
+    assert _until(lambda: pg.psql(both) == "2")
+    try:
+        yield Planted(db, sleeper, idle)
+    finally:
+        for proc in (sleeper, idle):
+            proc.kill()
+            proc.wait(timeout=30)
+        pg.psql(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
+
+
+def _conn_params(pg: Any, db: str, **extra: Any) -> dict[str, Any]:
+    return {"db_host": pg.host, "db_port": pg.port, "db_name": db, "db_user": pg.user,
+            "long_query_s": 0.2, "idle_tx_s": 0.2, **extra}
+
+
+def _app_sessions(pg: Any, db: str) -> str:
+    return pg.psql(f"SELECT string_agg(state, ',' ORDER BY state) FROM pg_stat_activity "
+                   f"WHERE datname = '{db}' AND application_name = 'unjucks-api'")
+
+
+def test_db_connections_diagnoses_and_remedies_when_approved(postgres_server, sessions, tmp_path):
+    pg = postgres_server
+    pool_file = tmp_path / "pool-size"
+    result = engine.run(PROCEDURES / "troubleshoot-db-connections.yml", _conn_params(
+        pg, sessions.db, pool_warn_pct=0, pool_cmd=f"echo 40 > {pool_file}", pool_restore_cmd=f"rm {pool_file}"),
+        yes=True, journal=False)
+    assert result.status == "ok", result.error
+    findings = result.steps["findings"].json
+    assert findings["holds"] == ["pool_exhausted", "long_running_queries", "idle_in_transaction"]
+    assert "pg_sleep(60)" in findings["hypotheses"]["long_running_queries"]["evidence"]
+    assert "unjucks-api" in findings["hypotheses"]["idle_in_transaction"]["evidence"]
+    assert "long_running_queries: pid" in (result.steps["summary"].error or "")
+    assert [result.steps[s].status for s in ("cancel_long_running", "end_idle", "raise_pool")] == ["ok"] * 3
+    # the query was cancelled (psql reports the error and exits), the idle session is gone
+    assert sessions.sleeper.wait(timeout=30) != 0
+    assert _until(lambda: _app_sessions(pg, sessions.db) == "")
+    assert pool_file.read_text().strip() == "40"
+
+
+def test_db_connections_dry_run_only_diagnoses(postgres_server, sessions, tmp_path):
+    pg = postgres_server
+    pool_file = tmp_path / "pool-size"
+    result = engine.plan(PROCEDURES / "troubleshoot-db-connections.yml", _conn_params(
+        pg, sessions.db, pool_warn_pct=0, pool_cmd=f"touch {pool_file}", pool_restore_cmd=f"rm {pool_file}"),
+        journal=False)
+    assert result.status == "planned"
+    assert result.steps["findings"].json["holds"] == ["pool_exhausted", "long_running_queries", "idle_in_transaction"]
+    assert {s: result.steps[s].status for s in ("approve_cancel", "cancel_long_running", "end_idle", "raise_pool")} == {
+        "approve_cancel": "planned", "cancel_long_running": "planned", "end_idle": "planned", "raise_pool": "planned"}
+    assert f"rm {pool_file}" in (result.steps["raise_pool"].rollback_action or "")  # the undo stands ready
+    assert not pool_file.exists()
+    assert _app_sessions(pg, sessions.db) == "active,idle in transaction"  # both still there
+    assert sessions.sleeper.poll() is None
+
+
+def test_db_connections_nothing_holds_on_a_quiet_database(postgres_server, pg_db):
+    pg, db = postgres_server, pg_db.rsplit("/", 1)[1]
+    result = engine.run(PROCEDURES / "troubleshoot-db-connections.yml", _conn_params(pg, db), journal=False)
+    assert result.status == "ok" and result.steps["findings"].json["holds"] == []
+    assert result.steps["summary"].status == "ok"
+    assert {result.steps[s].status for s in ("approve_cancel", "cancel_long_running", "end_idle")} == {"skipped"}
+
+
+def test_db_connections_unreachable_is_a_finding(postgres_server):
+    pg = postgres_server
+    result = engine.run(PROCEDURES / "troubleshoot-db-connections.yml",
+                        {**_conn_params(pg, "unjucks"), "db_port": _closed_port()}, journal=False)
+    assert result.exit_code == 0
+    findings = result.steps["findings"].json
+    assert findings["holds"] == ["unreachable"]
+    assert "cannot connect" in findings["hypotheses"]["unreachable"]["evidence"]
+    assert result.steps["pool"].status == "skipped"
+
+
+# ---------------------------------------------------------------- high response times
+
+
+@pytest.fixture
+def slow_db(postgres_server: Any) -> Iterator[str]:
+    """pg_stat_statements with a slow statement planted: a filter on an unindexed column."""
+    pg, db = postgres_server, f"resp_{uuid.uuid4().hex[:10]}"
+    pg.psql(f'CREATE DATABASE "{db}"')
+    pg.psql("""
+        CREATE EXTENSION pg_stat_statements;
+        CREATE TABLE template_generations (id serial PRIMARY KEY, customer_id int NOT NULL, created_at timestamptz
+                                           NOT NULL DEFAULT now()) WITH (autovacuum_enabled = false);
+        INSERT INTO template_generations (customer_id) SELECT i % 5000 FROM generate_series(1, 50000) i;
+        ANALYZE template_generations;
+        SELECT pg_stat_statements_reset();
+    """, dbname=db)
+    for _ in range(3):
+        pg.psql("SELECT count(*) FROM template_generations WHERE customer_id = 42", dbname=db)
+    try:
+        yield db
+    finally:
+        pg.psql(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
+
+
+def _resp_params(pg: Any, db: str, http: Any, **extra: Any) -> dict[str, Any]:
+    return {"api_url": http.url, "max_response_s": 0.1, "db_host": pg.host, "db_port": pg.port, "db_name": db,
+            "db_user": pg.user, "slow_query_ms": 0.5, "max_load_per_cpu": 1000, "max_process_cpu_pct": 1000, **extra}
+
+
+def test_response_time_finds_the_slow_database_and_optimises_it(postgres_server, slow_db, http, tmp_path):
+    pg = postgres_server
+    http.set_route("GET", "/templates", json=[{"name": "api"}], delay=0.3)
+    scaled = tmp_path / "scaled"
+    result = engine.run(PROCEDURES / "troubleshoot-response-time.yml", _resp_params(
+        pg, slow_db, http, scale_cmd=f"touch {scaled}", scale_back_cmd=f"rm {scaled}"), yes=True, journal=False)
+    assert result.status == "ok", result.error
+    findings = result.steps["findings"].json
+    assert findings["holds"] == ["api_slow", "db_slow"]
+    assert "GET /templates answered 200 in" in findings["hypotheses"]["api_slow"]["evidence"]
+    assert "customer_id = $1" in findings["hypotheses"]["db_slow"]["evidence"]
+    assert "load" in findings["hypotheses"]["cpu_saturated"]["evidence"]  # judged, with its evidence
+    assert result.steps["summary"].status == "failed" and "db_slow" in (result.steps["summary"].error or "")
+    assert result.steps["scale_out"].status == "skipped" and not scaled.exists()
+    assert result.steps["optimize_database"].status == "ok"
+    assert "idx_template_generations_customer_id" in pg.psql(
+        "SELECT string_agg(indexname, ',') FROM pg_indexes WHERE tablename = 'template_generations'", dbname=slow_db)
+
+
+def test_response_time_dry_run_changes_nothing(postgres_server, slow_db, http, tmp_path):
+    pg = postgres_server
+    http.set_route("GET", "/templates", json=[], delay=0.3)
+    scaled = tmp_path / "scaled"
+    result = engine.plan(PROCEDURES / "troubleshoot-response-time.yml", _resp_params(
+        pg, slow_db, http, max_load_per_cpu=0, scale_cmd=f"touch {scaled}", scale_back_cmd=f"rm {scaled}"),
+        journal=False)
+    assert result.status == "planned"
+    assert result.steps["findings"].json["holds"] == ["api_slow", "cpu_saturated", "db_slow"]
+    assert result.steps["scale_out"].status == "planned" and f"rm {scaled}" in (
+        result.steps["scale_out"].rollback_action or "")
+    assert result.steps["optimize_database"].status == "planned"
+    assert not scaled.exists()
+    assert pg.psql("SELECT count(*) FROM pg_indexes WHERE tablename = 'template_generations'", dbname=slow_db) == "1"
