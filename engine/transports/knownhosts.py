@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import fcntl
+import functools
 import hashlib
 import hmac
 import os
@@ -64,20 +65,69 @@ class KnownEntry:
                     hit = True
                 continue
             negated = pattern.startswith("!")
-            pattern = pattern.lstrip("!")
-            regex = "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern)
-            if re.fullmatch(regex, name, re.IGNORECASE):
+            if _host_pattern(pattern.lstrip("!")).fullmatch(name):
                 if negated:
                     return False
                 hit = True
         return hit
 
 
-def read_known_hosts(path: str) -> list[KnownEntry]:
+@functools.lru_cache(maxsize=4096)
+def _host_pattern(pattern: str) -> re.Pattern[str]:
+    """A known_hosts name pattern (``*``, ``?``) as a compiled regex: compiled once per process,
+    not once per entry per lookup (50 hosts against a 50-line file made 90,000 re.escape calls)."""
+    regex = "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern)
+    return re.compile(regex, re.IGNORECASE)
+
+
+class _Parsed:
+    """A known_hosts file's entries, with those naming plain hosts indexed by name: a 50-host
+    fan-out against a 50-line file matched every line for every lookup."""
+
+    def __init__(self, entries: list[KnownEntry]) -> None:
+        self.entries = entries
+        self.by_name: dict[str, list[KnownEntry]] = {}
+        self.others: list[KnownEntry] = []  # hashed names, wildcards, negations: matched in turn
+        for e in entries:
+            names = e.patterns.split(",")
+            if any(n.startswith(("|", "!")) or "*" in n or "?" in n for n in names):
+                self.others.append(e)
+                continue
+            for n in dict.fromkeys(n.lower() for n in names):
+                self.by_name.setdefault(n, []).append(e)
+
+    def matching(self, name: str) -> list[KnownEntry]:
+        found = self.by_name.get(name.lower(), []) + [e for e in self.others if e.matches(name)]
+        return sorted(found, key=lambda e: e.line) if self.others else found
+
+
+# path -> (the file's bytes, its entries): a fan-out looks a file up several times per host; the
+# file is read each time (a host recorded meanwhile is seen) but parsed again only when changed
+_parsed: dict[str, tuple[bytes, _Parsed]] = {}
+_parsed_lock = threading.Lock()
+
+
+def _known_hosts(path: str) -> _Parsed | None:
     try:
-        text = Path(path).read_text(encoding="utf-8", errors="replace")
+        data = Path(path).read_bytes()
     except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
-        return []
+        return None
+    with _parsed_lock:
+        hit = _parsed.get(path)
+    if hit is not None and hit[0] == data:
+        return hit[1]
+    parsed = _Parsed(_parse_known_hosts(path, data.decode("utf-8", errors="replace")))
+    with _parsed_lock:
+        _parsed[path] = (data, parsed)
+    return parsed
+
+
+def read_known_hosts(path: str) -> list[KnownEntry]:
+    parsed = _known_hosts(path)
+    return [] if parsed is None else list(parsed.entries)
+
+
+def _parse_known_hosts(path: str, text: str) -> list[KnownEntry]:
     entries = []
     for number, raw in enumerate(text.splitlines(), start=1):
         fields = raw.split()
@@ -108,7 +158,9 @@ class KnownHosts:
     def entries(self, name: str) -> list[KnownEntry]:
         out = []
         for path in (self.user_file, *self.global_files):
-            out += [e for e in read_known_hosts(path) if e.marker != "@cert-authority" and e.matches(name)]
+            parsed = _known_hosts(path)
+            if parsed is not None:
+                out += [e for e in parsed.matching(name) if e.marker != "@cert-authority"]
         return out
 
     def known_types(self, name: str) -> list[str]:
