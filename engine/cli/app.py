@@ -38,15 +38,15 @@ from .common import (
 )
 
 SUBCOMMANDS = ("validate", "graph", "schema", "list", "inventory", "runs", "show", "locks", "unlock", "prune",
-               "state")
+               "state", "schedule")
 # commands that run something (not listings: their output is a run's, not a reader's)
-RUN_COMMANDS = ("apply", "resume", "rollback", "worker", "approve", "serve")
+RUN_COMMANDS = ("apply", "resume", "rollback", "worker", "approve", "serve", "scheduler")
 # the engine.cli module of each command: imported on use, so a command pays only for its own
 _COMMAND_MODULES = {"validate": "inspect", "graph": "inspect", "schema": "inspect", "list": "inspect",
                     "inventory": "inspect", "runs": "history", "show": "history", "apply": "plan",
                     "resume": "replay", "rollback": "replay", "locks": "locks", "unlock": "locks",
                     "prune": "upkeep", "state": "upkeep", "worker": "distributed", "approve": "distributed",
-                    "serve": "serve"}
+                    "serve": "serve", "schedule": "schedule", "scheduler": "schedule"}
 # re-exported: embedders and older callers read the exit codes here
 __all__ = ["EXIT_BROKEN_PIPE", "EXIT_INTERNAL", "EXIT_INVALID", "RUN_COMMANDS", "SUBCOMMANDS", "main", "main_entry"]
 

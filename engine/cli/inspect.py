@@ -64,12 +64,31 @@ def _graph(argv: list[str]) -> int:
 
 
 def _schema(argv: list[str]) -> int:
-    p = Parser(prog="runproc schema", description="Print the JSON Schema of the procedure format.")
-    p.parse_args(argv)
+    p = Parser(prog="runproc schema", description="Print the JSON Schema of the procedure format, or install it "
+                                                   "for an editor (docs/install.md, Editor setup).")
+    p.add_argument("--install", choices=("vscode",),
+                   help="vscode: write .vscode/runproc.schema.json and map it to procedure files in "
+                        ".vscode/settings.json (merged with the settings there)")
+    p.add_argument("--glob", action="append", default=[], metavar="GLOB",
+                   help="with --install: the procedure files to map (repeatable; default: procedures/**, "
+                        "*.procedure.yml and the procedure files at the top of the workspace)")
+    p.add_argument("--workspace", default=".", metavar="DIR", help="with --install: the workspace folder (default .)")
+    p.add_argument("--dry-run", action="store_true", help="with --install: say what would be written; write nothing")
+    ns = p.parse_args(argv)
     from ..format.schema import json_schema
 
-    print(json.dumps(json_schema(), indent=2))
-    return 0
+    if ns.install is None:
+        if ns.glob or ns.dry_run or ns.workspace != ".":
+            p.error("--glob, --workspace and --dry-run go with --install")
+        print(json.dumps(json_schema(), indent=2))
+        return 0
+    from .scaffold import default_globs, install_vscode
+
+    workspace = Path(ns.workspace)
+    if not workspace.is_dir():
+        print(f"runproc schema: {workspace}: no such folder", file=sys.stderr)
+        return EXIT_INVALID
+    return install_vscode(workspace, ns.glob or default_globs(workspace), json_schema(), dry_run=ns.dry_run)
 
 
 def _list(argv: list[str]) -> int:

@@ -27,6 +27,7 @@ from pydantic import (
 from .durationfield import Duration
 from .loops import ForeachHosts
 from .notifications import Escalation, Notification
+from .schedules import Schedule, check_schedules, one_or_many
 
 ID_PATTERN = r"^[a-z_][a-z0-9_]*$"
 NAME_PATTERN = r"^[a-z0-9][a-z0-9-]*$"
@@ -362,6 +363,8 @@ class Procedure(Strict):
     # who is told when the run starts, ends, fails, rolls back or waits (docs/notifications.md)
     notify: list[Notification] = Field(default_factory=list)
     escalate: list[Escalation] = Field(default_factory=list)
+    # when a scheduler starts it by itself (docs/format.md, engine/format/schedules.py)
+    schedule: Annotated[list[Schedule] | None, BeforeValidator(one_or_many)] = None
 
     _path: Path | None = PrivateAttr(default=None)
     _source: Any = PrivateAttr(default=None)
@@ -385,6 +388,12 @@ class Procedure(Strict):
     def window_waits(self) -> bool:
         """``window.wait: true``: outside the window, wait for it instead of refusing."""
         return isinstance(self.window, MaintenanceWindow) and self.window.wait
+
+    @field_validator("schedule")
+    @classmethod
+    def _schedule_params(cls, value: list[Schedule] | None, info: Any) -> list[Schedule] | None:
+        """A schedule's params are checked against the declared ones as the file loads."""
+        return check_schedules(value, info.data.get("params") or {})
 
     def all_steps(self) -> list[Step]:
         return [*self.steps, *self.finally_, *self.on_failure]

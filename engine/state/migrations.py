@@ -13,7 +13,7 @@ auto-numbered key. ``user`` and ``procedure`` are quoted where PostgreSQL reserv
 
 from __future__ import annotations
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 # version 1: what runproc 0.1 created (CREATE ... IF NOT EXISTS: a version-1 file keeps its rows)
 V1 = [
@@ -62,4 +62,17 @@ V3 = [
     "host TEXT, PRIMARY KEY (run_id, step, request))",
 ]
 
-MIGRATIONS: dict[int, list[str]] = {1: V1, 2: V2, 3: V3}
+# version 4: schedules (runproc schedule add; a procedure's schedule: needs no row here), one row
+# per slot a scheduler evaluated (the key lets one scheduler fire a slot even when two share the
+# state), and Alertmanager's alert groups (one run per group while it fires)
+V4 = [
+    "CREATE TABLE IF NOT EXISTS schedules (name TEXT PRIMARY KEY, file TEXT NOT NULL, cron TEXT NOT NULL, "
+    "timezone TEXT NOT NULL, params TEXT, overlap TEXT NOT NULL, catch_up TEXT NOT NULL, created_at TEXT NOT NULL, "
+    "created_by TEXT)",
+    "CREATE TABLE IF NOT EXISTS schedule_fires (schedule TEXT NOT NULL, slot TEXT NOT NULL, outcome TEXT NOT NULL, "
+    "at TEXT NOT NULL, run_id TEXT, pid INTEGER, host TEXT, detail TEXT, PRIMARY KEY (schedule, slot))",
+    "CREATE TABLE IF NOT EXISTS alert_groups (group_key TEXT PRIMARY KEY, rule TEXT, status TEXT NOT NULL, "
+    "run_id TEXT, started_at TEXT, updated_at TEXT NOT NULL, received_by TEXT, detail TEXT)",
+]
+
+MIGRATIONS: dict[int, list[str]] = {1: V1, 2: V2, 3: V3, 4: V4}

@@ -30,6 +30,7 @@ from typing import Any
 from ..errors import InvalidInputError
 from ..execution.store import LockHolder, RunFilter, StateStore
 from . import migrations
+from .schedules import ScheduleRows
 
 DEFAULT_LEASE = 60.0
 # runs and locks of this process: a row holding our own pid is live only if its run is here
@@ -68,7 +69,7 @@ def now_iso() -> str:
 _LOCK_COLUMNS = 'name, run_id, "procedure", pid, host, "user", acquired_at, pid_start, heartbeat_at, lease'
 
 
-class SqlStore(StateStore):
+class SqlStore(ScheduleRows, StateStore):
     """Runs, journal and locks in a SQL database; see the module docstring."""
 
     CLOCK = "0"  # SQL for the database's clock, seconds since the epoch

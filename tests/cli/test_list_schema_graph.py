@@ -258,7 +258,8 @@ def test_graph_of_an_invalid_file(tmp_path: Path, capsys: pytest.CaptureFixture[
 
 
 def test_version(tmp_path: Path) -> None:
-    from engine import __version__
+    from engine.version import describe
 
     done = run("--version", cwd=tmp_path)
-    assert (done.rc, done.out, done.err) == (0, f"runproc {__version__}\n", "")
+    # describe(): the version, and the git commit of a checkout or a build (tests/unit/test_packaging.py)
+    assert (done.rc, done.out, done.err) == (0, f"runproc {describe()}\n", "")
