@@ -22,11 +22,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ..version import __version__
+from ..version import describe
 from .common import (
     EXIT_BROKEN_PIPE,
     EXIT_INTERNAL,
     EXIT_INVALID,
+    OTEL_HELP,
     Parser,
     console_sink,
     crashed,
@@ -47,6 +48,9 @@ _COMMAND_MODULES = {"validate": "inspect", "graph": "inspect", "schema": "inspec
                     "resume": "replay", "rollback": "replay", "locks": "locks", "unlock": "locks",
                     "prune": "upkeep", "state": "upkeep", "worker": "distributed", "approve": "distributed",
                     "serve": "serve", "schedule": "schedule", "scheduler": "schedule"}
+# starting out (docs/install.md): a starter procedure, and the shell's completion code
+SUBCOMMANDS += ("init", "completion")
+_COMMAND_MODULES.update({"init": "scaffold", "completion": "completion"})
 # re-exported: embedders and older callers read the exit codes here
 __all__ = ["EXIT_BROKEN_PIPE", "EXIT_INTERNAL", "EXIT_INVALID", "RUN_COMMANDS", "SUBCOMMANDS", "main", "main_entry"]
 
@@ -78,6 +82,7 @@ def _run_parser(prog: str = "runproc") -> argparse.ArgumentParser:
     p.add_argument("--save-plan", metavar="PLAN",
                    help="with --dry-run: save the plan to PLAN (JSON), to run later with runproc apply PLAN")
     p.add_argument("-v", "--verbose", action="store_true", help="show step output as it arrives")
+    p.add_argument("--otel", action="store_true", help=OTEL_HELP)
     p.add_argument("--engine", default=os.environ.get("RUNPROC_ENGINE") or None,
                    help="run on Temporal: temporal://HOST:PORT[/NAMESPACE] (default $RUNPROC_ENGINE; none: here)")
     p.add_argument("--detach", action="store_true", help="with --engine: print the run id and return")
@@ -96,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
         if hasattr(stream, "reconfigure"):
             stream.reconfigure(errors="replace")
     if args and args[0] in ("--version", "-V"):
-        print(f"runproc {__version__}")
+        print(f"runproc {describe()}")
         return 0
     # after the version: engine.errors imports dataclasses, ~10 ms that --version need not pay
     from ..errors import ProcedureError, RunprocError, UsageError, exit_code_for
@@ -134,6 +139,12 @@ def main(argv: list[str] | None = None) -> int:
 
 def main_entry() -> None:
     """The console script: main() on sys.argv, then exit without interpreter teardown."""
+    # the shell asks for completions (runproc completion SHELL); both variables, so that a stray
+    # _ARGCOMPLETE left in someone's environment does not turn every command into a silent exit
+    if "_ARGCOMPLETE" in os.environ and "COMP_LINE" in os.environ:
+        from .completion import complete
+
+        complete()  # answers and exits
     try:
         code = main()
     except BrokenPipeError:  # a reader gone while a run wrote (the console itself copes)
@@ -273,12 +284,15 @@ def _execute_on_engine(proc: Any, ns: argparse.Namespace, cli_params: dict[str, 
             raise UsageError(f"runproc: {flag} does not work with --engine yet")
     if ns.detach and ns.dry_run:
         raise UsageError("runproc: --detach with --dry-run: a plan is read as it is made; drop --detach")
+    sink = console_sink(ns)[0]
+    if hasattr(sink, "bind_procedure"):  # traced (--otel): the spans name each step's executor
+        sink.bind_procedure(proc)
     report = api.run_on_engine(proc, file_params, cli_params=cli_params, engine=ns.engine, dry_run=ns.dry_run,
                                yes=ns.yes, no_rollback=ns.no_rollback, queue=ns.queue,
                                schedule_to_start=ns.schedule_to_start, detach=ns.detach,
                                ignore_window=ns.ignore_window, inventory=ns.inventory, limit=ns.limit,
                                forks=ns.forks, accept_new_hosts=ns.accept_new_hosts, known_hosts=ns.known_hosts,
-                               on_event=console_sink(ns)[0], stop=(stop := threading.Event()),
+                               on_event=sink, stop=(stop := threading.Event()),
                                leave=(leave := threading.Event()),
                                signals=lambda: signal.signal(signal.SIGINT, engine_interrupt(stop, leave)))
     if ns.detach:
