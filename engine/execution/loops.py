@@ -321,9 +321,11 @@ def _summarise(sr: StepResult, step: Step) -> None:
     results = sr.hosts
     n = len(results)
     sr.attempts = max((r.attempts for r in results.values()), default=0)
-    sr.description = next((r.description for r in results.values() if r.description), None)
-    sr.fields["results"] = [r.as_fields() for r in results.values()]
     failed = [(label, r) for label, r in results.items() if r.status in FAILED]
+    # the action the step is known by: a failed iteration's (the root cause shows it), else the first's
+    sr.description = next((r.description for r in [*(r for _, r in failed), *results.values()] if r.description),
+                          None)
+    sr.fields["results"] = [r.as_fields() for r in results.values()]
     cancelled = sum(1 for r in results.values() if r.status == "cancelled")
     if failed:
         sr.status = "timed_out" if all(r.status == "timed_out" for _, r in failed) else "failed"

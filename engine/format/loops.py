@@ -167,7 +167,30 @@ def check_loops(proc: Procedure, source: Source) -> list[Problem]:
                                        "choose another name")
             if step.matrix is not None:
                 _check_matrix(step, path, problem)
+            for where, value in _lists(step, path):
+                _check_param_list(proc, where, value, problem)
     return out
+
+
+_PARAM = re.compile(r"^\s*(?:\{\{\s*)?params\.([a-z_][a-z0-9_]*)\s*(?:\}\}\s*)?$")
+
+
+def _lists(step: Step, path: Path_) -> Iterator[tuple[Path_, Any]]:
+    """Where a list is due: ``foreach`` (unless hosts) and each matrix axis."""
+    if step.foreach is not None and not isinstance(step.foreach, ForeachHosts):
+        yield (*path, "foreach"), step.foreach
+    for axis in axes(step):
+        yield (*path, "matrix", axis), (step.matrix or {})[axis]
+
+
+def _check_param_list(proc: Procedure, where: Path_, value: Any, problem: Any) -> None:
+    """``foreach: params.x`` where x is declared, but not as a list: known before any run."""
+    m = _PARAM.match(value) if isinstance(value, str) else None
+    param = proc.params.get(m.group(1)) if m else None
+    if m and param is not None and param.type != "list":
+        problem(where, f"params.{m.group(1)} is a {param.type} param; a loop needs a list",
+                hint=f"declare it '{{type: list}}' (-p {m.group(1)}=a,b or a JSON list), or split it in an "
+                     f"expression: params.{m.group(1)}.split(',')")
 
 
 def _check_matrix(step: Step, path: Path_, problem: Any) -> None:

@@ -354,3 +354,35 @@ def test_morning_health_check_checks_each_critical_endpoint(tmp_path: Path, monk
     statuses = {k: h.status for k, h in (endpoints.hosts or {}).items()}
     assert statuses == {"/health": "ok", "/templates": "ok", "/api/v1/status": "failed"}  # all three checked
     assert endpoints.status == "failed" and "/api/v1/status" in (endpoints.error or "")
+
+
+def test_when_is_judged_per_iteration(tmp_path: Path) -> None:
+    path = write(tmp_path, """
+        procedure: some
+        steps:
+          - id: some
+            foreach: [1, 2, 3, 4]
+            as: n
+            when: n is even
+            shell: echo {{ n }} >> ran
+    """)
+    some = engine.run(path).steps["some"]
+    assert _lines(tmp_path / "ran") == ["2", "4"]
+    assert [r["status"] for r in some.fields["results"]] == ["skipped", "ok", "skipped", "ok"]
+
+
+def test_the_example_end_to_end(tmp_path: Path) -> None:
+    example = Path(__file__).resolve().parents[2] / "examples" / "loops" / "rollout.yml"
+    work = tmp_path / "work"
+    failed = runproc(tmp_path, str(example), "-p", f"workdir={work}", "-p", "fail_in=us-east", "--output", "json")
+    assert failed.rc == 1, failed.stderr
+    rollout = failed.step("rollout")
+    assert rollout["loop"] is True and {k: v["status"] for k, v in rollout["hosts"].items()} == {
+        "eu-west": "rolled_back", "us-east": "failed", "ap-south": "cancelled"}
+    assert rollout["hosts"]["us-east"]["attempts"] == 2 and not list(work.glob("*.conf"))
+    done = runproc(tmp_path, str(example), "-p", f"workdir={work}", "-v")
+    assert done.rc == 0, done.stderr
+    # a line per iteration under its step, and each iteration's output under its label
+    assert "6/6 iterations ok" in done.stdout and "region=ap-south,service=web" in done.stdout
+    assert "[web_hosts@web-2] web-2 would be probed at 10.0.1.12:8081" in done.stdout
+    assert "[report] 6/6 checks healthy" in done.stdout
