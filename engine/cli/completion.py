@@ -98,11 +98,7 @@ def completion_parser(words: list[str]) -> argparse.ArgumentParser:
     under a ``runproc`` parser (as argcomplete walks subcommands), else the run's (``runproc FILE``),
     whose first word is also offered the command names."""
     if words and words[0] in commands():
-        name = words[0]
-        command = command_parser(name)
-        top = argparse.ArgumentParser(prog="runproc", add_help=False)
-        top.add_subparsers(dest="command", parser_class=lambda **_: command).add_parser(name)
-        return top
+        return _nest("runproc", [words[0]], command_parser(words[0], words[1:]))
     from .app import _run_parser
 
     run = _run_parser()
@@ -111,20 +107,50 @@ def completion_parser(words: list[str]) -> argparse.ArgumentParser:
     return run
 
 
-def command_parser(name: str) -> argparse.ArgumentParser:
-    """The parser command ``name`` builds, with the completers its arguments call for."""
+def command_parser(name: str, rest: list[str] | None = None) -> argparse.ArgumentParser:
+    """The parser command ``name`` builds for the words typed after it (``rest``), with the
+    completers its arguments call for. A command that picks a verb from its first words itself
+    (``serve token add``, ``schedule add``) builds that verb's parser when given them: it is then
+    nested under those words, as argcomplete expects subcommands."""
     if name == "run":
         from .app import _run_parser
 
-        parser = _run_parser("runproc run")
+        parser: argparse.ArgumentParser | None = _run_parser("runproc run")
+        lead: list[str] = []
     else:
-        parser = _capture(name) or argparse.ArgumentParser(prog=f"runproc {name}")
+        lead = []
+        for word in (rest or [])[:2]:
+            if word.startswith("-"):
+                break
+            lead.append(word)
+        for n in range(len(lead), -1, -1):  # the verb's parser, else the command's own
+            parser = _capture(name, lead[:n])
+            if parser is not None:
+                break
+    parser = parser or argparse.ArgumentParser(prog=f"runproc {name}")
     _annotate(parser)
+    path = parser.prog.split()[2:]  # "runproc serve token add": the verb words below the command
+    if not path or path != lead[:len(path)]:
+        return parser
+    return _nest(f"runproc {name}", path, parser)
+
+
+def _nest(prog: str, path: list[str], parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """``parser`` as the subcommand ``path`` of a parser named ``prog`` (one level per word)."""
+    for depth in range(len(path), 0, -1):
+        outer = argparse.ArgumentParser(prog=" ".join([prog, *path[:depth - 1]]), add_help=False)
+        outer.add_subparsers(dest=f"command{depth}", parser_class=lambda _inner=parser, **_: _inner) \
+            .add_parser(path[depth - 1])
+        parser = outer
     return parser
 
 
-def _capture(name: str) -> argparse.ArgumentParser | None:
-    """Call the command with argparse's parse step replaced by a raise of the parser it built."""
+def _capture(name: str, argv: list[str]) -> argparse.ArgumentParser | None:
+    """Call the command on ``argv`` with argparse's parse step replaced by a raise of the parser
+    it built (its output muted: a command that prints its usage when it has no verb yet)."""
+    import contextlib
+    import io
+
     from .app import _command
 
     def capture(self: argparse.ArgumentParser, *args: Any, **kwargs: Any) -> Any:
@@ -133,7 +159,8 @@ def _capture(name: str) -> argparse.ArgumentParser | None:
     real = argparse.ArgumentParser.parse_known_args
     argparse.ArgumentParser.parse_known_args = capture  # type: ignore[method-assign]
     try:
-        _command(name)([])
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            _command(name)(list(argv))
     except _Built as built:
         return built.parser
     except BaseException:  # noqa: BLE001 - a command that does something else first: no flags offered

@@ -141,6 +141,14 @@ def test_every_registered_command_completes_its_own_flags() -> None:
         assert "--help" in flags and len(flags) > 1, (name, flags)
 
 
+def test_a_verb_a_command_picks_itself(workdir: Path) -> None:
+    """runproc serve token add: serve picks the verb from its words (no argparse subcommands);
+    given them, it builds the verb's parser, whose flags complete."""
+    assert complete("runproc serve token add --", workdir) == ["--help", "--role", "--tokens"]
+    assert complete("runproc state info --o", workdir) == ["--output "]
+    assert complete("runproc serve --bi", workdir) == ["--bind "]
+
+
 @pytest.mark.parametrize("shell", ["bash", "zsh", "fish"])
 def test_completion_prints_the_shell_code(shell: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["completion", shell]) == 0
