@@ -12,7 +12,9 @@ other command builds its own parser in its module (engine/cli/app.py's ``_COMMAN
 So the names are read from that registry, and the parser of the command being completed is
 taken from the command itself: it is called with ``parse_known_args`` intercepted, which every
 command reaches before doing anything (they parse first, then import and work). A command
-added to the registry completes, flags and all, with no change here.
+added to the registry completes, flags and all, with no change here. A command that picks a
+verb from its first words itself (``serve token add``) is called with the words typed, so the
+parser captured is the verb's.
 
 What is offered for a value is decided by the argument's ``dest``: procedure files for
 ``file``, step ids of that file for ``--only``, its param names (then their choices) for
