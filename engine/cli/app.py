@@ -50,6 +50,9 @@ _COMMAND_MODULES = {"validate": "inspect", "graph": "inspect", "schema": "inspec
 # starting out (docs/install.md): a starter procedure, and the shell's completion code
 SUBCOMMANDS += ("init", "completion")
 _COMMAND_MODULES.update({"init": "scaffold", "completion": "completion"})
+# bringing what operators have: runproc import ansible|shell FILE (docs/import.md)
+SUBCOMMANDS += ("import",)
+_COMMAND_MODULES["import"] = "importing"
 # re-exported: embedders and older callers read the exit codes here
 __all__ = ["EXIT_BROKEN_PIPE", "EXIT_INTERNAL", "EXIT_INVALID", "RUN_COMMANDS", "SUBCOMMANDS", "main", "main_entry"]
 
