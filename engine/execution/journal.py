@@ -108,11 +108,48 @@ class _Deadline:
             done.set()
 
 
+# live output (runproc serve shows a running step's output as it arrives): a step's lines wait
+# in memory until they are LIVE_AGE old, then go into the journal as ``output`` entries, one per
+# (step, host, stream) per flush, all of one flush in one transaction. A step shorter than that
+# writes none (its result carries its output), so quick steps cost no extra write; a chatty one
+# costs at most one write every LIVE_AGE + LIVE_TICK seconds. What one stream of one step puts in
+# the journal stops at RUNPROC_OUTPUT_CAP (64 KiB, the state's cap on a step's output), with a
+# marker: a step printing a gigabyte adds 64 KiB to the journal, and its log file has the rest.
+LIVE_AGE = 0.4
+LIVE_TICK = 0.2
+_LIVE_CAP_DEFAULT = 64 * 1024
+
+
+def live_output_cap() -> int | None:
+    """RUNPROC_OUTPUT_CAP in bytes (None: no limit), its default when it cannot be read."""
+    from ..transports.output import parse_size
+
+    try:
+        return parse_size(os.environ.get("RUNPROC_OUTPUT_CAP") or "64KiB")
+    except ValueError:
+        return _LIVE_CAP_DEFAULT
+
+
+class _Live:
+    """One stream of one step (on one host): what waits to be journaled, and how much was taken."""
+
+    __slots__ = ("first_at", "parts", "taken", "capped")
+
+    def __init__(self) -> None:
+        self.first_at = 0.0
+        self.parts: list[str] = []
+        self.taken = 0  # bytes accepted for the journal so far
+        self.capped = False
+
+
 class NullJournal:
     """A run that journals nothing (a dry run, a child procedure, a run without a store)."""
 
     active = False
     lost: str | None = None
+
+    def output(self, step_id: str, stream: str, text: str, host: str | None) -> None:
+        """A line (or piece) a step printed, redacted already: journaled while the step runs."""
 
     def step_started(self, step_id: str, phase: str, action: str | None) -> None: ...
 
@@ -174,6 +211,10 @@ class Journal(NullJournal):
         self._header: dict[str, Any] = {}
         self._inputs: dict[str, Any] | None = None
         self._call = _Deadline(store_timeout(getattr(store, "url", "")))
+        self._live: dict[tuple[str, str | None, str], _Live] = {}
+        self._live_lock = threading.Lock()  # the step's reader threads take only this one
+        self._live_cap = live_output_cap()
+        self._flusher: threading.Thread | None = None
         # fault injection for the crash tests: ``EVENT:STEP[@HOST]`` (``step_finished:deploy``)
         # kills this process with SIGKILL right after that entry is committed
         self._kill_after = os.environ.get("RUNPROC_TEST_KILL_AFTER")
@@ -237,10 +278,64 @@ class Journal(NullJournal):
         self._stop.set()
         if self._beat is not None and self._beat is not threading.current_thread():
             self._beat.join(timeout=5)
+        if self._flusher is not None and self._flusher is not threading.current_thread():
+            self._flusher.join(timeout=5)
         with self._lock:
             if self._spool_file is not None:
                 self._spool_file.close()  # the run is over: its spool may be uploaded now
                 self._spool_file = None
+
+    # ------------------------------------------------------------ live output
+
+    def output(self, step_id: str, stream: str, text: str, host: str | None) -> None:
+        if self.lost is not None or not text:
+            return
+        import time
+
+        key = (step_id, host, stream)
+        with self._live_lock:
+            live = self._live.get(key)
+            if live is None:
+                live = self._live[key] = _Live()
+            if live.capped:
+                return
+            size = len(text.encode("utf-8", errors="replace"))
+            if self._live_cap is not None and live.taken + size > self._live_cap:
+                keep = text.encode("utf-8", errors="replace")[:max(0, self._live_cap - live.taken)]
+                text = keep.decode("utf-8", errors="ignore") + (
+                    "\n[... runproc: live output stops here (RUNPROC_OUTPUT_CAP); the step's result and its "
+                    "log file keep the rest ...]\n")
+                live.capped = True
+            live.taken += size
+            if not live.parts:
+                live.first_at = time.monotonic()
+            live.parts.append(text)
+            if self._flusher is None:
+                self._flusher = threading.Thread(target=self._flush_live, name="journal-output", daemon=True)
+                self._flusher.start()
+
+    def _flush_live(self) -> None:
+        import time
+
+        while not self._stop.wait(LIVE_TICK):
+            if self.lost is not None:
+                return
+            with self._lock:  # taken before the pieces: a step's end is journaled after its output
+                ripe = time.monotonic() - LIVE_AGE
+                with self._live_lock:
+                    due = [(key, "".join(live.parts)) for key, live in self._live.items()
+                           if live.parts and live.first_at <= ripe]
+                    for key, _ in due:
+                        self._live[key].parts = []
+                if due:
+                    self._write_locked([("output", step, host, {"stream": stream, "text": text})
+                                        for (step, host, stream), text in due])
+
+    def _end_live(self, step_id: str, host: str | None = None, every_host: bool = False) -> None:
+        """A step (or host) ended: its output not yet journaled is in its result; drop it."""
+        with self._live_lock:
+            for key in [k for k in self._live if k[0] == step_id and (every_host or k[1] == host)]:
+                del self._live[key]
 
     # ------------------------------------------------------------ transitions
 
@@ -251,12 +346,16 @@ class Journal(NullJournal):
         self._write("host_started", step_id, host, {"action": action} if action else None)
 
     def host_finished(self, step_id: str, host: str, hsr: StepResult) -> None:
+        if self._flusher is not None:
+            self._end_live(step_id, host)
         entry = {k: v for k, v in hsr.to_json().items() if k != "id"}
         self._write("host_finished", step_id, host, {"entry": entry, "changed": hsr.changed})
 
     def step_finished(self, sr: StepResult) -> None:
         # completed: the step ran to its end (whatever its status), so it is in the completion
         # order rollbacks reverse; changed: it failed after its action did (its verify failed)
+        if self._flusher is not None:
+            self._end_live(sr.id, every_host=True)
         self._write("step_finished", sr.id, None, {"entry": sr.to_json(), "completed": sr.completed_at is not None,
                                                    "changed": sr.changed})
 
@@ -264,6 +363,8 @@ class Journal(NullJournal):
         self._write("rollback_started", step_id, None, None)
 
     def rollback_finished(self, step_id: str, sr: StepResult) -> None:
+        if self._flusher is not None:
+            self._end_live(step_id, every_host=True)
         undo = sr.rollback
         entry = {k: v for k, v in undo.to_json().items() if k != "id"} if undo is not None else None
         hosts = ({h: r.status for h, r in sr.hosts.items()} if sr.hosts is not None else None)
@@ -301,6 +402,22 @@ class Journal(NullJournal):
         if self.lost is not None:
             raise ConnectionError(f"the state store is gone ({self.lost})")
         return self._call(fn, *args)
+
+    def _write_locked(self, items: list[tuple[str, str | None, str | None, dict[str, Any] | None]]) -> None:
+        """Commit entries in one transaction (the lock is held); spooled once the store is gone."""
+        entries = []
+        for event, step, host, data in items:
+            self.seq += 1
+            entries.append({"seq": self.seq, "at": now_iso(), "event": event, "step": step, "host": host,
+                            "data": self.run.redactor.deep(data) if data is not None else None})
+        if self.lost is None:
+            try:
+                self._call(self.store.append, self.run.run_id, entries)
+            except Exception as exc:  # noqa: BLE001 - the store is gone: spool, and stop the run
+                self._lose(exc)
+        if self.lost is not None:
+            for entry in entries:
+                self._spool({"type": "entry", **entry})
 
     def _write(self, event: str, step: str | None, host: str | None, data: dict[str, Any] | None) -> int:
         """Commit one entry (or spool it once the store is gone); its seq."""

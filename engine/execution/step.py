@@ -60,9 +60,16 @@ class StepRunner:
         cancel = run.rollback_cancel if rollback else run.cancel
         host_name = getattr(host, "name", None)
         on_output: Callable[[str, str], None] | None = None
-        if run.wants_output:
+        live = run.journal.output if run.journal.active else None  # runproc serve shows it as it runs
+        if run.wants_output or live is not None:
+            shown = run.wants_output
+
             def on_output(stream: str, text: str) -> None:
-                run.output(step_id, stream, red(text), host_name)
+                text = red(text)
+                if shown:
+                    run.output(step_id, stream, text, host_name)
+                if live is not None:
+                    live(step_id, stream, text, host_name)
 
         def on_progress(message: str) -> None:
             run.progress(step_id, red(message), host_name)

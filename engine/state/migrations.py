@@ -13,7 +13,7 @@ auto-numbered key. ``user`` and ``procedure`` are quoted where PostgreSQL reserv
 
 from __future__ import annotations
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 # version 1: what runproc 0.1 created (CREATE ... IF NOT EXISTS: a version-1 file keeps its rows)
 V1 = [
@@ -75,4 +75,13 @@ V4 = [
     "run_id TEXT, started_at TEXT, updated_at TEXT NOT NULL, received_by TEXT, detail TEXT)",
 ]
 
-MIGRATIONS: dict[int, list[str]] = {1: V1, 2: V2, 3: V3, 4: V4}
+# version 5: the audit of what was done through runproc serve (docs/web.md): each action (start,
+# answer, resume, retry, rollback, cancel) and each refused attempt, who, when, on which run, and
+# what came of it
+V5 = [
+    'CREATE TABLE IF NOT EXISTS audit (id {serial}, at TEXT NOT NULL, "user" TEXT, role TEXT, action TEXT NOT NULL, '
+    "run_id TEXT, step TEXT, result TEXT NOT NULL, detail TEXT, via TEXT, host TEXT, new_run TEXT)",
+    "CREATE INDEX IF NOT EXISTS audit_run ON audit (run_id, id)",
+]
+
+MIGRATIONS: dict[int, list[str]] = {1: V1, 2: V2, 3: V3, 4: V4, 5: V5}

@@ -363,6 +363,46 @@ class SqlStore(ScheduleRows, StateStore):
         return {"approved": bool(row[0]), "by": row[1], "role": row[2], "how": row[3], "comment": row[4],
                 "at": row[5], "host": row[6]}
 
+    # ------------------------------------------------------------ the audit of runproc serve
+
+    AUDIT_KEYS = ("user", "role", "action", "run_id", "step", "result", "detail", "via", "host", "new_run")
+
+    def audit(self, entry: dict[str, Any]) -> dict[str, Any]:
+        """Record one action done (or refused) through runproc serve: {user, role, action,
+        run_id, step, result, detail, via, host, new_run}; the entry as stored, with its id
+        and time. Bound parameters only: every value is data."""
+        row = {k: (None if entry.get(k) is None else str(entry[k])[:2000]) for k in self.AUDIT_KEYS}
+        row["result"] = row["result"] or "?"
+        row["host"] = row["host"] or self.host
+        at = now_iso()
+        with self._mutex, self._tx() as run:
+            got = run('INSERT INTO audit (at, "user", role, action, run_id, step, result, detail, via, host, new_run) '
+                      "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                      (at, *(row[k] for k in self.AUDIT_KEYS))).fetchone()
+        return {"id": int(got[0]) if got and got[0] is not None else None, "at": at, **row}
+
+    def audit_log(self, run_id: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+        """The audit, newest first (of one run when ``run_id`` is given: acted on, or started)."""
+        where, params = ("WHERE run_id = ? OR new_run = ?", [run_id, run_id]) if run_id else ("", [])
+        rows = self._read('SELECT id, at, "user", role, action, run_id, step, result, detail, via, host, new_run '
+                          f"FROM audit {where} ORDER BY id DESC LIMIT ?", (*params, limit))
+        keys = ("id", "at", *self.AUDIT_KEYS)
+        return [dict(zip(keys, (r[0], r[1], *r[2:]), strict=True)) for r in rows]
+
+    def process_of(self, run_id: str) -> dict[str, Any] | None:
+        """Where a run's runner is: {status, host, pid, pid_start, alive} (alive: its process, on
+        this host, is still the one that began the run), or None for no run. ``runproc serve``
+        signals it to cancel the run."""
+        rows = self._read(f"SELECT status, host, pid, pid_start, heartbeat_at, lease, {self.CLOCK} FROM runs "
+                          "WHERE id = ?", (run_id,))
+        if not rows:
+            return None
+        status, host, pid, pid_start, beat, lease, now = rows[0]
+        here = host == self.host and pid is not None and pid != os.getpid()
+        return {"status": status, "host": host, "pid": pid, "pid_start": pid_start, "here": host == self.host,
+                "alive": status == "running" and here and _pid_alive(int(pid), pid_start)
+                and self._alive(host, pid, pid_start, run_id, beat, lease, float(now))}
+
     def record(self, report: dict[str, Any], inputs: dict[str, Any] | None = None) -> None:
         """Record a run's report (at its end; a dry run's only then)."""
         from . import retention

@@ -31,7 +31,7 @@ from starlette.applications import Starlette
 from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
+from starlette.responses import FileResponse, HTMLResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -40,7 +40,7 @@ from ..execution.approvals import NotAllowed, NotWaiting, give, refusal
 from ..execution.store import RunFilter, user_name
 from ..state.opening import default_state_url, open_store, shown_url
 from ..version import __version__
-from . import dag, live, openapi, starts
+from . import actions, dag, live, openapi, starts
 from .catalogue import Catalogue
 from .data import (
     DEFAULT_LIMIT,
@@ -51,6 +51,7 @@ from .data import (
     parse_run_query,
     resolve_run,
     run_detail,
+    step_logs,
 )
 from .render import STATIC, render
 from .tokens import Token, TokenBook, load_tokens
@@ -233,6 +234,22 @@ def create_app(settings: Settings, *, store: Any = None) -> Starlette:
         who = getattr(request.state, "who", None)
         return who if isinstance(who, Who) else Who()
 
+    def audit(request: Request, action: str, result: str, detail: str | None = None, *, run_id: str | None = None,
+              step: str | None = None, new_run: str | None = None) -> dict[str, Any] | None:
+        """One audit entry (docs/web.md "Audit"): who did or tried what, on which run, and what
+        came of it. Never a reason for the request to fail: a state that cannot take it is
+        said in the server's log."""
+        who = who_of(request)
+        name = local_user if who.open else who.name
+        try:
+            return dict(store.audit({"user": name, "role": who.role, "action": action, "run_id": run_id,
+                                     "step": step, "result": result, "detail": detail, "new_run": new_run,
+                                     "via": "api" if _is_api(request) else "web"}))
+        except Exception as exc:  # noqa: BLE001 - the answer stands; the log says the audit failed
+            print(f"runproc serve: could not audit {action} on {run_id}: {' '.join(str(exc).split())[:200]}",
+                  file=sys.stderr, flush=True)
+            return None
+
     def csrf_of(request: Request) -> tuple[str, bool]:
         """The form token: the browser's cookie when it holds one, else a new one (set on the response)."""
         value = request.cookies.get(CSRF_COOKIE) or ""
@@ -317,8 +334,15 @@ def create_app(settings: Settings, *, store: Any = None) -> Starlette:
         drawing = dag.draw(graph["nodes"], graph["edges"], dependencies_known=graph["dependencies_known"])
         who = who_of(request)
         answering = {w["step"]: answering_view(who, w) for w in run["waiting"]}
+        # the actions this run offers (each page behind them says whether it can be done now)
+        offered = ([] if run.get("dry_run") else ["cancel"] if run.get("status") == "running"
+                   else ["retry", "rollback"] if run.get("status") == "ok" else ["resume", "retry", "rollback"])
         return page(request, "run.html", nav="runs", run=run, drawing=drawing, answering=answering,
-                    catalogued=catalogue.find(str(run.get("procedure") or "")) is not None)
+                    catalogued=catalogue.find(str(run.get("procedure") or "")) is not None,
+                    offered=[(a, actions.TITLES[a]) for a in offered],
+                    why_not={a: may_act(who, a) for a in offered},
+                    why_any=next((may_act(who, a) for a in offered if may_act(who, a)), None),
+                    audit_log=store.audit_log(run["run_id"], 200) if hasattr(store, "audit_log") else [])
 
     # ------------------------------------------------------------ approvals
 
@@ -367,6 +391,8 @@ def create_app(settings: Settings, *, store: Any = None) -> Starlette:
         run_id = request.path_params["run_id"]
         given = await anyio.to_thread.run_sync(give_answer, run_id, step, decision == "approve", who, "web",
                                                form.get("comment"), int(asked))
+        await anyio.to_thread.run_sync(lambda: audit(request, decision, "recorded", given.get("comment"),
+                                                     run_id=given["run_id"], step=step))
         return RedirectResponse(f"/runs/{given['run_id']}#step-{step}", status_code=303)
 
     def api_approvals(request: Request) -> Response:
@@ -375,6 +401,7 @@ def create_app(settings: Settings, *, store: Any = None) -> Starlette:
 
     async def api_approve(request: Request) -> Response:
         who = access.identify(request)
+        request.state.who = who
         if who.open:  # the API's writes always need a token
             raise WebError(401, "answering through the API needs a token, and none are configured "
                                 "(runproc serve token add NAME --role approver --tokens FILE)",
@@ -392,6 +419,8 @@ def create_app(settings: Settings, *, store: Any = None) -> Starlette:
             raise WebError(400, "comment: a string, or leave it out")
         given = await anyio.to_thread.run_sync(give_answer, request.path_params["run_id"], step, approved, who,
                                                "api", comment, None)
+        await anyio.to_thread.run_sync(lambda: audit(request, "approve" if approved else "reject", "recorded",
+                                                     comment, run_id=given["run_id"], step=step))
         return JsonResponse(given, status_code=201)
 
     def api_run(request: Request) -> Response:
@@ -515,9 +544,14 @@ def create_app(settings: Settings, *, store: Any = None) -> Starlette:
         except ProcedureError as exc:
             # the form again, with what the CLI would say; a secret's field is never filled back in
             shown = {k: v for k, v in values.items() if not _secret(entry, k)}
-            return start_form(request, entry, 400, starts.problems_text(exc), shown, dry_run)
+            problems = starts.problems_text(exc)
+            await anyio.to_thread.run_sync(lambda: audit(request, "start", "refused (400)",
+                                                         f"{entry.name}: " + "; ".join(problems)))
+            return start_form(request, entry, 400, problems, shown, dry_run)
         except starts.StartFailed as exc:
             raise WebError(502, str(exc)) from None
+        await anyio.to_thread.run_sync(lambda: audit(request, "start", "started", f"{entry.name}"
+                                                     + (" (dry run)" if dry_run else ""), new_run=started.run_id))
         if started.run_id is None:
             return RedirectResponse(f"/runs?procedure={entry.name}", status_code=303)
         return RedirectResponse(f"/runs/{started.run_id}", status_code=303)
@@ -531,6 +565,7 @@ def create_app(settings: Settings, *, store: Any = None) -> Starlette:
         if who.by_cookie:
             raise WebError(401, "the API's writes take Authorization: Bearer TOKEN",
                            {"www-authenticate": 'Bearer realm="runproc"'})
+        request.state.who = who
         if not who.can("start"):
             raise WebError(403, f"{who.name} ({who.role}) may not start runs; an operator's token may")
         entry = find_procedure(request.path_params["name"])
@@ -549,12 +584,176 @@ def create_app(settings: Settings, *, store: Any = None) -> Starlette:
         except starts.StartFailed as exc:
             raise WebError(502, str(exc)) from None
         rid = started.run_id
+        await anyio.to_thread.run_sync(lambda: audit(request, "start", "started", f"{entry.name}"
+                                                     + (" (dry run)" if dry_run else ""), new_run=rid))
         return JsonResponse({"run_id": rid, "dry_run": dry_run, "pid": started.pid,
                              "url": f"/api/v1/runs/{rid}" if rid else None, "page": f"/runs/{rid}" if rid else None},
                             status_code=201 if rid else 202)
 
     def api_openapi(request: Request) -> Response:
         return JsonResponse(openapi.document())
+
+    # ------------------------------------------------------------ actions on a run (docs/web.md "Actions")
+
+    def action_of(request: Request) -> str:
+        action = request.path_params["action"]
+        if action not in actions.ACTIONS:
+            raise NotFound(f"no action {action!r}: a run's actions are {', '.join(actions.ACTIONS)}")
+        return action
+
+    def may_act(who: Who, action: str) -> str | None:
+        """Why this viewer may not do ``action`` (None: they may)."""
+        if who.can(actions.ROLE_ACTION[action]):
+            return None
+        if who.open:
+            return (f"{actions.TITLES[action].lower()} needs an operator's token, and none are configured on this "
+                    "server (runproc serve token add NAME --role operator --tokens FILE)")
+        return f"{who.name} ({who.role}) may not {actions.TITLES[action].lower()}; an operator's token may"
+
+    def action_page(request: Request) -> Response:
+        action = action_of(request)
+        rid = resolve_run(store, request.path_params["run_id"])
+        step = request.query_params.get("step") or None
+        shown = actions.preview(store, rid, action, step)
+        return page(request, "action.html", nav="runs", action=action, title=actions.TITLES[action], p=shown,
+                    why_not=may_act(who_of(request), action), inflight_choices=actions.INFLIGHT)
+
+    def do_action(request: Request, action: str, run_id: str, step: str | None, inflight: str | None,
+                  params: dict[str, Any]) -> tuple[actions.Preview, actions.Done]:
+        """The action done, after its preview says it can be; WebError otherwise (audited by answer)."""
+        who = who_of(request)
+        rid = resolve_run(store, run_id)
+        shown = actions.preview(store, rid, action, step)
+        if not shown.ok:
+            raise WebError(400 if action == "retry" and not step else 409, str(shown.why))
+        if shown.in_flight and action != "cancel" and inflight not in actions.INFLIGHT:
+            raise WebError(400, f"{', '.join(shown.in_flight)} was in flight when the run stopped: choose whether "
+                                "to run (or undo) it again or to leave it (inflight: again or skip)")
+        missing = [n for n in shown.secrets if params.get(n) in (None, "")]
+        if missing:
+            raise WebError(400, f"param {missing[0]!r} is secret: the run recorded only a hash of it; give it again")
+        unknown = sorted(set(params) - set(shown.secrets))
+        if unknown:
+            raise WebError(400, f"param {unknown[0]!r}: only params declared secret: true are given again "
+                                "(the others are the run's)")
+        try:
+            if action == "cancel":
+                done = actions.cancel(store, rid)
+            else:
+                done = actions.launch(store, actions.replay_argv(action, rid, step=shown.step, inflight=inflight),
+                                      state_url=state_url(), user=str(who.name), params=params,
+                                      cwd=actions.run_folder(store, rid))
+        except actions.ActionRefused as exc:
+            raise WebError(409, str(exc)) from None
+        except starts.StartFailed as exc:
+            raise WebError(502, str(exc)) from None
+        audit(request, action, done.result, done.detail, run_id=rid, step=shown.step, new_run=done.new_run)
+        return shown, done
+
+    async def action_form(request: Request) -> Response:
+        who = access.identify(request)
+        request.state.who = who
+        form = await _form(request)  # its CSRF token checked before anything else
+        action = action_of(request)
+        why = may_act(who, action)
+        if why is not None:
+            raise WebError(401 if who.open else 403, why)
+        if form.get("confirm") != "yes":
+            raise WebError(400, "the form was not confirmed: reload the action's page")
+        params = {k[len("param."):]: v for k, v in form.items() if k.startswith("param.") and v != ""}
+        _, done = await anyio.to_thread.run_sync(
+            lambda: do_action(request, action, request.path_params["run_id"], form.get("step") or None,
+                              form.get("inflight") or None, params))
+        target = done.new_run or resolve_run(store, request.path_params["run_id"])
+        return RedirectResponse(f"/runs/{target}#audit", status_code=303)
+
+    def api_action(action: str) -> Callable[[Request], Awaitable[Response]]:
+        async def endpoint(request: Request) -> Response:
+            who = access.identify(request)
+            request.state.who = who
+            if who.open:  # the API's writes always need a token
+                raise WebError(401, f"{action} needs a token, and none are configured "
+                                    "(runproc serve token add NAME --role operator --tokens FILE)",
+                               {"www-authenticate": 'Bearer realm="runproc"'})
+            if who.by_cookie:
+                raise WebError(401, "the API's writes take Authorization: Bearer TOKEN",
+                               {"www-authenticate": 'Bearer realm="runproc"'})
+            why = may_act(who, action)
+            if why is not None:
+                raise WebError(403, why)
+            body = await _json(request)
+            allowed = {"dry_run"} | ({"step"} if action == "retry" else set()) | (
+                {"params", "inflight"} if action != "cancel" else set())
+            unknown = sorted(set(body) - allowed)
+            if unknown:
+                raise WebError(400, f"{unknown[0]}: unknown field; {action} takes {', '.join(sorted(allowed))}")
+            dry_run, params = body.get("dry_run", False), body.get("params") or {}
+            step, inflight = body.get("step"), body.get("inflight")
+            if not isinstance(dry_run, bool) or not isinstance(params, dict) or not all(
+                    isinstance(v, str | int | float | bool) for v in params.values()):
+                raise WebError(400, "dry_run: true or false; params: an object of secret param: value")
+            if step is not None and not isinstance(step, str) or inflight not in (None, *actions.INFLIGHT):
+                raise WebError(400, "step: a step id; inflight: again or skip")
+            if action == "retry" and not step:
+                raise WebError(400, "step: the step to retry from is needed")
+            run_id = request.path_params["run_id"]
+            if dry_run:  # what would be done, and nothing done
+                rid = await anyio.to_thread.run_sync(resolve_run, store, run_id)
+                shown = await anyio.to_thread.run_sync(actions.preview, store, rid, action, step)
+                return JsonResponse({**shown.to_json(), "dry_run": True})
+            shown, done = await anyio.to_thread.run_sync(
+                lambda: do_action(request, action, run_id, step, inflight, {k: str(v) for k, v in params.items()}))
+            return JsonResponse({"action": action, "run_id": shown.run_id, "dry_run": False, "result": done.result,
+                                 "detail": done.detail, "new_run": done.new_run, "pid": done.pid,
+                                 "url": f"/api/v1/runs/{done.new_run}" if done.new_run else None,
+                                 "page": f"/runs/{done.new_run}" if done.new_run else f"/runs/{shown.run_id}"},
+                                status_code=201 if done.new_run else 200)
+        endpoint.__name__ = f"api_{action}"
+        return endpoint
+
+    def api_run_audit(request: Request) -> Response:
+        rid = resolve_run(store, request.path_params["run_id"])
+        return JsonResponse({"run_id": rid, "audit": store.audit_log(rid, 500)})
+
+    def api_audit(request: Request) -> Response:
+        unknown = [k for k in request.query_params if k != "limit"]
+        if unknown:
+            raise BadQuery(unknown[0], "unknown parameter; the audit takes limit")
+        text = request.query_params.get("limit") or "100"
+        if not text.isdigit() or not 1 <= int(text) <= 1000:
+            raise BadQuery("limit", f"expected a whole number from 1 to 1000, got {text[:20]!r}")
+        return JsonResponse({"audit": store.audit_log(None, int(text))})
+
+    # ------------------------------------------------------------ a step's output
+
+    def api_step_logs(request: Request) -> Response:
+        after = request.query_params.get("after") or "0"
+        unknown = [k for k in request.query_params if k != "after"]
+        if unknown:
+            raise BadQuery(unknown[0], "unknown parameter; a step's logs take after")
+        if not after.isdigit() or len(after) > 12:
+            raise BadQuery("after", f"expected a journal sequence number, got {after[:20]!r}")
+        logs = step_logs(store, request.path_params["run_id"], request.path_params["step"], int(after))
+        base = f"/api/v1/runs/{logs['run_id']}/steps/{logs['step']}/logs"
+        for f in logs["files"]:
+            f["url"] = f"{base}/{f['stream']}" + (f"?{urlencode({'host': f['host']})}" if f["host"] else "")
+            f.pop("path", None)
+        return JsonResponse(logs)
+
+    def api_step_log_file(request: Request) -> Response:
+        unknown = [k for k in request.query_params if k != "host"]
+        if unknown:
+            raise BadQuery(unknown[0], "unknown parameter; a log file takes host")
+        stream, host = request.path_params["stream"], request.query_params.get("host") or None
+        logs = step_logs(store, request.path_params["run_id"], request.path_params["step"], 0)
+        for f in logs["files"]:
+            if f["stream"] == stream and f["host"] == host:
+                return FileResponse(f["path"], media_type="text/plain; charset=utf-8")
+        for r in logs["result"]:  # no file: what the state keeps (capped), as text
+            if r["stream"] == stream and r["host"] == host:
+                return PlainTextResponse(r["text"])
+        raise NotFound(f"step {logs['step']} of run {logs['run_id']} has no {stream}"
+                       + (f" on {host}" if host else "") + " (yet: a running step's output is in its logs' output)")
 
     # ------------------------------------------------------------ signing in (tokens configured)
 
@@ -601,6 +800,8 @@ def create_app(settings: Settings, *, store: Any = None) -> Starlette:
         Route("/runs", guarded("read", runs_page), methods=["GET"]),
         Route("/runs/{run_id}", guarded("read", run_page), methods=["GET"]),
         Route("/runs/{run_id}/approvals", approve_form, methods=["POST"]),
+        Route("/runs/{run_id}/actions/{action}", guarded("read", action_page), methods=["GET"]),
+        Route("/runs/{run_id}/actions/{action}", action_form, methods=["POST"]),
         Route("/procedures", guarded("read", procedures_page), methods=["GET"]),
         Route("/procedures/{name}", guarded("read", procedure_page), methods=["GET"]),
         Route("/procedures/{name}/start", guarded("read", start_page), methods=["GET"]),
@@ -612,6 +813,13 @@ def create_app(settings: Settings, *, store: Any = None) -> Starlette:
         Route("/api/v1/runs/events", guarded_stream("read", api_runs_events), methods=["GET"]),
         Route("/api/v1/runs/{run_id}", guarded("read", api_run), methods=["GET"]),
         Route("/api/v1/runs/{run_id}/steps", guarded("read", api_steps), methods=["GET"]),
+        Route("/api/v1/runs/{run_id}/steps/{step}/logs", guarded("read", api_step_logs), methods=["GET"]),
+        Route("/api/v1/runs/{run_id}/steps/{step}/logs/{stream}", guarded("read", api_step_log_file),
+              methods=["GET"]),
+        Route("/api/v1/runs/{run_id}/audit", guarded("read", api_run_audit), methods=["GET"]),
+        *[Route(f"/api/v1/runs/{{run_id}}/{action}", api_action(action), methods=["POST"])
+          for action in actions.ACTIONS],
+        Route("/api/v1/audit", guarded("read", api_audit), methods=["GET"]),
         Route("/api/v1/runs/{run_id}/events", guarded_stream("read", api_run_events), methods=["GET"]),
         Route("/api/v1/runs/{run_id}/approvals", guarded("read", api_approvals), methods=["GET"]),
         Route("/api/v1/runs/{run_id}/approvals", api_approve, methods=["POST"]),
@@ -622,6 +830,10 @@ def create_app(settings: Settings, *, store: Any = None) -> Starlette:
     ]
 
     def answer(request: Request, status: int, message: str, headers: Mapping[str, str] | None = None) -> Response:
+        attempted = _attempted(request) if request.method == "POST" and status >= 400 else None
+        if attempted is not None:  # a write refused (a role, four_eyes, a forged form...): audited too
+            action, run_id, step = attempted
+            audit(request, action, f"refused ({status})", message, run_id=run_id, step=step)
         if _is_api(request):
             return JsonResponse(_error_body(status, message), status_code=status, headers=dict(headers or {}))
         if status == 401 and access.book().configured:  # a person with a browser: the sign-in form
@@ -671,6 +883,21 @@ def create_app(settings: Settings, *, store: Any = None) -> Starlette:
     app.state.hub = hub  # runproc serve's stop ends its streams (server.run)
     app.state.settings = settings
     return app
+
+
+_WRITES = re.compile(r"/(?:api/v1/)?(?:runs/(?P<run>[^/]+)/(?:actions/)?(?P<act>resume|retry|rollback|cancel|approvals)"
+                     r"|procedures/(?P<proc>[^/]+)/runs)")
+
+
+def _attempted(request: Request) -> tuple[str, str | None, str | None] | None:
+    """The write a POST attempted, for the audit of a refusal: (action, run id, procedure)."""
+    m = _WRITES.fullmatch(request.url.path)
+    if m is None:
+        return None
+    if m.group("proc"):
+        return "start", None, None
+    act = m.group("act")
+    return ("answer" if act == "approvals" else act), m.group("run")[:128], None
 
 
 def _secret(entry: Any, name: str) -> bool:

@@ -240,9 +240,91 @@ def run_detail(store: Any, run_id: str, catalogue: Catalogue | None = None) -> d
                        "four_eyes": bool(w.get("four_eyes")), "started_by": w.get("started_by"),
                        "until": w.get("until"), "since": w.get("since"), "request": w["request"]}
                       for sid, w in waits.items()]
-    out["timeline"] = [{k: e.get(k) for k in ("seq", "at", "event", "step", "host")} for e in journal]
+    # a step's output while it ran is shown under the step, not as rows of the journal table
+    out["timeline"] = [{k: e.get(k) for k in ("seq", "at", "event", "step", "host")} for e in journal
+                       if e.get("event") != "output"]
+    said = live_output(journal)
+    for view in out["steps"]:
+        # the output a step printed while it ran: shown until its result (with its output) is there
+        view["output"] = said.get(view["id"], []) if not _has_output(view) else []
     out["graph"] = run_graph(out, inputs, catalogue)
     return out
+
+
+def live_output(journal: list[dict[str, Any]], after: int = 0) -> dict[str, list[dict[str, Any]]]:
+    """Each step's ``output`` entries (journaled while it ran, redacted, capped at
+    RUNPROC_OUTPUT_CAP a stream): step -> [{seq, at, host, stream, text}]."""
+    out: dict[str, list[dict[str, Any]]] = {}
+    for e in journal:
+        if e.get("event") == "output" and int(e.get("seq") or 0) > after and isinstance(e.get("data"), dict):
+            out.setdefault(str(e.get("step")), []).append(
+                {"seq": e["seq"], "at": e.get("at"), "host": e.get("host"), "stream": e["data"].get("stream"),
+                 "text": str(e["data"].get("text") or "")})
+    return out
+
+
+def _has_output(view: dict[str, Any]) -> bool:
+    """Whether a step's result, with its output, is recorded (it finished): on it or its hosts."""
+    if any(k in view["fields"] for k in ("stdout", "stderr", "text")):
+        return True
+    return bool(view["hosts"]) and all(any(k in h["fields"] for k in ("stdout", "stderr")) for h in view["hosts"])
+
+
+def step_logs(store: Any, run_id: str, step: str, after: int = 0) -> dict[str, Any]:
+    """What a step printed (``/api/v1/runs/{id}/steps/{step}/logs``): ``output``, the pieces
+    journaled while it ran (after the entry ``after``); ``result``, each stream of its result
+    as the state keeps it (capped by RUNPROC_OUTPUT_CAP); ``files``, its whole log files that
+    are on this machine in the state's logs folder (redacted when the step ended; a file named
+    elsewhere is never read). NotFound for a step the run never started."""
+    rid = resolve_run(store, run_id)
+    report = store.show(rid) or {}
+    journal = store.journal(rid)
+    views = [step_view(s) for s in report.get("steps") or [] if isinstance(s, dict)]
+    view = next((v for v in views if v["id"] == step), None)
+    if view is not None and report.get("status") == "running" and view["status"] == "interrupted" \
+            and "running" in view["notes"]:
+        view["status"] = "running"  # the step in flight of a run still going (as run_detail says it)
+    if view is None and not any(e.get("step") == step for e in journal):
+        known = ", ".join(v["id"] for v in views) or "none"
+        raise NotFound(f"run {rid} has no step {step!r} (its steps: {known})")
+    running = report.get("status") == "running" and (view is None or view["status"] == "running")
+    result: list[dict[str, Any]] = []
+    files: list[dict[str, Any]] = []
+    logs_dir = _logs_dir(store)
+    sources = [(None, view)] + [(h["host"], h) for h in (view or {}).get("hosts", [])] if view else []
+    for host, part in sources:
+        for stream in ("stdout", "stderr", "text"):
+            value = part["fields"].get(stream)
+            if isinstance(value, str):
+                result.append({"host": host, "stream": stream, "text": value})
+            path = part["fields"].get(f"{stream}_log")
+            found = _log_file(logs_dir, rid, path)
+            if found is not None:
+                files.append({"host": host, "stream": stream, "bytes": found.stat().st_size, "path": str(found)})
+    return {"run_id": rid, "step": step, "status": view["status"] if view else "running", "running": running,
+            "output": live_output(journal, after).get(step, []), "result": result, "files": files}
+
+
+def _logs_dir(store: Any) -> Any:
+    try:
+        return store.logs_dir().resolve()
+    except Exception:  # noqa: BLE001 - no logs folder known: no file is offered
+        return None
+
+
+def _log_file(logs_dir: Any, run_id: str, path: Any) -> Any:
+    """``path`` when it is a file in this run's folder of the state's logs folder, else None: a
+    report from a shared state may name any path, and only runproc's own logs are served."""
+    from pathlib import Path
+
+    if logs_dir is None or not isinstance(path, str) or not path:
+        return None
+    try:
+        found = Path(path).resolve()
+    except (OSError, RuntimeError):
+        return None
+    folder = logs_dir / run_id
+    return found if found.is_relative_to(folder) and found.is_file() else None
 
 
 def step_view(entry: dict[str, Any]) -> dict[str, Any]:

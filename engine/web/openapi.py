@@ -35,6 +35,46 @@ _NAME = {"name": "name", "in": "path", "required": True, "schema": {"type": "str
 _AUTH = {"401": _error("a token is configured and none (or a bad one) was given"),
          "403": _error("the token's role may not do this")}
 _NULLABLE_STRING = {"type": ["string", "null"]}
+_STEP = {"name": "step", "in": "path", "required": True, "schema": {"type": "string"}, "description": "a step id"}
+_ACTIONS = {
+    "resume": "Resume the run (runproc resume RUN): the steps not recorded ok run, with the recorded params",
+    "retry": "Retry from a step (runproc resume RUN --from STEP): it and every step that needs it run again",
+    "rollback": "Roll back what the run completed (runproc rollback RUN --yes)",
+    "cancel": "Cancel a running run of this server's machine: SIGINT to its process, as Ctrl-C (it stops and "
+              "rolls back)",
+}
+
+
+def _action(action: str, text: str) -> dict[str, Any]:
+    fields: dict[str, Any] = {"dry_run": {"type": "boolean", "default": False,
+                                          "description": "true: what would be done, and nothing done"}}
+    if action == "retry":
+        fields["step"] = {"type": "string", "description": "the step to retry from"}
+    if action != "cancel":
+        fields["params"] = {"type": "object", "description": "the run's secret params, given again (it "
+                                                             "recorded only their hash)"}
+        fields["inflight"] = {"type": "string", "enum": ["again", "skip"], "description": "a step in flight "
+                              "when the run stopped: run (undo) it again, or leave it"}
+    return {
+        "summary": f"{text}. A token with the operator role (with no tokens configured: 401); started as a "
+                   "runproc process of its own, recorded as the token's holder; audited, done or refused",
+        "operationId": f"{action}Run",
+        "parameters": [_RUN_ID],
+        "requestBody": {"required": True, "content": {"application/json": {"schema": {
+            "type": "object", "required": ["step"] if action == "retry" else [], "properties": fields}}}},
+        "responses": {"200": {"description": "dry_run: what would be done (ActionPreview); else done without a "
+                                             "new run (a cancel, or nothing left to undo: ActionDone)",
+                              "content": {"application/json": {"schema": {"oneOf": [
+                                  {"$ref": "#/components/schemas/ActionPreview"},
+                                  {"$ref": "#/components/schemas/ActionDone"}]}}}},
+                      "201": _ok("started: the new run", "ActionDone"),
+                      "400": _error("a bad body, a missing secret param or in-flight choice"),
+                      "401": _error("no token (a token is always needed for an action)"),
+                      "403": _error("the token's role may not do this"), "404": _error("no such run"),
+                      "409": _error("not possible on this run now (the message says why)"),
+                      "415": _error("the body is not JSON"),
+                      "502": _error("runproc could not be started")},
+    }
 
 
 def document() -> dict[str, Any]:
@@ -75,12 +115,52 @@ def document() -> dict[str, Any]:
                 "parameters": [_RUN_ID],
                 "responses": {"200": _ok("the steps", "RunSteps"), "404": _error("no such run"), **_AUTH},
             }},
+            "/api/v1/runs/{run_id}/steps/{step}/logs": {"get": {
+                "summary": "What a step printed: while it runs, the output journaled so far (within about a "
+                           "second); once it ended, its result's streams as the state keeps them and its whole "
+                           "log files when they are on this server's machine",
+                "operationId": "getStepLogs",
+                "parameters": [_RUN_ID, _STEP, _query("after", "only output journaled after this entry (poll "
+                                                               "with the last seq seen)",
+                                                      {"type": "integer", "minimum": 0, "default": 0})],
+                "responses": {"200": _ok("the step's output", "StepLogs"), "400": _error("a bad after"),
+                              "404": _error("no such run, or no such step in it"), **_AUTH},
+            }},
+            "/api/v1/runs/{run_id}/steps/{step}/logs/{stream}": {"get": {
+                "summary": "One stream of a finished step as text: its whole log file when the state's logs "
+                           "folder has it (redacted), else what the state keeps (capped by RUNPROC_OUTPUT_CAP)",
+                "operationId": "getStepLogFile",
+                "parameters": [_RUN_ID, _STEP,
+                               {"name": "stream", "in": "path", "required": True, "description": "stdout or stderr",
+                                "schema": {"type": "string", "enum": ["stdout", "stderr", "text"]}},
+                               _query("host", "a fanned-out step's host", {"type": "string"})],
+                "responses": {"200": {"description": "the text",
+                                      "content": {"text/plain": {"schema": {"type": "string"}}}},
+                              "404": _error("no such run, step or stream"), **_AUTH},
+            }},
+            "/api/v1/runs/{run_id}/audit": {"get": {
+                "summary": "What was done (or refused) to a run through runproc serve, newest first",
+                "operationId": "getRunAudit",
+                "parameters": [_RUN_ID],
+                "responses": {"200": _ok("the run's audit", "RunAudit"), "404": _error("no such run"), **_AUTH},
+            }},
+            "/api/v1/audit": {"get": {
+                "summary": "The audit of runproc serve: every action done or refused (start, approve, reject, "
+                           "resume, retry, rollback, cancel), newest first",
+                "operationId": "getAudit",
+                "parameters": [_query("limit", "entries", {"type": "integer", "minimum": 1, "maximum": 1000,
+                                                           "default": 100})],
+                "responses": {"200": _ok("the audit", "Audit"), "400": _error("a bad limit"), **_AUTH},
+            }},
+            **{f"/api/v1/runs/{{run_id}}/{action}": {"post": _action(action, text)}
+               for action, text in _ACTIONS.items()},
             "/api/v1/runs/{run_id}/events": {"get": {
                 "summary": "A run's journal as it is committed, as server-sent events (text/event-stream)",
                 "description": "Events: `run` {status, exit_code, ended_at} first and at each change; `journal` "
                                "{seq, at, event, step, host, data} for each entry (step_started, step_finished, "
                                "host_started, host_finished, rollback_started, rollback_finished, waiting, "
-                               "approval), its id the entry's seq; `end` {status, seq} once the run has ended and "
+                               "approval, and output {stream, text}: a running step's output, within about a "
+                               "second), its id the entry's seq; `end` {status, seq} once the run has ended and "
                                "every entry was sent (the stream then closes). Redacted as the journal is.",
                 "operationId": "followRun",
                 "parameters": [_RUN_ID, _query("after", "start after this journal entry (a browser that "
@@ -194,8 +274,19 @@ def _schemas() -> dict[str, Any]:
             "hosts": {"type": "array", "items": {"type": "object"}, "description": "a fanned-out step's hosts"},
             "rollback": {"type": ["object", "null"], "description": "its undo, as a step"},
             "fields": {"type": "object", "description": "its result fields (rc, stdout, stderr, rows, json...)"},
+            "output": {"type": "array", "items": {"type": "object"},
+                       "description": "a step without a result yet (running, or interrupted): what it printed so "
+                                      "far, as journaled ({seq, at, host, stream, text})"},
         },
     }
+    audit_entry = {"type": "object", "required": ["id", "at", "action", "result"], "properties": {
+        "id": {"type": ["integer", "null"]}, "at": {"type": "string"}, "user": _NULLABLE_STRING,
+        "role": _NULLABLE_STRING, "action": {"type": "string", "description": "start, approve, reject, answer, "
+                                                                               "resume, retry, rollback, cancel"},
+        "run_id": _NULLABLE_STRING, "step": _NULLABLE_STRING,
+        "result": {"type": "string", "description": "started, recorded, signalled, nothing to do, refused (STATUS)"},
+        "detail": _NULLABLE_STRING, "via": _NULLABLE_STRING, "host": _NULLABLE_STRING,
+        "new_run": {"type": ["string", "null"], "description": "the run it started"}}}
     graph = {"type": "object", "properties": {
         "nodes": {"type": "array", "items": {"type": "object", "properties": {
             "id": {"type": "string"}, "label": {"type": "string"}, "status": {"type": "string"}}}},
@@ -270,6 +361,38 @@ def _schemas() -> dict[str, Any]:
             "run_id": {"type": "string"}, "status": {"type": "string"},
             "steps": {"type": "array", "items": {"$ref": "#/components/schemas/Step"}}}},
         "Param": param,
+        "StepLogs": {"type": "object", "required": ["run_id", "step", "running", "output", "result", "files"],
+                     "properties": {
+                         "run_id": {"type": "string"}, "step": {"type": "string"}, "status": {"type": "string"},
+                         "running": {"type": "boolean"},
+                         "output": {"type": "array", "description": "journaled while the step ran (capped at "
+                                    "RUNPROC_OUTPUT_CAP a stream)", "items": {"type": "object", "properties": {
+                                        "seq": {"type": "integer"}, "at": _NULLABLE_STRING, "host": _NULLABLE_STRING,
+                                        "stream": _NULLABLE_STRING, "text": {"type": "string"}}}},
+                         "result": {"type": "array", "items": {"type": "object", "properties": {
+                             "host": _NULLABLE_STRING, "stream": {"type": "string"}, "text": {"type": "string"}}}},
+                         "files": {"type": "array", "items": {"type": "object", "properties": {
+                             "host": _NULLABLE_STRING, "stream": {"type": "string"}, "bytes": {"type": "integer"},
+                             "url": {"type": "string"}}}}}},
+        "AuditEntry": audit_entry,
+        "RunAudit": {"type": "object", "required": ["run_id", "audit"], "properties": {
+            "run_id": {"type": "string"}, "audit": {"type": "array", "items": {"$ref": "#/components/schemas/AuditEntry"}}}},
+        "Audit": {"type": "object", "required": ["audit"], "properties": {
+            "audit": {"type": "array", "items": {"$ref": "#/components/schemas/AuditEntry"}}}},
+        "ActionPreview": {"type": "object", "required": ["action", "run_id", "possible", "dry_run"], "properties": {
+            "action": {"type": "string"}, "run_id": {"type": "string"}, "procedure": _NULLABLE_STRING,
+            "status": _NULLABLE_STRING, "possible": {"type": "boolean"}, "why": _NULLABLE_STRING,
+            "step": _NULLABLE_STRING, "steps": {"type": "array", "items": {"type": "string"}},
+            "again": {"type": "array", "items": {"type": "string"}, "description": "run (again), or undone"},
+            "kept": {"type": "array", "items": {"type": "string"}, "description": "not run again, or kept"},
+            "in_flight": {"type": "array", "items": {"type": "string"}},
+            "secret_params": {"type": "array", "items": {"type": "string"}},
+            "process": {"type": ["object", "null"]}, "dry_run": {"type": "boolean"}}},
+        "ActionDone": {"type": "object", "required": ["action", "run_id", "result"], "properties": {
+            "action": {"type": "string"}, "run_id": {"type": "string"}, "dry_run": {"type": "boolean"},
+            "result": {"type": "string", "description": "started, signalled, nothing to do"},
+            "detail": _NULLABLE_STRING, "new_run": _NULLABLE_STRING, "pid": {"type": ["integer", "null"]},
+            "url": _NULLABLE_STRING, "page": _NULLABLE_STRING}},
         "ProcedureSummary": procedure_summary,
         "Catalogue": {"type": "object", "required": ["folder", "procedures"], "properties": {
             "folder": _NULLABLE_STRING,

@@ -194,5 +194,5 @@ def test_twenty_processes_opening_a_new_postgresql_state_at_once_migrate_it_once
         assert json.loads(out) == [] and err == ""
     assert _psql(pg_db, "SELECT count(*), min(value) FROM meta WHERE key = 'schema_version'") == f"1|{SCHEMA_VERSION}"
     tables = set(_psql(pg_db, "SELECT tablename FROM pg_tables WHERE schemaname = 'public'").split())
-    assert tables == {"locks", "runs", "run_inputs", "journal", "lock_events", "meta", "approvals", "schedules",
+    assert tables == {"locks", "runs", "run_inputs", "journal", "lock_events", "meta", "approvals", "schedules", "audit",
                       "schedule_fires", "alert_groups"}

@@ -75,8 +75,16 @@
       });
       table.appendChild(row);
     };
+    var said = function (e) {  // output a running step printed: appended as text as it comes
+      var section = document.getElementById("step-" + e.step), box = section && section.querySelector(".live-output");
+      if (!box) { return; }
+      var pre = box.querySelector("pre.running-output");
+      if (!pre) { output(e.step, {stdout: " "}); pre = box.querySelector("pre"); pre.className = "running-output"; pre.textContent = ""; }
+      pre.appendChild(document.createTextNode((e.host ? "[" + e.host + "] " : "") + String(e.data.text || "")));
+    };
     var apply = function (e) {
       var d = e.data || {}, entry = d.entry || {};
+      if (e.event === "output") { said(e); return; }
       journal(e);
       if (e.event === "step_started" || e.event === "host_started") { stepStatus(e.step, "running"); }
       if (e.event === "host_finished" && e.host) {
