@@ -29,7 +29,12 @@ def _every_url(client: TestClient, history: History) -> list[str]:
     for run_id in history.every():
         # the event stream too: a finished run's replays its whole journal, then closes
         urls += [f"/runs/{run_id}", f"/api/v1/runs/{run_id}", f"/api/v1/runs/{run_id}/steps",
-                 f"/api/v1/runs/{run_id}/events", f"/api/v1/runs/{run_id}/approvals"]
+                 f"/api/v1/runs/{run_id}/events", f"/api/v1/runs/{run_id}/approvals",
+                 # the actions' confirmation pages (their previews) and the audit
+                 f"/runs/{run_id}/actions/retry", f"/runs/{run_id}/actions/rollback", f"/api/v1/runs/{run_id}/audit"]
+    canary = history.ids["canary"][0]  # each step's logs: the output kept in the state, and as text
+    urls += [f"/api/v1/runs/{canary}/steps/show/logs", f"/api/v1/runs/{canary}/steps/show/logs/stdout",
+             f"/api/v1/runs/{canary}/steps/fail/logs", f"/api/v1/runs/{canary}/steps/fail/logs/stderr"]
     for p in client.get("/api/v1/procedures").json()["procedures"]:
         if p["ok"]:  # an invalid file has no page of its own
             urls += [f"/procedures/{p['name']}", f"/api/v1/procedures/{p['name']}", f"/procedures/{p['name']}/start"]
