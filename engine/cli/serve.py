@@ -36,6 +36,11 @@ def _serve(argv: list[str]) -> int:
     p.add_argument("--tokens", metavar="FILE",
                    help="the tokens file (runproc serve token add); without it the server is open to this machine "
                         "only")
+    p.add_argument("--triggers", metavar="FILE",
+                   help="the Alertmanager rules: which alert starts which procedure with which params "
+                        "(POST /api/v1/alertmanager; docs/web.md)")
+    p.add_argument("--no-scheduler", action="store_true",
+                   help="do not fire the schedules here (runproc scheduler does it elsewhere)")
     ns = p.parse_args(argv)
     from ..errors import UsageError
     from ..web import require_web
@@ -55,7 +60,8 @@ def _serve(argv: list[str]) -> int:
     from ..web.app import Settings, create_app
     from ..web.server import bound, listen, run
 
-    app = create_app(Settings(state=ns.state, procedures=procedures, tokens=ns.tokens, loopback=loopback))
+    app = create_app(Settings(state=ns.state, procedures=procedures, tokens=ns.tokens, loopback=loopback,
+                              triggers=ns.triggers, scheduler=not ns.no_scheduler))
     sock = listen(bind)
     where = bound(sock, bind)
     access = f"tokens from {ns.tokens} ({len(book.tokens)})" if book.configured else "open to this machine (no tokens)"
@@ -63,7 +69,10 @@ def _serve(argv: list[str]) -> int:
     from ..state.opening import shown_url
 
     state = shown_url(str(app.state.store.url))  # without its password
-    print(f"runproc serve: http://{where}/ (state {state}; {catalogue}; {access}); Ctrl-C stops it", flush=True)
+    extra = "; scheduler off" if ns.no_scheduler else "; scheduler on"
+    extra += f"; alert rules from {ns.triggers}" if ns.triggers else ""
+    print(f"runproc serve: http://{where}/ (state {state}; {catalogue}; {access}{extra}); Ctrl-C stops it",
+          flush=True)
     run(app, sock)
     return 0
 

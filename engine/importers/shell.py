@@ -366,7 +366,7 @@ class _ScriptImporter:
         for b in blocks:
             if not b.commands:
                 continue
-            if _echo_only(b) and len(blocks) > 1:
+            if _echo_only(b) and not b.title and len(blocks) > 1:
                 pending.append(b)
                 continue
             if pending:

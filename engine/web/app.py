@@ -20,6 +20,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from http import HTTPStatus
 from pathlib import Path
 from typing import Any
@@ -38,9 +39,12 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from ..errors import InvalidInputError, ProcedureError
 from ..execution.approvals import NotAllowed, NotWaiting, give, refusal
 from ..execution.store import RunFilter, user_name
+from ..schedule.scheduler import Scheduler
+from ..schedule.slots import slot_name
 from ..state.opening import default_state_url, open_store, shown_url
 from ..version import __version__
 from . import actions, dag, live, openapi, starts
+from .alerts import BadPayload, Unprocessable, load_rules, receive
 from .catalogue import Catalogue
 from .data import (
     DEFAULT_LIMIT,
@@ -54,12 +58,14 @@ from .data import (
     step_logs,
 )
 from .render import STATIC, render
+from .schedules import Running, launcher
 from .tokens import Token, TokenBook, load_tokens
 
 TOKEN_COOKIE = "runproc_token"
 CSRF_COOKIE = "runproc_csrf"
 # no request of this server needs more: the sign-in form is a few hundred bytes
 MAX_BODY = 16 * 1024
+ALERTS_MAX_BODY = 1024 * 1024  # but Alertmanager sends a whole alert group at once (max_alerts caps it)
 SESSION_SECONDS = 12 * 3600
 _CSRF_VALUE = re.compile(r"[A-Za-z0-9_-]{32,128}")
 # a page's resources come from this server only: its own script file (no inline script), its
@@ -85,6 +91,8 @@ class Settings:
     procedures: Path | None = None  # the catalogue's folder
     tokens: str | None = None  # the tokens file
     loopback: bool = True  # bound to a loopback address only
+    triggers: str | None = None  # the Alertmanager rules file (engine/web/alerts.py)
+    scheduler: bool = False  # run the scheduler beside the server (runproc serve does, unless --no-scheduler)
 
 
 @dataclass(frozen=True)
@@ -229,6 +237,11 @@ def create_app(settings: Settings, *, store: Any = None) -> Starlette:
     script = (STATIC / "live.js").read_bytes()
     hub = live.Hub(store)
     local_user = user_name()  # who answers from an open loopback server: this machine's user
+    # the Alertmanager rules (a bad file: its problems, located, before anything listens) and the
+    # scheduler (its schedules listed always; it fires them only when settings.scheduler)
+    rules = load_rules(settings.triggers, {e.name for e in catalogue.entries() if e.ok}
+                              if settings.procedures is not None else None)
+    scheduler = Scheduler(store, launch=launcher(store, lambda: state_url()), files=catalogue.files)
 
     def who_of(request: Request) -> Who:
         who = getattr(request.state, "who", None)
@@ -500,6 +513,55 @@ def create_app(settings: Settings, *, store: Any = None) -> Starlette:
         runs = [{**r, "url": f"/api/v1/runs/{r['id']}", "page": f"/runs/{r['id']}"} for r in last_runs(entry.name, 10)]
         return JsonResponse({**entry.detail(), "url": f"/api/v1/procedures/{entry.name}",
                              "graph": procedure_graph(entry), "last_runs": runs})
+
+    # ------------------------------------------------------------ schedules and alerts (docs/web.md)
+
+    def schedules_data(request: Request) -> dict[str, Any]:
+        if request.query_params:
+            raise BadQuery(next(iter(request.query_params)), "unknown parameter; the schedules take none")
+        now = datetime.now(UTC)
+        return {"now": slot_name(now), "scheduler": settings.scheduler, "schedules": scheduler.listing(now)}
+
+    def schedules_page(request: Request) -> Response:
+        return page(request, "schedules.html", nav="schedules", **schedules_data(request),
+                    rules=[r.summary() for r in rules], groups=store.alert_groups(20), triggers=settings.triggers)
+
+    def api_schedules(request: Request) -> Response:
+        return JsonResponse(schedules_data(request))
+
+    def api_alert_rules(request: Request) -> Response:
+        if request.query_params:
+            raise BadQuery(next(iter(request.query_params)), "unknown parameter; the receiver's GET takes none")
+        return JsonResponse({"triggers": settings.triggers, "rules": [r.summary() for r in rules],
+                             "groups": store.alert_groups(50)})
+
+    async def api_alertmanager(request: Request) -> Response:
+        who = access.identify(request)
+        if who.open or who.by_cookie:  # the API's writes always take a token
+            raise WebError(401, "the Alertmanager receiver needs an operator's token (Alertmanager's webhook_config: "
+                                "http_config: authorization: credentials: TOKEN)",
+                           {"www-authenticate": 'Bearer realm="runproc"'})
+        if not who.can("start"):
+            raise WebError(403, f"{who.name} ({who.role}) may not start runs; an operator's token may")
+        unknown = [k for k in request.query_params if k != "dry_run"]
+        dry = request.query_params.get("dry_run", "false")
+        if unknown or dry not in ("true", "false"):
+            raise WebError(400, f"{unknown[0] if unknown else 'dry_run'}: the receiver takes dry_run=true|false only")
+        if not rules:
+            raise WebError(404, "this server maps no alerts: start it with --triggers FILE (docs/web.md, "
+                                "\"Alerts start runs\")")
+        body = await _json(request, ALERTS_MAX_BODY)
+        try:
+            status, answer_body = await anyio.to_thread.run_sync(lambda: receive(
+                store, rules, body, find_file=lambda name: find_procedure(name).file, state_url=state_url(),
+                received_by=str(who.name), dry_run=dry == "true"))
+        except BadPayload as exc:
+            raise WebError(400, str(exc)) from None
+        except Unprocessable as exc:
+            raise WebError(422, str(exc)) from None
+        except starts.StartFailed as exc:
+            raise WebError(502, str(exc)) from None
+        return JsonResponse(answer_body, status_code=status)
 
     # ------------------------------------------------------------ starting a run
 
@@ -806,6 +868,7 @@ def create_app(settings: Settings, *, store: Any = None) -> Starlette:
         Route("/procedures/{name}", guarded("read", procedure_page), methods=["GET"]),
         Route("/procedures/{name}/start", guarded("read", start_page), methods=["GET"]),
         Route("/procedures/{name}/runs", start_run_form, methods=["POST"]),
+        Route("/schedules", guarded("read", schedules_page), methods=["GET"]),
         Route("/login", login_form, methods=["GET"]),
         Route("/login", login, methods=["POST"]),
         Route("/logout", logout, methods=["POST"]),
@@ -826,6 +889,9 @@ def create_app(settings: Settings, *, store: Any = None) -> Starlette:
         Route("/api/v1/procedures", guarded("read", api_procedures), methods=["GET"]),
         Route("/api/v1/procedures/{name}", guarded("read", api_procedure), methods=["GET"]),
         Route("/api/v1/procedures/{name}/runs", api_start_run, methods=["POST"]),
+        Route("/api/v1/schedules", guarded("read", api_schedules), methods=["GET"]),
+        Route("/api/v1/alertmanager", guarded("read", api_alert_rules), methods=["GET"]),
+        Route("/api/v1/alertmanager", api_alertmanager, methods=["POST"]),
         Route("/api/v1/openapi.json", guarded("read", api_openapi), methods=["GET"]),
     ]
 
@@ -868,9 +934,14 @@ def create_app(settings: Settings, *, store: Any = None) -> Starlette:
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        running = Running(scheduler) if settings.scheduler else None
+        if running is not None:
+            running.start()
         try:
             yield
         finally:
+            if running is not None:
+                running.close()
             hub.close()
             if own_store:
                 store.close()
@@ -931,21 +1002,21 @@ def _sse(name: str, data: dict[str, Any], seq: int | None) -> dict[str, Any]:
     return event
 
 
-async def _body(request: Request) -> bytes:
+async def _body(request: Request, limit: int = MAX_BODY) -> bytes:
     body = b""
     async for chunk in request.stream():
         body += chunk
-        if len(body) > MAX_BODY:
-            raise WebError(413, f"the request body is larger than {MAX_BODY} bytes")
+        if len(body) > limit:
+            raise WebError(413, f"the request body is larger than {limit} bytes")
     return body
 
 
-async def _json(request: Request) -> dict[str, Any]:
-    """A JSON object of at most MAX_BODY bytes (an API write's body)."""
+async def _json(request: Request, limit: int = MAX_BODY) -> dict[str, Any]:
+    """A JSON object of at most ``limit`` bytes (an API write's body)."""
     if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
         raise WebError(415, "expected JSON (Content-Type: application/json)")
     try:
-        value = json.loads(await _body(request) or b"null")
+        value = json.loads(await _body(request, limit) or b"null")
     except (ValueError, UnicodeDecodeError):
         raise WebError(400, "the body is not JSON") from None
     if not isinstance(value, dict):
@@ -997,9 +1068,11 @@ class Guard:
             await send(message)
 
         length = dict(scope.get("headers") or []).get(b"content-length", b"0")
-        if not length.isdigit() or int(length) > MAX_BODY:
+        # Alertmanager sends a whole alert group in one body: that endpoint takes more
+        limit = ALERTS_MAX_BODY if scope.get("path") == "/api/v1/alertmanager" else MAX_BODY
+        if not length.isdigit() or int(length) > limit:
             status = 413 if length.isdigit() else 400
-            message = (f"the request body is larger than {MAX_BODY} bytes" if status == 413
+            message = (f"the request body is larger than {limit} bytes" if status == 413
                        else "Content-Length is not a number")
             await _plain(send_with_headers, scope, status, message)
             return

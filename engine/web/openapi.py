@@ -232,6 +232,52 @@ def document() -> dict[str, Any]:
                               "404": _error("no such procedure"), "415": _error("the body is not JSON"),
                               "502": _error("runproc ended without recording a run (its last line)")},
             }},
+            "/api/v1/schedules": {"get": {
+                "summary": "The schedules (runproc schedule add, and the schedule: of the catalogue's procedures), "
+                           "each with its next three fire times (UTC) and its last slots: fired (with the run), "
+                           "skipped, queued, missed or failed",
+                "operationId": "listSchedules",
+                "responses": {"200": _ok("the schedules", "Schedules"), "400": _error("an unknown parameter"),
+                              **_AUTH},
+            }},
+            "/api/v1/alertmanager": {
+                "get": {
+                    "summary": "The Alertmanager rules (runproc serve --triggers FILE) and the alert groups seen",
+                    "operationId": "listAlertRules",
+                    "responses": {"200": _ok("the rules and groups", "AlertRules"),
+                                  "400": _error("an unknown parameter"), **_AUTH},
+                },
+                "post": {
+                    "summary": "Alertmanager's webhook receiver (version 4). The first rule matching the group's "
+                               "common labels starts its procedure, once while the group fires; a repeat of a "
+                               "firing group starts nothing; a resolved group may start again when it fires anew. "
+                               "A token with the operator role (with no tokens configured: 401)",
+                    "operationId": "receiveAlerts",
+                    "parameters": [_query("dry_run", "true: say what would be started; start and record nothing",
+                                          {"type": "string", "enum": ["true", "false"], "default": "false"})],
+                    "requestBody": {"required": True, "content": {"application/json": {"schema": {
+                        "type": "object", "required": ["version", "status", "groupKey", "alerts"], "properties": {
+                            "version": {"type": "string", "const": "4"},
+                            "status": {"type": "string", "enum": ["firing", "resolved"]},
+                            "groupKey": {"type": "string"}, "receiver": {"type": "string"},
+                            "groupLabels": {"type": "object"}, "commonLabels": {"type": "object"},
+                            "commonAnnotations": {"type": "object"}, "externalURL": {"type": "string"},
+                            "alerts": {"type": "array", "minItems": 1, "items": {"type": "object",
+                                                                             "required": ["labels"]}}}}}}},
+                    "responses": {"200": _ok("nothing started: ignored (no rule matches), deduplicated (the group "
+                                             "has its run), resolved, or would_start (dry_run)", "AlertAnswer"),
+                                  "201": _ok("a run started for this group", "AlertAnswer"),
+                                  "400": _error("not Alertmanager's webhook JSON (version 4)"),
+                                  "401": _error("no token (a token is always needed)"),
+                                  "403": _error("the token's role may not start runs"),
+                                  "404": _error("no --triggers file, or the rule's procedure left the catalogue"),
+                                  "413": _error("a body over 1 MiB (set max_alerts in Alertmanager)"),
+                                  "415": _error("the body is not JSON"),
+                                  "422": _error("the rule's params for this group are refused (a template or a "
+                                                "value: the command line's message)"),
+                                  "502": _error("runproc ended without recording a run")},
+                },
+            },
             "/api/v1/openapi.json": {"get": {
                 "summary": "This document", "operationId": "openapi",
                 "responses": {"200": {"description": "the OpenAPI document",
@@ -394,6 +440,40 @@ def _schemas() -> dict[str, Any]:
             "detail": _NULLABLE_STRING, "new_run": _NULLABLE_STRING, "pid": {"type": ["integer", "null"]},
             "url": _NULLABLE_STRING, "page": _NULLABLE_STRING}},
         "ProcedureSummary": procedure_summary,
+        "Schedules": {"type": "object", "required": ["now", "scheduler", "schedules"], "properties": {
+            "now": {"type": "string"}, "scheduler": {"type": "boolean", "description": "this server fires them"},
+            "schedules": {"type": "array", "items": {"type": "object", "required": [
+                "name", "procedure", "cron", "timezone", "next", "overlap", "catch_up", "source"], "properties": {
+                "name": {"type": "string"}, "procedure": {"type": "string"}, "file": {"type": "string"},
+                "source": {"type": "string", "enum": ["state", "file"]}, "cron": {"type": "string"},
+                "timezone": {"type": "string"}, "params": {"type": "object", "description": "a secret as ***"},
+                "overlap": {"type": "string", "enum": ["skip", "queue", "cancel_previous"]},
+                "catch_up": {"type": "string", "enum": ["skip", "latest", "all"]},
+                "next": {"type": "array", "items": {"type": "string"}, "description": "the next fire times, UTC"},
+                "problem": _NULLABLE_STRING, "created_at": _NULLABLE_STRING, "created_by": _NULLABLE_STRING,
+                "user": {"type": "string", "description": "who its runs are recorded as started by"},
+                "last": {"type": "array", "items": {"type": "object", "properties": {
+                    "slot": {"type": "string"}, "outcome": {"type": "string"}, "at": {"type": "string"},
+                    "run_id": _NULLABLE_STRING, "pid": {"type": ["integer", "null"]}, "host": _NULLABLE_STRING,
+                    "detail": _NULLABLE_STRING}}}}}}}},
+        "AlertRules": {"type": "object", "required": ["rules", "groups"], "properties": {
+            "triggers": _NULLABLE_STRING,
+            "rules": {"type": "array", "items": {"type": "object", "properties": {
+                "name": {"type": "string"}, "procedure": {"type": "string"}, "match": {"type": "object"},
+                "match_re": {"type": "object"}, "params": {"type": "object"}, "dry_run": {"type": "boolean"},
+                "user": {"type": "string"}}}},
+            "groups": {"type": "array", "items": {"type": "object", "properties": {
+                "group_key": {"type": "string", "description": "the SHA-256 of Alertmanager's groupKey"},
+                "rule": _NULLABLE_STRING, "status": {"type": "string"}, "run_id": _NULLABLE_STRING,
+                "started_at": _NULLABLE_STRING, "updated_at": {"type": "string"}, "received_by": _NULLABLE_STRING,
+                "detail": _NULLABLE_STRING}}}}},
+        "AlertAnswer": {"type": "object", "required": ["status", "group", "action"], "properties": {
+            "status": {"type": "string"}, "group": {"type": "string"},
+            "action": {"type": "string", "enum": ["started", "deduplicated", "resolved", "ignored", "would_start"]},
+            "reason": {"type": "string"}, "rule": {"type": "string"}, "procedure": {"type": "string"},
+            "params": {"type": "object", "description": "as rendered; a secret as ***"},
+            "dry_run": {"type": "boolean"}, "run_id": _NULLABLE_STRING, "pid": {"type": "integer"},
+            "url": _NULLABLE_STRING, "page": _NULLABLE_STRING}},
         "Catalogue": {"type": "object", "required": ["folder", "procedures"], "properties": {
             "folder": _NULLABLE_STRING,
             "procedures": {"type": "array", "items": {"$ref": "#/components/schemas/ProcedureSummary"}}}},

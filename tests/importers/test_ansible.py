@@ -1,0 +1,323 @@
+"""runproc import ansible: a corpus of playbooks, each imported, validated and (when it
+translates) planned offline with the actions expected."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import engine
+from engine.errors import ProcedureError
+from engine.importers import import_playbook
+
+from .helpers import imported, planned
+
+
+def _step(proc, sid):
+    return next(s for s in [*proc.steps, *proc.finally_, *proc.on_failure] if s.id == sid)
+
+
+def test_command_shell_script_free_form_args_form_and_fqcn(tmp_path: Path) -> None:
+    result, proc = imported("ansible", """
+        - hosts: localhost
+          vars:
+            version: "1.2"
+            note: "a; touch CANARY"
+          tasks:
+            # the disk, before anything
+            - name: disk
+              command: df -h /
+              register: disk
+            - ansible.builtin.command:
+                argv: [echo, "{{ note }}", "a|b"]
+                chdir: /tmp
+            - name: pipe
+              shell: echo {{ version }} | tr . -
+            - ansible.builtin.shell:
+                cmd: grep -c x /etc/hosts
+                executable: /bin/bash
+                creates: /tmp/done
+            - script: scripts/check.sh --fast
+    """)
+    assert result.todos == []
+    assert "# the disk, before anything" in result.text
+    disk = _step(proc, "disk")
+    assert disk.action.options.cmd == "df -h /"
+    steps = planned(result, tmp_path)
+    # command runs no shell: its `|` stays a literal word; a value stays one word, quoted
+    assert steps["command"]["action"] == "echo 'a; touch CANARY' 'a|b'"
+    assert steps["pipe"]["action"] == "echo 1.2 | tr . -"
+    assert steps["shell"]["action"].startswith("if [ -e /tmp/done ]; then exit 0; fi")
+    assert steps["script"]["action"] == "scripts/check.sh --fast"
+    assert all(s["status"] == "planned" for s in steps.values())
+
+
+def test_register_when_retries_until_and_ignore_errors(tmp_path: Path) -> None:
+    result, proc = imported("ansible", """
+        - hosts: localhost
+          tasks:
+            - shell: cat /etc/hostname
+              register: out
+              ignore_errors: yes
+            - name: only when it worked
+              command: echo {{ out.stdout_lines[0] }}
+              when:
+                - out is succeeded
+                - out.rc == 0
+            - name: poll
+              shell: test -e /tmp/ready
+              register: ready
+              retries: 4
+              delay: 1
+              until: ready.rc == 0
+    """)
+    assert result.todos == []
+    first = _step(proc, "out")
+    assert first.continue_on_error is True
+    when = _step(proc, "only_when_it_worked").when
+    assert when == "(steps.out.status in ('ok',)) and (steps.out.rc == 0)"
+    assert "steps.out.stdout.splitlines()[0]" in _step(proc, "only_when_it_worked").action.options.cmd
+    poll = _step(proc, "ready")
+    assert (poll.retry.attempts, poll.retry.until) == (5, "result.rc == 0")
+    steps = planned(result, tmp_path)
+    assert steps["out"]["status"] == "planned"
+
+
+def test_uri_in_both_forms(tmp_path: Path) -> None:
+    result, proc = imported("ansible", """
+        - hosts: localhost
+          vars:
+            api: https://api.example.com
+          tasks:
+            - uri: url={{ api }}/health status_code=200
+              register: health
+            - name: deploy
+              ansible.builtin.uri:
+                url: "{{ api }}/deployments"
+                method: POST
+                body_format: json
+                body: {version: "2", replicas: 3}
+                status_code: [200, 201]
+                headers: {X-Team: ops}
+                return_content: yes
+            - assert:
+                that: health.status == 200
+                fail_msg: unhealthy
+    """)
+    assert result.todos == []
+    assert _step(proc, "assert").action.options.that == "steps.health.status_code == 200"
+    assert "return_content: not carried over" in result.text
+    steps = planned(result, tmp_path)
+    assert steps["health"]["action"] == "GET https://api.example.com/health"
+    assert steps["deploy"]["action"].startswith("POST https://api.example.com/deployments")
+
+
+def test_postgresql_query_ping_and_db(tmp_path: Path) -> None:
+    result, proc = imported("ansible", """
+        - hosts: localhost
+          vars:
+            min_id: 10
+          tasks:
+            - community.postgresql.postgresql_ping: {db: app, login_host: db1}
+            - name: rows
+              community.postgresql.postgresql_query:
+                db: app
+                login_host: db1
+                login_user: monitor
+                query: SELECT * FROM t WHERE id > %s AND name = %(name)s AND pct LIKE '50%%'
+                positional_args: ["{{ min_id }}"]
+                named_args: {name: "x' OR '1'='1"}
+              register: r
+            - postgresql_query:
+                db: app
+                login_host: db1
+                login_user: monitor
+                login_password: "{{ db_password }}"
+                query: UPDATE t SET seen = true
+            - community.postgresql.postgresql_db: {name: scratch, login_host: db1, state: present}
+            - community.postgresql.postgresql_db: {name: scratch, login_host: db1, state: absent}
+            - assert: {that: r.rowcount > 0}
+    """)
+    assert result.todos == []
+    rows = _step(proc, "r")
+    # psycopg placeholders became templates: runproc sends each value as a bind parameter
+    assert rows.action.options.query == ("SELECT * FROM t WHERE id > {{ params.min_id }} AND name = "
+                                 "{{ \"x' OR '1'='1\" }} AND pct LIKE '50%'")
+    assert rows.readonly is True
+    assert proc.secrets["db_password"].env == "DB_PASSWORD"
+    assert _step(proc, "assert").action.options.that == "steps.r.rowcount > 0"
+    steps = planned(result, tmp_path)
+    assert steps["postgresql_query"]["status"] == "planned"
+    assert "CREATE DATABASE scratch" in steps["postgresql_db"]["action"]
+    assert steps["postgresql_db_exists"]["status"] in ("planned", "skipped")
+
+
+def test_k8s_and_k8s_info(tmp_path: Path) -> None:
+    result, proc = imported("ansible", """
+        - hosts: localhost
+          vars:
+            version: "1.2"
+            replicas: 3
+          tasks:
+            - kubernetes.core.k8s:
+                state: present
+                namespace: prod
+                definition:
+                  apiVersion: apps/v1
+                  kind: Deployment
+                  metadata: {name: "api-{{ version }}"}
+                  spec: {replicas: "{{ replicas }}"}
+            - k8s: {state: absent, kind: ConfigMap, name: old, namespace: prod}
+            - k8s: {src: manifests/api.yml}
+            - kubernetes.core.k8s_info:
+                kind: Deployment
+                api_version: apps/v1
+                namespace: prod
+                label_selectors: [app=api]
+              register: deps
+            - assert: {that: deps.resources | length > 0}
+    """)
+    assert result.todos == []
+    apply = _step(proc, "k8s")
+    # a value in a manifest is one JSON scalar, never manifest structure
+    assert "name: {{ ('api-' ~ (params.version)|string) | to_json }}" in apply.action.options.stdin
+    assert "replicas: {{ (params.replicas) | to_json }}" in apply.action.options.stdin
+    assert _step(proc, "assert").action.options.that == "steps.deps.json['items'] | length > 0"
+    steps = planned(result, tmp_path)
+    assert steps["k8s"]["action"] == "kubectl --namespace prod apply -f -"
+    assert steps["k8s_2"]["action"] == "kubectl --namespace prod delete --ignore-not-found configmap old"
+    assert steps["k8s_3"]["action"] == "kubectl apply -f manifests/api.yml"
+    assert steps["deps"]["action"] == "kubectl --namespace prod get deployment.v1.apps -l app=api -o json"
+
+
+def test_s3_object_modes(tmp_path: Path) -> None:
+    result, proc = imported("ansible", """
+        - hosts: localhost
+          tasks:
+            - amazon.aws.s3_object: {bucket: backups, object: db/x.gz, src: /tmp/x.gz, mode: put, region: eu-west-1}
+            - s3_object: {bucket: backups, object: db/x.gz, dest: /tmp/y.gz, mode: get, region: eu-west-1}
+            - aws_s3: {bucket: backups, mode: list, prefix: db/, region: eu-west-1}
+            - amazon.aws.s3_object: {bucket: backups, object: db/x.gz, mode: delobj, region: eu-west-1}
+            - amazon.aws.s3_object: {bucket: backups, mode: create}
+    """)
+    assert len(result.todos) == 1 and "mode 'create'" in result.todos[0]
+    assert proc.connections["backups"].model_dump(exclude_none=True)["bucket"] == "backups"
+    steps = planned(result, tmp_path)
+    assert [steps[s]["status"] for s in ("s3_object", "s3_object_2", "aws_s3", "s3_object_3")] == ["planned"] * 4
+
+
+def test_wait_for_pause_assert_fail(tmp_path: Path) -> None:
+    result, proc = imported("ansible", """
+        - hosts: localhost
+          tasks:
+            - wait_for: {host: db1, port: 5432, timeout: 30}
+            - wait_for: {path: /tmp/ready, timeout: 10}
+            - wait_for: timeout=5
+            - pause: {prompt: "Switch traffic?"}
+            - pause: {minutes: 1}
+            - ansible.builtin.assert:
+                that: ["1 < 2", "'a' in 'abc'"]
+            - fail: {msg: "stop here"}
+              when: false
+    """)
+    assert result.todos == []
+    port = _step(proc, "wait_for")
+    assert port.retry.attempts == 30 and port.readonly is True
+    assert _step(proc, "pause").action.options.message == "Switch traffic?"
+    steps = planned(result, tmp_path)
+    assert steps["wait_for_3"]["action"].startswith("wait 5")
+    assert steps["pause"]["status"] == "planned"
+    assert steps["assert"]["status"] == "planned"  # --offline evaluates nothing
+    assert steps["fail"]["status"] == "skipped"
+
+
+def test_block_rescue_always_hosts_become_and_loop(tmp_path: Path) -> None:
+    result, proc = imported("ansible", """
+        - name: Rolling restart
+          hosts: webservers
+          become: true
+          serial: 1
+          tasks:
+            - block:
+                - name: restart
+                  service: {name: app, state: restarted}
+                - name: check
+                  uri: {url: "http://{{ inventory_hostname }}:8080/health"}
+              rescue:
+                - name: page
+                  uri: {url: "https://hooks.example.com/x", method: POST}
+              always:
+                - name: log
+                  command: logger restarted
+        - hosts: localhost
+          tasks:
+            - name: each
+              command: echo {{ svc }}
+              loop: [api, worker]
+              loop_control: {loop_var: svc}
+    """)
+    assert result.todos == []
+    restart = _step(proc, "restart")
+    assert (restart.on, restart.serial) == ("webservers", 1)
+    assert "ansible_become: true" in result.text  # become: said where it is set for runproc
+    assert _step(proc, "check").on == "webservers"  # it reads the host's name
+    page = _step(proc, "page")
+    assert page in proc.on_failure
+    assert page.when == ("steps.restart.status in ('failed', 'timed_out') or "
+                         "steps.check.status in ('failed', 'timed_out')")
+    assert _step(proc, "log") in proc.finally_
+    each = _step(proc, "each")
+    assert each.foreach == ["api", "worker"]
+    steps = planned(result, tmp_path)
+    assert set(steps["restart"]["hosts"]) == {"web1", "web2"}
+    assert steps["restart"]["hosts"]["web1"]["action"] == "systemctl restart app"
+    assert steps["each"]["status"] == "planned"
+
+
+def test_untranslatable_tasks_become_failing_todos(tmp_path: Path) -> None:
+    result, proc = imported("ansible", """
+        - hosts: localhost
+          tasks:
+            - lineinfile: {path: /etc/hosts, line: "10.0.0.1 db"}
+            - name: uses a fact
+              command: echo {{ ansible_facts.hostname }}
+            - name: unknown filter
+              shell: echo {{ x | regex_replace('a', 'b') }}
+            - debug: {msg: hello}
+            - name: fine
+              command: "true"
+    """)
+    assert len(result.todos) == 3
+    assert result.text.count("# TODO(import)") == 3
+    assert "dropped (debug shows a value" in result.text
+    path = tmp_path / "imported.yml"
+    path.write_text(result.text)
+    run = engine.run(str(path), {"x": "v"}, state=f"sqlite:///{tmp_path}/state.db")
+    steps = {s["id"]: s for s in run.to_json()["steps"]}
+    # a TODO fails when it is reached: a run never goes past a task nobody translated
+    assert steps["lineinfile"]["status"] == "failed"
+    assert "TODO(import)" in steps["lineinfile"]["error"]
+    assert steps["fine"]["status"] in ("pending", "cancelled")  # never started
+
+
+def test_unknown_variables_become_params_and_secrets() -> None:
+    result, proc = imported("ansible", """
+        - hosts: localhost
+          tasks:
+            - command: deploy {{ release }} --token {{ api_token }}
+    """)
+    assert proc.params["release"].required is True
+    assert proc.secrets["api_token"].env == "API_TOKEN"
+
+
+@pytest.mark.parametrize(("text", "where", "message"), [
+    ("a: [\n", "x.yml:2:1", "YAML syntax error"),
+    ("procedure: x\nsteps: []\n", "x.yml:1:1", "not an Ansible playbook"),
+    ("- name: t\n  shell: echo\n", "x.yml:1:1", "no play has hosts"),
+])
+def test_not_a_playbook_is_located(text: str, where: str, message: str) -> None:
+    with pytest.raises(ProcedureError) as err:
+        import_playbook(text, "x.yml")
+    problem = str(err.value.problems[0])
+    assert problem.startswith(where) and message in problem
