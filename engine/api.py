@@ -224,9 +224,11 @@ def resume(run_id: str, params: dict[str, Any] | None = None, *, cli_params: dic
 
 def rollback_run(run_id: str, params: dict[str, Any] | None = None, *, cli_params: dict[str, str] | None = None,
                  state: str | None = None, confirm: Asker | None = None, say: Callable[[str], None] | None = None,
-                 handle_signals: bool = False, inflight: str = "ask") -> tuple[dict[str, Any], int]:
+                 handle_signals: bool = False, inflight: str = "ask",
+                 on_event: EventSink | None = None) -> tuple[dict[str, Any], int]:
     """Undo what a recorded run completed and did not undo yet, most recent first; (the
-    rollback's report, its exit code: 0 all undone, 4 an undo failed). ``confirm`` is asked
+    rollback's report, its exit code: 0 all undone, 4 an undo failed). ``on_event`` hears the
+    undos (RollbackStarted, RollbackFinished) and the end (RunFinished). ``confirm`` is asked
     before anything is undone (None: go ahead); a no is RefusedError. A step (or host, or
     undo) that was in flight when the runner stopped may have changed things: ``inflight``
     ``again`` undoes it too, ``skip`` leaves it, ``ask`` asks ``confirm`` (RefusedError
@@ -252,7 +254,7 @@ def rollback_run(run_id: str, params: dict[str, Any] | None = None, *, cli_param
     if confirm is not None and not confirm("Roll back?"):
         raise RefusedError("not confirmed: nothing was undone")
     with _in_run_folder(rec):
-        run_ = replay.build_run(rec, state=state, yes=True)
+        run_ = replay.build_run(rec, state=state, yes=True, on_event=on_event)
 
         def on_signal(signum: int, frame: Any) -> None:
             run_.rollback_cancel.set()  # the undo running is stopped; the others are listed not undone

@@ -27,6 +27,7 @@ from .common import (
     EXIT_BROKEN_PIPE,
     EXIT_INTERNAL,
     EXIT_INVALID,
+    OTEL_HELP,
     Parser,
     console_sink,
     crashed,
@@ -84,6 +85,7 @@ def _run_parser(prog: str = "runproc") -> argparse.ArgumentParser:
     p.add_argument("--save-plan", metavar="PLAN",
                    help="with --dry-run: save the plan to PLAN (JSON), to run later with runproc apply PLAN")
     p.add_argument("-v", "--verbose", action="store_true", help="show step output as it arrives")
+    p.add_argument("--otel", action="store_true", help=OTEL_HELP)
     p.add_argument("--engine", default=os.environ.get("RUNPROC_ENGINE") or None,
                    help="run on Temporal: temporal://HOST:PORT[/NAMESPACE] (default $RUNPROC_ENGINE; none: here)")
     p.add_argument("--detach", action="store_true", help="with --engine: print the run id and return")
@@ -285,12 +287,15 @@ def _execute_on_engine(proc: Any, ns: argparse.Namespace, cli_params: dict[str, 
             raise UsageError(f"runproc: {flag} does not work with --engine yet")
     if ns.detach and ns.dry_run:
         raise UsageError("runproc: --detach with --dry-run: a plan is read as it is made; drop --detach")
+    sink = console_sink(ns)[0]
+    if hasattr(sink, "bind_procedure"):  # traced (--otel): the spans name each step's executor
+        sink.bind_procedure(proc)
     report = api.run_on_engine(proc, file_params, cli_params=cli_params, engine=ns.engine, dry_run=ns.dry_run,
                                yes=ns.yes, no_rollback=ns.no_rollback, queue=ns.queue,
                                schedule_to_start=ns.schedule_to_start, detach=ns.detach,
                                ignore_window=ns.ignore_window, inventory=ns.inventory, limit=ns.limit,
                                forks=ns.forks, accept_new_hosts=ns.accept_new_hosts, known_hosts=ns.known_hosts,
-                               on_event=console_sink(ns)[0], stop=(stop := threading.Event()),
+                               on_event=sink, stop=(stop := threading.Event()),
                                leave=(leave := threading.Event()),
                                signals=lambda: signal.signal(signal.SIGINT, engine_interrupt(stop, leave)))
     if ns.detach:

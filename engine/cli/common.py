@@ -22,6 +22,9 @@ EXIT_BROKEN_PIPE = 141
 # the --state help of the commands that read the journal
 STATE_HELP = ("state URL: sqlite:///path or postgresql://user@host:port/db; default $RUNPROC_STATE or "
               "the XDG state dir")
+# the --otel help of the commands that run something (docs/traces.md)
+OTEL_HELP = ("export the run's trace over OTLP/HTTP (to $OTEL_EXPORTER_OTLP_ENDPOINT, default "
+             "http://localhost:4318; needs runproc[otel]); on by itself when that variable is set (docs/traces.md)")
 
 
 class Parser(argparse.ArgumentParser):
@@ -53,7 +56,20 @@ def console_sink(ns: argparse.Namespace) -> tuple[Any, Any, list[Any]]:
         sink = NoticeSink()  # stdout carries the JSON document alone
     stop: list[Any] = []
     ask = asker(sink, stop) if is_tty(sys.stdin) else None
-    return sink, ask, stop
+    return trace_sink(ns, sink), ask, stop
+
+
+def trace_sink(ns: argparse.Namespace, sink: Any) -> Any:
+    """``sink`` wrapped in the run's trace when tracing is on (``--otel``, or the standard
+    OTEL_EXPORTER_OTLP_ENDPOINT: docs/traces.md); else ``sink`` itself."""
+    from ..observe import tracing_wanted  # the standard library only: the SDK is imported when tracing
+
+    flag = bool(getattr(ns, "otel", False))
+    if not tracing_wanted(flag):
+        return sink
+    from ..observe.tracing import TraceSink
+
+    return TraceSink(sink, explicit=flag)
 
 
 def drive(run: Any, ns: argparse.Namespace) -> Any:

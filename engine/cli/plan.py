@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .common import EXIT_INVALID, Parser, absolute_state, console_sink, deliver, print_problems
+from .common import EXIT_INVALID, OTEL_HELP, Parser, absolute_state, console_sink, deliver, print_problems
 
 
 def _apply_parser() -> argparse.ArgumentParser:
@@ -34,6 +34,7 @@ def _apply_parser() -> argparse.ArgumentParser:
     p.add_argument("--state", help="state URL (sqlite:///path); default $RUNPROC_STATE or XDG state dir")
     p.add_argument("--report-dir", help="write report.json, junit.xml and step logs here")
     p.add_argument("-v", "--verbose", action="store_true", help="show step output as it arrives")
+    p.add_argument("--otel", action="store_true", help=OTEL_HELP)
     return p
 
 

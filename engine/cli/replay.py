@@ -16,6 +16,7 @@ from typing import Any
 from ..errors import InvalidInputError, RefusedError
 from .common import (
     EXIT_INVALID,
+    OTEL_HELP,
     STATE_HELP,
     Parser,
     absolute_state,
@@ -25,6 +26,7 @@ from .common import (
     is_tty,
     no_empty_engine,
     print_problems,
+    trace_sink,
 )
 
 
@@ -47,6 +49,7 @@ def _replay_parser(verb: str, description: str) -> argparse.ArgumentParser:
                    + ("leave it as it is (do not undo it)" if verb == "rollback" else "treat it as done"))
     p.add_argument("--output", choices=("text", "json"), default="text")
     p.add_argument("--state", help=STATE_HELP)
+    p.add_argument("--otel", action="store_true", help=OTEL_HELP)
     p.add_argument("--engine", default=os.environ.get("RUNPROC_ENGINE") or None,
                    help="a run of a Temporal engine: temporal://HOST:PORT[/NAMESPACE] (default $RUNPROC_ENGINE); "
                         f"the {verb} is a new run there")
@@ -128,7 +131,8 @@ def _rollback(argv: list[str]) -> int:
             params, given = _params(ns)
             inflight = _inflight(ns)
             report, code = api.rollback_run(ns.run, params, cli_params=given, state=ns.state, confirm=confirm,
-                                            say=say, handle_signals=True, inflight=inflight)
+                                            say=say, handle_signals=True, inflight=inflight,
+                                            on_event=trace_sink(ns, None))
     except ProcedureError as exc:
         print_problems(exc)
         return EXIT_INVALID

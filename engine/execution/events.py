@@ -62,6 +62,7 @@ class StepRetrying(Event):
     attempt: int
     delay: float
     error: str | None
+    host: str | None = None  # the host of a fanned-out step that retried (traces: a span per attempt)
 
 
 @dataclass

@@ -139,8 +139,9 @@ class _PortableRun:
     def progress(self, step_id: str, message: str, host: str | None) -> None:
         self.emit(ev.StepProgress(step_id, message, host))
 
-    def retrying(self, step_id: str, attempt: int, delay: float, error: str | None) -> None:
-        self.emit(ev.StepRetrying(step_id, attempt, delay, error))
+    def retrying(self, step_id: str, attempt: int, delay: float, error: str | None,
+                 host: str | None = None) -> None:
+        self.emit(ev.StepRetrying(step_id, attempt, delay, error, host))
 
     def namespace(self, **extra: Any) -> dict[str, Any]:
         return {**self.ns, **extra}

@@ -161,6 +161,9 @@ class Run(Admission, Outcome, ChildProcedures):
             from .notifying import notifier_for  # engine.notify is imported only by runs that notify
 
             self.notifier = notifier_for(self)
+        bind = getattr(on_event, "bind_run", None)  # a consumer that reads the run (engine/observe/tracing.py)
+        if bind is not None:
+            bind(self)
 
     @property
     def cancel(self) -> threading.Event:
@@ -205,8 +208,9 @@ class Run(Admission, Outcome, ChildProcedures):
     def progress(self, step_id: str, message: str, host: str | None) -> None:
         self.emit(ev.StepProgress(step_id, message, host))
 
-    def retrying(self, step_id: str, attempt: int, delay: float, error: str | None) -> None:
-        self.emit(ev.StepRetrying(step_id, attempt, delay, error))
+    def retrying(self, step_id: str, attempt: int, delay: float, error: str | None,
+                 host: str | None = None) -> None:
+        self.emit(ev.StepRetrying(step_id, attempt, delay, error, host))
 
     def interrupt(self) -> None:
         """First call: stop and roll back. Second: abandon rollbacks. Third: abandon cleanup.

@@ -168,7 +168,7 @@ class StepRunner:
                 break
             if cancel.is_set():
                 break
-            self.run.retrying(step_id, n, delay, res.error)
+            self.run.retrying(step_id, n, delay, res.error, getattr(host, "name", None))
             if _wait(cancel, delay):
                 res = Result(False, res.fields, "interrupted while waiting to retry", cancelled=True)
                 break

@@ -366,6 +366,7 @@ def include_in_flight(plan: UndoPlan, item: InFlight) -> None:
 
 def roll_back(rec: Recorded, plan: UndoPlan, run: Run) -> tuple[dict[str, Any], int]:
     """Run the undos of ``plan`` in ``run``; record and return (the report, exit code)."""
+    from ..execution import events as ev
     from ..execution import saga as rollback
     from ..execution.results import RunResult
     from ..execution.step import StepRunner
@@ -416,6 +417,7 @@ def roll_back(rec: Recorded, plan: UndoPlan, run: Run) -> tuple[dict[str, Any], 
     run.journal.finish(report, inputs_of_replay(rec, "rollback"))
     run.journal.close()
     run.store().close()
+    run.emit(ev.RunFinished(result))  # its end, for a consumer (a trace: engine/observe/tracing.py)
     return report, code
 
 
