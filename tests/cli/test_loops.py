@@ -12,7 +12,6 @@ from typing import Any
 import pytest
 
 import engine
-from engine.errors import ProcedureError
 from engine.execution import events as ev
 from tests.helpers.cli import runproc, write
 
@@ -320,8 +319,6 @@ def test_resume_skips_completed_iterations(tmp_path: Path) -> None:
 
 
 def test_the_temporal_engine_refuses_loops(tmp_path: Path) -> None:
-    from engine.distributed.plan import build
-
     path = write(tmp_path, """
         procedure: looped
         steps:
@@ -329,10 +326,10 @@ def test_the_temporal_engine_refuses_loops(tmp_path: Path) -> None:
             foreach: [a]
             shell: echo {{ item }}
     """)
-    with pytest.raises(ProcedureError) as caught:
-        build(engine.load(path), {}, run_id="r", started_at="2026-01-01T00:00:00Z", dry_run=False, yes=True,
-              no_rollback=False, default_queue="q", schedule_to_start=10.0)
-    assert "proc.yml:3:5: step each: foreach and matrix loops do not run on the Temporal engine" in str(caught.value)
+    # refused while the workflow's input is built, before any connection (nothing listens there)
+    done = runproc(tmp_path, str(path), "--engine", "temporal://127.0.0.1:1", state=False)
+    assert done.rc == 2 and done.stderr.count("\n") == 1, done.stderr
+    assert f"{path}:3:5: step each: foreach and matrix loops do not run on the Temporal engine" in done.stderr
 
 
 def test_morning_health_check_checks_each_critical_endpoint(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
