@@ -57,7 +57,7 @@ def cron_problem(text: str, *, need_croniter: bool = False) -> str | None:
     """Why ``text`` is not a cron expression croniter reads (5 fields, or 6 with seconds), or None.
     Without croniter: None (or, with ``need_croniter``, the extra to install)."""
     fields = text.split()
-    if len(fields) not in (5, 6):
+    if len(fields) not in (5, 6) and not (len(fields) == 1 and text.strip().startswith("@")):
         return (f"expected 5 fields (minute hour day-of-month month day-of-week), or 6 with seconds last; "
                 f"got {len(fields)} in {text!r}")
     try:
