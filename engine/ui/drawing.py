@@ -11,6 +11,7 @@ from ..execution.results import RunResult, StepResult, count_unjudged
 from ..format.durations import format_duration
 from .cells import (
     ICONS,
+    ITERATIONS_SHOWN,
     KEPT_NOTES,
     STYLES,
     clean,
@@ -165,7 +166,27 @@ class Drawing:
                 cells.append(hosts_cell(row))
             cells.append(Text(detail(row)))
             table.add_row(*cells)
+            self._iteration_rows(table, row, len(cols))
         return table
+
+    @staticmethod
+    def _iteration_rows(table: Any, row: dict[str, Any], columns: int) -> None:
+        """A finished loop step's iterations, a row each under its own: the status in its
+        column, the label (and its planned action or its error) as the detail."""
+        from rich.text import Text
+
+        r: StepResult | None = row.get("result")
+        if r is None or not r.loop or not r.hosts:
+            return
+        shown = list(r.hosts.items())[:ITERATIONS_SHOWN]
+        for label, h in shown:
+            style = STYLES.get(h.status, "")
+            what = (f": would run: {one_line(h.description, 200)}" if h.status == "planned" and h.description
+                    else f": {one_line(h.error, 200)}" if h.error and h.status != "ok" else "")
+            table.add_row(Text(""), Text(f"  {ICONS.get(h.status, '?')}", style=style), Text(h.status, style=style),
+                          *[Text("") for _ in range(columns - 3)], Text(f"{label}{what}"))
+        if len(r.hosts) > len(shown):
+            table.add_row(*[Text("") for _ in range(columns)], Text(f"... and {len(r.hosts) - len(shown)} more"))
 
     def _plan(self, result: RunResult) -> None:
         """After the live table (one line a step), the planned actions in full, a child

@@ -318,6 +318,19 @@ def test_resume_skips_completed_iterations(tmp_path: Path) -> None:
     assert "iteration a: ok" in shown.stdout and "iteration c: ok" in shown.stdout
 
 
+def test_a_terminal_shows_a_row_per_iteration(tmp_path: Path) -> None:
+    from tests.helpers.cli import state_args
+    from tests.helpers.terminal import Terminal
+
+    path = write(tmp_path, FAIL_ON_B)
+    term = Terminal(tmp_path, [str(path), *state_args(tmp_path)])
+    final = "\n".join(term.wait())
+    assert term.code == 1, final
+    assert term.shows(r"each\s+failed"), final
+    assert term.shows(r"✔\s+ok\s+a\b") and term.shows(r"✖\s+failed\s+b: command exited with 1"), final
+    assert term.shows(r"⊘\s+cancelled\s+c: not started: fail_fast"), final
+
+
 def test_the_temporal_engine_refuses_loops(tmp_path: Path) -> None:
     path = write(tmp_path, """
         procedure: looped
