@@ -78,7 +78,8 @@ class _Importer:
         self.ids = Ids()
         self.scope = Scope(unknown=self._unknown)
         self.originals: dict[str, Any] = {}
-        self.fields: dict[str, dict[str, str]] = {}  # step id -> its registered fields' spelling
+        self.fields: dict[str, dict[str, str]] = {}
+        self.unknowns: set[str] = set()  # names made params by _unknown: they stay optional-aware  # step id -> its registered fields' spelling
         self.notes: list[str] = []
         self._comment_lines = _comments(text)
         self._comments_used: set[int] = set()
@@ -89,15 +90,18 @@ class _Importer:
 
     # ------------------------------------------------------------ names
 
-    def _unknown(self, name: str) -> str:
-        """A variable the playbook uses and never defines: an extra var, an inventory var."""
+    def _unknown(self, name: str, optional: bool) -> str:
+        """A variable the playbook uses and never defines: an extra var, an inventory var. It is a
+        param (required unless every use allows it unset), or a secret when its name says so."""
         if looks_secret(name):
             self.scope.secrets.add(name)
-            self.proc.secrets[name] = {"env": name.upper()}
+            self.proc.secrets[name] = {"env": name.upper(), **({"optional": True} if optional else {})}
             return f"secrets.{name}"
-        self.scope.params.add(name)
-        self.proc.params[name] = {"type": "str", "required": True,
-                                  "help": "an Ansible variable the playbook does not define (-e, inventory)"}
+        spec = self.proc.params.setdefault(name, {"type": "str", "help": "an Ansible variable the playbook "
+                                                                        "does not define (-e, inventory)"})
+        if not optional:
+            spec["required"] = True
+        self.unknowns.add(name)
         return f"params.{name}"
 
     def tpl(self, value: Any) -> Any:
@@ -326,6 +330,7 @@ class _Importer:
         if task.get("vars"):
             raise Untranslatable("task vars are not translated: make them params or vars")
         body: dict[str, Any] = {}
+        step.body = body  # filled in place: a TODO made half-way keeps the name and when
         if task.get("name") is not None:
             body["name"] = self.tpl(str(task["name"]))
         when = list(ctx.when)

@@ -73,8 +73,9 @@ class Scope:
     loop_var: str | None = None  # the item's name inside a loop (``item`` unless renamed)
     on_hosts: bool = False  # inside a step with ``on:``: host.* is available
     # called for a free name with no definition in the playbook (an extra var, an inventory
-    # var): returns its runproc spelling, usually a new required param
-    unknown: Callable[[str], str] | None = None
+    # var) and whether it is optional there (``x is defined``, ``x | default(...)``): returns
+    # its runproc spelling, usually a new param
+    unknown: Callable[[str, bool], str] | None = None
     # names read so far (params and secrets), so the caller can declare them
     used: set[str] = field(default_factory=set)
 
@@ -222,7 +223,47 @@ def _variable(tokens: list[tuple[str, str]], i: int, name: str, scope: Scope, te
         raise Untranslatable(f"'{name}' is an Ansible fact or magic variable with no runproc counterpart")
     if scope.unknown is None:
         raise Untranslatable(f"'{name}' is not defined in the playbook")
-    out.append(scope.unknown(name))
+    return _maybe_undefined(tokens, i, name, scope, out)
+
+
+def _maybe_undefined(tokens: list[tuple[str, str]], i: int, name: str, scope: Scope, out: list[str]) -> int:
+    """A variable the playbook may leave undefined (``x is defined``, ``x | default('a')``) is an
+    optional param: unset, it is none, and the test or the default reads that."""
+    assert scope.unknown is not None
+    j = _significant(tokens, i, 1)
+    nxt = tokens[j][1] if j >= 0 else ""
+    k = _significant(tokens, j, 1) if j >= 0 else -1
+    after = tokens[k][1] if k >= 0 else ""
+    if nxt == "is":
+        negate = after == "not"
+        m = _significant(tokens, k, 1) if negate else k
+        test = tokens[m][1] if m >= 0 else ""
+        if test in ("defined", "undefined"):
+            ref = scope.unknown(name, True)
+            unset = (test == "undefined") != negate
+            if ref.startswith("secrets."):  # an optional secret that is not set is ''
+                out.append(f"{ref} {'==' if unset else '!='} ''")
+            else:
+                out.append(f"{ref} is {'none' if unset else 'not none'}")
+            return m + 1
+    if nxt == "|" and after in ("default", "d"):
+        ref = scope.unknown(name, True)
+        open_ = _significant(tokens, k, 1)
+        if open_ >= 0 and tokens[open_][1] == "(":
+            depth, end, commas = 0, open_, 0
+            for end in range(open_, len(tokens)):
+                value = tokens[end][1]
+                depth += value in ("(", "[", "{")
+                depth -= value in (")", "]", "}")
+                commas += value == "," and depth == 1
+                if depth == 0:
+                    break
+            inner = "".join(v for _, v in tokens[open_ + 1:end])
+            rewritten = _rewrite("{{ " + inner + " }}", scope)[3:-3] if inner.strip() else "''"
+            # default(x, true): an unset param is none, which default() alone would keep
+            out.append(f"{ref} | default({rewritten}{'' if commas else ', true'})")
+            return end + 1
+    out.append(scope.unknown(name, False))
     return i + 1
 
 

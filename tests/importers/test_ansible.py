@@ -321,3 +321,37 @@ def test_not_a_playbook_is_located(text: str, where: str, message: str) -> None:
         import_playbook(text, "x.yml")
     problem = str(err.value.problems[0])
     assert problem.startswith(where) and message in problem
+
+
+def test_optional_variables_become_local_and_jinja_blocks(tmp_path: Path) -> None:
+    result, proc = imported("ansible", """
+        - hosts: localhost
+          become: true
+          tasks:
+            - name: greet
+              command: echo {{ greeting | default('hi') }}
+              become: false
+              when: extra is defined and imp_test_token is undefined
+            - name: count
+              shell: ls /root | wc -l
+            - name: each
+              shell: "{% for x in [1, 2] %}echo {{ x }} {{ later }};{% endfor %}"
+              become: false
+            - name: templated as root
+              shell: rm -rf {{ path }}
+    """)
+    # a variable only tested or defaulted is an optional param; one read plainly is required
+    assert proc.params["extra"].required is False and proc.params["greeting"].required is False
+    assert proc.params["later"].required is True
+    assert proc.secrets["imp_test_token"].optional is True
+    greet = _step(proc, "greet")
+    assert greet.when == "params.extra is not none and secrets.imp_test_token == ''"
+    assert greet.action.options.cmd == "echo {{ params.greeting | default('hi', true) }}"
+    # become, locally, on a command without values: sudo around the fixed text
+    assert _step(proc, "count").action.options.cmd == "sudo -n /bin/sh -c 'ls /root | wc -l'"
+    assert "{{ params.later }}" in _step(proc, "each").action.options.cmd
+    # with a value in it, sudo sh -c would run the value as code: a TODO that keeps the name
+    assert any("templated as root" in t or "templated_as_root" in t for t in result.todos)
+    assert _step(proc, "templated_as_root").name == "templated as root"
+    steps = planned(result, tmp_path, {"later": "z", "path": "/tmp/x", "extra": "1"})
+    assert steps["greet"]["action"] == "echo hi"
