@@ -333,3 +333,34 @@ def test_the_event_stream_says_which_host_retried() -> None:
     """A fanned-out step's retry names its host (StepRetrying.host), so a host's attempts are its own spans."""
     assert ev.StepRetrying("s", 1, 0.0, None, "web-1").host == "web-1"
     assert ev.StepRetrying("s", 1, 0.0, None).host is None
+
+
+def test_the_example_collector_prints_the_example_release_as_a_tree(tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """docs/traces.md's "Try it": examples/traces/collector.py gets examples/traces/release.yml's trace."""
+    root = Path(__file__).resolve().parents[2] / "examples" / "traces"
+    collector = subprocess.Popen([sys.executable, str(root / "collector.py"), "0"], stdout=subprocess.PIPE,
+                                 stderr=subprocess.STDOUT, text=True)
+    try:
+        assert collector.stdout is not None
+        first = collector.stdout.readline()
+        assert first.startswith("listening on http://127.0.0.1:"), first
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", first.split()[-1])
+        monkeypatch.setenv("TMPDIR", str(tmp_path))  # the example's marker file
+        monkeypatch.setenv("TRACE_TOKEN", CANARY)
+        monkeypatch.chdir(tmp_path)
+        result = engine.run(root / "release.yml", {"smoke_fails": True}, state=f"sqlite:///{tmp_path}/state.db",
+                            on_event=TraceSink(None))
+        assert result.exit_code == 1
+        lines: list[str] = []
+        while not any(line.lstrip().startswith("step tidy") for line in lines):
+            line = collector.stdout.readline()
+            assert line, "".join(lines)
+            lines.append(line)
+    finally:
+        collector.terminate()
+        collector.wait(timeout=10)
+    shown = "".join(lines)
+    assert f"run {result.run_id})" in shown and "run traced-release  [ERROR: smoke: " in shown
+    assert "\n    attempt 1  [ERROR: command exited with 1]" in shown and "\n    host web-2  [OK]" in shown
+    assert "\n  rollback deploy  [OK]" in shown and CANARY not in shown
