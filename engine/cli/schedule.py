@@ -171,7 +171,8 @@ def _scheduler(argv: list[str]) -> int:
     p.add_argument("--state", help=STATE_HELP)
     p.add_argument("--procedures", metavar="DIR", help="the procedure files whose schedule: is fired")
     p.add_argument("--once", action="store_true", help="deal with the slots due now, then exit")
-    p.add_argument("--at", metavar="TIME", help="with --once: as if it were TIME (ISO, UTC unless it names a zone)")
+    p.add_argument("--at", metavar="TIME", help="with --once: as if it were TIME (ISO, UTC unless it names a zone; "
+                                                "at most a minute ahead, unless with --dry-run)")
     p.add_argument("--dry-run", action="store_true",
                    help="with --once: say what would fire, start and record nothing")
     ns = p.parse_args(argv)
@@ -180,6 +181,10 @@ def _scheduler(argv: list[str]) -> int:
     if (ns.at or ns.dry_run) and not ns.once:
         raise UsageError("runproc scheduler: --at and --dry-run go with --once")
     now = _when(ns.at) if ns.at else datetime.now(UTC)
+    if ns.at and not ns.dry_run and (now - datetime.now(UTC)).total_seconds() > 60:
+        # its slots would be marked dealt with before they come, and never fire then
+        raise UsageError(f"runproc scheduler: --at {ns.at}: more than a minute ahead; a time to come goes with "
+                         "--dry-run only")
     folder = _folder(ns.procedures, "scheduler")
     from ..schedule.scheduler import Scheduler
     from ..state.opening import open_store

@@ -239,8 +239,8 @@ def create_app(settings: Settings, *, store: Any = None) -> Starlette:
     local_user = user_name()  # who answers from an open loopback server: this machine's user
     # the Alertmanager rules (a bad file: its problems, located, before anything listens) and the
     # scheduler (its schedules listed always; it fires them only when settings.scheduler)
-    rules = load_rules(settings.triggers, {e.name for e in catalogue.entries() if e.ok}
-                              if settings.procedures is not None else None)
+    rules = load_rules(settings.triggers,
+                       {e.name for e in catalogue.entries() if e.ok} if settings.procedures is not None else None)
     scheduler = Scheduler(store, launch=launcher(store, lambda: state_url()), files=catalogue.files)
 
     def who_of(request: Request) -> Who:
@@ -522,9 +522,21 @@ def create_app(settings: Settings, *, store: Any = None) -> Starlette:
         now = datetime.now(UTC)
         return {"now": slot_name(now), "scheduler": settings.scheduler, "schedules": scheduler.listing(now)}
 
+    def rules_shown() -> list[dict[str, Any]]:
+        """The rules as the page and the API show them: a secret param's value (a literal in the
+        file) as ***."""
+        out = []
+        for rule in rules:
+            entry = catalogue.find(rule.procedure)
+            secret = {p["name"] for p in entry.params if p["secret"]} if entry is not None else set()
+            item = rule.summary()
+            item["params"] = {k: ("***" if k in secret else v) for k, v in item["params"].items()}
+            out.append(item)
+        return out
+
     def schedules_page(request: Request) -> Response:
         return page(request, "schedules.html", nav="schedules", **schedules_data(request),
-                    rules=[r.summary() for r in rules], groups=store.alert_groups(20), triggers=settings.triggers)
+                    rules=rules_shown(), groups=store.alert_groups(20), triggers=settings.triggers)
 
     def api_schedules(request: Request) -> Response:
         return JsonResponse(schedules_data(request))
@@ -532,11 +544,12 @@ def create_app(settings: Settings, *, store: Any = None) -> Starlette:
     def api_alert_rules(request: Request) -> Response:
         if request.query_params:
             raise BadQuery(next(iter(request.query_params)), "unknown parameter; the receiver's GET takes none")
-        return JsonResponse({"triggers": settings.triggers, "rules": [r.summary() for r in rules],
+        return JsonResponse({"triggers": settings.triggers, "rules": rules_shown(),
                              "groups": store.alert_groups(50)})
 
     async def api_alertmanager(request: Request) -> Response:
         who = access.identify(request)
+        request.state.who = who
         if who.open or who.by_cookie:  # the API's writes always take a token
             raise WebError(401, "the Alertmanager receiver needs an operator's token (Alertmanager's webhook_config: "
                                 "http_config: authorization: credentials: TOKEN)",
@@ -557,10 +570,14 @@ def create_app(settings: Settings, *, store: Any = None) -> Starlette:
                 received_by=str(who.name), dry_run=dry == "true"))
         except BadPayload as exc:
             raise WebError(400, str(exc)) from None
-        except Unprocessable as exc:
-            raise WebError(422, str(exc)) from None
-        except starts.StartFailed as exc:
-            raise WebError(502, str(exc)) from None
+        except (Unprocessable, starts.StartFailed) as exc:
+            code, said = (422 if isinstance(exc, Unprocessable) else 502), str(exc)
+            await anyio.to_thread.run_sync(lambda: audit(request, "alert", f"refused ({code})", said[:500]))
+            raise WebError(code, said) from None
+        if answer_body["action"] == "started":  # the audit says which alert group started which run
+            await anyio.to_thread.run_sync(lambda: audit(
+                request, "alert", "started", f"{answer_body['procedure']} by rule {answer_body['rule']} for alert "
+                f"group {answer_body['group']}", new_run=answer_body["run_id"]))
         return JsonResponse(answer_body, status_code=status)
 
     # ------------------------------------------------------------ starting a run
@@ -898,8 +915,9 @@ def create_app(settings: Settings, *, store: Any = None) -> Starlette:
     def answer(request: Request, status: int, message: str, headers: Mapping[str, str] | None = None) -> Response:
         attempted = _attempted(request) if request.method == "POST" and status >= 400 else None
         if attempted is not None:  # a write refused (a role, four_eyes, a forged form...): audited too
-            action, run_id, step = attempted
-            audit(request, action, f"refused ({status})", message, run_id=run_id, step=step)
+            action, run_id, procedure = attempted
+            audit(request, action, f"refused ({status})", f"{procedure}: {message}" if procedure else message,
+                  run_id=run_id)
         if _is_api(request):
             return JsonResponse(_error_body(status, message), status_code=status, headers=dict(headers or {}))
         if status == 401 and access.book().configured:  # a person with a browser: the sign-in form
@@ -966,7 +984,7 @@ def _attempted(request: Request) -> tuple[str, str | None, str | None] | None:
     if m is None:
         return None
     if m.group("proc"):
-        return "start", None, None
+        return "start", None, m.group("proc")[:128]
     act = m.group("act")
     return ("answer" if act == "approvals" else act), m.group("run")[:128], None
 

@@ -32,6 +32,7 @@ params:
   service: {type: str, pattern: "^[a-z-]+$"}
   severity: {type: str, choices: [critical, warning], default: warning}
   summary: {type: str, default: ""}
+  pager_key: {type: str, secret: true, default: ""}
 steps:
   - id: say
     shell: echo paging for {{ params.service }}
@@ -47,6 +48,7 @@ alertmanager:
       service: "{{ labels.service }}"
       severity: "{{ labels.severity | default('warning') }}"
       summary: "{{ annotations.summary | default('') }}"
+      pager_key: pk-c4n4ry-31337
 """
 
 
@@ -87,7 +89,8 @@ def test_one_run_per_alert_group_while_it_fires(served: tuple[TestClient, dict[s
     assert first.status_code == 201, first.text
     started = first.json()
     assert started["action"] == "started" and started["rule"] == "service-down" and started["run_id"]
-    assert started["params"] == {"service": "billing", "severity": "critical", "summary": "billing is down"}
+    assert started["params"] == {"service": "billing", "severity": "critical", "summary": "billing is down",
+                                 "pager_key": "***"}
     repeat = _post(client, auth["operator"], payload())  # Alertmanager's repeat_interval, or its HA peer
     assert repeat.status_code == 200 and repeat.json()["action"] == "deduplicated"
     assert repeat.json()["run_id"] == started["run_id"]
@@ -102,6 +105,12 @@ def test_one_run_per_alert_group_while_it_fires(served: tuple[TestClient, dict[s
     assert [(g["rule"], g["status"], g["run_id"]) for g in groups["groups"]] == \
         [("service-down", "firing", again.json()["run_id"])]
     assert "billing" not in json.dumps(groups["groups"])  # a group is named by its key's hash, not its labels
+    assert groups["rules"][0]["params"]["pager_key"] == "***" and "pk-c4n4ry" not in json.dumps(groups)
+    assert "pk-c4n4ry" not in client.get(f"{LOOPBACK}/schedules", headers={"authorization": auth["viewer"]}).text
+    assert "pk-c4n4ry" not in first.text and first.json()["params"]["pager_key"] == "***"
+    audit = client.get(f"{LOOPBACK}/api/v1/audit", headers={"authorization": auth["viewer"]}).json()["audit"]
+    assert [(a["action"], a["result"], a["user"], a["new_run"]) for a in audit] == [
+        ("alert", "started", "operator-1", again.json()["run_id"]), ("alert", "started", "operator-1", started["run_id"])]
 
 
 def test_the_same_notification_posted_twice_at_once_starts_one_run(
@@ -156,6 +165,9 @@ def test_bad_payloads_get_a_clear_4xx(served: tuple[TestClient, dict[str, str], 
     assert r.status_code == status, r.text
     said = r.json()["error"]["message"] if status >= 400 else r.text
     assert words in said and "Traceback" not in r.text
+    if status == 422:  # a refused start is audited, with why
+        audit = client.get(f"{LOOPBACK}/api/v1/audit", headers={"authorization": auth["viewer"]}).json()["audit"]
+        assert [(a["action"], a["result"]) for a in audit] == [("alert", "refused (422)")] and words in audit[0]["detail"]
 
 
 def test_who_may_post_and_what_is_too_big(served: tuple[TestClient, dict[str, str], History], tmp_path: Path) -> None:
