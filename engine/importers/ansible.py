@@ -72,6 +72,8 @@ class _Importer:
         from ..format.yamlsrc import parse_text
 
         self.file = file
+        if not text.strip():
+            raise ProcedureError(Problem(file, 1, 1, "the file is empty; a playbook is a list of plays"))
         self.source = parse_text(text, file, keep_going=True)
         self.lines = text.splitlines()
         self.proc = Procedure(name="imported")
@@ -179,6 +181,11 @@ class _Importer:
         return finish(self.proc, self.file, self.originals, self.notes)
 
     def play(self, play: dict[str, Any], path: tuple[Any, ...]) -> None:
+        for key, kind in (("vars", dict), ("tasks", list), ("pre_tasks", list), ("post_tasks", list),
+                          ("handlers", list), ("vars_prompt", list), ("roles", list)):
+            if play.get(key) is not None and not isinstance(play[key], kind):
+                raise self.refuse((*path, key), f"{key}: expected a {'mapping' if kind is dict else 'list'}, "
+                                                f"got {type(play[key]).__name__}")
         if "import_playbook" in play:
             self.todo_comment(path, f"import_playbook {play['import_playbook']}: import that playbook too and "
                                     f"call it with a procedure: step")
@@ -311,6 +318,11 @@ class _Importer:
         except Untranslatable as exc:
             module = _module_key(task) or "?"
             placeholder(step, f"{module}: {exc}", task)
+        except (ValueError, TypeError, AttributeError, KeyError) as exc:
+            # a value of an unexpected shape ("{{ n }}" where a number is due, a list for a
+            # mapping): this task is left to a person, the rest of the playbook still imports
+            module = _module_key(task) or "?"
+            placeholder(step, f"{module}: a value of an unexpected shape ({type(exc).__name__}: {exc})", task)
         if "register" in task:
             reg = str(task["register"])
             self.scope.registered[reg] = Registered(sid, self.fields.get(sid, {}))
@@ -504,6 +516,9 @@ class _Importer:
             inner.become_user = task["become_user"]
         if isinstance(task.get("environment"), dict):
             inner.environment.update(self.tpl(task["environment"]))
+        for key in ("block", "rescue", "always"):
+            if task.get(key) is not None and not isinstance(task[key], list):
+                raise self.refuse((*path, key), f"{key}: expected a list of tasks, got {type(task[key]).__name__}")
         ids: list[str] = []
         self.block_steps.append(ids)
         for j, sub in enumerate(task.get("block") or []):
@@ -569,6 +584,8 @@ def _module_and_args(task: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         if short.startswith(prefix):
             short = short[len(prefix):]
     args: dict[str, Any]
+    if isinstance(raw, list):
+        raise Untranslatable(f"{module}: arguments given as a list")
     if isinstance(raw, dict):
         args = dict(raw)
     elif raw is None:

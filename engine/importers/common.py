@@ -63,12 +63,17 @@ def placeholder(step: Step, reason: str, original: Any = None) -> None:
     when = step.body.get("when")
     name = step.body.get("name")
     step.body = {**({"name": name} if name else {}), **({"when": when} if when else {}),
-                 "assert": {"that": "false", "message": f"{TODO}: not translated: {reason}"}}
+                 "assert": {"that": "false", "message": f"{TODO}: not translated: {_inert(reason)}"}}
     step.todo = reason
     step.comments.append(f"{TODO}: {reason}")
     if original is not None:
         step.comments.append("the original, for reference:")
         step.comments.extend(f"  {line}" for line in dump(original).splitlines())
+
+
+def _inert(text: str) -> str:
+    """Text for a template field that shows ``{{ x }}`` rather than rendering it."""
+    return text.replace("{{", "{ {").replace("}}", "} }").replace("{%", "{ %").replace("%}", "% }")
 
 
 def finish(proc: Procedure, file: str, originals: dict[str, Any], notes: list[str]) -> Imported:

@@ -398,6 +398,8 @@ class _Raw(str):
 
 def _manifest(definition: Any, ctx: Ctx) -> str:
     docs = definition if isinstance(definition, list) else [definition]
+    if not all(isinstance(doc, dict) for doc in docs):
+        raise Untranslatable("k8s: a definition is a mapping (a manifest) or a list of them")
     return "---\n".join(_yaml_with_raw(_json_values(doc, ctx)) for doc in docs)
 
 

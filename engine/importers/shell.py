@@ -48,7 +48,7 @@ class _Unit:
         return "\n".join(self.lines)
 
 
-def _units(lines: list[str]) -> list[_Unit]:
+def _units(lines: list[str], file: str, offset: int) -> list[_Unit]:
     """The script as blank lines, comment lines and complete (top-level) commands."""
     out: list[_Unit] = []
     current: _Unit | None = None
@@ -72,12 +72,12 @@ def _units(lines: list[str]) -> list[_Unit]:
         if current is None:
             stripped = line.strip()
             if not stripped:
-                out.append(_Unit("blank", n, [line]))
+                out.append(_Unit("blank", n + offset, [line]))
                 continue
             if stripped.startswith("#"):
-                out.append(_Unit("comment", n, [line]))
+                out.append(_Unit("comment", n + offset, [line]))
                 continue
-            current = _Unit("command", n)
+            current = _Unit("command", n + offset)
         current.lines.append(line)
         continued = False
         word = ""
@@ -159,6 +159,12 @@ def _units(lines: list[str]) -> list[_Unit]:
             out.append(current)
             current = None
     if current is not None:
+        if quote is not None or in_heredoc is not None:
+            from ..errors import Problem, ProcedureError
+
+            what = f"here-document (no line {in_heredoc[0]!r})" if in_heredoc else f"quote ({quote})"
+            raise ProcedureError(Problem(file, current.start, 1, f"unterminated {what} in the command "
+                                                                 f"starting here: the script cannot run"))
         out.append(current)
     return out
 
@@ -236,10 +242,8 @@ class _ScriptImporter:
             elif not re.search(r"\b(sh|dash|ksh|zsh|ash)\b", first):
                 raise ProcedureError(Problem(self.file, 1, 1, f"not a shell script: its interpreter is "
                                                               f"{first[2:].strip()!r}"))
-        units = _units(self.lines[1:] if first.startswith("#!") else self.lines)
         offset = 1 if first.startswith("#!") else 0
-        for u in units:
-            u.start += offset
+        units = _units(self.lines[offset:], self.file, offset)
         if not any(u.kind == "command" for u in units):
             raise ProcedureError(Problem(self.file, 1, 1, "not a shell script: it has no command"))
         stem = Path(self.file).stem
@@ -390,7 +394,9 @@ class _ScriptImporter:
             sid = self.ids.new(title)
             step = Step(sid, {}, list(block.comments), origin=f"{self.file}:{block.line}")
             used = set(re.findall(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)", body))
-            positional = sorted(set(re.findall(r"\$\{?([1-9])\b", body)))
+            # inside a function, $1 is the function's own argument: left alone there
+            functions = re.search(r"(?m)^\s*(function\s+\w+|\w+\s*\(\s*\))", body)
+            positional = [] if functions else sorted(set(re.findall(r"\$\{?([1-9])\b", body)))
             for pos in positional:
                 name = f"ARG{pos}"
                 if name not in self.params:

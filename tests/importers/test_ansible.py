@@ -355,3 +355,32 @@ def test_optional_variables_become_local_and_jinja_blocks(tmp_path: Path) -> Non
     assert _step(proc, "templated_as_root").name == "templated as root"
     steps = planned(result, tmp_path, {"later": "z", "path": "/tmp/x", "extra": "1"})
     assert steps["greet"]["action"] == "echo hi"
+
+
+@pytest.mark.parametrize(("text", "where"), [
+    ("- hosts: all\n  vars: [1]\n", "x.yml:2:9: vars: expected a mapping"),
+    ("- hosts: all\n  tasks: hello\n", "x.yml:2:10: tasks: expected a list"),
+    ("- hosts: all\n  tasks:\n    - block: x\n", "x.yml:3:14: block: expected a list of tasks"),
+    ("- hosts: all\n  tasks:\n    - just a string\n", "x.yml:3:7: a task is a mapping"),
+    ("", "x.yml:1:1: the file is empty"),
+])
+def test_a_malformed_play_is_located(text: str, where: str) -> None:
+    with pytest.raises(ProcedureError) as err:
+        import_playbook(text, "x.yml")
+    assert str(err.value.problems[0]).startswith(where)
+
+
+def test_values_of_unexpected_shapes_are_todos_not_crashes() -> None:
+    result, _ = imported("ansible", """
+        - hosts: localhost
+          tasks:
+            - shell: echo
+              retries: "{{ n }}"
+            - uri: {url: "http://x", status_code: "{{ code }}"}
+            - command: [a, b]
+            - k8s: {definition: [1, 2]}
+            - shell: echo {{ a.b( }}
+            - name: fine
+              command: "true"
+    """)
+    assert len(result.todos) == 5

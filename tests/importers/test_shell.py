@@ -117,3 +117,49 @@ def test_not_a_script_is_located(text: str, message: str) -> None:
     with pytest.raises(ProcedureError) as err:
         import_script(text, "x.sh")
     assert str(err.value.problems[0]).startswith("x.sh:1:1: " + message)
+
+
+def test_blocks_never_end_inside_a_compound_command_or_here_document() -> None:
+    result, proc = imported("shell", """\
+        #!/bin/bash
+        MODE=${MODE:-fast}
+
+        # Pick
+        case "$MODE" in
+          fast) echo f ;;
+
+          # not a header: inside the case
+          slow) echo s ;;
+        esac
+
+        # Write
+        cat <<-EOF > /tmp/x
+        \t# not a header: inside the here-document
+
+        \tEOF
+
+        # Helper
+        greet() {
+          echo "hi $1"
+        }
+        greet x
+    """, "compound")
+    assert [s.id for s in proc.steps] == ["pick", "write", "helper"]
+    assert _cmd(proc, "pick").rstrip().endswith("esac")
+    assert "# not a header: inside the here-document" in _cmd(proc, "write")
+    assert 'echo "hi $1"' in _cmd(proc, "helper")  # a function's own $1 is left alone
+    assert result.todos == []
+
+
+def _cmd(proc, sid: str) -> str:
+    return next(s for s in proc.steps if s.id == sid).action.options.cmd
+
+
+@pytest.mark.parametrize(("text", "where"), [
+    ('#!/bin/sh\n# A\necho a\n\n# B\necho "oops\n', "x.sh:6:1: unterminated quote"),
+    ("# A\ncat <<EOF\nx\n", "x.sh:2:1: unterminated here-document"),
+])
+def test_a_script_that_cannot_run_is_located(text: str, where: str) -> None:
+    with pytest.raises(ProcedureError) as err:
+        import_script(text, "x.sh")
+    assert str(err.value.problems[0]).startswith(where)
