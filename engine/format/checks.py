@@ -12,6 +12,7 @@ from ..errors import Problem
 from . import expressions as ex
 from . import graph
 from .analysis import Reference, analyse
+from .loops import loop_scope, loop_sources, refused_loop_scope
 from .model import Body, Check, Procedure, Step
 from .suggest import did_you_mean
 from .window import WindowError, parse_window
@@ -262,8 +263,6 @@ def _check_expressions(proc: Procedure, source: Source, dag: graph.Dag | None,
             host = step.on is not None
             loop = None
             if step.loops:  # the items' expressions: checked as the step's, without the item
-                from .loops import loop_scope, loop_sources
-
                 loop = loop_scope(step)
                 for p, text, expression in loop_sources(step, (section, i)):
                     scope = (_Scope(steps=main_ids, upstream_of=step.id, host=host) if section == "steps"
@@ -287,6 +286,11 @@ def _check_expressions(proc: Procedure, source: Source, dag: graph.Dag | None,
     return problems
 
 
+def _raw_step(source: Source, section: str, i: Any) -> Any:
+    steps = source.data.get(section) if isinstance(source.data, dict) else None
+    return steps[i] if isinstance(steps, list) and isinstance(i, int) and i < len(steps) else None
+
+
 def _branch_hint(proc: Procedure, step_id: str, dag: graph.Dag) -> str:
     """Explain the implicit chain when it ends at a `needs: []` that started a new branch."""
     chain = [step_id]
@@ -306,10 +310,14 @@ def _reference_problem(ref: Reference, proc: Procedure, scope: _Scope, dag: grap
     root, name = ref.root, ref.name
     if root in JINJA_GLOBALS:
         return None
-    if scope.loop is not None or root == "item":
+    if scope.loop is not None or root == "item" or root not in ex.ROOT_NAMES:
         from .loops import reference_problem
 
-        handled, problem = reference_problem(ref, scope.loop, ex.ROOT_NAMES)
+        loop = scope.loop
+        if loop is None and len(path) > 1 and proc._source is not None:
+            # a name no scope has: was it the item of a loop the schema refused (and reported)?
+            loop = refused_loop_scope(_raw_step(proc._source, str(path[0]), path[1]))
+        handled, problem = reference_problem(ref, loop, ex.ROOT_NAMES)
         if handled:
             return problem
     if root not in ex.ROOT_NAMES:

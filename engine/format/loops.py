@@ -49,6 +49,19 @@ class ForeachHosts(BaseModel):
     hosts: str
 
 
+def foreach_shape(value: Any) -> Any:
+    """The mapping form of ``foreach`` is ``{hosts: PATTERN}`` and nothing else: said in one line
+    (the union's three messages for ``{host: web}`` would bury the typo)."""
+    if isinstance(value, dict):
+        extra = [k for k in value if k != "hosts"]
+        if extra:
+            raise ValueError(f"unknown key {str(extra[0])!r}{did_you_mean(str(extra[0]), ['hosts'])}: a mapping "
+                             "here is {hosts: PATTERN} (a loop over inventory hosts)")
+        if not isinstance(value.get("hosts"), str):
+            raise ValueError("a mapping here is {hosts: PATTERN}, the pattern a string such as 'web' or 'db-*'")
+    return value
+
+
 @dataclass(frozen=True)
 class LoopScope:
     """What a loop step's templates may call its item, and the item's fields when known."""
@@ -56,6 +69,8 @@ class LoopScope:
     name: str  # "item", or the ``as:`` name
     fields: frozenset[str] | None  # None: not known before the run (a param, a step's result)
     what: str  # how a field is called in messages: "axis", "host field", "key"
+    # the schema refused this step's loop keys (reported there): names are not judged again
+    lenient: bool = False
 
 
 def loop_name(step: Step) -> str:
@@ -79,6 +94,16 @@ def loop_scope(step: Step) -> LoopScope:
     if isinstance(items, list) and items and all(isinstance(i, dict) for i in items):
         return LoopScope(name, frozenset(str(k) for i in items for k in i), "key")
     return LoopScope(name, None, "field")
+
+
+def refused_loop_scope(raw: Any) -> LoopScope | None:
+    """For a step whose ``foreach``/``matrix``/``as`` the schema refused (and the loader's repair
+    removed): a scope that accepts its item's names, so the refusal is reported once, not again
+    at every ``item`` the step reads."""
+    if not isinstance(raw, dict) or not any(k in raw for k in ("foreach", "matrix", "as")):
+        return None
+    name = raw.get("as")
+    return LoopScope(name if isinstance(name, str) and _AXIS.match(name) else ITEM, None, "field", lenient=True)
 
 
 def loop_sources(step: Step, path: Path_) -> Iterator[tuple[Path_, str, bool]]:
@@ -107,6 +132,8 @@ def reference_problem(ref: Reference, loop: LoopScope | None, roots: frozenset[s
     """(handled, problem) for a name a template reads: the loop's own names are judged here,
     everything else is left to checks.py (handled False)."""
     root = ref.root
+    if loop is not None and loop.lenient:
+        return (True, None) if root == ITEM or root not in roots else (False, None)
     if loop is None:
         if root == ITEM:
             return True, "'item' is only defined in a step with 'foreach:' or 'matrix:' (a loop)"

@@ -25,7 +25,7 @@ from pydantic import (
 )
 
 from .durationfield import Duration
-from .loops import ForeachHosts
+from .loops import ForeachHosts, foreach_shape
 from .notifications import Escalation, Notification
 from .schedules import Schedule, check_schedules, one_or_many
 
@@ -320,7 +320,7 @@ class Step(Body):
     # this step's own notifications (engine/format/notifications.py)
     notify: list[Notification] = Field(default_factory=list)
     # a loop (engine/format/loops.py, docs/format.md#loops): the step runs once per item
-    foreach: list[Any] | str | ForeachHosts | None = None
+    foreach: Annotated[list[Any] | str | ForeachHosts | None, BeforeValidator(foreach_shape)] = None
     matrix: dict[str, list[Any] | str] | None = None
     as_: str | None = Field(None, alias="as", pattern=ID_PATTERN)
     concurrency: int | None = Field(None, ge=1, le=256)  # iterations at once (default 1)

@@ -279,6 +279,9 @@ def test_load_time_errors_are_located(tmp_path: Path) -> None:
             foreach: [a]
             on: web
             shell: echo hi
+          - id: typo
+            foreach: {host: web}
+            shell: echo {{ item }}
     """)
     done = runproc(tmp_path, "validate", str(path), state=False)
     assert done.rc == 2
@@ -291,6 +294,8 @@ def test_load_time_errors_are_located(tmp_path: Path) -> None:
     assert f"{name}:19:12: steps[2].shell: this loop names its item 'region' (as: region)" in err
     assert f"{name}:21:12: steps[3].shell: 'item' is only defined in a step with 'foreach:' or 'matrix:'" in err
     assert f"{name}:23:5: steps[4]: a 'foreach:' step cannot also fan out with 'on:'" in err
+    assert f"{name}:27:14: steps[5].foreach: unknown key 'host' (did you mean 'hosts'?)" in err
+    assert ":28:" not in err  # the refused loop is reported once, not again at its item
     assert "Traceback" not in err
 
 
