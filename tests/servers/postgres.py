@@ -129,7 +129,9 @@ def _run(cmd: list[str], cwd: Path, what: str, log: Path | None = None) -> None:
         )
 
 
-def start_postgres() -> PostgresServer:
+def start_postgres(extra_settings: dict[str, str] | None = None) -> PostgresServer:
+    """A new cluster; ``extra_settings`` go to postgresql.conf as written (values quoted by the caller),
+    e.g. WAL archiving for a point-in-time recovery."""
     bin_dir = find_pg_bin_dir()
     base = Path(tempfile.mkdtemp(prefix="runproc-pg-"))
     data_dir, socket_dir, log_path = base / "data", base / "sock", base / "postgres.log"
@@ -172,6 +174,7 @@ def start_postgres() -> PostgresServer:
         "full_page_writes": "off",
         "max_connections": "100",
         "log_min_messages": "warning",
+        **(extra_settings or {}),
     }
     with open(data_dir / "postgresql.conf", "a") as conf:
         conf.write("\n# runproc test server\n")
