@@ -325,7 +325,7 @@ class _Importer:
             placeholder(step, f"{module}: a value of an unexpected shape ({type(exc).__name__}: {exc})", task)
         if "register" in task:
             reg = str(task["register"])
-            self.scope.registered[reg] = Registered(sid, self.fields.get(sid, {}))
+            self.scope.registered[reg] = Registered(sid, self.fields.get(sid, {}), fanned="on" in step.body)
         step.comments.extend(self._step_notes)
         self._step_notes = []
 
@@ -388,6 +388,19 @@ class _Importer:
                 self._step_notes.append(f"Ansible ran this on each host of '{ctx.on}'; it runs once here, on "
                                         f"the machine running runproc")
                 on = None
+            if "host." in body.get("when", "") and (not on or "shell" not in action):
+                raise Untranslatable("a when that reads the host (or a result per host) decides per host; "
+                                     "runproc decides a step's when once")
+            if on and "host." in body.get("when", ""):
+                # runproc decides `when` once per step; a per-host condition moves into the command
+                cond = body.pop("when")
+                shell = action["shell"]
+                guard = "{% if not (" + cond + ") %}exit 0  # when: false on this host\n{% endif %}"
+                if isinstance(shell, dict):
+                    shell["cmd"] = guard + shell["cmd"]
+                else:
+                    action["shell"] = guard + shell
+                self._step_notes.append("when: read per host, so it is the command's first line here")
             if on:
                 if loop_key:
                     raise Untranslatable("a loop on every host of a play: runproc loops or fans out, not both")
@@ -462,11 +475,13 @@ class _Importer:
             # a condition on the task's own registered result reads `result` in runproc
             if reg is None:
                 return text
+            text = text.replace(f"steps.{step.id}.hosts[host.name]", "result")
             return re.sub(rf"\bsteps\.{re.escape(step.id)}\b", "result", text)
 
         if reg is not None:
             # the task's own result, for until/failed_when, under its step id
-            self.scope.registered[str(reg)] = Registered(step.id, self.fields.get(step.id, {}))
+            self.scope.registered[str(reg)] = Registered(step.id, self.fields.get(step.id, {}),
+                                                         fanned="on" in body)
         if "until" in task or "retries" in task:
             retries = int(task.get("retries", 3))
             retry: dict[str, Any] = {"attempts": retries + 1, "delay": f"{task.get('delay', 5)}s"}

@@ -60,6 +60,8 @@ class Registered:
 
     step: str
     fields: dict[str, str] = field(default_factory=dict)  # Ansible field -> runproc expression suffix
+    # the step ran on every host of a pattern: its result is one per host (steps.x.hosts[NAME])
+    fanned: bool = False
 
 
 @dataclass
@@ -205,7 +207,7 @@ def _variable(tokens: list[tuple[str, str]], i: int, name: str, scope: Scope, te
         out.append(_HOST_NAMES[name])
         return i + 1
     if name in scope.registered:
-        return _registered(tokens, i, scope.registered[name], out)
+        return _registered(tokens, i, scope.registered[name], scope, out)
     if name in scope.secrets:
         scope.used.add(name)
         out.append(f"secrets.{name}")
@@ -287,9 +289,15 @@ def _lookup(tokens: list[tuple[str, str]], i: int, name: str, out: list[str]) ->
     raise Untranslatable(f"'{name}' used as a value")
 
 
-def _registered(tokens: list[tuple[str, str]], i: int, reg: Registered, out: list[str]) -> int:
-    """``r.stdout`` is ``steps.r.stdout``; renamed fields and result tests are mapped."""
+def _registered(tokens: list[tuple[str, str]], i: int, reg: Registered, scope: Scope, out: list[str]) -> int:
+    """``r.stdout`` is ``steps.r.stdout``; renamed fields and result tests are mapped. A result
+    registered on every host is read for the host at hand (``steps.r.hosts[host.name]``)."""
     ref = f"steps.{reg.step}"
+    if reg.fanned:
+        if not scope.on_hosts:
+            raise Untranslatable(f"'{tokens[i][1]}' holds one result per host, read here where no host is at "
+                                 f"hand: name one (steps.{reg.step}.hosts['HOST'])")
+        ref = f"steps.{reg.step}.hosts[host.name]"
     j = _significant(tokens, i, 1)
     # `r is failed` / `r is not skipped`: the step's status
     if j >= 0 and tokens[j][1] == "is":

@@ -384,3 +384,33 @@ def test_values_of_unexpected_shapes_are_todos_not_crashes() -> None:
               command: "true"
     """)
     assert len(result.todos) == 5
+
+
+def test_results_registered_on_every_host_are_read_per_host(tmp_path: Path) -> None:
+    result, proc = imported("ansible", """
+        - hosts: webservers
+          tasks:
+            - shell: echo primary
+              register: role
+            - name: only on web1
+              shell: echo promote {{ inventory_hostname }}
+              when: role.stdout | trim == 'primary' and inventory_hostname == 'web1'
+            - name: report
+              uri: {url: "http://x/", method: POST}
+              when: role is failed
+    """)
+    only = _step(proc, "only_on_web1")
+    # runproc decides a step's when once; a per-host condition is the command's first line
+    assert only.when is None
+    assert only.action.options.cmd.startswith(
+        "{% if not (steps.role.hosts[host.name].stdout | trim == 'primary' and host.name == 'web1') %}exit 0")
+    assert len(result.todos) == 1 and "report" in result.todos[0]
+    path = tmp_path / "imported.yml"
+    (tmp_path / "inventory.yml").write_text(
+        "webservers:\n  hosts:\n    web1: {ansible_connection: local}\n    web2: {ansible_connection: local}\n")
+    path.write_text(result.text.replace("    shell: echo primary", "    shell: echo primary\n    readonly: true"))
+    run = engine.plan(str(path), inventory=str(tmp_path / "inventory.yml"), state=f"sqlite:///{tmp_path}/s.db")
+    steps = {s["id"]: s for s in run.to_json()["steps"]}
+    assert steps["role"]["hosts"]["web2"]["stdout"] == "primary\n"
+    assert steps["only_on_web1"]["hosts"]["web1"]["action"].endswith("echo promote web1")
+    assert "exit 0" in steps["only_on_web1"]["hosts"]["web2"]["action"]
