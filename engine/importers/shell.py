@@ -184,6 +184,8 @@ class _Block:
         lines: list[str] = []
         for u in self.units:
             lines.extend(u.lines)
+        # a line of blanks only is written empty: the step's text stays a readable YAML block
+        lines = [line if line.strip() else "" for line in lines]
         while lines and not lines[-1].strip():
             lines.pop()
         while lines and not lines[0].strip():
