@@ -37,7 +37,7 @@ _RUN_KEYS = ("run_id", "procedure", "status", "exit_code", "dry_run", "started_a
              "host", "pid", "of_run", "error", "root_cause")
 # what a step's entry in the report always has; the rest are its result fields (rc, stdout, rows...)
 _STEP_KEYS = {"id", "status", "phase", "started_at", "duration", "attempts", "error", "action", "notes", "hosts",
-              "rollback", "rollback_action", "error_kind", "not_judged"}
+              "rollback", "rollback_action", "error_kind", "not_judged", "loop"}
 
 
 class BadQuery(InvalidInputError):
@@ -342,6 +342,7 @@ def step_view(entry: dict[str, Any]) -> dict[str, Any]:
         "error": entry.get("error"),
         "notes": [str(n) for n in entry.get("notes") or []],
         "hosts": [],
+        "loop": entry.get("loop") is True,  # a foreach/matrix step: its hosts are its iterations
         "rollback": None,
         "fields": {k: v for k, v in entry.items() if k not in _STEP_KEYS},
     }

@@ -401,3 +401,17 @@ def test_the_example_end_to_end(tmp_path: Path) -> None:
     assert "6/6 iterations ok" in done.stdout and "region=ap-south,service=web" in done.stdout
     assert "[web_hosts@web-2] web-2 would be probed at 10.0.1.12:8081" in done.stdout
     assert "[report] 6/6 checks healthy" in done.stdout
+
+
+def test_the_run_page_lists_iterations(tmp_path: Path) -> None:
+    from engine.web.app import Settings
+    from tests.helpers.web import app_client
+
+    path = write(tmp_path, FAIL_ON_B)
+    state = f"sqlite:///{tmp_path}/state.db"
+    result = engine.run(path, state=state)
+    with app_client(Settings(state=state, procedures=tmp_path)) as client:
+        page = client.get(f"/runs/{result.run_id}")
+    assert page.status_code == 200
+    assert "<th>Iteration</th><th>Status</th>" in page.text and "<th>Host</th><th>Status</th>" not in page.text
+    assert 'id="step-each-host-c"' in page.text and "not started: fail_fast" in page.text
