@@ -21,9 +21,13 @@ from functools import cache
 from jinja2 import Environment
 from jinja2.exceptions import TemplateSyntaxError
 
+from ..errors import InvalidInputError
 
-class Untranslatable(Exception):
-    """A task, or a value in it, that has no faithful runproc translation; the text says why."""
+
+class Untranslatable(InvalidInputError):
+    """A task, or a value in it, that has no faithful runproc translation; the text says why.
+
+    Caught per task (the task becomes a TODO); in the error tree as input runproc cannot take."""
 
 
 # Jinja's own names, and those a template defines for itself
