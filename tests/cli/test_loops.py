@@ -415,3 +415,24 @@ def test_the_run_page_lists_iterations(tmp_path: Path) -> None:
     assert page.status_code == 200
     assert "<th>Iteration</th><th>Status</th>" in page.text and "<th>Host</th><th>Status</th>" not in page.text
     assert 'id="step-each-host-c"' in page.text and "not started: fail_fast" in page.text
+
+
+def test_rollback_of_a_recorded_run_undoes_its_iterations(tmp_path: Path) -> None:
+    path = write(tmp_path, """
+        procedure: later
+        steps:
+          - id: each
+            foreach: [a, b, c]
+            shell: echo {{ item }} >> done
+            rollback:
+              shell: echo {{ item }} >> undone
+          - id: gate
+            shell: "false"
+    """)
+    state = f"sqlite:///{tmp_path}/state.db"
+    first = engine.run(path, state=state, no_rollback=True)
+    assert first.exit_code == 1 and not (tmp_path / "undone").exists()
+    report, code = engine.rollback_run(first.run_id, state=state)
+    assert code == 0, report
+    # another process, with the items the report kept: most recent first
+    assert _lines(tmp_path / "undone") == ["c", "b", "a"]
