@@ -30,7 +30,8 @@ class Certificates:
     stranger_key: Path
 
 
-def make_certificates(folder: Path) -> Certificates:
+def make_certificates(folder: Path, valid_days: int = 1) -> Certificates:
+    """A CA and certificates it signed, valid for ``valid_days`` (a stranger's signed by another CA)."""
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
@@ -49,7 +50,7 @@ def make_certificates(folder: Path) -> Certificates:
         builder = (x509.CertificateBuilder().subject_name(name(subject)).issuer_name(name(issuer))
                    .public_key(own.public_key()).serial_number(x509.random_serial_number())
                    .not_valid_before(now - datetime.timedelta(minutes=5))
-                   .not_valid_after(now + datetime.timedelta(days=1))
+                   .not_valid_after(now + datetime.timedelta(days=valid_days))
                    .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
         if ip is not None:
             builder = builder.add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(ip))]),
