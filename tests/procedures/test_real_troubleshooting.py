@@ -213,3 +213,89 @@ def test_response_time_dry_run_changes_nothing(postgres_server, slow_db, http, t
     assert result.steps["optimize_database"].status == "planned"
     assert not scaled.exists()
     assert pg.psql("SELECT count(*) FROM pg_indexes WHERE tablename = 'template_generations'", dbname=slow_db) == "1"
+
+
+# ---------------------------------------------------------------- template generation failures
+
+UNJUCKS = """#!/bin/sh
+# a stand-in for the unjucks CLI: two templates, one of them broken
+case "$1" in
+  list) printf 'invoice\\nbroken\\n' ;;
+  validate) if [ "$2" = broken ]; then echo "Template render error: (broken.njk) [Line 3] expected end of block" >&2; exit 1; fi
+            echo "$2: ok" ;;
+  *) exit 2 ;;
+esac
+"""
+
+
+@pytest.fixture
+def template_site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    """An application checkout missing a dependency, a template only its owner can read, the CLI."""
+    monkeypatch.setenv("npm_config_cache", str(tmp_path / "npm-cache"))  # npm's logs stay in the test's folder
+    app, templates = tmp_path / "app", tmp_path / "app" / "templates"
+    templates.mkdir(parents=True)
+    (app / "package.json").write_text('{"name": "unjucks-app", "version": "1.0.0", "dependencies": {"left-pad": "^1.3.0"}}')
+    (app / "node_modules" / "old").mkdir(parents=True)
+    for name in ("invoice.njk", "broken.njk"):
+        (templates / name).write_text("{% block body %}{{ name }}{% endblock %}")
+    (templates / "invoice.njk").chmod(0o600)
+    cli = tmp_path / "unjucks"
+    cli.write_text(UNJUCKS)
+    cli.chmod(0o755)
+    # installs what package.json asks for, as npm ci would from a registry
+    install = ("mkdir -p node_modules/left-pad && "
+               "echo '{\"name\": \"left-pad\", \"version\": \"1.3.0\"}' > node_modules/left-pad/package.json")
+    return {"app_dir": str(app), "templates_dir": str(templates), "unjucks": str(cli), "app_user": "nobody",
+            "install_cmd": install}
+
+
+def test_templates_diagnoses_and_remedies_when_approved(template_site):
+    site = template_site
+    invoice = Path(site["templates_dir"]) / "invoice.njk"
+    result = engine.run(PROCEDURES / "troubleshoot-templates.yml", {**site, "template": "invoice"}, yes=True,
+                        journal=False)
+    assert result.status == "ok", result.error
+    findings = result.steps["findings"].json
+    assert findings["holds"] == ["templates_unreadable", "dependencies_missing"]
+    assert f"{invoice} (0o600)" in findings["hypotheses"]["templates_unreadable"]["evidence"]
+    assert "missing: left-pad@^1.3.0" in findings["hypotheses"]["dependencies_missing"]["evidence"]
+    assert findings["hypotheses"]["syntax_invalid"]["evidence"] == "unjucks validate invoice passed"
+    assert oct(invoice.stat().st_mode & 0o777) == "0o604"
+    app = Path(site["app_dir"])
+    assert (app / "node_modules" / "left-pad" / "package.json").exists()
+    assert not (app / "node_modules" / "old").exists() and not list(app.glob("node_modules.runproc-*"))
+
+
+def test_templates_syntax_and_missing_templates_are_findings(template_site):
+    # npm ls is not asked here (only): its answer is the other tests' subject
+    result = engine.run(PROCEDURES / "troubleshoot-templates.yml", {**template_site, "template": "broken"},
+                        journal=False, only=("listing", "permissions", "list", "validate", "findings", "summary"))
+    findings = result.steps["findings"].json
+    assert "syntax_invalid" in findings["holds"]
+    assert "[Line 3] expected end of block" in findings["hypotheses"]["syntax_invalid"]["evidence"]
+    result = engine.run(PROCEDURES / "troubleshoot-templates.yml", {**template_site, "template": "absent"},
+                        journal=False, only=("list", "findings", "permissions", "listing", "validate"))
+    assert result.steps["findings"].json["hypotheses"]["template_missing"] == {
+        "holds": True, "evidence": "unjucks list does not show absent"}
+
+
+def test_templates_a_failed_install_is_undone(template_site):
+    site = {**template_site, "install_cmd": "mkdir node_modules && echo half > node_modules/partial && exit 1"}
+    result = engine.run(PROCEDURES / "troubleshoot-templates.yml", {**site, "template": "invoice"}, yes=True,
+                        journal=False)
+    assert result.status == "failed" and result.root_cause == "install_dependencies"
+    app = Path(site["app_dir"])
+    assert (app / "node_modules" / "old").exists() and not (app / "node_modules" / "partial").exists()
+    invoice = Path(site["templates_dir"]) / "invoice.njk"
+    assert oct(invoice.stat().st_mode & 0o777) == "0o600"  # fix_permissions was rolled back too
+
+
+def test_templates_dry_run_changes_nothing(template_site):
+    invoice = Path(template_site["templates_dir"]) / "invoice.njk"
+    result = engine.plan(PROCEDURES / "troubleshoot-templates.yml", {**template_site, "template": "invoice"},
+                         journal=False)
+    assert result.status == "planned"
+    assert result.steps["findings"].json["holds"] == ["templates_unreadable", "dependencies_missing"]
+    assert {result.steps[s].status for s in ("fix_permissions", "install_dependencies")} == {"planned"}
+    assert oct(invoice.stat().st_mode & 0o777) == "0o600"
+    assert (Path(template_site["app_dir"]) / "node_modules" / "old").exists()
