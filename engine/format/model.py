@@ -27,6 +27,7 @@ from pydantic import (
 from .durationfield import Duration
 from .loops import ForeachHosts, foreach_shape
 from .notifications import Escalation, Notification
+from .schedules import JSON_SCHEMA as SCHEDULE_SCHEMA
 from .schedules import Schedule, check_schedules, one_or_many
 
 ID_PATTERN = r"^[a-z_][a-z0-9_]*$"
@@ -364,7 +365,7 @@ class Procedure(Strict):
     notify: list[Notification] = Field(default_factory=list)
     escalate: list[Escalation] = Field(default_factory=list)
     # when a scheduler starts it by itself (docs/format.md, engine/format/schedules.py)
-    schedule: Annotated[list[Schedule] | None, BeforeValidator(one_or_many)] = None
+    schedule: Annotated[list[Schedule] | None, BeforeValidator(one_or_many), WithJsonSchema(SCHEDULE_SCHEMA)] = None
 
     _path: Path | None = PrivateAttr(default=None)
     _source: Any = PrivateAttr(default=None)

@@ -26,6 +26,19 @@ OVERLAP = ("skip", "queue", "cancel_previous")
 CATCH_UP = ("skip", "latest", "all")
 
 
+# the editor's JSON Schema of schedule: (runproc schema): one mapping or a list of them, written
+# here rather than generated, so that loading the format never builds it
+_ONE = {"type": "object", "additionalProperties": False, "required": ["cron"], "properties": {
+    "name": {"type": "string", "pattern": NAME_PATTERN},
+    "cron": {"type": "string", "description": "minute hour day-of-month month day-of-week (a 6th field: seconds), "
+                                              "or @hourly, @daily..."},
+    "timezone": {"type": "string", "default": "UTC", "description": "an IANA zone the cron reads in"},
+    "params": {"type": "object"},
+    "overlap": {"enum": list(OVERLAP), "default": "skip"},
+    "catch_up": {"enum": list(CATCH_UP), "default": "skip"}}}
+JSON_SCHEMA = {"anyOf": [_ONE, {"type": "array", "items": _ONE}, {"type": "null"}]}
+
+
 class Schedule(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, populate_by_name=True, defer_build=True)
 
