@@ -326,6 +326,9 @@ class _Importer:
         if "register" in task:
             reg = str(task["register"])
             self.scope.registered[reg] = Registered(sid, self.fields.get(sid, {}), fanned="on" in step.body)
+        # comments written inside the task (between its keys) stay with its step
+        end = max((pos[0] for p, pos in self.source.values.items() if p[:len(path)] == path), default=line)
+        step.comments.extend(self.comments_before(end + 1))
         step.comments.extend(self._step_notes)
         self._step_notes = []
 
@@ -343,8 +346,6 @@ class _Importer:
             raise Untranslatable("task vars are not translated: make them params or vars")
         body: dict[str, Any] = {}
         step.body = body  # filled in place: a TODO made half-way keeps the name and when
-        if task.get("name") is not None:
-            body["name"] = self.tpl(str(task["name"]))
         when = list(ctx.when)
         if ctx.guard:
             when.insert(0, ctx.guard)
@@ -370,6 +371,8 @@ class _Importer:
                 if loop_key == "with_items":
                     self._step_notes.append("with_items flattened nested lists one level; foreach does not")
             self.scope.on_hosts = bool(on) and not loop_key
+            if task.get("name") is not None:  # after the loop: a name may show the item
+                body["name"] = self.tpl(str(task["name"]))
             if task.get("when") is not None:
                 when.append(self.when_of(task["when"]))
             if when:
@@ -423,7 +426,8 @@ class _Importer:
             sect = {"steps": self.proc.steps, "finally": self.proc.finally_,
                     "on_failure": self.proc.on_failure}[ctx.section]
             sect.insert(sect.index(step), pre)
-        step.body = body
+        first = [k for k in ("name", "when", "foreach", "as", "on", "serial", "max_fail") if k in body]
+        step.body = {**{k: body[k] for k in first}, **{k: v for k, v in body.items() if k not in first}}
 
     def _reads_host(self, action: dict[str, Any]) -> bool:
         return "host." in repr(action)

@@ -414,3 +414,29 @@ def test_results_registered_on_every_host_are_read_per_host(tmp_path: Path) -> N
     assert steps["role"]["hosts"]["web2"]["stdout"] == "primary\n"
     assert steps["only_on_web1"]["hosts"]["web1"]["action"].endswith("echo promote web1")
     assert "exit 0" in steps["only_on_web1"]["hosts"]["web2"]["action"]
+
+
+def test_comments_stay_with_their_tasks() -> None:
+    result, _ = imported("ansible", """
+        # the playbook's purpose
+        - hosts: localhost
+          tasks:
+            # above a
+            - name: a {{ item }}
+              # inside a
+              shell: |
+                # a shell comment, not YAML
+                echo {{ item }}
+              loop: [x, y]
+            # above b
+            - name: b
+              command: "true"
+        # the end
+    """)
+    text = result.text
+    assert text.index("# the playbook's purpose") < text.index("procedure:")
+    assert text.index("# above a") < text.index("# inside a") < text.index("- id: a_item") < \
+        text.index("# above b") < text.index("- id: b") < text.index("# the end")
+    assert "\n  # a shell comment, not YAML" not in text  # it is the command's, and stays in it
+    assert "      # a shell comment, not YAML\n      echo {{ item }}" in text
+    assert "name: a {{ item }}" in text  # the loop's item, in the name too
