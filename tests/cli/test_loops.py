@@ -436,3 +436,26 @@ def test_rollback_of_a_recorded_run_undoes_its_iterations(tmp_path: Path) -> Non
     assert code == 0, report
     # another process, with the items the report kept: most recent first
     assert _lines(tmp_path / "undone") == ["c", "b", "a"]
+
+
+def test_apply_holds_each_iteration_to_the_saved_plan(tmp_path: Path) -> None:
+    (tmp_path / "services.json").write_text('["api", "web"]')
+    path = write(tmp_path, """
+        procedure: held
+        steps:
+          - id: discover
+            readonly: true
+            shell: cat services.json
+          - id: each
+            foreach: steps.discover.json
+            shell: echo {{ item }} >> done
+    """)
+    saved = runproc(tmp_path, str(path), "--dry-run", "--save-plan", "plan.json")
+    assert saved.rc == 0, saved.stderr
+    (tmp_path / "services.json").write_text('["api", "db"]')  # the items changed since the plan
+    applied = runproc(tmp_path, "apply", "plan.json", "--yes", *["--state", f"sqlite:///{tmp_path}/state.db"],
+                      "--output", "json")
+    assert applied.rc == 1, applied.stderr
+    hosts = applied.step("each")["hosts"]
+    assert hosts["api"]["status"] == "ok" and hosts["db"]["status"] == "failed"
+    assert "saved plan" in hosts["db"]["error"] and _lines(tmp_path / "done") == ["api"]
