@@ -86,6 +86,7 @@ class _Importer:
         self._comment_lines = _comments(text)
         self._comments_used: set[int] = set()
         self._step_notes: list[str] = []
+        self.play_todos: list[str] = []  # what a play has that no step stands for (roles, handlers)
         self.carry: list[str] = []  # comments waiting for the next step (a dropped task's)
         self._conns: dict[str, str] = {}
         self.block_steps: list[list[str]] = []  # ids of the steps of the blocks being read
@@ -178,7 +179,9 @@ class _Importer:
         for i, play in enumerate(data):
             self.play(play, (i,))
         self.proc.trailer.extend([*self.carry, *self.comments_before(len(self.lines) + 1)])
-        return finish(self.proc, self.file, self.originals, self.notes)
+        result = finish(self.proc, self.file, self.originals, self.notes)
+        result.todos.extend(self.play_todos)  # roles, handlers, vars_files: no step stands for them
+        return result
 
     def play(self, play: dict[str, Any], path: tuple[Any, ...]) -> None:
         for key, kind in (("vars", dict), ("tasks", list), ("pre_tasks", list), ("post_tasks", list),
@@ -236,7 +239,7 @@ class _Importer:
     def todo_comment(self, path: tuple[Any, ...], text: str) -> None:
         line = self.where(path)
         self.proc.trailer.append(f"{TODO}: {text} ({Path(self.file).name}:{line})")
-        self.notes.append(f"{self.file}:{line}: {TODO}: {text}")
+        self.play_todos.append(f"{self.file}:{line}: {text}")
 
     def play_vars(self, play: dict[str, Any], path: tuple[Any, ...]) -> None:
         for name, value in (play.get("vars") or {}).items():

@@ -440,3 +440,22 @@ def test_comments_stay_with_their_tasks() -> None:
     assert "\n  # a shell comment, not YAML" not in text  # it is the command's, and stays in it
     assert "      # a shell comment, not YAML\n      echo {{ item }}" in text
     assert "name: a {{ item }}" in text  # the loop's item, in the name too
+
+
+def test_roles_handlers_and_imports_are_listed_as_todos() -> None:
+    result, _ = imported("ansible", """
+        - import_playbook: base.yml
+        - hosts: localhost
+          vars_files: [secrets.yml]
+          roles: [nginx]
+          tasks:
+            - shell: nginx -t
+              notify: reload nginx
+          handlers:
+            - name: reload nginx
+              service: {name: nginx, state: reloaded}
+    """)
+    assert len(result.todos) == 4
+    assert any("import_playbook base.yml" in t for t in result.todos)
+    assert any("handlers (reload nginx)" in t for t in result.todos)
+    assert result.text.rstrip().endswith("(source.yml:10)")  # listed at the end of the file too
