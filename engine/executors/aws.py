@@ -173,7 +173,8 @@ class AwsExecutor(Executor):
         text = f"aws {op.service} {op.method} {json.dumps(args, default=str)}"
         try:
             w = self.where(options, ctx)
-            extra = [f"account {ctx.render(options.account)}" if options.account else "",
+            account = option_text(ctx, None if options.account is None else str(options.account))
+            extra = [f"account {account}" if account else "",  # a param left empty: not checked, not shown
                      f"region {w.region}" if w.region else "", f"profile {w.profile}" if w.profile else "",
                      f"endpoint {w.endpoint_url}" if w.endpoint_url else ""]
         except (ValueError, KeyError, ex.ExpressionError):  # a plan shows the call even so
