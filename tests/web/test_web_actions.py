@@ -211,3 +211,21 @@ def test_cancel_signals_a_running_run_of_this_machine_as_ctrl_c_would(tmp_path: 
         if proc.poll() is None:
             proc.kill()
             proc.communicate()
+
+
+def test_answers_to_a_confirm_step_are_audited_and_a_four_eyes_refusal_too(tmp_path: Path) -> None:
+    from tests.web.test_web_approvals import GATED, ME, _answer, _as, _tokens, _waiting
+
+    keys = _tokens(tmp_path)
+    with _waiting(tmp_path, GATED, "gate") as w:
+        with _as(tmp_path, keys[ME]) as starter:  # four_eyes: the starter may not approve
+            assert _answer(starter, w.run_id, w.request["request"], "approve").status_code == 403
+        with _as(tmp_path, keys["bob"]) as bob:
+            assert _answer(bob, w.run_id, w.request["request"], "approve", "looks fine").status_code == 303
+            entries = list(reversed(_audit(bob, w.run_id)))
+        rc, err = w.finish()
+        assert rc == 0, err
+    assert [(e["user"], e["action"], e["result"]) for e in entries] == [
+        (ME, "answer", "refused (403)"), ("bob", "approve", "recorded")]
+    assert "four_eyes" in entries[0]["detail"] and entries[1]["detail"] == "looks fine"
+    assert entries[1]["step"] == "gate" and entries[1]["role"] == "approver"
