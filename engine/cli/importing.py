@@ -21,7 +21,9 @@ def _import(argv: list[str]) -> int:
                            "validates (runproc validate).")
     p.add_argument("kind", choices=("ansible", "shell"), help="what the file is")
     p.add_argument("file", help="the playbook (.yml) or script (.sh)")
-    p.add_argument("-o", "--output", metavar="FILE", help="write the procedure here (default: stdout)")
+    # --out, not --output: elsewhere --output chooses text or json, and `--output json` must not
+    # quietly write a file named json
+    p.add_argument("-o", "--out", dest="output", metavar="FILE", help="write the procedure here (default: stdout)")
     p.add_argument("--force", action="store_true", help="with -o: replace FILE if it exists")
     ns = p.parse_args(argv)
     from ..errors import UsageError
