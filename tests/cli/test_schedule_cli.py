@@ -110,36 +110,45 @@ def test_schedule_add_refuses_bad_input_in_one_line(tmp_path: Path, capsys: pyte
     assert len(err.strip().splitlines()) == 1
 
 
+HELD = PROC.replace("    shell: echo mode {{ params.mode }}",
+                    "    shell: \"while [ ! -e '{go}' ]; do sleep 0.05; done; echo mode {{ params.mode }}\"")
+
+
 def test_the_scheduler_fires_a_due_slot_as_a_real_run_once(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    proc = write(tmp_path, PROC)
-    state = f"sqlite:///{tmp_path}/state.db"
-    assert _main(capsys, "schedule", "add", "every-second", str(proc), "--cron", "* * * * * *", "-p", "mode=full",
-                 "--state", state)[0] == 0
-    created = json.loads(_main(capsys, "schedule", "list", "--output", "json", "--state", state)[1])[0]["created_at"]
-    # a second and a half after it was added: one or two slots due, on time
-    at = (datetime.fromisoformat(created.replace("Z", "+00:00")) + timedelta(seconds=1.5)).isoformat()
-    far = runproc(tmp_path, "scheduler", "--once", "--at", "2099-01-01T00:00:00Z", "--state", state, state=False)
-    assert far.rc == 2 and "a time to come goes with --dry-run only" in far.stderr
-    dry = runproc(tmp_path, "scheduler", "--once", "--at", at, "--dry-run", "--state", state, state=False)
-    assert dry.rc == 0 and "every-second" in dry.stdout and "would start" in dry.stdout and "(dry run)" in dry.stdout
-    with sqlite3.connect(tmp_path / "state.db") as db:
-        assert db.execute("SELECT count(*) FROM schedule_fires").fetchone() == (0,)
-        assert db.execute("SELECT count(*) FROM runs").fetchone() == (0,)
-    done = runproc(tmp_path, "scheduler", "--once", "--at", at, "--state", state, state=False)
-    assert done.rc == 0 and "fired run" in done.stderr, done.stderr
-    again = runproc(tmp_path, "scheduler", "--once", "--at", at, "--state", state, state=False)
-    assert again.rc == 0 and "fired" not in again.stderr
-    with sqlite3.connect(tmp_path / "state.db") as db:
-        fires = db.execute("SELECT outcome, run_id FROM schedule_fires ORDER BY slot").fetchall()
-        assert [f[0] for f in fires] in (["fired"], ["fired", "skipped"])  # the second: while the first runs
-        run_id = fires[0][1]
-    for _ in range(600):  # the run goes on after the scheduler exits: wait for its end (a bound on a hang)
+    go = tmp_path / "go"  # the run holds until the test lets it end: it still runs at the next slot
+    proc = write(tmp_path, HELD.replace("{go}", str(go)))
+    try:
+        state = f"sqlite:///{tmp_path}/state.db"
+        assert _main(capsys, "schedule", "add", "every-second", str(proc), "--cron", "* * * * * *", "-p", "mode=full",
+                     "--state", state)[0] == 0
+        created = json.loads(_main(capsys, "schedule", "list", "--output", "json", "--state", state)[1])[0]["created_at"]
+        # a second and a half after it was added: one or two slots due, on time
+        at = (datetime.fromisoformat(created.replace("Z", "+00:00")) + timedelta(seconds=1.5)).isoformat()
+        far = runproc(tmp_path, "scheduler", "--once", "--at", "2099-01-01T00:00:00Z", "--state", state, state=False)
+        assert far.rc == 2 and "a time to come goes with --dry-run only" in far.stderr
+        dry = runproc(tmp_path, "scheduler", "--once", "--at", at, "--dry-run", "--state", state, state=False)
+        assert dry.rc == 0 and "every-second" in dry.stdout and "would start" in dry.stdout and "(dry run)" in dry.stdout
         with sqlite3.connect(tmp_path / "state.db") as db:
-            if db.execute("SELECT status FROM runs WHERE id = ?", (run_id,)).fetchone() != ("running",):
-                break
-        time.sleep(0.05)
-    shown = runproc(tmp_path, "show", run_id, "--output", "json", "--state", state, state=False)
-    report = json.loads(shown.stdout)
-    assert report["procedure"] == "report" and "mode full" in json.dumps(report)
-    listed = json.loads(runproc(tmp_path, "runs", "--output", "json", "--state", state, state=False).stdout)
-    assert [r.get("user") for r in listed] == ["schedule:every-second"]
+            assert db.execute("SELECT count(*) FROM schedule_fires").fetchone() == (0,)
+            assert db.execute("SELECT count(*) FROM runs").fetchone() == (0,)
+        done = runproc(tmp_path, "scheduler", "--once", "--at", at, "--state", state, state=False)
+        assert done.rc == 0 and "fired run" in done.stderr, done.stderr
+        again = runproc(tmp_path, "scheduler", "--once", "--at", at, "--state", state, state=False)
+        assert again.rc == 0 and "fired" not in again.stderr
+        with sqlite3.connect(tmp_path / "state.db") as db:
+            fires = db.execute("SELECT outcome, run_id FROM schedule_fires ORDER BY slot").fetchall()
+            assert [f[0] for f in fires] in (["fired"], ["fired", "skipped"])  # the second: while the first runs
+            run_id = fires[0][1]
+        go.touch()
+        for _ in range(600):  # the run goes on after the scheduler exits: wait for its end (a bound on a hang)
+            with sqlite3.connect(tmp_path / "state.db") as db:
+                if db.execute("SELECT status FROM runs WHERE id = ?", (run_id,)).fetchone() != ("running",):
+                    break
+            time.sleep(0.05)
+        shown = runproc(tmp_path, "show", run_id, "--output", "json", "--state", state, state=False)
+        report = json.loads(shown.stdout)
+        assert report["procedure"] == "report" and "mode full" in json.dumps(report)
+        listed = json.loads(runproc(tmp_path, "runs", "--output", "json", "--state", state, state=False).stdout)
+        assert [r.get("user") for r in listed] == ["schedule:every-second"]
+    finally:
+        go.touch()  # a held run never outlives the test
