@@ -299,3 +299,99 @@ def test_templates_dry_run_changes_nothing(template_site):
     assert {result.steps[s].status for s in ("fix_permissions", "install_dependencies")} == {"planned"}
     assert oct(invoice.stat().st_mode & 0o777) == "0o600"
     assert (Path(template_site["app_dir"]) / "node_modules" / "old").exists()
+
+
+# ---------------------------------------------------------------- authentication
+
+
+LDAPSEARCH = """#!/bin/sh
+# a stand-in for ldapsearch (ldap-utils): a directory with one user, one bind password
+echo "$@" >> "$(dirname "$0")/ldapsearch.argv"
+while [ $# -gt 0 ]; do
+  case "$1" in
+    -H) url=$2; shift ;; -y) pwfile=$2; shift ;; -D|-b|-o) shift ;; -x|-LLL) ;; *) filter=$1; shift; break ;;
+  esac
+  shift
+done
+case "$url" in *down*) echo "ldap_sasl_bind(SIMPLE): Can't contact LDAP server (-1)" >&2; exit 255 ;; esac
+[ "$(cat "$pwfile")" = "directory-pw-31415" ] || { echo "ldap_bind: Invalid credentials (49)" >&2; exit 49; }
+[ "$filter" = "(uid=testuser)" ] && echo "dn: uid=testuser,ou=people,dc=unjucks,dc=example"
+exit 0
+"""
+
+
+def _jwt(secret: str, **claims: Any) -> str:
+    import base64
+    import hashlib
+    import hmac
+    import json
+
+    def b64(data: bytes) -> str:
+        return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+    signing = f"{b64(json.dumps({'alg': 'HS256', 'typ': 'JWT'}).encode())}.{b64(json.dumps(claims).encode())}"
+    return f"{signing}.{b64(hmac.new(secret.encode(), signing.encode(), hashlib.sha256).digest())}"
+
+
+@pytest.fixture
+def ldapsearch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    cli = tmp_path / "ldapsearch"
+    cli.write_text(LDAPSEARCH)
+    cli.chmod(0o755)
+    monkeypatch.setenv("LDAP_BIND_PASSWORD", "directory-pw-31415")
+    monkeypatch.setenv("JWT_SECRET", "jwt-secret-27182")
+    return cli
+
+
+def test_auth_diagnoses_and_refreshes_the_oauth_credentials(ldapsearch, http, tmp_path, monkeypatch):
+    monkeypatch.setenv("JWT_TOKEN", _jwt("jwt-secret-27182", sub="alice", exp=int(time.time()) - 60))
+    # the provider refuses the client until its credentials are refreshed
+    http.set_route("GET", "/oauth/authorize", sequence=[(400, {"error": "invalid_client"}), (200, "<html>login</html>")])
+    creds = tmp_path / "client-secret"
+    creds.write_text("old")
+    result = engine.run(PROCEDURES / "troubleshoot-auth.yml", {
+        "ldap_url": "ldap://127.0.0.1:1389", "ldapsearch": str(ldapsearch), "oauth_provider": http.url,
+        "oauth_refresh_cmd": f"echo new > {creds}", "oauth_restore_cmd": f"echo old > {creds}"},
+        yes=True, journal=False)
+    assert result.status == "ok", result.error
+    findings = result.steps["findings"].json
+    assert findings["holds"] == ["oauth_misconfigured", "jwt_invalid"]
+    h = findings["hypotheses"]
+    assert h["ldap_user_missing"]["evidence"] == "uid=testuser found: dn: uid=testuser,ou=people,dc=unjucks,dc=example"
+    assert h["oauth_misconfigured"]["evidence"].startswith('authorize answered 400: {"error": "invalid_client"}')
+    assert h["jwt_invalid"]["evidence"].startswith("expired ") and "(sub alice, alg HS256)" in h["jwt_invalid"]["evidence"]
+    assert result.steps["refresh_credentials"].status == "ok" and creds.read_text().strip() == "new"
+    [authorize, *_] = http.requests_to("/oauth/authorize")
+    assert authorize.query == {"client_id": ["unjucks-web"], "response_type": ["code"],
+                               "redirect_uri": ["https://api.unjucks.example/auth/callback"]}
+    # the bind password went through a file, never on ldapsearch's command line
+    assert "directory-pw-31415" not in (ldapsearch.parent / "ldapsearch.argv").read_text()
+    assert "directory-pw-31415" not in str(result.to_json()) and "jwt-secret-27182" not in str(result.to_json())
+
+
+def test_auth_ldap_findings(ldapsearch, monkeypatch):
+    def holds(**params: Any) -> list[str]:
+        result = engine.run(PROCEDURES / "troubleshoot-auth.yml", {"ldapsearch": str(ldapsearch), **params},
+                            journal=False)
+        return result.steps["findings"].json["holds"]
+
+    assert holds(ldap_url="ldap://down.invalid:389") == ["ldap_unreachable"]
+    assert holds(ldap_url="ldap://127.0.0.1:1389", test_user="mallory") == ["ldap_user_missing"]
+    monkeypatch.setenv("LDAP_BIND_PASSWORD", "wrong")
+    assert holds(ldap_url="ldap://127.0.0.1:1389") == ["ldap_bind_failed"]
+    monkeypatch.setenv("JWT_TOKEN", _jwt("another-key", sub="bob"))
+    monkeypatch.setenv("LDAP_BIND_PASSWORD", "directory-pw-31415")
+    assert holds() == ["jwt_invalid"]
+
+
+def test_auth_dry_run_changes_nothing(ldapsearch, http, tmp_path, monkeypatch):
+    monkeypatch.setenv("JWT_TOKEN", _jwt("jwt-secret-27182", sub="alice", exp=int(time.time()) + 600))
+    http.set_route("GET", "/oauth/authorize", status=400, json={"error": "invalid_client"})
+    creds = tmp_path / "client-secret"
+    result = engine.plan(PROCEDURES / "troubleshoot-auth.yml", {
+        "oauth_provider": http.url, "oauth_refresh_cmd": f"touch {creds}", "oauth_restore_cmd": f"rm {creds}"},
+        journal=False)
+    assert result.status == "planned"
+    assert result.steps["findings"].json["holds"] == ["oauth_misconfigured"]
+    assert result.steps["findings"].json["hypotheses"]["jwt_invalid"]["evidence"].startswith("valid for ")
+    assert result.steps["refresh_credentials"].status == "planned" and not creds.exists()
