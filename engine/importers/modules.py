@@ -303,6 +303,9 @@ def postgresql_query(args: dict[str, Any], ctx: Ctx) -> Translation:
            "bind parameters here"}, ctx)
     if "query" not in args:
         raise Untranslatable("postgresql_query: no query given (path_to_script is not translated)")
+    if "{{" in str(args["query"]):
+        ctx.note("each {{ }} in the query is sent as a bind parameter (Ansible pasted it as text): a table or "
+                 "column name there needs | ident")
     query = _bind(ctx.tpl(str(args["query"])), args, ctx)
     sql: dict[str, Any] = {"query": query, "connection": _pg_connection(args, ctx)}
     if _bool(args.get("autocommit", False)):
