@@ -163,15 +163,14 @@ def test_ctrl_c_in_a_library_caller_interrupts_like_the_cli(tmp_path: Path) -> N
     """)
 
     def interrupt_when_running() -> None:
-        end = time.monotonic() + 20
+        end = time.monotonic() + 60
         while not (tmp_path / "running").exists() and time.monotonic() < end:
             time.sleep(0.02)
         os.kill(os.getpid(), signal.SIGINT)  # KeyboardInterrupt in the waiting main thread
 
     threading.Thread(target=interrupt_when_running, daemon=True).start()
-    t0 = time.monotonic()
     result = engine.run(path)
-    assert time.monotonic() - t0 < 10
+    # b (a 30 s sleep) was cancelled, not left to finish: what proves the interrupt, with no clock
     assert result.status == "interrupted" and result.exit_code == 130
     assert result.steps["b"].status == "cancelled" and result.steps["a"].status == "rolled_back"
     assert (tmp_path / "undone").exists()

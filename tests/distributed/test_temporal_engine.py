@@ -556,9 +556,10 @@ def test_window_wait_waits_for_the_window_with_a_durable_timer(
         temporal_server: TemporalServer, worker: object, queue: str, tmp_path: Path) -> None:
     path = write(tmp_path, WAITING)
     engine = temporal_server.engine_url
-    # the controller believes it is 5 s before the window opens (a Sunday, 02:00 UTC)
+    # the controller believes it is 10 s before the window opens (a Sunday, 02:00 UTC): room for
+    # the `show` below to find it waiting on a loaded machine, where a CLI call can take seconds
     started = runproc(tmp_path, str(path), "--detach", *_engine_args(temporal_server, queue),
-                      env={"RUNPROC_TEST_NOW": "2026-12-06T01:59:55Z"})
+                      env={"RUNPROC_TEST_NOW": "2026-12-06T01:59:50Z"})
     assert started.rc == 0, started.stderr
     run_id = started.stdout.strip()
     shown = runproc(tmp_path, "show", run_id, "--engine", engine, "--output", "text")
