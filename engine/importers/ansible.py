@@ -417,7 +417,7 @@ class _Importer:
                     body["max_fail"] = ctx.max_fail
             self.become(task, ctx, action, on, short)
             body.update(action)
-            self.task_keywords(task, body, step)
+            self.task_keywords(task, body, step, ctx.environment)
         finally:
             self.scope.loop_var = saved_loop
             self.scope.on_hosts = saved_hosts
@@ -475,7 +475,8 @@ class _Importer:
         else:
             action["shell"] = wrapped
 
-    def task_keywords(self, task: dict[str, Any], body: dict[str, Any], step: Step) -> None:
+    def task_keywords(self, task: dict[str, Any], body: dict[str, Any], step: Step,
+                      inherited_env: dict[str, Any]) -> None:
         reg = task.get("register")
 
         def as_result(text: str) -> str:
@@ -508,13 +509,16 @@ class _Importer:
             body["continue_on_error"] = True
         if "timeout" in task:
             body["timeout"] = f"{task['timeout']}s"
-        env = task.get("environment")
-        if isinstance(env, dict) and env:
+        # the play's and blocks' environment (translated already), then the task's own
+        env = dict(inherited_env)
+        if isinstance(task.get("environment"), dict):
+            env.update({str(k): self.tpl(v) for k, v in task["environment"].items()})
+        if env:
             if not any(k in body for k in ("shell", "kubectl")):
                 self._step_notes.append("environment: only shell and kubectl steps take env")
             else:
-                body["env"] = {str(k): (v if isinstance(v, int | float) and not isinstance(v, bool) else
-                                        str(self.tpl(v))) for k, v in env.items()}
+                body["env"] = {str(k): (v if isinstance(v, int | float) and not isinstance(v, bool) else str(v))
+                               for k, v in env.items()}
         if modules._bool(task.get("no_log", False)):
             self._step_notes.append("no_log: runproc shows output; declare the values it must hide as secrets")
         if task.get("notify"):
@@ -543,6 +547,8 @@ class _Importer:
                 raise self.refuse((*path, key), f"{key}: expected a list of tasks, got {type(task[key]).__name__}")
         ids: list[str] = []
         self.block_steps.append(ids)
+        if task.get("name"):  # the block's name heads its first step
+            self.carry.append(f"block: {task['name']}")
         for j, sub in enumerate(task.get("block") or []):
             self.task(sub, (*path, "block", j), inner)
         self.block_steps.pop()

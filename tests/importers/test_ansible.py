@@ -459,3 +459,21 @@ def test_roles_handlers_and_imports_are_listed_as_todos() -> None:
     assert any("import_playbook base.yml" in t for t in result.todos)
     assert any("handlers (reload nginx)" in t for t in result.todos)
     assert result.text.rstrip().endswith("(source.yml:10)")  # listed at the end of the file too
+
+
+def test_environment_of_play_block_and_task_merge(tmp_path: Path) -> None:
+    result, proc = imported("ansible", """
+        - hosts: localhost
+          environment: {A: "{{ x }}", B: 1}
+          tasks:
+            - name: setup
+              block:
+                - name: show
+                  shell: echo $A $B $C
+                  environment: {C: c}
+              environment: {B: 2}
+    """)
+    assert _step(proc, "show").env == {"A": "{{ params.x }}", "B": 2, "C": "c"}
+    assert "# block: setup" in result.text
+    steps = planned(result, tmp_path, {"x": "a"})
+    assert steps["show"]["action"] == "echo $A $B $C"
