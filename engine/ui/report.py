@@ -79,8 +79,15 @@ def _step_log(data: dict[str, Any]) -> str:
             lines.append(f"action: {rb['action']}")
         if rb.get("error"):
             lines.append(f"error: {rb['error']}")
+    unit = "iteration" if data.get("loop") else "host"  # a loop's iterations stand where hosts do
     for host, h in (data.get("hosts") or {}).items():
-        lines.append(f"--- host {host}: {h.get('status')} ---")
+        lines.append(f"--- {unit} {host}: {h.get('status')} ---")
+        if unit == "iteration":  # each its own action, attempts and error, as a step's log says
+            lines.extend(f"{k}: {h[k]}" for k in ("action", "attempts", "error") if h.get(k))
+            undo = h.get("rollback")
+            if isinstance(undo, dict):
+                lines.append(f"rollback: {undo.get('status')}: {undo.get('action') or ''}"
+                             + (f" ({undo['error']})" if undo.get("error") else ""))
         for stream in ("stdout", "stderr"):
             if h.get(stream):
                 lines.append(f"[{stream}]\n{h[stream]}")

@@ -389,8 +389,13 @@ def test_when_is_judged_per_iteration(tmp_path: Path) -> None:
 def test_the_example_end_to_end(tmp_path: Path) -> None:
     example = Path(__file__).resolve().parents[2] / "examples" / "loops" / "rollout.yml"
     work = tmp_path / "work"
-    failed = runproc(tmp_path, str(example), "-p", f"workdir={work}", "-p", "fail_in=us-east", "--output", "json")
+    failed = runproc(tmp_path, str(example), "-p", f"workdir={work}", "-p", "fail_in=us-east", "--output", "json",
+                     "--report-dir", str(tmp_path / "evidence"))
     assert failed.rc == 1, failed.stderr
+    # the step's log in the evidence bundle: each iteration with its own status, attempts, error, undo
+    log = (tmp_path / "evidence" / "steps" / "rollout.log").read_text()
+    assert "--- iteration us-east: failed ---\n" in log and "attempts: 2\n" in log
+    assert "--- iteration eu-west: rolled_back ---" in log and "rollback: ok: rm -f " in log
     rollout = failed.step("rollout")
     assert rollout["loop"] is True and {k: v["status"] for k, v in rollout["hosts"].items()} == {
         "eu-west": "rolled_back", "us-east": "failed", "ap-south": "cancelled"}
