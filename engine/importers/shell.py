@@ -255,6 +255,9 @@ class _ScriptImporter:
         rest = self.prologue(units)
         blocks = self.blocks(rest)
         self.steps(blocks)
+        outside = self.environment_reads(blocks)
+        if outside:
+            self.proc.header.append(f"Read from the environment, as the script did: {', '.join(outside)}")
         if "e" not in self.flags:
             self.notes.append(f"{self.file}: the script does not `set -e`; each step now stops at its first "
                               f"failing command (append `|| true` where a failure was fine)")
@@ -388,6 +391,17 @@ class _ScriptImporter:
                 merged = pending
         return merged
 
+    def environment_reads(self, blocks: list[_Block]) -> list[str]:
+        """Variables the steps read and nothing sets: the script took them from its environment,
+        and so do the steps (runproc's environment is theirs), e.g. DB_HOST."""
+        text = "\n".join(b.body() for b in blocks)
+        used = set(re.findall(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)", text))
+        set_here = set(re.findall(r"(?m)(?:^|[;&|]\s*|\b(?:export|local|readonly)\s+)([A-Za-z_][A-Za-z0-9_]*)=", text))
+        set_here |= set(re.findall(r"\b(?:for|select)\s+([A-Za-z_][A-Za-z0-9_]*)\s+in\b", text))
+        set_here |= {n for m in re.findall(r"\bread\s+(?:-\w+\s+)*([A-Za-z_ ][A-Za-z0-9_ ]*)", text)
+                     for n in m.split()}
+        return sorted(used - set_here - set(self.params) - _SHELL_NAMES)
+
     def steps(self, blocks: list[_Block]) -> None:
         assigned: dict[str, str] = {}  # a variable a step sets -> that step's id
         for block in blocks:
@@ -434,6 +448,11 @@ class _ScriptImporter:
             self.proc.steps.append(step)
             if step.todo:
                 self.notes.append(f"{step.origin}: {TODO}: {step.todo}")
+
+
+_SHELL_NAMES = frozenset({"HOME", "PATH", "PWD", "OLDPWD", "USER", "LOGNAME", "SHELL", "HOSTNAME", "RANDOM",
+                          "LINENO", "SECONDS", "IFS", "UID", "EUID", "PPID", "BASH_SOURCE", "FUNCNAME", "REPLY",
+                          "OPTARG", "OPTIND", "TMPDIR", "LANG", "TERM", "PIPESTATUS", "BASH_VERSION"})
 
 
 def _title_of(block: _Block) -> str:

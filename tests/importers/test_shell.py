@@ -62,6 +62,8 @@ def test_migration_defaults_from_positional_arguments() -> None:
     assert proc.params["dry_run"].default == "false"
     run_step = next(s for s in proc.steps if s.id == "run_migration")
     assert "\nfi\n" in run_step.action.options.cmd  # the if/else stays whole, in one step
+    # what the script took from its environment is said at the top (the steps read it the same way)
+    assert "# Read from the environment, as the script did: DB_HOST, DB_NAME, DB_USER\n" in result.text
 
 
 def test_a_variable_set_by_one_step_and_read_by_another_is_a_todo(tmp_path: Path) -> None:
