@@ -49,6 +49,8 @@ RESOURCES = [
     ResourceType("deployments", "deployment", "Deployment", "apps", True, ("deploy",), ("scale", "status")),
     ResourceType("replicasets", "replicaset", "ReplicaSet", "apps", True, ("rs",), ("scale", "status")),
     ResourceType("controllerrevisions", "controllerrevision", "ControllerRevision", "apps"),
+    # the maintenance page of the runbook is an annotation on the ingress
+    ResourceType("ingresses", "ingress", "Ingress", "networking.k8s.io", True, ("ing",), ("status",)),
 ]
 BY_PATH = {(r.api_version, r.plural): r for r in RESOURCES}
 ALIASES = {
