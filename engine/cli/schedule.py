@@ -29,9 +29,11 @@ def _schedule(argv: list[str]) -> int:
     from ..errors import UsageError
 
     verbs = ("add", "list", "remove")
-    if not argv or argv[0] in ("-h", "--help"):
+    if not argv:
+        raise UsageError("runproc schedule: a command is needed: add, list or remove (runproc schedule --help)")
+    if argv[0] in ("-h", "--help"):
         print(USAGE)
-        return 0 if argv else 2
+        return 0
     if argv[0] not in verbs:
         raise UsageError(f"runproc schedule: unknown command {argv[0]!r} (add, list or remove)")
     verb, rest = argv[0], argv[1:]

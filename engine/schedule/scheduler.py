@@ -41,6 +41,7 @@ GRACE = 60.0  # seconds: a slot evaluated later than this after its time was mis
 MAX_QUEUED = 5  # slots a `queue` schedule keeps waiting behind a run; more are skipped
 MAX_CATCH_UP = 10  # missed slots `catch_up: all` runs at most (the newest)
 MAX_SLEEP = 5.0  # the loop looks at the schedules at least this often (added, removed, edited)
+HISTORY = 1000  # slots kept per schedule in the state (its newest; the page and list show the last 5)
 USER_PREFIX = "schedule:"
 
 # (file, params, user) -> (run id or None when not recorded yet, pid); raises a RunprocError
@@ -159,7 +160,10 @@ class Scheduler:
             if d.problem is not None:
                 continue
             try:
-                out += self._evaluate(d, now, apply=not dry_run)
+                dealt = self._evaluate(d, now, apply=not dry_run)
+                if dealt and not dry_run:
+                    self.store.trim_fires(d.name, HISTORY)
+                out += dealt
             except RunprocError as exc:  # croniter missing, say: this schedule, not the others
                 out.append(Decision(d.name, slot_name(now), "failed", " ".join(str(exc).split())))
         if not dry_run:

@@ -111,6 +111,14 @@ class ScheduleRows:
         rows = self._read(sql + " ORDER BY slot DESC LIMIT ?", (*params, limit))
         return [dict(zip(_FIRE_COLUMNS.split(", "), r, strict=True)) for r in rows]
 
+    def trim_fires(self, schedule: str, keep: int) -> int:
+        """Forget a schedule's slots older than its ``keep`` newest (a queued one stays until it
+        fires): a schedule of every second would otherwise add 86,400 rows a day. How many went."""
+        with self._mutex, self._tx() as run:
+            return int(run("DELETE FROM schedule_fires WHERE schedule = ? AND outcome <> 'queued' AND slot < "
+                           "(SELECT slot FROM schedule_fires WHERE schedule = ? ORDER BY slot DESC LIMIT 1 OFFSET ?)",
+                           (schedule, schedule, keep - 1)).rowcount or 0)
+
     def run_going(self, run_id: str) -> bool:
         """Whether a run is recorded as going and its runner is alive (its pid, or its heartbeat)."""
         rows = self._read(f"SELECT status, host, pid, pid_start, heartbeat_at, lease, {self.CLOCK} FROM runs "

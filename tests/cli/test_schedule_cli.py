@@ -92,6 +92,10 @@ def test_schedule_add_list_remove_and_their_dry_runs(tmp_path: Path, capsys: pyt
     assert rc == 0 and "removed nightly" in err
     rc, _, err = _main(capsys, "schedule", "remove", "nightly", *state)
     assert rc == 2 and "no stored schedule 'nightly'" in err
+    rc, _, err = _main(capsys, "schedule")
+    assert rc == 2 and "a command is needed" in err
+    rc, _, err = _main(capsys, "schedule", "ad")
+    assert rc == 2 and "unknown command 'ad'" in err
 
 
 @pytest.mark.parametrize(("args", "words"), [

@@ -310,3 +310,13 @@ def test_a_schedule_fires_and_its_run_appears_on_the_runs_page(browser: Browser,
             page.close()
     finally:
         go.touch()
+
+
+def test_a_schedule_keeps_its_newest_slots_and_its_queued_ones(made: Any) -> None:
+    scheduler, _ = made()
+    store = scheduler.store
+    for day in range(1, 10):
+        store.claim_slot("nightly", f"2026-01-0{day}T02:00:00Z", "queued" if day == 1 else "skipped")
+    assert store.trim_fires("nightly", 3) == 5
+    assert [f["slot"][:10] for f in store.fires("nightly")] == ["2026-01-09", "2026-01-08", "2026-01-07", "2026-01-01"]
+    assert store.trim_fires("nightly", 3) == 0
