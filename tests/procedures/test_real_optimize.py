@@ -136,3 +136,83 @@ def test_db_optimize_without_pg_stat_statements_reads_pg_stat_activity(postgres_
                 "AND query LIKE '%pg_sleep(60)%' AND pid <> pg_backend_pid()", dbname=db)
         slow.wait(timeout=30)
         pg.psql(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
+
+
+# ---------------------------------------------------------------- app-profile (a real Node.js process)
+
+NODE_SERVICE = r"""
+// A stand-in for the Node.js service: prom-client's default lag and heap metrics, computed by
+// Node itself. --busy blocks the event loop 200 ms in every 250; --retain=N keeps N MB on the heap.
+const http = require('http');
+const { monitorEventLoopDelay } = require('perf_hooks');
+const lag = monitorEventLoopDelay({ resolution: 10 });
+lag.enable();
+const retain = Number((process.argv.find(a => a.startsWith('--retain=')) || '--retain=0').split('=')[1]);
+const kept = [];
+for (let i = 0; i < retain; i++) kept.push(new Array(131072).fill(i));  // 1 MB of the V8 heap each
+if (process.argv.includes('--busy')) setInterval(() => { const end = Date.now() + 200; while (Date.now() < end) {} }, 250);
+const server = http.createServer((req, res) => {
+  const m = process.memoryUsage();
+  res.writeHead(200, { 'Content-Type': 'text/plain; version=0.0.4' });
+  res.end([
+    '# TYPE nodejs_eventloop_lag_p99_seconds gauge',
+    `nodejs_eventloop_lag_p99_seconds ${lag.percentile(99) / 1e9}`,
+    `nodejs_eventloop_lag_mean_seconds ${lag.mean / 1e9}`,
+    `nodejs_heap_size_used_bytes ${m.heapUsed}`,
+    `nodejs_heap_size_total_bytes ${m.heapTotal}`,
+    `process_resident_memory_bytes ${m.rss}`,
+    `kept_strings ${kept.length}`, ''].join('\n'));
+});
+server.listen(0, '127.0.0.1', () => console.log(server.address().port));
+"""
+
+
+@pytest.fixture(scope="module")
+def node_services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """Two real Node.js processes: a calm one holding 24 MB, and one whose event loop is blocked."""
+    script = tmp_path_factory.mktemp("node") / "service.js"
+    script.write_text(NODE_SERVICE)
+    procs = {"calm": subprocess.Popen(["node", str(script), "--retain=24"], stdout=subprocess.PIPE),
+             "busy": subprocess.Popen(["node", str(script), "--busy"], stdout=subprocess.PIPE)}
+    try:
+        urls = {}
+        for name, proc in procs.items():
+            assert proc.stdout is not None
+            urls[name] = f"http://127.0.0.1:{int(proc.stdout.readline())}/metrics"
+        yield urls
+    finally:
+        for proc in procs.values():
+            proc.kill()
+            proc.wait(timeout=30)
+
+
+def test_app_profile_fails_on_a_blocked_event_loop(node_services):
+    result = engine.run(PROCEDURES / "app-profile.yml", {"metrics_url": node_services["busy"], "samples": 3,
+                                                         "interval": "300ms", "lag_critical_ms": 100},
+                        journal=False)
+    assert result.status == "failed" and result.root_cause == "critical"
+    verdict = result.steps["verdict"].json
+    assert verdict["lag_p99_ms"] > 100
+    assert verdict["critical"][0].startswith("event-loop lag p99 ")
+    assert "NODE_OPTIONS=--prof" in verdict["next"][0] and "--prof-process" in (result.steps["critical"].error or "")
+
+
+def test_app_profile_warns_on_the_heap_and_passes(node_services):
+    result = engine.run(PROCEDURES / "app-profile.yml", {
+        "metrics_url": node_services["calm"], "samples": 2, "interval": "100ms", "heap_limit_mb": 64,
+        "heap_warning_pct": 20, "heap_critical_pct": 99, "lag_warning_ms": 5000, "lag_critical_ms": 10000},
+        journal=False)
+    assert result.status == "ok", result.error
+    verdict = result.steps["verdict"].json
+    assert verdict["heap_used_mb"] >= 24 and verdict["heap_pct"] == round(100 * verdict["heap_used_mb"] / 64, 1)
+    assert verdict["rss_mb"] >= verdict["heap_used_mb"] and verdict["lag_mean_ms"] is not None
+    assert result.steps["warnings"].status == "failed" and "heap used" in (result.steps["warnings"].error or "")
+    assert "heap snapshots" in verdict["next"][0]
+
+
+def test_app_profile_dry_run_reads_only(node_services):
+    result = engine.plan(PROCEDURES / "app-profile.yml", {"metrics_url": node_services["calm"], "samples": 1,
+                                                          "lag_warning_ms": 5000, "lag_critical_ms": 10000},
+                         journal=False)
+    assert result.status == "planned" and result.steps["verdict"].json["heap_used_mb"] >= 24
+    assert result.steps["critical"].status == "ok"  # the service answered and is within its limits
