@@ -32,6 +32,7 @@ class _Scope:
         self.self_id = self_id
         self.upstream_of = upstream_of
         self.host = host
+        self.host_why: str | None = None  # why host is undefined here, when it is not the usual reason
         self.result = result
 
 
@@ -272,13 +273,19 @@ def _check_expressions(proc: Procedure, source: Source, dag: graph.Dag | None,
                 in_self = path != (section, i) and path[2] in ("verify", "rollback")
                 collect = undo_refs if path != (section, i) and path[2] == "rollback" else refs
                 for p, text, expression, uses_result in body_sources(body, path):
+                    # a fanned-out step's own when: and on: are decided once, before its hosts
+                    decided_once = host and p in ((section, i, "when"), (section, i, "on"))
                     if section == "steps":
                         scope = _Scope(steps=main_ids, self_id=step.id if in_self else None,
-                                       upstream_of=step.id, host=host, result=uses_result)
+                                       upstream_of=step.id, host=host and not decided_once, result=uses_result)
                     else:
                         scope = _Scope(steps=main_ids | earlier | ({step.id} if in_self else set()),
-                                       host=host, result=uses_result)
+                                       host=host and not decided_once, result=uses_result)
                     scope.loop = loop
+                    if decided_once:
+                        scope.host_why = (f"'host' is not defined in '{p[-1]}:': it is decided once for the "
+                                          "step, before it runs on its hosts (to skip some hosts, choose them "
+                                          "with 'on:' or --limit, or test the host in the command)")
                     check(p, text, expression, scope, collect)
             if refs:  # most steps read no step: no empty set for each (2 MB in 10,000 steps)
                 proc._references[step.id] = refs
@@ -338,7 +345,7 @@ def _reference_problem(ref: Reference, proc: Procedure, scope: _Scope, dag: grap
         return f"run has no field {name!r}{did_you_mean(name, ex.RUN_FIELDS)}"
     if root == "host":
         if not scope.host:
-            return "'host' is only defined in a step with 'on:' (a fanned-out step)"
+            return scope.host_why or "'host' is only defined in a step with 'on:' (a fanned-out step)"
         if name not in ex.HOST_FIELDS:
             return f"host has no field {name!r}{did_you_mean(name, ex.HOST_FIELDS)}"
     if root == "result" and not scope.result:

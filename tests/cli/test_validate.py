@@ -792,3 +792,22 @@ def test_connections_named_by_steps(tmp_path: Path, capsys: pytest.CaptureFixtur
         "procedures/x.yml:9:17: steps[0]: unknown connection 'primry' (did you mean 'primary'?)",
         "procedures/x.yml:11:40: steps[1]: connection 'api' is http; sql needs postgres or sqlite",
     ]
+
+
+def test_host_in_a_fanned_out_steps_own_when_is_refused_with_why(tmp_path: Path,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    # when: and on: are decided once for the step, before its hosts: host there used to pass
+    # validate and fail at run time with "'host' is undefined"
+    lines = problems(capsys, tmp_path, """
+        procedure: x
+        steps:
+          - id: a
+            on: web
+            when: host.name != "web1"
+            shell: echo {{ host.name }}
+            verify:
+              - shell: test -n {{ host.name }}
+    """)
+    assert len(lines) == 1, lines
+    assert lines[0].startswith("procedures/x.yml:6:") and "'host' is not defined in 'when:'" in lines[0]
+    assert "decided once for the step" in lines[0] and "--limit" in lines[0]
