@@ -146,13 +146,14 @@ class ScheduleRows:
                             "updated_at = ?, received_by = ?, detail = NULL WHERE group_key = ? AND status <> 'firing'",
                             (rule, now, now, by, group_key)).rowcount)
 
-    def settle_alert_group(self, group_key: str, *, status: str, run_id: str | None = None,
+    def settle_alert_group(self, group_key: str, *, status: str | None, run_id: str | None = None,
                            detail: str | None = None) -> None:
-        """A group's run started (``firing`` with its run), it resolved (``resolved``), or its
-        start failed (``failed``: the next notification may try again)."""
+        """A group's run started (its run; the status as it is by now: a ``resolved`` that came
+        meanwhile stands), it resolved (``resolved``), or its start failed (``failed``: the next
+        notification may try again)."""
         with self._mutex, self._tx() as run:
-            run("UPDATE alert_groups SET status = ?, run_id = COALESCE(?, run_id), updated_at = ?, detail = ? "
-                "WHERE group_key = ?", (status, run_id, _now(), detail, group_key))
+            run("UPDATE alert_groups SET status = COALESCE(?, status), run_id = COALESCE(?, run_id), updated_at = ?, "
+                "detail = ? WHERE group_key = ?", (status, run_id, _now(), detail, group_key))
 
     def alert_groups(self, limit: int = 50) -> list[dict[str, Any]]:
         rows = self._read(f"SELECT {_GROUP_COLUMNS} FROM alert_groups ORDER BY updated_at DESC LIMIT ?", (limit,))

@@ -317,7 +317,7 @@ def receive(store: Any, rules: list[Rule], body: Any, *, find_file: Any, state_u
     except starts.StartFailed as exc:
         store.settle_alert_group(gid, status="failed", detail=str(exc)[:500])
         raise
-    store.settle_alert_group(gid, status="firing", run_id=started.run_id)
+    store.settle_alert_group(gid, status=None, run_id=started.run_id)
     rid = started.run_id
     return 201, {**answer, "action": "started", "run_id": rid, "pid": started.pid,
                  "url": f"/api/v1/runs/{rid}" if rid else None, "page": f"/runs/{rid}" if rid else None}
