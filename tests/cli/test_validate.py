@@ -809,5 +809,5 @@ def test_host_in_a_fanned_out_steps_own_when_is_refused_with_why(tmp_path: Path,
               - shell: test -n {{ host.name }}
     """)
     assert len(lines) == 1, lines
-    assert lines[0].startswith("procedures/x.yml:6:") and "'host' is not defined in 'when:'" in lines[0]
+    assert lines[0].startswith("procedures/x.yml:5:11:") and "'host' is not defined in 'when:'" in lines[0]
     assert "decided once for the step" in lines[0] and "--limit" in lines[0]
