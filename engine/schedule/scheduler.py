@@ -174,11 +174,11 @@ class Scheduler:
 
     def _cursor(self, d: Definition, now: datetime, apply: bool) -> datetime | None:
         newest = self.store.fires(d.name, limit=1)
-        if newest:
-            return parse_slot(newest[0]["slot"])
-        if d.created_at:
-            return _parse_time(d.created_at)
-        return None
+        seen = parse_slot(newest[0]["slot"]) if newest else None
+        if d.created_at:  # a stored schedule starts when it was added (again: the old slots are history)
+            added = _parse_time(d.created_at)
+            return added if seen is None or seen < added else seen
+        return seen
 
     def _evaluate(self, d: Definition, now: datetime, apply: bool) -> list[Decision]:
         cursor = self._cursor(d, now, apply)

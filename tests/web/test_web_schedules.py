@@ -237,6 +237,13 @@ def test_a_stored_schedule_starts_from_when_it_was_added_and_a_bad_launch_is_rec
     assert _actions(decisions) == [("missed", "2026-01-10T00:30:00Z"), ("failed", "2026-01-10T01:00:00Z")]
     assert "expected one of" in decisions[1].detail
     assert scheduler.store.fires("hourly", limit=1)[0]["outcome"] == "failed"
+    # removed, then added again a day later: it starts from then, with nothing to catch up
+    scheduler.store.remove_schedule("hourly")
+    scheduler.store.add_schedule({"name": "hourly", "file": str(tmp_path / "procedures" / "nightly.yml"),
+                                  "cron": "0,30 * * * *", "timezone": "UTC", "params": {"mode": "quick"},
+                                  "overlap": "skip", "catch_up": "all", "created_at": "2026-01-11T00:10:00.000Z"})
+    later = [d for d in scheduler.tick(datetime(2026, 1, 11, 0, 30, 5, tzinfo=UTC)) if d.schedule == "hourly"]
+    assert _actions(later) == [("failed", "2026-01-11T00:30:00Z")]  # its one slot since, on time
 
 
 def test_a_name_taken_twice_is_listed_with_its_problem_and_never_fires(made: Any, tmp_path: Path) -> None:
