@@ -190,3 +190,26 @@ def test_outage_response_posts_the_resolution_report_to_incidents(receivers, tmp
     assert report["text"].startswith("✅ RESOLVED: P0 - Unjucks platform unavailable\n\nResolution: rolled back")
     assert "Post-mortem: Will be posted within 24 hours" in report["text"]
     assert [p["event_action"] for p in _pages(http)] == ["trigger", "resolve"]
+
+
+@pytest.mark.parametrize("name", ["mitigate-restart", "mitigate-rollback"])
+def test_a_mitigation_waiting_for_its_approval_escalates(receivers, name, kube, monkeypatch):
+    """Nobody approves the restart (or the rollback) in time: the secondary is paged and
+    #emergency-response told; the approval is then denied, so nothing was changed."""
+    http = receivers
+    for key, value in kube.env().items():
+        monkeypatch.setenv(key, value)
+    kube.seed_deployment("unjucks-api", replicas=2)
+    before = kube.get("deployment", "unjucks-prod", "unjucks-api")["metadata"]["generation"]
+    proc = engine.load(PROCEDURES / f"{name}.yml")
+    assert [level.after for level in proc.escalate] == [900, 900]  # the runbook's P0 response time
+    for level in proc.escalate:
+        level.after = 0.2
+    params = {"platform": "kubernetes", "kube_context": "test"}
+    result = engine.run(proc, params, journal=False, ask=lambda question: not _until(
+        lambda: any(c["channel"] == "#emergency-response" for c in _chat(http)) and len(_pages(http)) >= 1))
+    assert result.status == "refused" and result.exit_code == 3
+    escalated = [c for c in _chat(http) if c["channel"] == "#emergency-response"]
+    assert len(escalated) == 1 and "Sarah Chen" in escalated[0]["text"]
+    assert "pd-second-0002" in {p["routing_key"] for p in _pages(http)}
+    assert kube.get("deployment", "unjucks-prod", "unjucks-api")["metadata"]["generation"] == before
