@@ -126,6 +126,11 @@ def loop_sources(step: Step, path: Path_) -> Iterator[tuple[Path_, str, bool]]:
         yield from value((*path, "foreach"), step.foreach)
     for axis in axes(step):
         yield from value((*path, "matrix", axis), (step.matrix or {})[axis])
+    exclude = (step.matrix or {}).get(EXCLUDE)
+    for j, entry in enumerate(exclude if isinstance(exclude, list) else []):
+        for key, v in (entry.items() if isinstance(entry, dict) else ()):
+            if isinstance(v, str) and is_template(v):
+                yield (*path, "matrix", EXCLUDE, j, key), v, False
 
 
 def reference_problem(ref: Reference, loop: LoopScope | None, roots: frozenset[str]) -> tuple[bool, str | None]:
@@ -251,10 +256,16 @@ def _check_matrix(step: Step, path: Path_, problem: Any) -> None:
                         key=True, hint=None if did_you_mean(str(key), names) else f"axes: {', '.join(names)}")
                 continue
             values = matrix[key]
-            if isinstance(values, list) and value not in values:
+            if isinstance(values, list) and value not in values and not _template(value) \
+                    and not any(_template(v) for v in values):
                 shown = ", ".join(map(str, values[:10]))
                 problem((*where, key), f"matrix.exclude: {key} {value!r} is not one of the axis' values "
                                        f"({shown}){did_you_mean(str(value), [str(v) for v in values])}")
+
+
+def _template(value: Any) -> bool:
+    """A template's value is known at run time only: it is not compared with an axis' values."""
+    return isinstance(value, str) and ("{{" in value or "{%" in value)
 
 
 # ---------------------------------------------------------------- items (used at run time)

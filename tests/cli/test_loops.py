@@ -111,6 +111,8 @@ def test_foreach_over_inventory_hosts(tmp_path: Path) -> None:
 def test_matrix_with_exclude(tmp_path: Path) -> None:
     path = write(tmp_path, """
         procedure: grid
+        params:
+          skip: {type: str, default: none}
         steps:
           - id: grid
             matrix:
@@ -118,12 +120,15 @@ def test_matrix_with_exclude(tmp_path: Path) -> None:
               tier: [web, db]
               exclude:
                 - {region: us, tier: db}
+                - {region: "{{ params.skip }}"}
             shell: echo "{{ item.region }}/{{ item.tier }}"
     """)
     grid = engine.run(path).steps["grid"]
     assert list(grid.hosts or {}) == ["region=eu,tier=web", "region=eu,tier=db", "region=us,tier=web"]
     assert [r["stdout"].strip() for r in grid.fields["results"]] == ["eu/web", "eu/db", "us/web"]
     assert grid.fields["items"][2] == {"region": "us", "tier": "web"}
+    # an exclude entry may be a template: known at run time
+    assert list(engine.run(path, params={"skip": "eu"}).steps["grid"].hosts or {}) == ["region=us,tier=web"]
 
 
 FAIL_ON_B = """
@@ -282,6 +287,12 @@ def test_load_time_errors_are_located(tmp_path: Path) -> None:
           - id: typo
             foreach: {host: web}
             shell: echo {{ item }}
+          - id: templated
+            matrix:
+              r: [eu, us]
+              exclude:
+                - {r: "{{ params.regoins[0] }}"}
+            shell: echo {{ item.r }}
     """)
     done = runproc(tmp_path, "validate", str(path), state=False)
     assert done.rc == 2
@@ -296,6 +307,8 @@ def test_load_time_errors_are_located(tmp_path: Path) -> None:
     assert f"{name}:23:5: steps[4]: a 'foreach:' step cannot also fan out with 'on:'" in err
     assert f"{name}:27:14: steps[5].foreach: unknown key 'host' (did you mean 'hosts'?)" in err
     assert ":28:" not in err  # the refused loop is reported once, not again at its item
+    assert f"{name}:33:15: steps[6].matrix.exclude[0].r: undeclared param 'regoins' (did you mean 'regions'?)" in err
+    assert ":33:15: steps[6]: matrix.exclude" not in err  # a template is not compared with the values
     assert "Traceback" not in err
 
 
