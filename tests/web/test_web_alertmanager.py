@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -268,3 +269,23 @@ def test_an_alertmanager_payload_starts_the_incident_procedure_exactly_once(
         page.goto(f"{base}/schedules#alerts")
         expect(page.locator("table.groups")).to_contain_text(run_id, timeout=WAIT_MS)
         page.close()
+
+
+def test_one_run_per_alert_group_on_a_postgresql_state(tmp_path: Path, pg_db: str) -> None:
+    (tmp_path / "procedures").mkdir()
+    write(tmp_path / "procedures", PAGE, "page-oncall.yml")
+    rules = write(tmp_path, RULES, "triggers.yml")
+    file = str(tmp_path / "tokens.yml")
+    auth = f"Bearer {tokens.add_token(file, 'am', 'operator')}"
+    with app_client(Settings(state=pg_db, procedures=tmp_path / "procedures", tokens=file,
+                             triggers=str(rules))) as client:
+        answers = [_post(client, auth, payload()) for _ in range(2)]
+        assert [a.status_code for a in answers] == [201, 200] and answers[1].json()["action"] == "deduplicated"
+        assert _post(client, auth, payload("resolved")).json()["action"] == "resolved"
+        assert _post(client, auth, payload()).status_code == 201
+        for _ in range(600):  # the runs end before their database is dropped (a bound on a hang)
+            runs = client.get(f"{LOOPBACK}/api/v1/runs", headers={"authorization": auth}).json()["runs"]
+            if all(r["status"] != "running" for r in runs):
+                break
+            time.sleep(0.05)
+        assert len(runs) == 2 and {(r["user"], r["status"]) for r in runs} == {("alertmanager:service-down", "ok")}
