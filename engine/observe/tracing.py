@@ -222,10 +222,12 @@ class TraceSink:
             except Exception as exc:  # noqa: BLE001 - a trace never takes a run down
                 self._log.reason = f"{type(exc).__name__}: {exc}"
                 self.failed_exports += 1
-        if self.inner is not None:
-            self.inner(event)
-        if isinstance(event, ev.RunFinished) and not self.done:
-            self.close()
+        try:
+            if self.inner is not None:
+                self.inner(event)
+        finally:  # a consumer that raises at the end still leaves the trace exported
+            if isinstance(event, ev.RunFinished) and not self.done:
+                self.close()
 
     # ------------------------------------------------------------ events to spans
 

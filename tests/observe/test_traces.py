@@ -349,9 +349,12 @@ def test_the_example_collector_prints_the_example_release_as_a_tree(tmp_path: Pa
         monkeypatch.setenv("TMPDIR", str(tmp_path))  # the example's marker file
         monkeypatch.setenv("TRACE_TOKEN", CANARY)
         monkeypatch.chdir(tmp_path)
+        sink = TraceSink(None)
         result = engine.run(root / "release.yml", {"smoke_fails": True}, state=f"sqlite:///{tmp_path}/state.db",
-                            on_event=TraceSink(None))
+                            on_event=sink)
         assert result.exit_code == 1
+        # the collector answered every export, after printing: its lines are there to read
+        assert sink.exported > 0 and sink.failed_exports == 0
         lines: list[str] = []
         while not any(line.lstrip().startswith("step tidy") for line in lines):
             line = collector.stdout.readline()
