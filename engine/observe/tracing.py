@@ -125,6 +125,11 @@ class TraceSink:
         self.exported = 0
         self.failed_exports = 0
         self._provider: Any = None
+        protocol = _protocol()
+        if protocol not in ("", "http/protobuf"):
+            # the spans still go out over HTTP: a collector usually takes both, on 4318 and 4317
+            self.say(f"OTEL_EXPORTER_OTLP_PROTOCOL={protocol}: runproc exports OTLP over HTTP (http/protobuf) "
+                     f"only, to {shown_endpoint(self.endpoint)}")
         try:
             self._start_sdk()
         except ImportError as exc:
@@ -469,6 +474,16 @@ def export_timeout() -> float:
         except (KeyError, ValueError):
             continue
     return 10.0
+
+
+def _protocol() -> str:
+    import os
+
+    for name in ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL"):
+        value = os.environ.get(name, "").strip().lower()
+        if value:
+            return value
+    return ""
 
 
 def _stderr(text: str) -> None:

@@ -229,6 +229,16 @@ def test_a_temporal_run_is_traced_from_the_events_it_is_followed_by(otlp_receive
     assert (root.status, step.status, step.message) == ("ERROR", "ERROR", "exit 1")
 
 
+def test_a_grpc_protocol_in_the_environment_is_said_once_and_http_is_used(otlp_receiver: OtlpReceiver,
+                                                                          tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")
+    text = "procedure: grpc-asked\nsteps:\n  - id: only\n    shell: echo hi\n"
+    result, _, said = _traced_run(tmp_path, text, monkeypatch, otlp_receiver.endpoint)
+    assert len(said) == 1 and "OTEL_EXPORTER_OTLP_PROTOCOL=grpc" in said[0] and "http/protobuf" in said[0]
+    assert _one(otlp_receiver.wait_for(result.run_id), "run grpc-asked").status == "OK"
+
+
 # ---------------------------------------------------------------- when tracing is on
 
 
