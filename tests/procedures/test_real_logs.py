@@ -98,3 +98,24 @@ def test_the_stand_in_refuses_what_it_does_not_know(es):
     assert es.search("absent", {})[0] == 404
     status, answer = es.search("unjucks-*", {"query": {"term": {"level": {"value": "error"}}}})
     assert status == 200 and answer["hits"]["total"]["value"] == 1
+
+
+def test_end_to_end_through_the_cli(es, tmp_path):
+    """As an operator types it: the JSON report, exit 1 for a critical p95; a bad window is exit 2."""
+    import json
+    import subprocess
+
+    from tests.helpers.cli import RUNPROC, child_env
+
+    es.index("unjucks-2026.12.04", _logs(slow_generate=True))
+    env = {**child_env(), "RUNPROC_STATE": f"sqlite:///{tmp_path}/state.db"}
+    out = subprocess.run([*RUNPROC, str(PROCEDURES / "log-analysis.yml"), "-p", f"es_url={es.url}", "--output", "json"],
+                         capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120, stdin=subprocess.DEVNULL)
+    assert out.returncode == 1, out.stderr
+    doc = json.loads(out.stdout)
+    summary = next(s for s in doc["steps"] if s["id"] == "summary")
+    assert summary["json"]["errors"][0] == {"message": "Template not found", "count": 120}
+    bad = subprocess.run([*RUNPROC, str(PROCEDURES / "log-analysis.yml"), "-p", "error_window=an hour"],
+                         capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120, stdin=subprocess.DEVNULL)
+    assert bad.returncode == 2 and "error_window" in bad.stderr and "Traceback" not in bad.stderr
+    assert len(bad.stderr.strip().splitlines()) <= 2
