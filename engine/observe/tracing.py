@@ -313,10 +313,14 @@ class TraceSink:
             end = max(start, start + int(result.duration * 1e9)) if result.started_at else now
         else:
             opened = self.steps.pop(e.step_id, None)  # type: ignore[assignment]
-            if opened is None:  # finished without being started (a step run elsewhere, a resume)
-                start = _iso_ns(result.started_at) or now
-                opened = _Open(self._span(f"step {e.step_id}", self.root, start,
-                                          self._step_attributes(e.step_id, e.phase)), start)
+            if opened is None:  # finished without starting: skipped (when), or done by an earlier run
+                attributes = self._step_attributes(e.step_id, e.phase)
+                recorded = _iso_ns(result.started_at)
+                if recorded is not None and recorded < self.root_start:
+                    # runproc resume: the recorded result stands, the step is not run again; a
+                    # point in this trace, not the earlier run's timing
+                    attributes["runproc.recorded"] = True
+                opened = _Open(self._span(f"step {e.step_id}", self.root, now, attributes), now)
             end = now
         self.finished[e.step_id] = result
         span = opened.span

@@ -4,7 +4,7 @@ receiver on loopback that decodes what it gets with the collector's own protobuf
 
 Runs go in-process through ``engine.run`` with a ``TraceSink`` as their consumer, as the command
 line wires it; the CLI runs as a subprocess for what a user meets only there: ``--otel`` with
-the standard environment (service name, resource attributes, headers), a rollback traced, the
+the standard environment (service name, resource attributes, headers), resume and rollback traced, the
 SDK missing, and ``--version`` and an untraced run never importing the SDK.
 """
 
@@ -270,8 +270,10 @@ def _cli(tmp_path: Path, *args: str, env: dict[str, str] | None = None,
                           timeout=60, stdin=subprocess.DEVNULL)
 
 
-def test_otel_flag_exports_with_the_standard_environment_and_a_rollback_is_traced(
+def test_otel_flag_exports_with_the_standard_environment_and_resume_and_rollback_are_traced(
         otlp_receiver: OtlpReceiver, tmp_path: Path) -> None:
+    import json
+
     path = _write(tmp_path, """\
     procedure: cli-traced
     steps:
@@ -280,7 +282,7 @@ def test_otel_flag_exports_with_the_standard_environment_and_a_rollback_is_trace
         rollback:
           shell: echo undo
       - id: breaks
-        shell: exit 2
+        shell: test -f fixed
     """)
     state = f"sqlite:///{tmp_path}/state.db"
     env = {"OTEL_EXPORTER_OTLP_ENDPOINT": otlp_receiver.endpoint, "OTEL_SERVICE_NAME": "payments-runbooks",
@@ -289,18 +291,24 @@ def test_otel_flag_exports_with_the_standard_environment_and_a_rollback_is_trace
     done = _cli(tmp_path, str(path), "--otel", "--no-rollback", "--output", "json", "--state", state, env=env)
     assert done.returncode == 1, done.stderr
     assert "trace" not in done.stderr  # exported: nothing to say
-    import json
-
     run_id = json.loads(done.stdout)["run_id"]
     root = _one(otlp_receiver.wait_for(run_id), "run cli-traced")
     assert root.resource["service.name"] == "payments-runbooks"
     assert root.resource["deployment.environment"] == "staging"
     assert any(h.get("x-trace-key") == "k-123" for h in otlp_receiver.headers)
 
-    undone = _cli(tmp_path, "rollback", run_id, "--yes", "--otel", "--output", "json", "--state", state, env=env)
-    assert undone.returncode == 0, undone.stderr
-    again = json.loads(undone.stdout)["run_id"]
+    (tmp_path / "fixed").write_text("")
+    resumed = _cli(tmp_path, "resume", run_id, "--otel", "--output", "json", "--state", state, env=env)
+    assert resumed.returncode == 0, resumed.stderr
+    again = json.loads(resumed.stdout)["run_id"]
     spans = otlp_receiver.wait_for(again)
+    assert _one(spans, "step breaks").status == "OK"
+    assert _one(spans, "step change").attributes["runproc.recorded"] is True  # not run again
+
+    undone = _cli(tmp_path, "rollback", again, "--yes", "--otel", "--output", "json", "--state", state, env=env)
+    assert undone.returncode == 0, undone.stderr
+    spans = otlp_receiver.wait_for(json.loads(undone.stdout)["run_id"])
+    assert _one(spans, "run cli-traced").attributes["runproc.replay"] == "rollback"
     assert _one(spans, "rollback change").status == "OK"
 
 
