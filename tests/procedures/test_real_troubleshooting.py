@@ -191,7 +191,7 @@ def test_response_time_finds_the_slow_database_and_optimises_it(postgres_server,
     assert findings["holds"] == ["api_slow", "db_slow"]
     assert "GET /templates answered 200 in" in findings["hypotheses"]["api_slow"]["evidence"]
     assert "customer_id = $1" in findings["hypotheses"]["db_slow"]["evidence"]
-    assert "load" in findings["hypotheses"]["cpu_saturated"]["evidence"]  # judged, with its evidence
+    assert "load" in findings["hypotheses"]["cpu_saturated"]["evidence"]  # with its evidence
     assert result.steps["summary"].status == "failed" and "db_slow" in (result.steps["summary"].error or "")
     assert result.steps["scale_out"].status == "skipped" and not scaled.exists()
     assert result.steps["optimize_database"].status == "ok"
@@ -204,7 +204,8 @@ def test_response_time_dry_run_changes_nothing(postgres_server, slow_db, http, t
     http.set_route("GET", "/templates", json=[], delay=0.3)
     scaled = tmp_path / "scaled"
     result = engine.plan(PROCEDURES / "troubleshoot-response-time.yml", _resp_params(
-        pg, slow_db, http, max_load_per_cpu=0, scale_cmd=f"touch {scaled}", scale_back_cmd=f"rm {scaled}"),
+        pg, slow_db, http, max_load_per_cpu=0, scale_cmd=f"touch {scaled}", scale_back_cmd=f"rm {scaled}",
+        node_pattern=Path("/proc/self/comm").read_text().strip()),  # this test's process plays the application
         journal=False)
     assert result.status == "planned"
     assert result.steps["findings"].json["holds"] == ["api_slow", "cpu_saturated", "db_slow"]
