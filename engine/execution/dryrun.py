@@ -35,6 +35,15 @@ def describe_undo(run: Run, stepper: StepRunner, step: Step, sr: StepResult) -> 
         from .loops import unknown_item_namespace
 
         ns = unknown_item_namespace(run, step)
+    elif step.on is not None:
+        # a fanned-out step's plan shows its action as on its first host: its undo likewise
+        # (rendered without a host, host.name was "<cannot render: 'host' is undefined>")
+        from .fanout import Target, select_hosts
+
+        hosts = select_hosts(run, step)
+        if hosts:
+            h = hosts[0]
+            ns = {**ns, "host": Target(h.name, h.address, h.port, h.user, h.vars, list(h.groups)).view()}
     undo = get_executor(step.rollback.action.kind)()
     ctx = stepper.context(step.id, step.rollback, ns)
     sr.rollback_action = stepper.describe(undo, step.rollback.action.options, ctx)

@@ -115,3 +115,22 @@ def test_run_dir_is_the_procedure_folder(tmp_path: Path) -> None:
 
     done = runproc(tmp_path, str(path), "--output", "json")
     assert done.json["steps"][0]["stdout"].strip() == str(sub.resolve())
+
+
+def test_offline_plan_of_a_fanned_out_step_renders_its_undo_for_a_host(tmp_path: Path) -> None:
+    # the plan shows the action as on the first host; its undo read "<cannot render: 'host' is
+    # undefined>" (nothing is contacted: --offline, and the addresses are never dialled)
+    (tmp_path / "inv.ini").write_text("[web]\nweb1 ansible_host=127.0.0.2\nweb2 ansible_host=127.0.0.3\n")
+    done = run_json(tmp_path, """
+        procedure: undo-per-host
+        steps:
+          - id: deploy
+            on: web
+            shell: echo deploy {{ host.name }}
+            rollback:
+              shell: echo undo {{ host.name }}
+    """, "--dry-run", "--offline", "-i", "inv.ini")
+    assert done.rc == 0, done.stderr
+    step = done.step("deploy")
+    assert step["status"] == "planned" and "echo deploy web1" in step["action"]
+    assert step["rollback_action"] == "echo undo web1", step
