@@ -66,11 +66,15 @@ def check_semantics(proc: Procedure, source: Source, lenience: Lenience | None =
             dag = built
     problems.extend(_check_connections(proc, source, lenience))
     if proc.window_times:
-        try:
-            parse_window(proc.window_times)
-        except WindowError as exc:
-            where = ("window", "times") if not isinstance(proc.window, str) else ("window",)
-            problems.append(source.problem(where, f"window: {exc}"))
+        base: tuple[Any, ...] = ("window",) if isinstance(proc.window, str | list) else ("window", "times")
+        times = proc.window if isinstance(proc.window, str | list) else proc.window.times  # type: ignore[union-attr]
+        # a list is checked item by item, so that a problem points at the window it is about
+        for where, text in ([((*base, i), t) for i, t in enumerate(times)] if isinstance(times, list)
+                            else [(base, times)]):
+            try:
+                parse_window(text)
+            except WindowError as exc:
+                problems.append(source.problem(where, f"window: {exc}"))
     problems.extend(_check_expressions(proc, source, dag, lenience))
     if any(s.loops or s.as_ or s.concurrency or "fail_fast" in s.model_fields_set for s in proc.all_steps()):
         from .loops import check_loops

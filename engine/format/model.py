@@ -111,7 +111,7 @@ class MaintenanceWindow(Strict):
     ``wait``: a run submitted outside the window waits for it to open instead of being
     refused (a durable timer on the Temporal engine; in-process when run locally)."""
 
-    times: str
+    times: str | list[str]
     wait: bool = False
 
 
@@ -355,7 +355,8 @@ class Procedure(Strict):
     connections: dict[str, Any] = Field(default_factory=dict)
     inventory: str | None = None
     lock: str | None = None
-    window: str | MaintenanceWindow | None = None
+    # one window, or several (a list): the run may start when any of them is open
+    window: str | list[str] | MaintenanceWindow | None = None
     concurrency: int | None = Field(None, ge=1, le=256)
     preconditions: list[Check] = Field(default_factory=list)
     steps: list[Step] = Field(min_length=1)
@@ -383,7 +384,8 @@ class Procedure(Strict):
     @property
     def window_times(self) -> str | None:
         """The window's days and hours (``window:`` in either form), or None."""
-        return self.window.times if isinstance(self.window, MaintenanceWindow) else self.window
+        times = self.window.times if isinstance(self.window, MaintenanceWindow) else self.window
+        return "; ".join(times) if isinstance(times, list) else times
 
     @property
     def window_waits(self) -> bool:

@@ -1,5 +1,7 @@
 """Maintenance windows: ``"Sun 02:00-04:00 UTC"``, ``"Mon-Fri 22:00-02:00 Europe/Paris"``,
-``"daily 01:00-05:00"``, ``"first Sun 01:00-05:00 UTC"`` (the seed's monthly window).
+``"daily 01:00-05:00"``, ``"first Sun 01:00-05:00 UTC"`` (the seed's monthly window), or several
+of them separated by ``;`` (a YAML list in a procedure): the seed's weekly and monthly windows
+are ``"Sun 02:00-04:00 UTC; first Sun 01:00-05:00 UTC"``, open when either is.
 
 A window may cross midnight; it then belongs to the day it starts on.
 """
@@ -129,7 +131,31 @@ def clock_now() -> datetime:
     return start + timedelta(seconds=_time.monotonic() - _PROCESS_START)
 
 
-def parse_window(text: str) -> Window:
+@dataclass(frozen=True)
+class Windows:
+    """Several windows: open when any of them is."""
+
+    text: str
+    windows: tuple[Window, ...]
+
+    def contains(self, moment: datetime) -> bool:
+        return any(w.contains(moment) for w in self.windows)
+
+    def next_opening(self, moment: datetime) -> datetime:
+        return min(w.next_opening(moment) for w in self.windows)
+
+
+def parse_window(text: str) -> Window | Windows:
+    """One window, or several separated by ``;`` (each read as below)."""
+    if ";" in text:
+        parts = [part.strip() for part in text.split(";")]
+        if not all(parts):
+            raise WindowError(f"cannot read window {text!r}: an empty window between ';'")
+        return Windows(text, tuple(_one_window(part) for part in parts))
+    return _one_window(text)
+
+
+def _one_window(text: str) -> Window:
     m = _FORM.match(text)
     if not m:
         raise WindowError(f"cannot read window {text!r}; expected e.g. 'Sun 02:00-04:00 UTC'")

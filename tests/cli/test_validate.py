@@ -811,3 +811,18 @@ def test_host_in_a_fanned_out_steps_own_when_is_refused_with_why(tmp_path: Path,
     assert len(lines) == 1, lines
     assert lines[0].startswith("procedures/x.yml:5:11:") and "'host' is not defined in 'when:'" in lines[0]
     assert "decided once for the step" in lines[0] and "--limit" in lines[0]
+
+
+def test_a_bad_window_in_a_list_of_windows_points_at_that_window(tmp_path: Path,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    lines = problems(capsys, tmp_path, """
+        procedure: x
+        window:
+          - "Sun 02:00-04:00 UTC"
+          - "fist Sun 01:00-05:00 UTC"
+        steps:
+          - id: a
+            shell: "true"
+    """)
+    assert len(lines) == 1, lines
+    assert lines[0].startswith("procedures/x.yml:4:5:") and "cannot read window 'fist Sun" in lines[0]

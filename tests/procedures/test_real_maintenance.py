@@ -158,10 +158,12 @@ def test_maintenance_dry_run_changes_nothing(site, http, kube, databases):
     assert "unjucks_backup_test" not in _databases(databases)
 
 
-def test_maintenance_outside_the_window_is_refused_before_anything(site, http, kube):
-    code, doc, err = _maintenance(site, RUNPROC_TEST_NOW="2026-12-07T02:30:00Z")  # a Monday
+@pytest.mark.parametrize("now", ["2026-12-07T02:30:00Z",   # a Monday
+                                 "2026-12-13T01:30:00Z"])  # the second Sunday, before the weekly window
+def test_maintenance_outside_the_window_is_refused_before_anything(site, http, kube, now):
+    code, doc, err = _maintenance(site, RUNPROC_TEST_NOW=now)
     assert code == 3 and doc["status"] == "refused"
-    assert "outside the maintenance window 'Sun 02:00-04:00 UTC'" in doc["error"]
+    assert "outside the maintenance window 'Sun 02:00-04:00 UTC; first Sun 01:00-05:00 UTC'" in doc["error"]
     assert http.requests == [] and _page(kube) is None
 
 
