@@ -155,6 +155,8 @@ def test_library_conventions(path: Path):
         assert spec.help, f"param {name} has no help"
     text = path.read_text()
     assert text.startswith("# Runbook: "), "name the section of the runbook this procedure implements"
+    header = text.split("\nprocedure:", 1)[0]
+    assert "\n# Needs: " in header, "say in the header what it needs (inventory groups, connections, secrets)"
     assert not re.search(r"(?i)\bseed\b", text), "say 'the runbook' (or name its section), not 'the seed'"
     assert not re.search(r"://[^/\s:@]+:[^/\s@{]+@", text), "a password in a URL"
     without_secrets = re.sub(r"\{\{\s*secrets\.\w+\s*\}\}", "", text)
