@@ -134,7 +134,7 @@ def _entry(file: Path, proc: Any, digest: str) -> Entry:
     except Exception:  # noqa: BLE001 - a loaded procedure has no cycle; this is only belt and braces
         needs = {}
     kinds = {s.id: s.action.kind for s in [*proc.steps, *proc.finally_, *proc.on_failure] if s.action is not None}
-    window = proc.window if isinstance(proc.window, str) or proc.window is None else proc.window.times
+    window = proc.window_times  # one window, or several joined by "; "
     return Entry(
         file=str(file), name=proc.procedure, ok=True, description=(proc.description or "").strip(),
         owner=proc.owner or "", params=tuple(_param(name, spec) for name, spec in proc.params.items()),

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import queue
+import re
 import signal
 import sqlite3
 import subprocess
@@ -17,7 +18,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tests.helpers.cli import RUNPROC, child_env, runproc, write
-from tests.servers._common import free_port
 
 # Starlette 1.x warns, once at import, that its test client prefers httpx2 to httpx: imported
 # quietly here, first, so the warning does not land in whichever test imports it next
@@ -281,9 +281,9 @@ def journal_event(kind: str, step: str) -> Callable[[Event], bool]:
 
 @contextmanager
 def serving(history: History, *args: str) -> Iterator[str]:
-    """``runproc serve`` on a free loopback port; its base URL once it says it listens."""
-    port = free_port("127.0.0.1")
-    proc = subprocess.Popen([*RUNPROC, "serve", "--bind", f"127.0.0.1:{port}", "--state", history.state,
+    """``runproc serve`` on a loopback port it picks (port 0: no other test's server can take the
+    port between a probe and the bind); its base URL once it says where it listens."""
+    proc = subprocess.Popen([*RUNPROC, "serve", "--bind", "127.0.0.1:0", "--state", history.state,
                              "--procedures", str(history.procedures), *args],
                             cwd=history.root, env=child_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             stdin=subprocess.DEVNULL, text=True)
@@ -295,8 +295,12 @@ def serving(history: History, *args: str) -> Iterator[str]:
             first = lines.get(timeout=60)  # a bound on a hung start, not a measure of speed
         except queue.Empty:
             raise AssertionError("runproc serve said nothing in 60 s") from None
-        assert first.startswith(f"runproc serve: http://127.0.0.1:{port}/ "), first
-        yield f"http://127.0.0.1:{port}"
+        if not first:  # it ended before saying where it listens: its stderr says why
+            proc.wait(timeout=30)
+            raise AssertionError(f"runproc serve ended (exit {proc.returncode}): {proc.stderr.read() if proc.stderr else ''}")
+        match = re.match(r"runproc serve: (http://127\.0\.0\.1:\d+)/ ", first)
+        assert match, first
+        yield match.group(1)
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
