@@ -37,6 +37,7 @@ from ..format.loops import EXCLUDE, ForeachHosts, axes, combinations, labels, lo
 from . import events as ev
 from .results import FAILED, StepResult, recorded_result
 from .step import error_text, now_iso
+from .when import judge_when
 
 if TYPE_CHECKING:
     from ..format.model import Step
@@ -234,19 +235,10 @@ def _iteration(run: Run, stepper: StepRunner, step: Step, isr: StepResult, label
     t0 = time.monotonic()
     isr.started_at = now_iso()
     try:
-        if step.when:
-            try:
-                if not ex.evaluate(step.when, ns):
-                    isr.status = "skipped"
-                    isr.notes.append(f"when false: {step.when.strip()}")
-                    return
-            except ex.UnknownValueError as exc:
-                isr.notes.append(f"when undecided in a dry run ({exc.unknown.label} is unknown): "
-                                 "the iteration may run or be skipped")
-                unknown = unknown or [exc.unknown.label]
-            except ex.ExpressionError as exc:
-                isr.status, isr.error = "failed", f"when: {run.redactor(str(exc))}"
-                return
+        go, undecided = judge_when(step.when, ns, isr, run.redactor, "iteration")
+        if not go:
+            return
+        unknown = unknown or undecided
         if unknown:
             isr.description = _describe(stepper, step, ns, label)
             isr.status = "planned"

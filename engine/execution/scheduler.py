@@ -44,6 +44,7 @@ from .results import DONE, FAILED, RunResult, StepResult, recorded_result
 from .step import StepRunner, now_iso
 from .store import StateStore, StoreOpener, user_name
 from .taint import Taint
+from .when import judge_when
 
 DEFAULT_CONCURRENCY_CAP = 16
 
@@ -539,19 +540,10 @@ class Run(Admission, Outcome, ChildProcedures):
                 return
             ns = self.namespace()
             unknown = sorted(r for r in self.proc._references.get(step.id, ()) if r in self.unknown)
-            if step.when:
-                try:
-                    if not ex.evaluate(step.when, ns):
-                        sr.status = "skipped"
-                        sr.notes.append(f"when false: {step.when.strip()}")
-                        return
-                except ex.UnknownValueError as exc:
-                    sr.notes.append(f"when undecided in a dry run ({exc.unknown.label} is unknown): "
-                                    "the step may run or be skipped")
-                    unknown = unknown or [exc.unknown.label]
-                except ex.ExpressionError as exc:
-                    sr.status, sr.error = "failed", f"when: {exc}"
-                    return
+            go, undecided = judge_when(step.when, ns, sr, self.redactor, "step")
+            if not go:
+                return
+            unknown = unknown or undecided
             if self.dry_run and unknown:
                 self.emit(ev.StepStarted(step.id, sr.phase, None, None))
                 dryrun.plan_unknown(self, stepper, step, sr, ns, unknown)

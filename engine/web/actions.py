@@ -21,15 +21,10 @@ The audit of every action, done or refused, is the app's (app.py, ``SqlStore.aud
 
 from __future__ import annotations
 
-import collections
-import json
 import os
 import signal
-import subprocess
-import threading
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -186,36 +181,8 @@ def launch(store: Any, argv_tail: list[str], *, state_url: str, user: str, param
     ``user``; the run it records (a resume or a rollback) once it is recorded. A process that
     ends first without one: ActionRefused with its last line (nothing was done, or nothing was
     left to do)."""
-    url, env_extra = starts._state_for_child(state_url)
-    argv = [*starts._runproc(), *argv_tail, "--state", url, "--params-file", "/dev/stdin"]
-    env = {**os.environ, **env_extra, "LOGNAME": user, "USER": user}
-    env.setdefault("RUNPROC_APPROVAL_WAIT", starts.APPROVAL_WAIT)
-    env.pop("RUNPROC_STATE", None)
-    since = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-    try:
-        proc = subprocess.Popen(argv, cwd=cwd if Path(cwd).is_dir() else "/", env=env, stdin=subprocess.PIPE,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                                start_new_session=True)
-    except OSError as exc:
-        raise starts.StartFailed(f"cannot start runproc: {exc.strerror or exc}") from None
-    assert proc.stdin is not None
-    try:
-        proc.stdin.write(json.dumps(params, default=str))  # secrets on stdin, never on the command line
-        proc.stdin.close()
-    except OSError:
-        pass  # it ended already: its stderr says why
-    last: collections.deque[str] = collections.deque(maxlen=5)
-    done = threading.Event()
-
-    def reap() -> None:  # its stderr read (a full pipe would stall it) and its end waited for
-        assert proc.stderr is not None
-        for line in proc.stderr:
-            if line.strip():
-                last.append(line.strip())
-        proc.wait()
-        done.set()
-
-    threading.Thread(target=reap, name=f"action-{proc.pid}", daemon=True).start()
+    child = starts.spawn(argv_tail, state_url=state_url, user=user, params=params, cwd=cwd, name="action")
+    proc, done, last, since = child.proc, child.done, child.last, child.since
     deadline = time.monotonic() + starts.FIND_SECONDS
     while True:
         run_id = store.run_of_process(proc.pid, since)

@@ -31,7 +31,7 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -92,20 +92,40 @@ def _state_for_child(url: str) -> tuple[str, dict[str, str]]:
     return shown_url(url), {"PGPASSWORD": unquote(parts.password)}
 
 
-def start(file: str, params: dict[str, Any], *, state_url: str, user: str, dry_run: bool,
-          store: Any) -> Started:
-    """Start ``runproc FILE`` with ``params`` (already checked) in the background; the run's id
-    once it is recorded. StartFailed when the process ends without one."""
+@dataclass
+class Child:
+    """A ``runproc`` process this server started: its stderr's last lines are kept (and the pipe
+    drained, so a full pipe cannot stall it) and its end is waited for, so no zombie stays."""
+
+    proc: subprocess.Popen[str]
+    since: str  # when it was started (UTC, ISO): its run is recorded at or after this
+    last: collections.deque[str] = field(default_factory=lambda: collections.deque(maxlen=5))
+    done: threading.Event = field(default_factory=threading.Event)
+
+    def _reap(self) -> None:
+        assert self.proc.stderr is not None
+        for line in self.proc.stderr:
+            if line.strip():
+                self.last.append(line.strip())
+        self.proc.wait()
+        self.done.set()
+
+
+def spawn(argv_tail: list[str], *, state_url: str, user: str, params: dict[str, Any], cwd: str,
+          name: str) -> Child:
+    """Start ``runproc ARGV --state URL --params-file /dev/stdin`` as ``user``, in a session of its
+    own (a Ctrl-C of the server does not stop it), the params on its stdin (secrets included:
+    never on a command line). StartFailed when it cannot be started at all."""
     url, env_extra = _state_for_child(state_url)
-    argv = [*_runproc(), file, "--state", url, "--params-file", "/dev/stdin", *(["--dry-run"] if dry_run else [])]
+    argv = [*_runproc(), *argv_tail, "--state", url, "--params-file", "/dev/stdin"]
     env = {**os.environ, **env_extra, "LOGNAME": user, "USER": user}
     env.setdefault("RUNPROC_APPROVAL_WAIT", APPROVAL_WAIT)
     env.pop("RUNPROC_STATE", None)
     since = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
     try:
-        proc = subprocess.Popen(argv, cwd=str(Path(file).parent), env=env, stdin=subprocess.PIPE,
+        proc = subprocess.Popen(argv, cwd=cwd if Path(cwd).is_dir() else "/", env=env, stdin=subprocess.PIPE,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                                start_new_session=True)  # a Ctrl-C of the server does not stop the run
+                                start_new_session=True)
     except OSError as exc:
         raise StartFailed(f"cannot start runproc: {exc.strerror or exc}") from None
     assert proc.stdin is not None
@@ -114,26 +134,26 @@ def start(file: str, params: dict[str, Any], *, state_url: str, user: str, dry_r
         proc.stdin.close()
     except OSError:
         pass  # it ended already: its stderr says why
-    last: collections.deque[str] = collections.deque(maxlen=5)
-    done = threading.Event()
+    child = Child(proc, since)
+    threading.Thread(target=child._reap, name=f"{name}-{proc.pid}", daemon=True).start()
+    return child
 
-    def reap() -> None:  # read its stderr (a full pipe would stall it) and wait, so no zombie stays
-        assert proc.stderr is not None
-        for line in proc.stderr:
-            if line.strip():
-                last.append(line.strip())
-        proc.wait()
-        done.set()
 
-    threading.Thread(target=reap, name=f"run-{proc.pid}", daemon=True).start()
+def start(file: str, params: dict[str, Any], *, state_url: str, user: str, dry_run: bool,
+          store: Any) -> Started:
+    """Start ``runproc FILE`` with ``params`` (already checked) in the background; the run's id
+    once it is recorded. StartFailed when the process ends without one."""
+    child = spawn([file, *(["--dry-run"] if dry_run else [])], state_url=state_url, user=user, params=params,
+                  cwd=str(Path(file).parent), name="run")
+    proc, done = child.proc, child.done
     deadline = time.monotonic() + FIND_SECONDS
     while True:
         if not dry_run or done.is_set():  # a dry run is recorded as it ends
-            run_id = store.run_of_process(proc.pid, since)
+            run_id = store.run_of_process(proc.pid, child.since)
             if run_id is not None:
                 return Started(run_id, proc.pid, dry_run)
             if done.is_set():
-                said = last[-1] if last else f"exit {proc.returncode}"
+                said = child.last[-1] if child.last else f"exit {proc.returncode}"
                 raise StartFailed(f"the run did not start: {said.removeprefix('runproc: ')}")
         if time.monotonic() >= deadline:
             return Started(None, proc.pid, dry_run)
