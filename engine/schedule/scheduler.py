@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ProcedureError, RunprocError
+from ..state.sqlstore import pid_alive
 from .slots import next_fires, parse_slot, slot_name, slots_between
 
 GRACE = 60.0  # seconds: a slot evaluated later than this after its time was missed
@@ -283,7 +284,7 @@ class Scheduler:
             return None
         if prev["run_id"]:
             return prev["run_id"] if self.store.run_going(prev["run_id"]) else None
-        if prev["pid"] and prev["host"] == self.store.host and _pid_alive(int(prev["pid"])):
+        if prev["pid"] and prev["host"] == self.store.host and pid_alive(int(prev["pid"])):
             return f"(pid {prev['pid']})"
         return None
 
@@ -364,16 +365,6 @@ def _join(a: str, b: str) -> str:
 def _parse_time(text: str) -> datetime:
     value = datetime.fromisoformat(text.replace("Z", "+00:00"))
     return value if value.tzinfo else value.replace(tzinfo=UTC)
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 __all__ = ["GRACE", "MAX_CATCH_UP", "MAX_QUEUED", "USER_PREFIX", "Decision", "Definition", "Scheduler"]

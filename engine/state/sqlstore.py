@@ -141,7 +141,7 @@ class SqlStore(ScheduleRows, StateStore):
             if pid == os.getpid():
                 with LIVE_LOCK:
                     return run_id in LIVE  # this process: live only while that run is
-            if pid is not None and not _pid_alive(pid, pid_start):
+            if pid is not None and not pid_alive(pid, pid_start):
                 return False
         if heartbeat_at is None:
             # a row from before leases: another machine's cannot be judged, so it holds
@@ -400,7 +400,7 @@ class SqlStore(ScheduleRows, StateStore):
         status, host, pid, pid_start, beat, lease, now = rows[0]
         here = host == self.host and pid is not None and pid != os.getpid()
         return {"status": status, "host": host, "pid": pid, "pid_start": pid_start, "here": host == self.host,
-                "alive": status == "running" and here and _pid_alive(int(pid), pid_start)
+                "alive": status == "running" and here and pid_alive(int(pid), pid_start)
                 and self._alive(host, pid, pid_start, run_id, beat, lease, float(now))}
 
     def record(self, report: dict[str, Any], inputs: dict[str, Any] | None = None) -> None:
@@ -631,7 +631,7 @@ def _user() -> str:
 
 
 def _why_gone(holder: LockHolder, host: str) -> str:
-    if holder.host == host and holder.pid is not None and not _pid_alive(holder.pid, holder.pid_start):
+    if holder.host == host and holder.pid is not None and not pid_alive(holder.pid, holder.pid_start):
         return "its process is gone"
     return f"its lease expired (no heartbeat for over {holder.lease or DEFAULT_LEASE:g}s)"
 
@@ -652,7 +652,9 @@ def _start_time(pid: int) -> str | None:
     return fields[19] if fields is not None and len(fields) > 19 else None
 
 
-def _pid_alive(pid: int, pid_start: str | None) -> bool:
+def pid_alive(pid: int, pid_start: str | None = None) -> bool:
+    """Whether ``pid`` is a live process of this machine (not a zombie), and the one that started at
+    ``pid_start`` when that is given (a reused pid is another process)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
