@@ -287,10 +287,11 @@ class _ScriptImporter:
             if kind is None:
                 break
             if kind == "set":
-                for flag in re.findall(r"-([a-z]+)", text):
+                for flag in re.findall(r"(?<!\S)-([a-z]+)", text):
                     self.flags.update(flag)
-                if "pipefail" in text:
-                    self.flags.add("pipefail")
+                # the long names of -o: set -o errexit is set -e
+                for name in re.findall(r"-[a-z]*o\s+(\w+)", text):
+                    self.flags.update({"errexit": "e", "nounset": "u", "pipefail": ["pipefail"]}.get(name, ""))
             elif kind == "guard":
                 m = _GUARD.match(text)
                 assert m
@@ -316,7 +317,8 @@ class _ScriptImporter:
 
     def _top_kind(self, u: _Unit) -> str | None:
         text = u.text.strip()
-        if re.fullmatch(r"set(\s+[-+][a-z]+|\s+-o\s+\w+)+", text):
+        # set -e, set -eu, set -euo pipefail, set -e -o pipefail, set -o errexit...
+        if re.fullmatch(r"set(\s+[-+][a-z]*o\s+\w+|\s+[-+][a-z]+)+", text):
             return "set"
         if _GUARD.match(text) and text.endswith("fi") and re.search(r"\bexit\s+[1-9]", text):
             return "guard"

@@ -165,3 +165,17 @@ def test_a_script_that_cannot_run_is_located(text: str, where: str) -> None:
     with pytest.raises(ProcedureError) as err:
         import_script(text, "x.sh")
     assert str(err.value.problems[0]).startswith(where)
+
+
+@pytest.mark.parametrize(("opener", "prefix"), [
+    ("set -euo pipefail", "set -eu -o pipefail"),  # the commonest opener: its flags bundled with -o
+    ("set -e -o pipefail", "set -e -o pipefail"),
+    ("set -o errexit -o nounset", "set -eu"),      # the long names
+])
+def test_the_usual_set_openers_are_read_as_flags_not_a_step(opener: str, prefix: str) -> None:
+    script = f"#!/bin/bash\n{opener}\nVERSION=${{VERSION:-1.0.0}}\n\n# Step 1: build\necho building \"$VERSION\"\n"
+    result, proc = imported("shell", script, "opener")
+    assert [s.id for s in proc.steps] == ["build"]
+    assert proc.params["version"].default == "1.0.0"
+    assert proc.steps[0].action.options.cmd.startswith(prefix + "\n")
+    assert "does not `set -e`" not in "\n".join(result.notes)
