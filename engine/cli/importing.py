@@ -55,7 +55,7 @@ def _import(argv: list[str]) -> int:
         except OSError as exc:
             raise UsageError(f"runproc import: {ns.output}: cannot write: {exc.strerror}") from None
     where = ns.output or "stdout"
-    print(f"imported {ns.file} -> {where}: procedure '{result.name}', {result.steps} steps, "
+    print(f"imported {ns.file} -> {where}: procedure '{result.name}', {result.steps} step{'' if result.steps == 1 else 's'}, "
           f"{len(result.todos)} TODO(import)", file=sys.stderr)
     for todo in result.todos:
         print(f"  TODO(import) {todo}", file=sys.stderr)

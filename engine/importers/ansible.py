@@ -86,6 +86,7 @@ class _Importer:
         self._comment_lines = _comments(text)
         self._comments_used: set[int] = set()
         self._step_notes: list[str] = []
+        self._step_reviews: list[str] = []  # where the step behaves otherwise: TODO(import) to review
         self.play_todos: list[str] = []  # what a play has that no step stands for (roles, handlers)
         self.carry: list[str] = []  # comments waiting for the next step (a dropped task's)
         self._conns: dict[str, str] = {}
@@ -334,6 +335,9 @@ class _Importer:
         step.comments.extend(self.comments_before(end + 1))
         step.comments.extend(self._step_notes)
         self._step_notes = []
+        for text in self._step_reviews:
+            step.review(text)
+        self._step_reviews = []
 
     def translate(self, task: dict[str, Any], step: Step, path: tuple[Any, ...], ctx: _Context) -> None:
         module, args = _module_and_args(task)
@@ -503,8 +507,8 @@ class _Importer:
             else:
                 body["verify"] = [{"name": "failed_when", "expect": f"not ({as_result(self.when_of(fw))})"}]
                 if "shell" in body:
-                    self._step_notes.append("failed_when: a non-zero exit still fails the step here; accept an "
-                                            "exit code in the command itself (cmd || [ $? -eq 1 ])")
+                    self._step_reviews.append("failed_when: a non-zero exit still fails the step here; accept "
+                                              "an exit code in the command itself (cmd || [ $? -eq 1 ])")
         if modules._bool(task.get("ignore_errors", False)):
             body["continue_on_error"] = True
         if "timeout" in task:
@@ -618,7 +622,9 @@ def _module_and_args(task: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         args = dict(raw)
     elif raw is None:
         args = {}
-    elif short in modules.FREE_FORM:
+    elif short in modules.FREE_FORM or short in modules.ADVICE:
+        # include_tasks: other.yml and the like are not translated: their TODO says what to do
+        # instead, whatever the form of their argument
         args = {"_raw_params": str(raw)}
     else:
         args = _parse_kv(str(raw))

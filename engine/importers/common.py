@@ -111,4 +111,5 @@ def finish(proc: Procedure, file: str, originals: dict[str, Any], notes: list[st
             if not fixed:
                 break
     todos = [f"{s.origin}: step '{s.id}': {s.todo}" for s in proc.all_steps() if s.todo]
+    todos += [f"{s.origin}: step '{s.id}': review: {r}" for s in proc.all_steps() for r in s.reviews]
     return Imported(rendered.text, proc.name, len(proc.all_steps()), todos, notes, problems)

@@ -101,6 +101,12 @@ class Step:
     origin: str = ""
     # set when the step stands for something not translated: the reason
     todo: str | None = None
+    # translated, but it behaves otherwise than the original: each is a TODO(import) to review
+    reviews: list[str] = field(default_factory=list)
+
+    def review(self, text: str) -> None:
+        self.comments.append(f"{TODO}: {text}")
+        self.reviews.append(text)
 
 
 @dataclass

@@ -406,7 +406,7 @@ class _ScriptImporter:
 
     def steps(self, blocks: list[_Block]) -> None:
         assigned: dict[str, str] = {}  # a variable a step sets -> that step's id
-        for block in blocks:
+        for n, block in enumerate(blocks):
             body = block.body()
             title = block.title or _title_of(block)
             sid = self.ids.new(title)
@@ -436,8 +436,8 @@ class _ScriptImporter:
                 step.todo = f"uses ${var}, which step '{assigned[var]}' sets"
             for m in re.finditer(r"(?m)^\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)=", body):
                 assigned.setdefault(m.group(1), sid)
-            if re.search(r"(?m)^cd\s", body):
-                step.comments.append("cd: the next step starts in the procedure's folder again")
+            if re.search(r"(?m)^cd\s", body) and n < len(blocks) - 1:
+                step.review("cd: the next step starts in the procedure's folder again, not here")
             prefix = "set -e" + ("u" if "u" in self.flags else "")
             if "pipefail" in self.flags and self.interpreter == "/bin/bash":
                 prefix += " -o pipefail"

@@ -179,3 +179,10 @@ def test_the_usual_set_openers_are_read_as_flags_not_a_step(opener: str, prefix:
     assert proc.params["version"].default == "1.0.0"
     assert proc.steps[0].action.options.cmd.startswith(prefix + "\n")
     assert "does not `set -e`" not in "\n".join(result.notes)
+
+
+def test_a_cd_that_the_next_step_relied_on_is_a_todo_to_review() -> None:
+    script = "#!/bin/sh\nset -e\n\n# Step 1: go there\ncd /srv/app\n\n# Step 2: build\nmake\n"
+    result, proc = imported("shell", script, "cd")
+    assert result.todos == ["cd.sh:4: step 'go_there': review: cd: the next step starts in the procedure's "
+                            "folder again, not here"]
