@@ -18,8 +18,12 @@ import zlib
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
-from opentelemetry.proto.trace.v1.trace_pb2 import Status
+try:
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+    from opentelemetry.proto.trace.v1.trace_pb2 import Status
+except ImportError:  # one line, as runproc says it, rather than a traceback
+    sys.exit("collector.py needs opentelemetry-proto, which runproc's otel extra brings: "
+             "pip install 'runproc[otel]'")
 
 # spans of a trace wait here until its root (the run) arrives, which ends last
 _pending: dict[bytes, list[Any]] = {}
