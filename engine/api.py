@@ -40,6 +40,35 @@ def load(path: str | Path) -> Procedure:
     return _load(path)
 
 
+def procedure_files(folder: str | Path) -> list[Path]:
+    """The procedure files of a folder (``runproc list DIR``, ``runproc serve --procedures DIR``): its
+    ``*.yml`` and ``*.yaml``, then its subfolders' one level down (examples/local/*.yml); hidden
+    folders (.git, .state) are not looked into. A YAML file with neither a top-level ``procedure:``
+    nor ``steps:`` key (an inventory, Alertmanager's config beside the procedures it starts) is not
+    a procedure and is left out; one with either is listed, broken or not."""
+    import re
+
+    folder = Path(folder)
+
+    def yaml_in(d: Path) -> list[Path]:
+        return sorted([*d.glob("*.yml"), *d.glob("*.yaml")])
+
+    files = yaml_in(folder)
+    for sub in sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        files += yaml_in(sub)
+    keys = re.compile(r"^(procedure|steps)\s*:", re.MULTILINE)
+    out = []
+    for file in files:
+        try:
+            text = file.read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            out.append(file)  # unreadable: listed, and its problem said where it is read
+            continue
+        if keys.search(text):
+            out.append(file)
+    return out
+
+
 def validate(*paths: str | Path) -> dict[str, list[Problem]]:
     """Each file's problems (an empty list: the file is valid). Never raises for a bad file."""
     out: dict[str, list[Problem]] = {}

@@ -98,7 +98,7 @@ def _list(argv: list[str]) -> int:
     p.add_argument("dir", nargs="?", help="the folder (default: ./procedures if it exists, else .)")
     p.add_argument("--output", choices=("text", "json"), default="text")
     ns = p.parse_args(argv)
-    from ..api import load
+    from ..api import load, procedure_files
     from ..errors import ProcedureError
 
     folder = Path(ns.dir or ("procedures" if Path("procedures").is_dir() else "."))
@@ -106,7 +106,7 @@ def _list(argv: list[str]) -> int:
         print(f"runproc list: {folder}: not a directory", file=sys.stderr)
         return EXIT_INVALID
     rows = []
-    for path in _procedure_files(folder):
+    for path in procedure_files(folder):
         try:
             proc = load(path)
             params = ", ".join(f"{n}{'*' if s.required else ''}:{s.type}" for n, s in proc.params.items())
@@ -131,18 +131,6 @@ def _list(argv: list[str]) -> int:
         table.add_row(r["file"], r["procedure"], r["description"], r["owner"], r["params"])
     Console(no_color=bool(os.environ.get("NO_COLOR"))).print(table)
     return 0
-
-
-def _procedure_files(folder: Path) -> list[Path]:
-    """The folder's procedure files, then its subfolders' (one level: examples/local/*.yml).
-    Hidden folders (.git, a procedure's .state) are not looked into."""
-    def yaml_in(d: Path) -> list[Path]:
-        return sorted([*d.glob("*.yml"), *d.glob("*.yaml")])
-
-    files = yaml_in(folder)
-    for sub in sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        files += yaml_in(sub)
-    return files
 
 
 def _list_plain(rows: list[dict[str, Any]]) -> None:

@@ -62,10 +62,10 @@ class Catalogue:
     def files(self) -> list[Path]:
         if self.folder is None:
             return []
+        from ..api import procedure_files
+
         try:
-            files = _yaml_in(self.folder)
-            for sub in sorted(p for p in self.folder.iterdir() if p.is_dir() and not p.name.startswith(".")):
-                files += _yaml_in(sub)
+            files = procedure_files(self.folder)
         except OSError:
             return []  # the folder went away: an empty catalogue, said on the page
         return files
@@ -100,10 +100,6 @@ class Catalogue:
         with self._lock:
             self._cache[path] = (key, entry)
         return entry
-
-
-def _yaml_in(folder: Path) -> list[Path]:
-    return sorted([*folder.glob("*.yml"), *folder.glob("*.yaml")])
 
 
 def _read(file: Path) -> Entry:

@@ -152,6 +152,10 @@ def test_list_shows_the_procedures(tmp_path: Path, capsys: pytest.CaptureFixture
     write(tmp_path, SAMPLES["minimal.yml"], "procs/minimal.yaml")
     write(tmp_path, INVALID["unknown key"], "procs/broken.yml")
     (tmp_path / "procs" / "notes.txt").write_text("not a procedure")
+    # YAML that is not a procedure (no procedure: or steps: key): an inventory, Alertmanager's config
+    (tmp_path / "procs" / "inventory.yml").write_text("all:\n  hosts:\n    web1: {}\n")
+    (tmp_path / "procs" / "alerts").mkdir()
+    (tmp_path / "procs" / "alerts" / "alertmanager.yml").write_text("route:\n  receiver: runproc\n")
 
     done = cli(capsys, "list", "procs", "--output", "json")
     assert done.rc == 0
