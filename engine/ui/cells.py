@@ -110,8 +110,13 @@ def iteration_lines(r: StepResult, pad: str) -> list[str]:
     out: list[str] = []
     for label, h in list(r.hosts.items())[:ITERATIONS_SHOWN]:
         line = f"{pad}{ICONS.get(h.status, '?')} {h.status:<11} {label}"
-        if h.status == "planned" and h.description:
-            line += f": would run: {one_line(h.description, 200)}"
+        action = h.description.rstrip("\n").splitlines() if h.status == "planned" and h.description else []
+        if len(action) == 1 and len(action[0]) <= 100:
+            line += f": would run: {action[0]}"
+        elif action:  # as a step's plan shows it: line for line (joined, an if/fi read as one command)
+            out.append(f"{line}: would run:")
+            out.extend(f"{pad}    {ln}" for ln in action)
+            continue
         elif h.error and h.status != "ok":
             line += f": {one_line(h.error, 200)}"
         out.append(line)

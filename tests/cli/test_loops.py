@@ -419,6 +419,11 @@ def test_the_example_end_to_end(tmp_path: Path) -> None:
     assert "6/6 iterations ok" in done.stdout and "region=ap-south,service=web" in done.stdout
     assert "[web_hosts@web-2] web-2 would be probed at 10.0.1.12:8081" in done.stdout
     assert "[report] 6/6 checks healthy" in done.stdout
+    # a plan shows an iteration's two-line command line for line, as a step's (not run together)
+    planned = runproc(tmp_path, str(example), "-p", f"workdir={work}", "--dry-run", state=False)
+    assert planned.rc == 0, planned.stderr
+    assert "eu-west: would run:\n" in planned.stdout and "; fi\n" in planned.stdout, planned.stdout
+    assert "; fi echo" not in planned.stdout
 
 
 def test_the_run_page_lists_iterations(tmp_path: Path) -> None:
