@@ -41,6 +41,7 @@ def _import(argv: list[str]) -> int:
         raise UsageError(f"runproc import: {ns.file}: cannot read: {exc.strerror}") from None
     from .. import importers
 
+    _wrong_kind(ns.kind, ns.file, text)
     run = importers.import_playbook if ns.kind == "ansible" else importers.import_script
     result = run(text, ns.file)  # a ProcedureError (not a playbook, YAML error) is printed located, exit 2
     if ns.output is None:
@@ -65,6 +66,20 @@ def _import(argv: list[str]) -> int:
     for problem in result.problems:  # would be a bug of the importer: said, never hidden
         print(f"  does not validate: {problem}", file=sys.stderr)
     return 1 if result.problems else 0
+
+
+def _wrong_kind(kind: str, file: str, text: str) -> None:
+    """A script given as a playbook, or YAML given as a script: said as such, with the command
+    that fits (it read as a YAML syntax error, or as a script of one odd step)."""
+    from ..errors import Problem, ProcedureError
+
+    first = next((ln.strip() for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")), "")
+    if kind == "ansible" and (text.startswith("#!") or file.endswith((".sh", ".bash"))):
+        raise ProcedureError(Problem(file, 1, 1, "this is a shell script, not an Ansible playbook",
+                                     hint=f"runproc import shell {file}"))
+    if kind == "shell" and (file.endswith((".yml", ".yaml")) or first == "---" or first.startswith("- hosts:")):
+        raise ProcedureError(Problem(file, 1, 1, "this is YAML, not a shell script",
+                                     hint=f"an Ansible playbook: runproc import ansible {file}"))
 
 
 COMMANDS = {"import": _import}

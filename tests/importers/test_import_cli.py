@@ -53,3 +53,17 @@ def test_bad_input_is_one_located_line_and_exit_2(tmp_path: Path) -> None:
     assert len(lines) == 1 and lines[0].startswith("broken.yml:3:1: YAML syntax error")
     missing = _runproc("import", "shell", "nope.sh", cwd=tmp_path)
     assert (missing.returncode, missing.stderr.strip()) == (2, "runproc import: nope.sh: no such file")
+
+
+def test_a_script_given_as_a_playbook_and_yaml_given_as_a_script_are_named_with_the_command_that_fits(
+        tmp_path: Path) -> None:
+    (tmp_path / "deploy.sh").write_text("#!/bin/sh\nset -e\necho deploy\n")
+    (tmp_path / "site.yml").write_text("- hosts: web\n  tasks:\n    - command: /bin/true\n")
+    script = _runproc("import", "ansible", "deploy.sh", cwd=tmp_path)
+    assert script.returncode == 2 and script.stdout == ""
+    assert script.stderr.strip() == ("deploy.sh:1:1: this is a shell script, not an Ansible playbook "
+                                     "(hint: runproc import shell deploy.sh)")
+    playbook = _runproc("import", "shell", "site.yml", cwd=tmp_path)
+    assert playbook.returncode == 2 and playbook.stdout == ""
+    assert "site.yml:1:1: this is YAML, not a shell script" in playbook.stderr
+    assert "runproc import ansible site.yml" in playbook.stderr and "Traceback" not in playbook.stderr
