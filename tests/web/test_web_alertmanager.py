@@ -222,7 +222,7 @@ def test_the_examples_rules_map_alerts_to_the_seeds_incident_procedures() -> Non
     from engine.api import load
 
     names = {load(p).procedure for p in (ROOT / "procedures").glob("*.yml")}
-    rules = load_rules(str(ROOT / "examples" / "alertmanager" / "triggers.yml"), names)
+    rules = load_rules(str(ROOT / "examples" / "alertmanager" / "triggers.yml.example"), names)
     assert [(r.name, r.procedure) for r in rules] == [("api-down", "outage-response"),
                                                       ("api-triage", "incident-triage")]
     assert rules[1].matches({"severity": "page", "service": "unjucks-web"}) and not rules[0].matches({})
