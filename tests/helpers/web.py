@@ -279,6 +279,21 @@ def journal_event(kind: str, step: str) -> Callable[[Event], bool]:
     return lambda e: e.name == "journal" and e.data.get("event") == kind and e.data.get("step") == step
 
 
+# a run that waits, at its second step, for the test to let it go (its {go} file): every
+# transition observable, from the live tests and from the browser's
+GATED = """
+procedure: gated
+steps:
+  - id: first
+    shell: echo first
+  - id: hold
+    needs: [first]
+    shell: "while [ ! -e '{go}' ]; do sleep 0.05; done; echo released"
+  - id: last
+    needs: [hold]
+    shell: echo last words
+"""
+
 @contextmanager
 def serving(history: History, *args: str) -> Iterator[str]:
     """``runproc serve`` on a loopback port it picks (port 0: no other test's server can take the

@@ -17,23 +17,11 @@ from playwright.sync_api import Browser, Page, expect, sync_playwright
 from engine.execution.store import user_name
 from engine.web import tokens
 from tests.helpers.cli import RUNPROC, child_env, write
-from tests.helpers.web import History, serving
+from tests.helpers.web import GATED, History, serving
 
 CHROMIUM = "/usr/bin/chromium"  # Debian's package (scripts/test installs it)
 WAIT_MS = 30_000  # a bound on a hang for each expectation, never a measure of speed
 
-GATED = """
-procedure: gated
-steps:
-  - id: first
-    shell: echo first
-  - id: hold
-    needs: [first]
-    shell: "while [ ! -e '{go}' ]; do sleep 0.05; done; echo released"
-  - id: last
-    needs: [hold]
-    shell: echo last words
-"""
 
 FOUR_EYES = """
 procedure: release

@@ -17,21 +17,7 @@ import httpx
 from engine.web.app import Settings
 from engine.web.live import Hub
 from tests.helpers.cli import RUNPROC, child_env, write
-from tests.helpers.web import EventReader, History, TestClient, app_client, journal_event, serving
-
-# a run that waits, at its second step, for the test to let it go: every transition observable
-GATED = """
-procedure: gated
-steps:
-  - id: first
-    shell: echo first
-  - id: hold
-    needs: [first]
-    shell: "while [ ! -e '{go}' ]; do sleep 0.05; done; echo released"
-  - id: last
-    needs: [hold]
-    shell: echo last words
-"""
+from tests.helpers.web import GATED, EventReader, History, TestClient, app_client, journal_event, serving
 
 
 def _start(tmp_path: Path, state: str) -> tuple[subprocess.Popen[str], Path]:
