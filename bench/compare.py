@@ -25,13 +25,16 @@ so it cannot run W2's sleeps side by side) its cell says so.
 
 Timing: wall time of the whole command, interpreter start to exit, output to a pipe. Each
 round runs, for every workload, its floor (a bash loop of the same execs, bash background
-sleeps, ``python -c pass``), then runproc and each peer alternately (runproc, go-task,
-runproc, ansible, runproc, pyinfra), so a burst of load from elsewhere on the machine hits
-both sides of a comparison; the table gives the median and min-max over the rounds, and
+sleeps, ``python -c pass``), runproc cold, then runproc and each peer alternately (runproc,
+go-task, runproc, ansible, runproc, pyinfra), so a burst of load from elsewhere on the machine
+hits both sides of a comparison; the table gives the median and min-max over the rounds, and
 runproc's median over the best peer's. One untimed warm-up run of every command comes first
-(page cache, bytecode), except with --quick. runproc is the console script next to this
-interpreter (not a pyenv shim), with bytecode caching on, its state and logs in the
-temporary folder.
+(page cache, bytecode, and the warm server's start), except with --quick. runproc is the
+console script next to this interpreter (not a pyenv shim), with bytecode caching on, its
+state and logs in the temporary folder. "runproc" is runproc as a user gets it: a command
+handed to the warm server that the first command started (docs/performance.md#warm-start;
+the bench's own, in the temporary folder, stopped at the end); "runproc cold" is the same
+command with RUNPROC_WARM=0, importing everything itself.
 
 ``--markdown FILE`` writes the same table as markdown; when FILE already holds the lines
 ``<!-- bench/run: begin -->`` and ``<!-- bench/run: end -->`` only what is between them is
@@ -74,6 +77,7 @@ WORKLOADS = {
     "fanout": "`true` on {hosts} sshd hosts",
 }
 BEGIN, END = "<!-- bench/run: begin -->", "<!-- bench/run: end -->"
+COLD = "runproc cold"  # the column of runproc with RUNPROC_WARM=0
 TIMEOUT = 600.0  # a peer stuck longer than this ends the bench rather than hanging it
 
 
@@ -289,10 +293,15 @@ class Workload:
     runproc: Command
     peers: dict[str, Command | None]
     samples: dict[str, list[float]] = field(default_factory=dict)
+    # runproc with RUNPROC_WARM=0: every command imports the engine itself (docs/performance.md)
+    cold: Command | None = None
 
     def order(self) -> list[tuple[str, Command]]:
-        """One round: the floor, then runproc before each peer (runproc, peer, runproc, peer...)."""
+        """One round: the floor, runproc cold, then runproc before each peer (runproc, peer,
+        runproc, peer...)."""
         out: list[tuple[str, Command]] = [("floor", self.floor)] if self.floor else []
+        if self.cold:
+            out.append((COLD, self.cold))
         present = [(name, cmd) for name, cmd in self.peers.items() if cmd is not None]
         for name, cmd in present:
             out += [("runproc", self.runproc), (name, cmd)]
@@ -335,6 +344,10 @@ def build(keys: list[str], sizes: Sizes, tmp: Path, bin_dir: Path, rp: str,
     """Every workload's floor, runproc and peer commands, their files written into ``tmp``."""
     env = runner.bench_env(tmp)
     env["XDG_STATE_HOME"] = str(tmp / "xdg-state")  # runproc's logs stay in the temporary folder
+    # the warm server of these runs (engine/cli/warm.py) is the bench's own, stopped at the end
+    (tmp / "run").mkdir(mode=0o700, exist_ok=True)
+    env["XDG_RUNTIME_DIR"] = str(tmp / "run")
+    cold_env = {**env, "RUNPROC_WARM": "0"}
     peer_env = peer_environment(tmp, bin_dir)
     files = runner.procedures(tmp, steps=sizes.steps, sleeps=sizes.sleeps, seconds=sizes.seconds)
     task, play, pyinfra = (str(bin_dir / EXECUTABLES[p]) for p in PEERS)
@@ -394,6 +407,8 @@ def build(keys: list[str], sizes: Sizes, tmp: Path, bin_dir: Path, rp: str,
                                                      peer_env | home | ANSIBLE_SSH),
                                  "pyinfra": cmd([pyinfra, "-y", "--parallel", n, "fanout_inventory.py",
                                                  "exec", "--", "true"], peer_env | home)}))
+    for w in out:
+        w.cold = Command(w.runproc.argv, w.runproc.env | cold_env | {"RUNPROC_WARM": "0"}, w.runproc.cwd)
     return out
 
 
@@ -407,7 +422,7 @@ def _cell(samples: list[float] | None) -> str:
 
 def rows(workloads: list[Workload]) -> list[list[str]]:
     """The table: a header, then one row per workload (seconds, median (min–max))."""
-    out = [["workload", "floor", "runproc", *PEERS, "runproc / best peer"]]
+    out = [["workload", "floor", COLD, "runproc", *PEERS, "runproc / best peer"]]
     for w in workloads:
         medians = {p: statistics.median(w.samples[p]) for p in PEERS if w.samples.get(p)}
         ratio = "n/a"
@@ -415,7 +430,8 @@ def rows(workloads: list[Workload]) -> list[list[str]]:
             best = min(medians, key=lambda p: medians[p])
             ratio = f"{statistics.median(w.samples['runproc']) / medians[best]:.2f} ({best})"
         floor = f"{statistics.median(w.samples['floor']):.3f} {w.floor_label}" if w.samples.get("floor") else "—"
-        out.append([w.title, floor, _cell(w.samples["runproc"]), *(_cell(w.samples.get(p)) for p in PEERS), ratio])
+        out.append([w.title, floor, _cell(w.samples.get(COLD)), _cell(w.samples["runproc"]),
+                    *(_cell(w.samples.get(p)) for p in PEERS), ratio])
     return out
 
 
@@ -508,6 +524,9 @@ def main(argv: list[str] | None = None) -> int:
             for r in range(rounds):
                 _each(workloads, f"round {r + 1}/{rounds}", Workload.run_round, loads)
         finally:
+            from engine.cli.warmserver import stop_servers_in
+
+            stop_servers_in(tmp)
             if hosts:
                 hosts.stop()
 

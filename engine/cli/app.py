@@ -141,15 +141,21 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def main_entry() -> None:
-    """The console script: main() on sys.argv, then exit without interpreter teardown."""
+    """The command run here (cold): main() on sys.argv, then exit without interpreter teardown.
+    The console script is engine.cli.main_entry, which tries a warm server first."""
     # the shell asks for completions (runproc completion SHELL); both variables, so that a stray
     # _ARGCOMPLETE left in someone's environment does not turn every command into a silent exit
     if "_ARGCOMPLETE" in os.environ and "COMP_LINE" in os.environ:
         from .completion import complete
 
         complete()  # answers and exits
+    os._exit(run_command(sys.argv[1:]))
+
+
+def run_command(argv: list[str]) -> int:
+    """main() as the console script runs it: a crash is one line, output flushed at the end."""
     try:
-        code = main()
+        code = main(argv)
     except BrokenPipeError:  # a reader gone while a run wrote (the console itself copes)
         silence_stdout()
         code = EXIT_BROKEN_PIPE
@@ -158,10 +164,10 @@ def main_entry() -> None:
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(OSError):  # the reader went away; the exit code still tells
             stream.flush()
-    # Tearing down the interpreter (freeing pydantic's and Jinja's module state) costs
-    # 30-150 ms after the work is done and flushed; the console script skips it. main()
-    # itself returns normally, for callers that embed the CLI.
-    os._exit(code)
+    # The caller then ends with os._exit: tearing down the interpreter (freeing pydantic's and
+    # Jinja's module state) costs 30-150 ms after the work is done and flushed. main() itself
+    # returns normally, for callers that embed the CLI.
+    return code
 
 
 def _listing(name: str, argv: list[str]) -> int:

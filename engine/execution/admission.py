@@ -3,10 +3,10 @@ the procedure's preconditions. A base class of the scheduler's ``Run``."""
 
 from __future__ import annotations
 
-import os
 from datetime import UTC, datetime
 from typing import Any
 
+from .. import process
 from . import events as ev
 from .step import StepRunner
 from .store import StateStore, user_name
@@ -38,7 +38,7 @@ class Admission:
                     self.emit(ev.Note("warning", f"lock {name!r} is held by {holder}: a real run would be refused"))
                 return None, False
             holder = journal.holder(name)
-            if holder is not None and holder.pid == os.getpid() and holder.run_id in self._ancestors():
+            if holder is not None and holder.pid == process.pid() and holder.run_id in self._ancestors():
                 return None, False  # a child procedure under the same lock as its parent: held by us
             holder = journal.acquire(name, self.run_id, self.proc.procedure, user_name(), self.started_at)
         except Exception as exc:  # noqa: BLE001 - whatever the store raised: the lock was not taken

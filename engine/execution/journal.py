@@ -24,6 +24,7 @@ import threading
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
+from .. import process
 from .store import state_home, user_name
 
 if TYPE_CHECKING:
@@ -461,7 +462,7 @@ class Journal(NullJournal):
             self.on_lost(self.lost, None, f"{self.spool}: {err.strerror or err}")
             return
         self._spool({"type": "header", "state": _without_password(self.store.url), "header": self._header,
-                     "inputs": self._inputs, "host": socket.gethostname(), "pid": os.getpid(),
+                     "inputs": self._inputs, "host": socket.gethostname(), "pid": process.pid(),
                      "user": user_name()})
         self.on_lost(self.lost, self.spool, None)
 

@@ -24,6 +24,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from .. import process
 from ..errors import Problem, ProcedureError
 from ..format import expressions as ex
 from ..format import graph
@@ -461,7 +462,7 @@ class Run(Admission, Outcome, ChildProcedures):
 
         inputs = self.journal_inputs or {}
         header = {"run_id": self.run_id, "procedure": self.proc.procedure, "path": str(self.proc.path),
-                  "started_at": self.started_at, "user": user_name(), "pid": os.getpid(),
+                  "started_at": self.started_at, "user": user_name(), "pid": process.pid(),
                   "version": __version__, "kind": inputs.get("kind") or "run", "of_run": inputs.get("of_run"),
                   # params as recorded for a replay: a secret param only as a salted hash
                   "params": inputs.get("params"), "files": inputs.get("files"),

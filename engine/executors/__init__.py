@@ -54,6 +54,15 @@ def plugin_table() -> dict[str, str]:
     return _plugins
 
 
+def reset_plugins() -> None:
+    """Forget the entry points read so far (a warm server's child: one may have been installed
+    since the server read them); built-in executors stay loaded."""
+    global _plugins
+    _plugins = None
+    for name in [n for n in _loaded if n not in BUILTIN]:
+        del _loaded[name]
+
+
 def is_executor(name: str) -> bool:
     return name in _registered or name in BUILTIN or name in plugin_table()
 

@@ -13,9 +13,9 @@ import time as _time
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 
+from .. import process
 from ..errors import InvalidInputError
 
-_PROCESS_START = _time.monotonic()
 DAYS = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 ORDINALS = {"first": 1, "second": 2, "third": 3, "fourth": 4, "last": -1}
 _FORM = re.compile(r"^\s*(?:(?P<ord>first|second|third|fourth|last)\s+)?(?P<days>[A-Za-z,*-]+)\s+"
@@ -128,7 +128,7 @@ def clock_now() -> datetime:
         raise InvalidInputError(f"RUNPROC_TEST_NOW={fake!r}: expected an ISO time, e.g. 2026-12-06T01:59:58Z") from None
     if start.tzinfo is None:
         start = start.replace(tzinfo=UTC)
-    return start + timedelta(seconds=_time.monotonic() - _PROCESS_START)
+    return start + timedelta(seconds=_time.monotonic() - process.started())
 
 
 @dataclass(frozen=True)

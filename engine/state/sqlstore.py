@@ -27,6 +27,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from .. import process
 from ..errors import InvalidInputError
 from ..execution.store import LockHolder, RunFilter, StateStore
 from . import migrations
@@ -138,7 +139,7 @@ class SqlStore(ScheduleRows, StateStore):
     def _alive(self, host: str, pid: int | None, pid_start: str | None, run_id: str,
                heartbeat_at: float | None, lease: float | None, now: float) -> bool:
         if host == self.host:
-            if pid == os.getpid():
+            if pid == process.pid():
                 with LIVE_LOCK:
                     return run_id in LIVE  # this process: live only while that run is
             if pid is not None and not pid_alive(pid, pid_start):
@@ -210,8 +211,8 @@ class SqlStore(ScheduleRows, StateStore):
                     continue  # look again
             inserted = run(f"INSERT INTO locks ({_LOCK_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, {self.CLOCK}, ?) "
                            "ON CONFLICT (name) DO NOTHING",
-                           (name, run_id, procedure, os.getpid(), self.host, user, acquired_at,
-                            _start_time(os.getpid()), self.lease)).rowcount
+                           (name, run_id, procedure, process.pid(), self.host, user, acquired_at,
+                            _start_time(process.pid()), self.lease)).rowcount
             if not inserted:
                 continue  # another acquirer inserted first: look again, it is the holder now
             if gone is not None:
@@ -284,7 +285,7 @@ class SqlStore(ScheduleRows, StateStore):
                 f'"user", host, pid, pid_start, heartbeat_at, lease, kind, of_run) VALUES '
                 f"(?, ?, 'running', NULL, 0, ?, NULL, ?, ?, ?, ?, ?, {self.CLOCK}, ?, ?, ?)",
                 (header["run_id"], header["procedure"], header["started_at"], json.dumps(header, default=str),
-                 header.get("user"), self.host, os.getpid(), _start_time(os.getpid()), self.lease,
+                 header.get("user"), self.host, process.pid(), _start_time(process.pid()), self.lease,
                  header.get("kind") or "run", header.get("of_run")))
             if inputs is not None:
                 self._put_inputs(run, header["run_id"], inputs)
@@ -398,7 +399,7 @@ class SqlStore(ScheduleRows, StateStore):
         if not rows:
             return None
         status, host, pid, pid_start, beat, lease, now = rows[0]
-        here = host == self.host and pid is not None and pid != os.getpid()
+        here = host == self.host and pid is not None and pid != process.pid()
         return {"status": status, "host": host, "pid": pid, "pid_start": pid_start, "here": host == self.host,
                 "alive": status == "running" and here and pid_alive(int(pid), pid_start)
                 and self._alive(host, pid, pid_start, run_id, beat, lease, float(now))}
@@ -420,7 +421,7 @@ class SqlStore(ScheduleRows, StateStore):
             if not updated:
                 run('INSERT INTO runs (id, "procedure", status, exit_code, dry_run, started_at, duration, report, '
                     'ended_at, kind, of_run, "user", host, pid) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
-                    (report["run_id"], *values, report.get("user") or _user(), self.host, os.getpid()))
+                    (report["run_id"], *values, report.get("user") or _user(), self.host, process.pid()))
             if inputs is not None:
                 self._put_inputs(run, report["run_id"], inputs)
         with LIVE_LOCK:

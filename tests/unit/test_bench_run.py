@@ -158,6 +158,8 @@ def test_a_round_alternates_runproc_with_each_peer_after_the_floor() -> None:
     w = compare.Workload("W1", "W1", "(bash loop)", _command("floor"), _command("runproc"),
                          {"go-task": _command("task"), "ansible-core": _command("ansible"), "pyinfra": None})
     assert [name for name, _ in w.order()] == ["floor", "runproc", "go-task", "runproc", "ansible-core"]
+    w.cold = _command("runproc cold")
+    assert [name for name, _ in w.order()][:3] == ["floor", "runproc cold", "runproc"]
 
 
 def test_the_table_gives_medians_and_the_ratio_to_the_best_peer() -> None:
@@ -167,7 +169,8 @@ def test_the_table_gives_medians_and_the_ratio_to_the_best_peer() -> None:
                  "go-task": [1.0, 1.0, 1.0], "pyinfra": [0.8, 0.6, 0.4]}
     header, row = compare.rows([w])
     assert header[-1] == "runproc / best peer"
-    assert row[2] == "0.500 (0.400–0.900)"
+    assert row[header.index("runproc")] == "0.500 (0.400–0.900)"
+    assert row[header.index("runproc cold")] == "n/a"
     assert row[header.index("ansible-core")] == "n/a"
     assert row[-1] == "0.83 (pyinfra)"  # 0.5 over pyinfra's median 0.6
     assert row[1].startswith("0.200")
