@@ -181,15 +181,19 @@ def main(argv: list[str] | None = None) -> int:
         proc = base / "fanout.yml"
         proc.write_text(PROCEDURE)
         state = f"sqlite:///{base}/state.db"
-        env = {**os.environ, "HOME": str(base / "home"), "PYTHONPATH": str(ROOT)}
+        # the bench's own warm server (engine/cli/warm.py), stopped at the end
+        (base / "warm").mkdir(mode=0o700)
+        env = {**os.environ, "HOME": str(base / "home"), "PYTHONPATH": str(ROOT), "RUNPROC_WARM_DIR": str(base / "warm")}
         Path(env["HOME"]).mkdir()
         runproc = shutil.which("runproc", path=str(Path(sys.executable).parent))
         cli = [runproc] if runproc else [sys.executable, "-m", "engine.cli"]
         rows: list[tuple[str, list[float]]] = []
 
-        rows.append((f"runproc FILE -i INV --forks {args.hosts}",
-                     timed(check([*cli, str(proc), "-i", str(inv), "--forks", str(args.hosts), "--state", state],
-                                 env, "runproc"), args.repeat)))
+        command = [*cli, str(proc), "-i", str(inv), "--forks", str(args.hosts), "--state", state]
+        check(command, env, "runproc")()  # untimed: page cache, and the warm server's start
+        rows.append((f"runproc FILE -i INV --forks {args.hosts}", timed(check(command, env, "runproc"), args.repeat)))
+        rows.append(("same, cold (RUNPROC_WARM=0)",
+                     timed(check(command, env | {"RUNPROC_WARM": "0"}, "runproc"), args.repeat)))
 
         sys.path.insert(0, str(ROOT))
         import engine
@@ -219,10 +223,15 @@ def main(argv: list[str] | None = None) -> int:
             ratio = (f"{min(times) / min(ansible_best):>9.2f}x" if ansible_best and not label.startswith("ansible")
                      else f"{'':>10}")
             print(f"{label:<{width}}  {min(times):>7.3f}  {statistics.median(times):>8.3f}  {ratio}")
-        best = min(rows[0][1])
-        print(f"\nrunproc end to end: {best:.3f} s (target <= 1.5 s: {'met' if best <= 1.5 else 'NOT met'})")
+        median = statistics.median(rows[0][1])
+        print(f"\nrunproc end to end: {median:.3f} s median (issue 14's target on 50 hosts: <= 0.8 s; "
+              f"{'met' if median <= 0.8 else 'NOT met'} here)")
         return 0
     finally:
+        sys.path.insert(0, str(ROOT))
+        from engine.cli.warmserver import stop_servers_in
+
+        stop_servers_in(base / "warm")
         hosts.stop()
         shutil.rmtree(base, ignore_errors=True)
 

@@ -81,9 +81,19 @@ def socket_folder() -> str | None:
 
 
 def socket_path(folder: str) -> str:
-    """The socket of the server for this interpreter, this ``sys.path`` and this package."""
+    """The socket of the server for this interpreter, this ``sys.path`` and this package, and
+    for this control group and pid namespace: a run forked by the server lives in the server's
+    cgroup, so a command of a systemd unit (or a container) gets a server of its own, started
+    in its cgroup, stopped with it, counted in its limits; and a pid it records means the same
+    process to the server and to the command."""
     here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    key = zlib.crc32(repr((PROTOCOL, sys.executable, sys.version, sys.path, here)).encode())
+    try:
+        with open("/proc/self/cgroup", "rb") as f:
+            group = f.read()
+        namespace = os.readlink("/proc/self/ns/pid")
+    except OSError:  # not Linux: no cgroup to share
+        group, namespace = b"", ""
+    key = zlib.crc32(repr((PROTOCOL, sys.executable, sys.version, sys.path, here, group, namespace)).encode())
     return os.path.join(folder, f"warm-{key:08x}.sock")
 
 

@@ -26,16 +26,20 @@ def _preload() -> None:
     """Import what commands use and build the format's validators, on a procedure of every
     common kind of step: the children start where this leaves off. Nothing here opens a file
     a child would share, starts a thread or touches the state."""
-    import ctypes  # noqa: F401 - what a run imports as it goes: the local transport's prctl,
-    import getpass  # noqa: F401 - the user's name, the console's terminal checks
+    # what a run imports as it goes: the local transport's prctl, the user's name, the
+    # console's terminal checks; paramiko's import alone is ~170 ms of a fan-out over SSH
+    import ctypes  # noqa: F401
+    import getpass  # noqa: F401
     import tempfile
     import termios  # noqa: F401
 
-    from .. import api, observe  # noqa: F401
-    from ..execution import scheduler  # noqa: F401
+    import paramiko  # noqa: F401
+
+    from .. import api, inventory, observe  # noqa: F401
+    from ..execution import fanout, scheduler  # noqa: F401
     from ..executors import assertion, secretstores, shell, wait  # noqa: F401
     from ..state import retention, spool, sqlite, sqlstore  # noqa: F401
-    from ..transports import local, output  # noqa: F401
+    from ..transports import local, output, ssh  # noqa: F401
     from ..ui import console, logs  # noqa: F401
     from . import app, common, history, inspect, replay  # noqa: F401
 
