@@ -38,10 +38,11 @@ def _preload() -> None:
     from .. import api, inventory, observe  # noqa: F401
     from ..execution import fanout, scheduler  # noqa: F401
     from ..executors import assertion, secretstores, shell, wait  # noqa: F401
-    from ..state import retention, spool, sqlite, sqlstore  # noqa: F401
+    from ..state import fingerprints, plans, replay, retention, spool, sqlite, sqlstore  # noqa: F401
     from ..transports import local, output, ssh  # noqa: F401
     from ..ui import console, logs  # noqa: F401
-    from . import app, common, history, inspect, replay  # noqa: F401
+    from . import app, common, history, inspect  # noqa: F401
+    from . import replay as replay_commands  # noqa: F401
 
     sample = ("procedure: warm-up\nparams:\n  n: {type: int, default: 1, min: 0}\n"
               "vars:\n  dir: /tmp/{{ params.n }}\nsteps:\n"
