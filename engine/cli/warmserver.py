@@ -1,7 +1,8 @@
 """The warm server (engine/cli/warm.py says what it is for and how a command reaches it).
 
-It listens on the socket a command named when it started it, imports the engine and builds
-the format's validators once (``_preload``), then forks a child per command: the child takes
+Under a lock beside its socket it imports the engine and builds the format's validators once
+(``_preload``), notes every file it imported, and only then listens on the socket the command
+that started it named. It forks a child per command: the child takes
 the command's descriptors, folder, umask and environment and runs it through app.run_command,
 as the command would have run it itself. The server sends the child's pid, then its exit
 status; it kills a child whose command went away (SIGKILL), refuses commands once any file it
@@ -99,8 +100,8 @@ class Server:
         self.listener: socket.socket | None = None
         self.inode = 0
 
-    def bind(self) -> bool:
-        """Take the lock beside the socket and listen; False when another server holds it."""
+    def take_lock(self) -> bool:
+        """The lock beside the socket, held for the server's life; False when another has it."""
         import fcntl
 
         self.lock = os.open(self.path + ".lock", os.O_RDWR | os.O_CREAT, 0o600)
@@ -108,6 +109,10 @@ class Server:
             fcntl.flock(self.lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
             return False
+        return True
+
+    def bind(self) -> None:
+        """Listen (under the lock): from now on commands come here."""
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.path)  # a server that died without cleaning up; we hold the lock
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -115,9 +120,8 @@ class Server:
         listener.listen(64)
         self.inode = os.stat(self.path).st_ino
         self.listener = listener
-        return True
 
-    def serve(self) -> None:
+    def serve(self, files: list[tuple[str, int, int]]) -> None:
         import selectors
         import time
 
@@ -131,7 +135,6 @@ class Server:
         self.wake = (wake_r, wake_w)
         self.selector.register(self.listener, selectors.EVENT_READ, "accept")
         self.selector.register(wake_r, selectors.EVENT_READ, "wake")
-        files = _fingerprint()
         last = time.monotonic()
         while self.listener is not None or self.children:
             timeout = None if self.children else max(0.0, last + self.idle - time.monotonic())
@@ -325,7 +328,7 @@ def main(argv: list[str]) -> int:
     except ValueError:
         idle = IDLE_DEFAULT
     server = Server(argv[0], idle)
-    if not server.bind():
+    if not server.take_lock():
         return 0  # another server got there first
     _preload()
     import gc
@@ -333,7 +336,11 @@ def main(argv: list[str]) -> int:
     # what is loaded now stays: the collector never walks it again, so a child does not copy
     # (by touching them) the pages of the whole loaded engine
     gc.freeze()
-    server.serve()
+    # what it imported, as it is now, and only then the socket: an edit made once a command
+    # can reach this server is one the next command sees (commands meanwhile run cold)
+    files = _fingerprint()
+    server.bind()
+    server.serve(files)
     return 0
 
 
