@@ -6,23 +6,24 @@ first command of a session starts, beside itself, a server that imports all that
 waits on a Unix socket; every later command connects, hands over its argv, environment, umask,
 working directory and its stdin, stdout and stderr (the descriptors themselves), and the server
 forks a child that runs the command exactly as the cold command would, on those descriptors.
-The command that connected waits, forwards signals to the child (Ctrl-C, SIGTERM, SIGHUP) and
-exits with its exit status; killed with SIGKILL, its child is killed too. The same engine runs
-either way: this module only moves where the imports are paid.
+The command that connected waits, passes its signals on to the child (Ctrl-Z included) and
+exits with its exit status; killed with SIGKILL, its child is killed too, and a killed server
+takes its children with it. The same engine runs either way: this module only moves where the
+imports are paid.
 
 The run in the child stands for the command (engine/process.py): the pid recorded for it, its
 lock and its schedule is the command's, which lives exactly as long as the run.
 
-The server is per user and per installation: its socket lives in a folder only the user can
-open (``$RUNPROC_WARM_DIR``, else ``$XDG_RUNTIME_DIR/runproc``, else ``/tmp/runproc-UID``;
-checked for owner and mode), its
-name is a hash of the interpreter, ``sys.path`` and this package's folder, and before each fork
-the server checks that none of the files it imported changed (an upgrade, an edit in a
+The server is per user: its socket lives in a folder only the user can open
+(``$RUNPROC_WARM_DIR``, else ``$XDG_RUNTIME_DIR/runproc``, else ``/tmp/runproc-UID``; checked
+for owner and mode), and its name is a hash of the installation and of all a process inherits
+rather than sets (cgroup, namespaces, ids, limits: see socket_path). Before each fork the
+server checks that none of the files it imported changed (an upgrade, an edit in a
 checkout): if one did, it refuses (the command then runs cold and starts a fresh server) and
 leaves once its running children are done. It leaves by itself after ``RUNPROC_WARM_IDLE``
 seconds without a command (default 600). ``RUNPROC_WARM=0`` turns all of this off; the servers
-(``serve``, ``worker``, ``scheduler``) and the few commands that are cheap anyway
-(``--version``, ``--help``, ``completion``) always run cold.
+(``serve``, ``worker``, ``scheduler``), the few commands that are cheap anyway (``--version``,
+``--help``, ``completion``) and a procedure given as a descriptor always run cold.
 
 This module is the client, imported by every command before anything else; the server is
 engine/cli/warmserver.py.
@@ -81,19 +82,32 @@ def socket_folder() -> str | None:
 
 
 def socket_path(folder: str) -> str:
-    """The socket of the server for this interpreter, this ``sys.path`` and this package, and
-    for this control group and pid namespace: a run forked by the server lives in the server's
-    cgroup, so a command of a systemd unit (or a container) gets a server of its own, started
-    in its cgroup, stopped with it, counted in its limits; and a pid it records means the same
-    process to the server and to the command."""
+    """The socket of the server for this command. A run is forked by the server, so what a
+    process inherits rather than sets (its cgroup, namespaces, user and groups, resource
+    limits, nice value, CPU affinity, no-new-privileges, seccomp and capabilities, the
+    interpreter's flags) is the server's: all of it is in the name, so a command under
+    `ulimit -n 256`, `nice`, `unshare`, a systemd unit or a container gets a server of its own,
+    started by it with what it has. A pid it records means the same process to both."""
+    import resource
+
     here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    inherited: list[object] = [PROTOCOL, sys.executable, sys.version, sys.path, here, tuple(sys.flags),
+                               sys.warnoptions, os.getuid(), os.geteuid(), os.getgid(), os.getegid(),
+                               sorted(os.getgroups()), os.getpriority(os.PRIO_PROCESS, 0),
+                               [resource.getrlimit(getattr(resource, n)) for n in sorted(dir(resource))
+                                if n.startswith("RLIMIT_")]]
     try:
+        inherited.append(sorted(os.sched_getaffinity(0)))
         with open("/proc/self/cgroup", "rb") as f:
-            group = f.read()
-        namespace = os.readlink("/proc/self/ns/pid")
-    except OSError:  # not Linux: no cgroup to share
-        group, namespace = b"", ""
-    key = zlib.crc32(repr((PROTOCOL, sys.executable, sys.version, sys.path, here, group, namespace)).encode())
+            inherited.append(f.read())
+        with open("/proc/self/status", "rb") as f:
+            inherited += [line for line in f.read().splitlines()
+                          if line.startswith((b"NoNewPrivs", b"Seccomp:", b"CapInh", b"CapPrm", b"CapEff",
+                                              b"CapBnd", b"CapAmb"))]
+        inherited += [os.readlink(f"/proc/self/ns/{ns}") for ns in sorted(os.listdir("/proc/self/ns"))]
+    except (OSError, AttributeError):  # not Linux: nothing more to tell apart
+        pass
+    key = zlib.crc32(repr(inherited).encode())
     return os.path.join(folder, f"warm-{key:08x}.sock")
 
 
@@ -102,6 +116,10 @@ def enabled(argv: list[str]) -> bool:
     if os.environ.get("RUNPROC_WARM", "1").strip().lower() in OFF:
         return False
     if not argv or argv[0] in COLD_COMMANDS or os.name != "posix":
+        return False
+    # a file that is one of this process's descriptors (`runproc <(generate)`): only 0-2 are
+    # handed over, so such a command runs here
+    if any(a == "-" or a.startswith(("/dev/fd/", "/proc/self/", "/dev/stdin")) for a in argv):
         return False
     # -X importtime, -I, -E and friends: a command run under interpreter flags runs as asked
     flags = sys.flags
@@ -116,8 +134,9 @@ def run_warm(argv: list[str]) -> int | None:
     """Run ``argv`` in a child of the warm server and return its exit code; None when there is
     no server to use (the caller runs the command itself; a server is started for next time).
 
-    None is returned only when the command surely did not start in a child: a server that
-    never took the command, or refused it. Once it said it forked, this waits for the child."""
+    None is returned only when the command surely did not start in a child: no server, one
+    that did not take the connection within seconds (the request is sent only after it
+    did), or one that refused it. Once it said it forked, this waits for the child."""
     if not enabled(argv):
         return None
     try:
@@ -130,45 +149,29 @@ def run_warm(argv: list[str]) -> int | None:
         conn = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
     except Exception:  # noqa: BLE001 - whatever keeps the warm start from starting: run cold
         return None
+    signals = _Signals()
     try:
-        try:
-            conn.connect(path)
-        except OSError:
-            start_server(path)
-            return None
-        lines = _Lines(conn)
-        try:
-            _hand_over(conn, argv)
-        except Exception:  # noqa: BLE001 - not handed over: nothing ran
-            return None
-        if lines.next() != b"A":  # never accepted (the server was leaving): nothing ran
-            start_server(path)
-            return None
-        return _outcome(lines, path)
+        code = _converse(conn, argv, path, signals)
     finally:
         conn.close()
+    if code is None:
+        signals.restore()  # and a Ctrl-C that came meanwhile reaches the cold command
+    return code
 
 
-def _hand_over(conn: _socket.socket, argv: list[str]) -> None:
-    """Send the command: argv, environment, umask, stream encodings; stdin, stdout, stderr and
-    the working folder as descriptors."""
-    mask = os.umask(0)
-    os.umask(mask)
-    streams = [(s.encoding, s.errors) if s is not None else None for s in (sys.stdin, sys.stdout, sys.stderr)]
-    # pid: the run stands for this process (engine/process.py), which waits for it to the end
-    request = marshal.dumps({"protocol": PROTOCOL, "argv": argv, "argv0": sys.argv[0], "env": dict(os.environ),
-                             "umask": mask, "streams": streams, "pid": os.getpid(), "started": time.monotonic()})
-    cwd = os.open(".", os.O_RDONLY)
+def _converse(conn: _socket.socket, argv: list[str], path: str, signals: _Signals) -> int | None:
     try:
-        fds = b"".join(fd.to_bytes(4, sys.byteorder, signed=True) for fd in (0, 1, 2, cwd))
-        conn.sendmsg([len(request).to_bytes(_SIZE, "big") + request],
-                     [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, fds)])
-    finally:
-        os.close(cwd)
-
-
-def _outcome(lines: _Lines, path: str) -> int | None:
-    """After ``A``: ``R`` (refused: stale, nothing ran) or ``P<pid>``, then ``S<status>``."""
+        conn.settimeout(5.0)  # a server that does not take the connection: nothing was sent
+        conn.connect(path)
+        lines = _Lines(conn)
+        if lines.next() != b"A":  # never taken (the server is leaving, or stopped): nothing ran
+            start_server(path)
+            return None
+        conn.settimeout(None)
+        _hand_over(conn, argv, signals.ignored)
+    except Exception:  # noqa: BLE001 - not handed over: nothing ran
+        start_server(path)
+        return None
     first = lines.next()
     if first == b"R":  # an upgrade or an edit since the server started: run cold, start anew
         start_server(path)
@@ -177,19 +180,15 @@ def _outcome(lines: _Lines, path: str) -> int | None:
         print("runproc: the warm server went away as it took the command, which may or may not "
               "have started (runproc runs shows it); RUNPROC_WARM=0 runs commands without it", file=sys.stderr)
         return 70
-    child = int(first[1:])
-    # from here on the child runs the command: a signal to this process is meant for it
-    for sig in FORWARDED:
-        _signal.signal(sig, lambda signum, _frame: _forward(child, signum))
+    signals.forward_to(int(first[1:]))  # the child runs the command: a signal here is for it
     last = lines.next()
-    if not last.startswith(b"S"):  # the server was killed; its children are gone with it
-        print("runproc: the warm server went away while the command ran (RUNPROC_WARM=0 runs "
-              "commands without it)", file=sys.stderr)
+    if not last.startswith(b"S"):  # the server was killed; its children die with it
+        print("runproc: the warm server went away while the command ran, and the run with it "
+              "(runproc resume picks it up; RUNPROC_WARM=0 runs commands without a server)", file=sys.stderr)
         return 70
     status = int(last[1:])
     if status < 0:  # killed by a signal: end the same way, as a shell expects
-        for sig in FORWARDED:
-            _signal.signal(sig, _signal.SIG_DFL)
+        signals.restore(pending=False)
         try:  # noqa: SIM105 - SIGKILL's cannot be set (nor needs to be)
             _signal.signal(-status, _signal.SIG_DFL)
         except (OSError, ValueError):
@@ -197,6 +196,78 @@ def _outcome(lines: _Lines, path: str) -> int | None:
         os.kill(os.getpid(), -status)
         return 128 - status
     return status
+
+
+class _Signals:
+    """The signals of a command handed over. Until the child's pid is known they are kept
+    (a Ctrl-C during the hand-over is neither lost nor a traceback); then each goes to the
+    child. A signal this process ignores (``nohup``, a job runner) is not taken: the child
+    ignores it too. Ctrl-Z stops the child, then this process; SIGCONT wakes both."""
+
+    def __init__(self) -> None:
+        self.child: int | None = None
+        self.pending: list[int] = []
+        self.previous: dict[int, object] = {}
+        self.ignored = [sig for sig in (*FORWARDED, _signal.SIGTSTP) if _signal.getsignal(sig) == _signal.SIG_IGN]
+        for sig in FORWARDED:
+            if sig not in self.ignored:
+                self.previous[sig] = _signal.signal(sig, self._on_signal)
+
+    def _on_signal(self, signum: int, _frame: object) -> None:
+        if self.child is None:
+            self.pending.append(signum)
+        else:
+            _forward(self.child, signum)
+
+    def forward_to(self, child: int) -> None:
+        self.child = child
+        if _signal.SIGTSTP not in self.ignored:
+            self.previous[_signal.SIGTSTP] = _signal.signal(_signal.SIGTSTP, self._on_stop)
+            self.previous[_signal.SIGCONT] = _signal.signal(_signal.SIGCONT, self._on_continue)
+        for signum in self.pending:
+            _forward(child, signum)
+        self.pending.clear()
+
+    def _on_stop(self, _signum: int, _frame: object) -> None:
+        if self.child is not None:
+            _forward(self.child, _signal.SIGSTOP)
+        _signal.signal(_signal.SIGTSTP, _signal.SIG_DFL)
+        os.kill(os.getpid(), _signal.SIGTSTP)  # stops here until SIGCONT
+
+    def _on_continue(self, _signum: int, _frame: object) -> None:
+        if self.child is not None:
+            _forward(self.child, _signal.SIGCONT)
+        _signal.signal(_signal.SIGTSTP, self._on_stop)
+
+    def restore(self, pending: bool = True) -> None:
+        """The handlers as they were; with ``pending``, the signals kept meanwhile re-sent here."""
+        for sig, handler in self.previous.items():
+            _signal.signal(sig, handler)
+        if pending:
+            for signum in self.pending:
+                os.kill(os.getpid(), signum)
+        self.pending.clear()
+
+
+def _hand_over(conn: _socket.socket, argv: list[str], ignored: list[int]) -> None:
+    """Send the command: argv, environment, umask, stream encodings, the signals it ignores;
+    stdin, stdout, stderr and the working folder as descriptors."""
+    mask = os.umask(0)
+    os.umask(mask)
+    streams = [(s.encoding, s.errors) if s is not None else None for s in (sys.stdin, sys.stdout, sys.stderr)]
+    # pid: the run stands for this process (engine/process.py), which waits for it to the end
+    request = marshal.dumps({"protocol": PROTOCOL, "argv": argv, "argv0": sys.argv[0], "env": dict(os.environ),
+                             "umask": mask, "streams": streams, "pid": os.getpid(), "started": time.monotonic(),
+                             "ignored": ignored})
+    cwd = os.open(".", os.O_RDONLY)
+    try:
+        fds = b"".join(fd.to_bytes(4, sys.byteorder, signed=True) for fd in (0, 1, 2, cwd))
+        data = len(request).to_bytes(_SIZE, "big") + request
+        sent = conn.sendmsg([data], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, fds)])
+        if sent < len(data):
+            conn.sendall(data[sent:])
+    finally:
+        os.close(cwd)
 
 
 class _Lines:
@@ -239,7 +310,8 @@ def start_server(path: str) -> None:
     keep = ("PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR", "PYTHONPATH", "PYTHONHOME",
             "XDG_RUNTIME_DIR", "XDG_STATE_HOME", "XDG_CACHE_HOME", "RUNPROC_WARM_IDLE", "RUNPROC_WARM_DIR",
             "VIRTUAL_ENV")
-    env = {k: v for k, v in os.environ.items() if k in keep}
+    # PYTHON*: the interpreter's flags (the socket's name holds them) must be the command's
+    env = {k: v for k, v in os.environ.items() if k in keep or k.startswith("PYTHON")}
     try:  # noqa: SIM105 - contextlib is one more import for every command
         # sys.path as this command has it (the socket's name is a hash of it), not python -m's
         subprocess.Popen([sys.executable, "-c", _SERVER, path, "\n".join(sys.path)], env=env, cwd="/",

@@ -99,6 +99,8 @@ class Server:
         self.selector = selectors.DefaultSelector()
         self.listener: socket.socket | None = None
         self.inode = 0
+        self.lock = -1
+        self.pid = os.getpid()
 
     def take_lock(self) -> bool:
         """The lock beside the socket, held for the server's life; False when another has it."""
@@ -162,19 +164,20 @@ class Server:
                 os.unlink(self.path)
         except OSError:
             pass
+        # a fresh server may start now, while this one waits for its running children
+        if self.lock >= 0:
+            os.close(self.lock)
+            self.lock = -1
 
     def accept(self, files: list[tuple[str, int, int]]) -> None:
         import selectors
 
         assert self.listener is not None
         conn, _ = self.listener.accept()
-        fds: list[int] = []
         try:
-            conn.sendall(b"A\n")  # taken: from here on, the command does not fall back to cold
+            conn.sendall(b"A\n")  # taken: the command sends itself only after this
             request, fds = _receive(conn)
-        except (OSError, ValueError):
-            for fd in fds:
-                os.close(fd)
+        except Exception:  # noqa: BLE001 - a malformed or abandoned request: nothing to run
             conn.close()
             return
         if request.get("protocol") != PROTOCOL or len(fds) != 4 or _stale(files):
@@ -227,8 +230,18 @@ class Server:
 
 
 def _receive(conn: socket.socket) -> tuple[dict[str, Any], list[int]]:
+    """The request and its descriptors; on any failure the descriptors received are closed."""
     conn.settimeout(5.0)  # a connection that never says anything does not hold the server
     data, fds, _flags, _addr = socket.recv_fds(conn, 1 << 16, 8)
+    try:
+        return _parse(conn, data), list(fds)
+    except BaseException:
+        for fd in fds:
+            os.close(fd)
+        raise
+
+
+def _parse(conn: socket.socket, data: bytes) -> dict[str, Any]:
     # only this user can reach the folder; a peer of another uid (root aside) is refused anyway
     uid = struct.unpack("3i", conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i")))[1]
     if uid != os.getuid():
@@ -246,26 +259,36 @@ def _receive(conn: socket.socket) -> tuple[dict[str, Any], list[int]]:
     request = marshal.loads(body)
     if not isinstance(request, dict):
         raise ValueError("not a request")
-    return request, list(fds)
+    return request
 
 
 def _child(request: dict[str, Any], fds: list[int], conn: socket.socket, server: Server) -> None:
     """In the forked child: become the command (its descriptors, folder, environment) and run it."""
     code = 70
     try:
+        # the server killed (kill -9, the OOM killer): its runs die with it, as a cold command's
+        # run dies with it, rather than go on unwatched under a lock whose holder looks gone
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
+        if os.getppid() != server.pid:  # it died before that took effect
+            os._exit(70)
         os.setpgid(0, 0)  # its own process group: a signal to the server's group is not for runs
         signal.set_wakeup_fd(-1)
         for sig in (signal.SIGCHLD, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2,
                     signal.SIGWINCH):
             signal.signal(sig, signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.default_int_handler)
+        for sig in request.get("ignored") or ():  # what the command ignores (nohup), so does its run
+            signal.signal(sig, signal.SIG_IGN)
         server.selector.close()
         if server.listener is not None:
             server.listener.close()
         for other in server.children.values():
             other.close()
         for fd in (*server.wake, server.lock):
-            os.close(fd)
+            if fd >= 0:
+                os.close(fd)
         conn.close()
         for target, fd in enumerate(fds[:3]):
             os.dup2(fd, target)
@@ -278,6 +301,9 @@ def _child(request: dict[str, Any], fds: list[int], conn: socket.socket, server:
         import time
 
         time.tzset()
+        import tempfile
+
+        tempfile.tempdir = None  # the command's TMPDIR, not the one the server read while loading
         import locale
 
         with contextlib.suppress(locale.Error):
@@ -347,19 +373,32 @@ def main(argv: list[str]) -> int:
 def servers_in(folder: str | os.PathLike[str]) -> list[int]:
     """The pids of warm servers whose socket is in ``folder`` (their command line names it): what
     the test suite and the bench stop when they are done with the servers they started."""
-    needle = os.fsencode(folder)
+    from .warm import _SERVER
+
+    folder = os.path.join(os.path.abspath(folder), "")
     found = []
     for entry in os.listdir("/proc"):
-        if not entry.isdigit():
+        if not entry.isdigit() or int(entry) == os.getpid():
             continue
         try:
             with open(f"/proc/{entry}/cmdline", "rb") as f:
-                cmdline = f.read()
+                args = f.read().split(b"\0")
         except OSError:
             continue
-        if b"engine.cli.warmserver" in cmdline and needle in cmdline:
+        # python -c _SERVER SOCKET SYS_PATH, as start_server runs it
+        if len(args) > 3 and args[1] == b"-c" and args[2] == _SERVER.encode() and args[3].startswith(
+                os.fsencode(folder)):
             found.append(int(entry))
-    return found
+    # a server's children (running commands) carry its command line too: not servers
+    return [pid for pid in found if _parent(pid) not in found]
+
+
+def _parent(pid: int) -> int | None:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return int(f.read().rsplit(b")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def stop_servers_in(folder: str | os.PathLike[str], sig: int = signal.SIGTERM) -> None:

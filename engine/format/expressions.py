@@ -13,13 +13,13 @@ import contextvars
 import json
 import re
 import shlex
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cache, lru_cache
 from typing import Any
 
-from jinja2 import BaseLoader, StrictUndefined, pass_eval_context
+from jinja2 import FileSystemBytecodeCache, StrictUndefined, pass_eval_context
 from jinja2.exceptions import TemplateError, UndefinedError
 from jinja2.sandbox import SandboxedEnvironment
 
@@ -212,36 +212,46 @@ def _now(fmt: str = "%Y-%m-%dT%H:%M:%SZ") -> str:
     return datetime.now(UTC).strftime(fmt)
 
 
-class _SourceLoader(BaseLoader):
-    """A template's name is its source. Loaded by name (not from_string), a template goes
-    through Jinja2's bytecode cache: a procedure's templates are compiled once, not by every
-    run (~0.5 ms each: most of a short dry run's own time)."""
-
-    def get_source(self, environment: Any, template: str) -> tuple[str, None, Callable[[], bool]]:
-        return template, None, lambda: True
-
-
-def _bytecode_cache(mode: str) -> Any:
+class _TemplateCache(FileSystemBytecodeCache):
     """Jinja2's own cache of compiled templates, in its default private folder (created 0700,
-    owner and mode checked: a compiled template is code). Compiled code depends on this
-    module (finalize folds constants at compile time) and on Jinja2: both are in the name."""
+    owner and mode checked: a compiled template is code): a procedure's templates are compiled
+    once, not by every run (~0.5 ms each: most of a short dry run's own time). A cache that
+    cannot be read or written (a full disk, a read-only folder) is no cache, never an error."""
+
+    def load_bytecode(self, bucket: Any) -> None:
+        try:
+            super().load_bytecode(bucket)
+        except Exception:  # noqa: BLE001 - a damaged or unreadable entry: compile instead
+            bucket.reset()
+
+    def dump_bytecode(self, bucket: Any) -> None:
+        with contextlib.suppress(OSError):
+            super().dump_bytecode(bucket)
+
+
+@cache
+def _template_cache(mode: str, tmp: str) -> _TemplateCache | None:
+    """The cache for one quoting mode under this process's temporary folder ``tmp``. Compiled
+    code depends on this module (finalize folds constants at compile time) and on Jinja2:
+    both are in the files' names."""
     import os
     import zlib
 
-    from jinja2 import FileSystemBytecodeCache
     from jinja2 import __version__ as jinja_version
 
     try:
         st = os.stat(__file__)
         key = zlib.crc32(repr((jinja_version, st.st_mtime_ns, st.st_size)).encode())
-        return FileSystemBytecodeCache(pattern=f"__runproc_{mode}_{key:08x}_%s.cache")
+        return _TemplateCache(pattern=f"__runproc_{mode}_{key:08x}_%s.cache")
     except (OSError, RuntimeError):  # no safe folder: templates are compiled every time
         return None
 
 
-def _make_env(finalize: Any, mode: str = "text") -> _Environment:
+def _make_env(finalize: Any) -> _Environment:
+    # no loader: {% include %}, {% import %} and {% extends %} have nothing to load (a value
+    # naming a "template" must never be compiled as one)
     env = _Environment(undefined=StrictUndefined, finalize=finalize, autoescape=False,
-                       keep_trailing_newline=True, loader=_SourceLoader(), bytecode_cache=_bytecode_cache(mode))
+                       keep_trailing_newline=True)
     env.filters.update({
         "raw": RawValue,
         "ident": lambda v: SqlIdent(str(v)),
@@ -260,7 +270,7 @@ def _make_env(finalize: Any, mode: str = "text") -> _Environment:
 @cache
 def environment(mode: str = "text") -> _Environment:
     finalize = {"text": _finalize_text, "shell": _finalize_shell, "sql": _finalize_sql}[mode]
-    return _make_env(finalize, mode)
+    return _make_env(finalize)
 
 
 def is_template(text: str) -> bool:
@@ -272,8 +282,20 @@ _WHOLE = re.compile(r"^\{\{(.*)\}\}$", re.S)
 
 @lru_cache(maxsize=4096)
 def _compiled_template(mode: str, source: str) -> Any:
+    """``source`` compiled in ``mode``'s environment, through the bytecode cache: as
+    Environment.from_string, with the compiled code kept between processes."""
+    import tempfile
+
+    env = environment(mode)
     try:
-        return environment(mode).get_template(source)
+        bcc = _template_cache(mode, tempfile.gettempdir())
+        if bcc is None:
+            return env.from_string(source)
+        bucket = bcc.get_bucket(env, source, None, source)
+        if bucket.code is None:
+            bucket.code = env.compile(source)
+            bcc.set_bucket(bucket)
+        return env.template_class.from_code(env, bucket.code, env.make_globals(None))
     except TemplateError as exc:
         raise ExpressionError(f"template error: {exc}") from None
 

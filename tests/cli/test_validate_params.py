@@ -7,6 +7,7 @@ nothing runs.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -142,9 +143,13 @@ SECRET_PROC = """
 """
 
 
+# a bare environment, but the suite's warm-server folder (tests/conftest.py): none left behind
+_WARM = {k: os.environ[k] for k in ("RUNPROC_WARM_DIR", "RUNPROC_WARM_IDLE") if k in os.environ}
+
+
 def test_missing_secret_stops_before_anything_runs(tmp_path: Path) -> None:
     write(tmp_path, SECRET_PROC, "secretive.yml")
-    env = {"PATH": "/usr/bin:/bin"}
+    env = {"PATH": "/usr/bin:/bin", **_WARM}
     done = run("secretive.yml", "--state", f"sqlite:///{tmp_path}/state.db", cwd=tmp_path, env=env)
     assert done.rc == 2
     assert done.lines == [
@@ -157,7 +162,7 @@ def test_missing_secret_stops_before_anything_runs(tmp_path: Path) -> None:
 def test_present_secrets_let_the_run_go(tmp_path: Path) -> None:
     write(tmp_path, SECRET_PROC, "secretive.yml")
     (tmp_path / "key.txt").write_text("s3cr3t-key\n")
-    env = {"PATH": "/usr/bin:/bin", "RUNPROC_TEST_TOKEN": "t0ken-value"}
+    env = {"PATH": "/usr/bin:/bin", "RUNPROC_TEST_TOKEN": "t0ken-value", **_WARM}
     done = run("secretive.yml", "--state", f"sqlite:///{tmp_path}/state.db", cwd=tmp_path, env=env)
     assert done.rc == 0, done.err
     assert (tmp_path / "touched").exists()

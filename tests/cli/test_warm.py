@@ -239,3 +239,128 @@ def test_the_server_keeps_no_secret_and_leaves_when_idle(tmp_path: Path, runtime
     assert b"hunter2-do-not-keep" not in environ and b"DB_PASSWORD" not in environ
     _until(lambda: not Path(f"/proc/{server}").exists() or _state(server) == "Z", timeout=15)
     assert list((runtime / "runproc").glob("*.sock")) == []
+
+
+def _popen(tmp: Path, runtime: Path, *args: str, env: dict[str, str] | None = None,
+           preexec: object = None) -> subprocess.Popen[str]:
+    return subprocess.Popen([*RUNPROC, *args, *state_args(tmp)], cwd=tmp, env=env or _env(runtime),
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=preexec)  # type: ignore[arg-type]
+
+
+def test_a_killed_server_takes_its_runs_with_it(tmp_path: Path, runtime: Path) -> None:
+    """As a cold command's run dies with it: no run goes on unwatched under a lock whose holder
+    (the command) has gone, and the next run takes the lock."""
+    server = _warm_up(tmp_path, runtime)
+    path = write(tmp_path, """
+        procedure: locked
+        lock: db-primary
+        steps:
+          - id: hold
+            shell: echo $PPID > runner; sleep 30
+    """)
+    first = _popen(tmp_path, runtime, str(path))
+    _until(lambda: (tmp_path / "runner").exists() and (tmp_path / "runner").read_text().strip() != "")
+    runner = int((tmp_path / "runner").read_text())
+    os.kill(server, signal.SIGKILL)
+    _, err = first.communicate(timeout=20)
+    assert first.returncode == 70 and "went away" in err, err
+    _until(lambda: _state(runner) in ("gone", "Z"), timeout=10)
+    (tmp_path / "runner").unlink()
+    second = write(tmp_path, "procedure: locked\nlock: db-primary\nsteps:\n  - id: quick\n    shell: 'true'\n",
+                   "again.yml")
+    rc, out, err, _ = _run(tmp_path, runtime, str(second), *state_args(tmp_path))
+    assert rc == 0, out + err
+
+
+def test_limits_and_ignored_signals_are_the_commands(tmp_path: Path, runtime: Path) -> None:
+    _warm_up(tmp_path, runtime)
+    path = write(tmp_path, """
+        procedure: limits
+        steps:
+          - id: show
+            shell: echo "nofile=$(ulimit -n)"; touch started; sleep 1
+    """)
+
+    def fewer_files_and_no_quit() -> None:
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_NOFILE, (200, 200))
+        signal.signal(signal.SIGQUIT, signal.SIG_IGN)  # as a job runner may leave it
+
+    proc = subprocess.Popen([*RUNPROC, str(path), "--output", "json", *state_args(tmp_path)], cwd=tmp_path,
+                            env=_env(runtime), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, preexec_fn=fewer_files_and_no_quit)
+    _until(lambda: (tmp_path / "started").exists())
+    proc.send_signal(signal.SIGQUIT)  # ignored by the command, so by its run too
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert json.loads(out)["steps"][0]["stdout"].strip() == "nofile=200"
+    # the limits are in the server's name: that command had a server of its own
+    _until(lambda: len(_servers(runtime)) == 2)
+
+
+def test_ctrl_z_stops_the_run_and_fg_resumes_it(tmp_path: Path, runtime: Path) -> None:
+    _warm_up(tmp_path, runtime)
+    path = write(tmp_path, """
+        procedure: pausable
+        steps:
+          - id: a
+            shell: echo $PPID > runner
+          - id: b
+            shell: touch b
+    """)
+    proc = _popen(tmp_path, runtime, str(path))
+    _until(lambda: (tmp_path / "runner").exists() and (tmp_path / "runner").read_text().strip() != "")
+    proc.send_signal(signal.SIGTSTP)
+    runner = int((tmp_path / "runner").read_text())
+    _until(lambda: _state(runner) == "T" and _state(proc.pid) == "T", timeout=10)
+    proc.send_signal(signal.SIGCONT)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, out + err
+    assert (tmp_path / "b").exists()
+
+
+def test_a_broken_request_neither_stops_the_server_nor_keeps_its_descriptors(tmp_path: Path,
+                                                                              runtime: Path) -> None:
+    import marshal
+    import socket
+
+    server = _warm_up(tmp_path, runtime)
+    sock_path = str(next((runtime / "runproc").glob("*.sock")))
+    for body in (b"", b"\x00garbage", marshal.dumps(["not", "a", "dict"])):
+        read_end, write_end = os.pipe()
+        conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        conn.connect(sock_path)
+        assert conn.recv(2) == b"A\n"
+        socket.send_fds(conn, [len(body).to_bytes(4, "big") + body], [write_end])
+        conn.recv(16)  # the server closes the connection
+        conn.close()
+        os.close(write_end)
+        os.set_blocking(read_end, False)
+        _until(lambda fd=read_end: _at_end(fd), timeout=10)  # nobody kept the write end open
+        os.close(read_end)
+    assert _state(server) not in ("gone", "Z")
+    rc, _, err, _ = _run(tmp_path, runtime, str(tmp_path / "hello.yml"), *state_args(tmp_path))
+    assert rc == 0, err
+
+
+def _at_end(fd: int) -> bool:
+    try:
+        return os.read(fd, 1) == b""
+    except BlockingIOError:
+        return False
+
+
+def test_tmpdir_and_descriptor_paths_are_the_commands(tmp_path: Path, runtime: Path) -> None:
+    _warm_up(tmp_path, runtime)
+    mine = tmp_path / "my-tmp"
+    mine.mkdir()
+    path = write(tmp_path, "procedure: t\nvars:\n  x: '1'\nsteps:\n  - id: a\n    shell: echo {{ vars.x }}\n")
+    rc, _, err, _ = _run(tmp_path, runtime, str(path), *state_args(tmp_path), env=_env(runtime, TMPDIR=str(mine)))
+    assert rc == 0, err
+    assert list(mine.glob("_jinja2-cache-*")), "the template cache went to the server's TMPDIR"
+    # a procedure given as one of the command's own descriptors: run cold, and it works
+    bash = subprocess.run(["bash", "-c", f"{' '.join(RUNPROC)} <(cat {path}) {' '.join(state_args(tmp_path))}"],
+                          cwd=tmp_path, env=_env(runtime), capture_output=True, text=True, timeout=60)
+    assert bash.returncode == 0, bash.stdout + bash.stderr

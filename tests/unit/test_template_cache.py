@@ -3,6 +3,7 @@ later process loads them instead of compiling, per quoting mode, and errors read
 
 from __future__ import annotations
 
+import errno
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -62,3 +63,22 @@ def test_a_broken_template_reads_as_it_did_without_the_cache(fresh: Path) -> Non
     message = str(caught.value)
     # the template's text is its name for the cache: it must not come back as a "File" to read
     assert message.startswith("template error: ") and 'File "' not in message and "echo" not in message
+
+
+def test_a_value_never_becomes_a_template(fresh: Path) -> None:
+    # no loader: include/import/extends of a value find nothing to compile
+    ns = {"params": {"name": "{{ vars.token }}"}, "vars": {"token": "s3cr3t-value"}}
+    for source in ("hello {% include params.name %}", "{% import params.name as m %}x",
+                   "{% extends params.name %}"):
+        with pytest.raises(ex.ExpressionError) as caught:
+            ex.render(source, ns, "text")
+        assert "s3cr3t-value" not in str(caught.value)
+
+
+def test_a_cache_that_cannot_be_written_is_no_cache(fresh: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def disk_full(*_args: object, **_kwargs: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(tempfile, "NamedTemporaryFile", disk_full)  # how Jinja2 writes an entry
+    assert ex.render("echo {{ params.x }}", {"params": {"x": "a b"}}, "shell") == "echo 'a b'"
+    assert _cached(fresh, "shell") == []
