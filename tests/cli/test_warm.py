@@ -306,15 +306,17 @@ def test_ctrl_z_stops_the_run_and_fg_resumes_it(tmp_path: Path, runtime: Path) -
         procedure: pausable
         steps:
           - id: a
-            shell: echo $PPID > runner
+            shell: echo $PPID > runner; sleep 3
           - id: b
             shell: touch b
     """)
     proc = _popen(tmp_path, runtime, str(path))
     _until(lambda: (tmp_path / "runner").exists() and (tmp_path / "runner").read_text().strip() != "")
-    proc.send_signal(signal.SIGTSTP)
+    proc.send_signal(signal.SIGTSTP)  # while step a still runs
     runner = int((tmp_path / "runner").read_text())
     _until(lambda: _state(runner) == "T" and _state(proc.pid) == "T", timeout=10)
+    time.sleep(0.5)  # stopped: the run starts nothing (step a, in its own session as cold, goes on)
+    assert not (tmp_path / "b").exists()
     proc.send_signal(signal.SIGCONT)
     out, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, out + err
