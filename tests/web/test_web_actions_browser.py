@@ -49,6 +49,9 @@ def test_an_operator_rolls_back_a_failed_run_from_its_page(browser: Browser, tmp
         page.click("button.confirm-action")
         # the rollback's own page: it runs, ends ok, and says who started it
         expect(page.locator("#run-title .badge")).to_have_text("ok", timeout=WAIT_MS)
+        # the page reloads itself once the run has ended (live.js): wait for that page, the one
+        # without the live marker, or the next goto races the reload (net::ERR_ABORTED)
+        expect(page.locator("#live-run")).to_have_count(0, timeout=WAIT_MS)
         expect(page.locator("main > dl.facts").first).to_contain_text(f"rollback of run {run_id}")
         audit = page.locator("table.audit")
         expect(audit).to_contain_text("olga")
