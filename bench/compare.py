@@ -347,7 +347,6 @@ def build(keys: list[str], sizes: Sizes, tmp: Path, bin_dir: Path, rp: str,
     # the warm server of these runs (engine/cli/warm.py) is the bench's own, stopped at the end
     (tmp / "run").mkdir(mode=0o700, exist_ok=True)
     env["XDG_RUNTIME_DIR"] = str(tmp / "run")
-    cold_env = {**env, "RUNPROC_WARM": "0"}
     peer_env = peer_environment(tmp, bin_dir)
     files = runner.procedures(tmp, steps=sizes.steps, sleeps=sizes.sleeps, seconds=sizes.seconds)
     task, play, pyinfra = (str(bin_dir / EXECUTABLES[p]) for p in PEERS)
@@ -408,7 +407,7 @@ def build(keys: list[str], sizes: Sizes, tmp: Path, bin_dir: Path, rp: str,
                                  "pyinfra": cmd([pyinfra, "-y", "--parallel", n, "fanout_inventory.py",
                                                  "exec", "--", "true"], peer_env | home)}))
     for w in out:
-        w.cold = Command(w.runproc.argv, w.runproc.env | cold_env | {"RUNPROC_WARM": "0"}, w.runproc.cwd)
+        w.cold = Command(w.runproc.argv, w.runproc.env | {"RUNPROC_WARM": "0"}, w.runproc.cwd)
     return out
 
 

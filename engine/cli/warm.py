@@ -50,7 +50,6 @@ OFF = ("0", "off", "no", "false")
 # what the command passes on to its child; SIGWINCH: a terminal resized (the live table redraws)
 FORWARDED = (_signal.SIGINT, _signal.SIGTERM, _signal.SIGHUP, _signal.SIGQUIT, _signal.SIGUSR1, _signal.SIGUSR2,
              _signal.SIGWINCH)
-IDLE_DEFAULT = 600.0
 _SIZE = 4  # a request is its length (4 bytes, big-endian), then marshal's bytes of a dict
 
 

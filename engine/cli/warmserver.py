@@ -20,7 +20,9 @@ import struct
 import sys
 from typing import Any
 
-from .warm import _SIZE, IDLE_DEFAULT, PROTOCOL
+from .warm import _SIZE, PROTOCOL
+
+IDLE_DEFAULT = 600.0  # seconds without a command before the server leaves (RUNPROC_WARM_IDLE)
 
 
 def _preload() -> None:

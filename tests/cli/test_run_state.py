@@ -10,7 +10,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from tests.helpers.cli import popen, run_json, runproc, write
+from tests.helpers.cli import popen, run_json, runproc, wait_until, write
 
 LOCKED = """
 procedure: locked
@@ -23,20 +23,13 @@ steps:
 """
 
 
-def _wait_for(predicate: object, timeout: float = 10) -> None:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if predicate():  # type: ignore[operator]
-            return
-        time.sleep(0.05)
-    raise AssertionError("timed out waiting")
 
 
 def test_lock_held_refuses_a_second_run_naming_the_holder(tmp_path: Path) -> None:
     path = write(tmp_path, LOCKED)
     first = popen(tmp_path, str(path), "-p", "nap=30", "--output", "json")
     try:
-        _wait_for(lambda: list(tmp_path.glob("started-*")))
+        wait_until(lambda: list(tmp_path.glob("started-*")), timeout=10)
         second = runproc(tmp_path, str(path), "--output", "json")
         assert second.rc == 3, second.stderr
         assert second.json["status"] == "refused"
@@ -225,7 +218,6 @@ def test_a_dry_run_outside_a_waiting_window_says_it_would_wait(tmp_path: Path) -
 
 def test_ctrl_c_while_waiting_for_the_window_runs_nothing(tmp_path: Path) -> None:
     import signal
-    import time
 
     path = write(tmp_path, WAITING)
     proc = popen(tmp_path, str(path), "--output", "json", env={"RUNPROC_TEST_NOW": "2026-12-05T12:00:00Z"})

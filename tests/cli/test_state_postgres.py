@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers.cli import RUNPROC, Done, child_env, runproc, write
+from tests.helpers.cli import RUNPROC, Done, child_env, runproc, wait_until, write
 from tests.servers._common import free_port
 from tests.servers.postgres import PostgresServer
 
@@ -208,13 +208,6 @@ def test_a_failed_run_is_rolled_back(tmp_path: Path, pg_db: str) -> None:
     assert (tmp_path / "undo-order").read_text() == "b\na\n"
 
 
-def _wait_for(predicate: object, timeout: float = 20) -> None:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if predicate():  # type: ignore[operator]
-            return
-        time.sleep(0.05)
-    raise AssertionError("timed out waiting")
 
 
 def test_a_lock_held_refuses_a_second_run_naming_the_holder(tmp_path: Path, pg_db: str) -> None:
@@ -223,7 +216,7 @@ def test_a_lock_held_refuses_a_second_run_naming_the_holder(tmp_path: Path, pg_d
                              cwd=tmp_path, env=child_env(_env(tmp_path)), stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
     try:
-        _wait_for(lambda: list(tmp_path.glob("started-*")))
+        wait_until(lambda: list(tmp_path.glob("started-*")), timeout=20)
         second = pg(tmp_path, pg_db, str(path), "--output", "json")
         assert second.rc == 3, second.stderr
         assert second.json["status"] == "refused"

@@ -15,13 +15,13 @@ import signal
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from engine.cli.warmserver import servers_in, stop_servers_in
-from tests.helpers.cli import RUNPROC, child_env, state_args, write
+from tests.helpers.cli import RUNPROC, child_env, state_args, wait_until, write
 from tests.helpers.terminal import Terminal
 
 
@@ -29,13 +29,6 @@ def _servers(runtime: Path) -> list[int]:
     return servers_in(runtime)
 
 
-def _until(predicate: object, timeout: float = 20.0) -> None:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if predicate():  # type: ignore[operator]
-            return
-        time.sleep(0.05)
-    raise AssertionError("timed out waiting")
 
 
 @pytest.fixture
@@ -53,12 +46,18 @@ def _env(runtime: Path, **extra: str) -> dict[str, str]:
                       "RUNPROC_WARM_IDLE": "120", **extra})
 
 
+def _start(tmp: Path, runtime: Path, *args: str, env: dict[str, str] | None = None,
+           preexec: Callable[[], object] | None = None, process_group: int | None = None) -> subprocess.Popen[str]:
+    """runproc ARGS started in ``tmp`` as a user starts it: stdin empty, its output read here."""
+    return subprocess.Popen([*RUNPROC, *args], cwd=tmp, env=env or _env(runtime), stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=preexec,
+                            process_group=process_group)
+
+
 def _run(tmp: Path, runtime: Path, *args: str, env: dict[str, str] | None = None,
          umask: int | None = None) -> tuple[int, str, str, int]:
     """runproc ARGS as a user runs it: (exit code, stdout, stderr, the command's own pid)."""
-    preexec = (lambda: os.umask(umask)) if umask is not None else None  # noqa: PLW0108
-    proc = subprocess.Popen([*RUNPROC, *args], cwd=tmp, env=env or _env(runtime), stdin=subprocess.DEVNULL,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=preexec)
+    proc = _start(tmp, runtime, *args, env=env, preexec=(lambda: os.umask(umask)) if umask is not None else None)
     out, err = proc.communicate(timeout=60)
     return proc.returncode, out, err, proc.pid
 
@@ -68,7 +67,7 @@ def _warm_up(tmp: Path, runtime: Path, env: dict[str, str] | None = None) -> int
     proc = write(tmp, "procedure: hello\nsteps:\n  - id: a\n    shell: 'true'\n", "hello.yml")
     rc, _, err, _ = _run(tmp, runtime, str(proc), *state_args(tmp), env=env)
     assert rc == 0, err
-    _until(lambda: len(_servers(runtime)) == 1 and list((runtime / "runproc").glob("*.sock")))
+    wait_until(lambda: len(_servers(runtime)) == 1 and list((runtime / "runproc").glob("*.sock")))
     return _servers(runtime)[0]
 
 
@@ -125,9 +124,8 @@ def test_ctrl_c_and_sigkill_reach_the_run(tmp_path: Path, runtime: Path) -> None
           - id: b
             shell: echo $PPID > runner; touch running; sleep 60
     """)
-    proc = subprocess.Popen([*RUNPROC, str(path), "--output", "json", *state_args(tmp_path)], cwd=tmp_path,
-                            env=_env(runtime), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    _until(lambda: (tmp_path / "running").exists())
+    proc = _start(tmp_path, runtime, str(path), "--output", "json", *state_args(tmp_path))
+    wait_until(lambda: (tmp_path / "running").exists())
     proc.send_signal(signal.SIGINT)  # what a terminal's Ctrl-C sends to the command
     out, err = proc.communicate(timeout=20)
     assert proc.returncode == 130, err
@@ -135,14 +133,13 @@ def test_ctrl_c_and_sigkill_reach_the_run(tmp_path: Path, runtime: Path) -> None
     assert (tmp_path / "undone").exists()
 
     (tmp_path / "running").unlink()
-    proc = subprocess.Popen([*RUNPROC, str(path), *state_args(tmp_path)], cwd=tmp_path, env=_env(runtime),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    _until(lambda: (tmp_path / "running").exists())
+    proc = _start(tmp_path, runtime, str(path), *state_args(tmp_path))
+    wait_until(lambda: (tmp_path / "running").exists())
     runner = int((tmp_path / "runner").read_text())
     assert runner != proc.pid
     proc.kill()  # SIGKILL of the command: its run is killed with it, as a cold command's would be
     assert proc.wait(timeout=10) == -signal.SIGKILL
-    _until(lambda: not Path(f"/proc/{runner}").exists() or "Z" in _state(runner), timeout=10)
+    wait_until(lambda: not Path(f"/proc/{runner}").exists() or "Z" in _state(runner), timeout=10)
 
 
 def test_the_run_is_recorded_as_the_commands_process(tmp_path: Path, runtime: Path) -> None:
@@ -156,10 +153,9 @@ def test_the_run_is_recorded_as_the_commands_process(tmp_path: Path, runtime: Pa
           - id: hold
             shell: touch holding; sleep 30
     """)
-    first = subprocess.Popen([*RUNPROC, str(path), *state_args(tmp_path)], cwd=tmp_path, env=_env(runtime),
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    first = _start(tmp_path, runtime, str(path), *state_args(tmp_path))
     try:
-        _until(lambda: (tmp_path / "holding").exists())
+        wait_until(lambda: (tmp_path / "holding").exists())
         rc, out, err, _ = _run(tmp_path, runtime, str(path), *state_args(tmp_path))
         assert rc == 3 and f"(pid {first.pid} on" in out + err, out + err
     finally:
@@ -207,8 +203,8 @@ def test_an_edit_to_what_the_server_imported_retires_it(tmp_path: Path, runtime:
     proc = write(tmp_path, "procedure: again\nsteps:\n  - id: a\n    shell: echo ran\n")
     rc, out, err, _ = _run(tmp_path, runtime, str(proc), *state_args(tmp_path), env=env)
     assert rc == 0 and "ok" in out, err  # refused by the old server: run cold, not lost
-    _until(lambda: not Path(f"/proc/{old}").exists() or _state(old) == "Z")
-    _until(lambda: len(_servers(runtime)) == 1)  # and a fresh server took its place
+    wait_until(lambda: not Path(f"/proc/{old}").exists() or _state(old) == "Z")
+    wait_until(lambda: len(_servers(runtime)) == 1)  # and a fresh server took its place
     assert _servers(runtime)[0] != old
 
 
@@ -237,15 +233,9 @@ def test_the_server_keeps_no_secret_and_leaves_when_idle(tmp_path: Path, runtime
     server = _warm_up(tmp_path, runtime, env)
     environ = Path(f"/proc/{server}/environ").read_bytes()
     assert b"hunter2-do-not-keep" not in environ and b"DB_PASSWORD" not in environ
-    _until(lambda: not Path(f"/proc/{server}").exists() or _state(server) == "Z", timeout=15)
+    wait_until(lambda: not Path(f"/proc/{server}").exists() or _state(server) == "Z", timeout=15)
     assert list((runtime / "runproc").glob("*.sock")) == []
 
-
-def _popen(tmp: Path, runtime: Path, *args: str, env: dict[str, str] | None = None,
-           preexec: object = None) -> subprocess.Popen[str]:
-    return subprocess.Popen([*RUNPROC, *args, *state_args(tmp)], cwd=tmp, env=env or _env(runtime),
-                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            preexec_fn=preexec)  # type: ignore[arg-type]
 
 
 def test_a_killed_server_takes_its_runs_with_it(tmp_path: Path, runtime: Path) -> None:
@@ -259,13 +249,13 @@ def test_a_killed_server_takes_its_runs_with_it(tmp_path: Path, runtime: Path) -
           - id: hold
             shell: echo $PPID > runner; sleep 30
     """)
-    first = _popen(tmp_path, runtime, str(path))
-    _until(lambda: (tmp_path / "runner").exists() and (tmp_path / "runner").read_text().strip() != "")
+    first = _start(tmp_path, runtime, str(path), *state_args(tmp_path))
+    wait_until(lambda: (tmp_path / "runner").exists() and (tmp_path / "runner").read_text().strip() != "")
     runner = int((tmp_path / "runner").read_text())
     os.kill(server, signal.SIGKILL)
     _, err = first.communicate(timeout=20)
     assert first.returncode == 70 and "went away" in err, err
-    _until(lambda: _state(runner) in ("gone", "Z"), timeout=10)
+    wait_until(lambda: _state(runner) in ("gone", "Z"), timeout=10)
     (tmp_path / "runner").unlink()
     second = write(tmp_path, "procedure: locked\nlock: db-primary\nsteps:\n  - id: quick\n    shell: 'true'\n",
                    "again.yml")
@@ -288,16 +278,15 @@ def test_limits_and_ignored_signals_are_the_commands(tmp_path: Path, runtime: Pa
         resource.setrlimit(resource.RLIMIT_NOFILE, (200, 200))
         signal.signal(signal.SIGQUIT, signal.SIG_IGN)  # as a job runner may leave it
 
-    proc = subprocess.Popen([*RUNPROC, str(path), "--output", "json", *state_args(tmp_path)], cwd=tmp_path,
-                            env=_env(runtime), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, preexec_fn=fewer_files_and_no_quit)
-    _until(lambda: (tmp_path / "started").exists())
+    proc = _start(tmp_path, runtime, str(path), "--output", "json", *state_args(tmp_path),
+                  preexec=fewer_files_and_no_quit)
+    wait_until(lambda: (tmp_path / "started").exists())
     proc.send_signal(signal.SIGQUIT)  # ignored by the command, so by its run too
     out, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err
     assert json.loads(out)["steps"][0]["stdout"].strip() == "nofile=200"
     # the limits are in the server's name: that command had a server of its own
-    _until(lambda: len(_servers(runtime)) == 2)
+    wait_until(lambda: len(_servers(runtime)) == 2)
 
 
 def test_ctrl_z_stops_the_run_and_fg_resumes_it(tmp_path: Path, runtime: Path) -> None:
@@ -312,13 +301,11 @@ def test_ctrl_z_stops_the_run_and_fg_resumes_it(tmp_path: Path, runtime: Path) -
     """)
     # a process group of its own, with its parent (this test) in another group of the same
     # session, as a shell's job is: in an orphaned group the kernel drops a SIGTSTP's stop
-    proc = subprocess.Popen([*RUNPROC, str(path), *state_args(tmp_path)], cwd=tmp_path, env=_env(runtime),
-                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            process_group=0)
-    _until(lambda: (tmp_path / "runner").exists() and (tmp_path / "runner").read_text().strip() != "")
+    proc = _start(tmp_path, runtime, str(path), *state_args(tmp_path), process_group=0)
+    wait_until(lambda: (tmp_path / "runner").exists() and (tmp_path / "runner").read_text().strip() != "")
     proc.send_signal(signal.SIGTSTP)  # while step a still runs
     runner = int((tmp_path / "runner").read_text())
-    _until(lambda: _state(runner) == "T", timeout=10)  # the run stopped (the command with it, as a job)
+    wait_until(lambda: _state(runner) == "T", timeout=10)  # the run stopped (the command with it, as a job)
     time.sleep(0.5)  # stopped: the run starts nothing (step a, in its own session as cold, goes on)
     assert not (tmp_path / "b").exists()
     proc.send_signal(signal.SIGCONT)
@@ -344,7 +331,7 @@ def test_a_broken_request_neither_stops_the_server_nor_keeps_its_descriptors(tmp
         conn.close()
         os.close(write_end)
         os.set_blocking(read_end, False)
-        _until(lambda fd=read_end: _at_end(fd), timeout=10)  # nobody kept the write end open
+        wait_until(lambda fd=read_end: _at_end(fd), timeout=10)  # nobody kept the write end open
         os.close(read_end)
     assert _state(server) not in ("gone", "Z")
     rc, _, err, _ = _run(tmp_path, runtime, str(tmp_path / "hello.yml"), *state_args(tmp_path))
