@@ -143,6 +143,10 @@ class _Live:
         self.capped = False
 
 
+# an entry as the journal commits it: event, step, host, data (redacted), when (None: now)
+_Item = tuple[str, "str | None", "str | None", "dict[str, Any] | None", "str | None"]
+
+
 class NullJournal:
     """A run that journals nothing (a dry run, a child procedure, a run without a store)."""
 
@@ -152,13 +156,16 @@ class NullJournal:
     def output(self, step_id: str, stream: str, text: str, host: str | None) -> None:
         """A line (or piece) a step printed, redacted already: journaled while the step runs."""
 
-    def step_started(self, step_id: str, phase: str, action: str | None) -> None: ...
+    def step_started(self, step_id: str, phase: str, action: str | None) -> bool:
+        return True
 
     def host_started(self, step_id: str, host: str, action: str | None) -> None: ...
 
     def host_finished(self, step_id: str, host: str, hsr: StepResult) -> None: ...
 
-    def step_finished(self, sr: StepResult) -> None: ...
+    def step_finished(self, sr: StepResult, *, hold: bool = False) -> None: ...
+
+    def flush(self) -> None: ...
 
     def rollback_started(self, step_id: str) -> None: ...
 
@@ -219,6 +226,8 @@ class Journal(NullJournal):
         # fault injection for the crash tests: ``EVENT:STEP[@HOST]`` (``step_finished:deploy``)
         # kills this process with SIGKILL right after that entry is committed
         self._kill_after = os.environ.get("RUNPROC_TEST_KILL_AFTER")
+        # steps' ends waiting to be committed with the next entry (see step_finished)
+        self._held: list[_Item] = []
 
     # ------------------------------------------------------------ the run
 
@@ -267,6 +276,8 @@ class Journal(NullJournal):
 
     def finish(self, report: dict[str, Any], inputs: dict[str, Any] | None) -> None:
         with self._lock:
+            if self._held:
+                self._commit_locked([])
             if self.lost is None:
                 try:
                     self._call(self.store.record, report, inputs)
@@ -276,6 +287,7 @@ class Journal(NullJournal):
             self._spool({"type": "report", "report": report, "inputs": inputs})
 
     def close(self) -> None:
+        self.flush()
         self._stop.set()
         if self._beat is not None and self._beat is not threading.current_thread():
             self._beat.join(timeout=5)
@@ -340,8 +352,13 @@ class Journal(NullJournal):
 
     # ------------------------------------------------------------ transitions
 
-    def step_started(self, step_id: str, phase: str, action: str | None) -> None:
-        self._write("step_started", step_id, None, {"phase": phase, **({"action": action} if action else {})})
+    def step_started(self, step_id: str, phase: str, action: str | None) -> bool:
+        """Record that the step starts; False when this very write found the store gone: the
+        step must not start then (the run stops at its first failed write, and a held end of
+        the previous step is what failed), and its start is not recorded."""
+        data = self.run.redactor.deep({"phase": phase, **({"action": action} if action else {})})
+        with self._lock:
+            return self._commit_locked([("step_started", step_id, None, data, None)], starts=True) > 0
 
     def host_started(self, step_id: str, host: str, action: str | None) -> None:
         self._write("host_started", step_id, host, {"action": action} if action else None)
@@ -352,13 +369,33 @@ class Journal(NullJournal):
         entry = {k: v for k, v in hsr.to_json().items() if k != "id"}
         self._write("host_finished", step_id, host, {"entry": entry, "changed": hsr.changed})
 
-    def step_finished(self, sr: StepResult) -> None:
+    def step_finished(self, sr: StepResult, *, hold: bool = False) -> None:
+        """The step's end. ``hold``: the caller starts its next step at once, so this entry is
+        committed in one transaction with that step's ``step_started`` (or whatever the journal
+        writes next, or ``flush``) instead of in its own: one commit a step instead of two
+        (docs/performance.md). Nothing runs in between (``flush`` is called before a check, a
+        thread or a wait), so the entry is still on disk before the next side effect; a crash
+        in between leaves the step in flight, as a crash just before this call would."""
         # completed: the step ran to its end (whatever its status), so it is in the completion
         # order rollbacks reverse; changed: it failed after its action did (its verify failed)
         if self._flusher is not None:
             self._end_live(sr.id, every_host=True)
-        self._write("step_finished", sr.id, None, {"entry": sr.to_json(), "completed": sr.completed_at is not None,
-                                                   "changed": sr.changed})
+        data = {"entry": sr.to_json(), "completed": sr.completed_at is not None, "changed": sr.changed}
+        # the crash tests' kill point needs the entry committed alone
+        if hold and self._kill_after != f"step_finished:{sr.id}":
+            data = self.run.redactor.deep(data)
+            with self._lock:
+                self._held.append(("step_finished", sr.id, None, data, now_iso()))
+            return
+        self._write("step_finished", sr.id, None, data)
+
+    def flush(self) -> None:
+        """Commit a held step end now (step_finished's ``hold``)."""
+        if not self._held:
+            return
+        with self._lock:
+            if self._held:
+                self._commit_locked([])
 
     def rollback_started(self, step_id: str) -> None:
         self._write("rollback_started", step_id, None, None)
@@ -406,39 +443,51 @@ class Journal(NullJournal):
 
     def _write_locked(self, items: list[tuple[str, str | None, str | None, dict[str, Any] | None]]) -> None:
         """Commit entries in one transaction (the lock is held); spooled once the store is gone."""
-        entries = []
-        for event, step, host, data in items:
-            self.seq += 1
-            entries.append({"seq": self.seq, "at": now_iso(), "event": event, "step": step, "host": host,
-                            "data": self.run.redactor.deep(data) if data is not None else None})
-        if self.lost is None:
-            try:
-                self._call(self.store.append, self.run.run_id, entries)
-            except Exception as exc:  # noqa: BLE001 - the store is gone: spool, and stop the run
-                self._lose(exc)
-        if self.lost is not None:
-            for entry in entries:
-                self._spool({"type": "entry", **entry})
+        self._commit_locked([(event, step, host, self.run.redactor.deep(data) if data is not None else None, None)
+                             for event, step, host, data in items])
 
     def _write(self, event: str, step: str | None, host: str | None, data: dict[str, Any] | None) -> int:
         """Commit one entry (or spool it once the store is gone); its seq."""
         if data is not None:
             data = self.run.redactor.deep(data)  # the journal never holds a secret
         with self._lock:
-            self.seq += 1
-            entry = {"seq": self.seq, "at": now_iso(), "event": event, "step": step, "host": host, "data": data}
-            if self.lost is None:
-                try:
-                    self._call(self.store.append, self.run.run_id, [entry])
-                except Exception as exc:  # noqa: BLE001 - the store is gone: spool, and stop the run
-                    self._lose(exc)
-            if self.lost is not None:
-                self._spool({"type": "entry", **entry})
-            if self._kill_after and self._kill_after == f"{event}:{step}" + (f"@{host}" if host else ""):
-                import signal
+            return self._commit_locked([(event, step, host, data, None)])
 
-                os.kill(os.getpid(), signal.SIGKILL)
-            return int(entry["seq"])
+    def _commit_locked(self, items: list[_Item], *, starts: bool = False) -> int:
+        """Commit held step ends and ``items`` (redacted already) in one transaction, or spool
+        them once the store is gone (the lock is held); the last one's seq. ``starts``: the
+        last item is a step's start, which is dropped (0 returned) when this commit is the one
+        that finds the store gone."""
+        if self._held:
+            items = [*self._held, *items]
+            self._held = []
+        was_up = self.lost is None
+        entries = []
+        for event, step, host, data, at in items:
+            self.seq += 1
+            entries.append({"seq": self.seq, "at": at or now_iso(), "event": event, "step": step, "host": host,
+                            "data": data})
+        if self.lost is None:
+            try:
+                self._call(self.store.append, self.run.run_id, entries)
+            except Exception as exc:  # noqa: BLE001 - the store is gone: spool, and stop the run
+                self._lose(exc)
+        if self.lost is not None:
+            if was_up and starts:
+                entries.pop()
+                self.seq -= 1
+            for entry in entries:
+                self._spool({"type": "entry", **entry})
+            if was_up and starts:
+                return 0
+        if self._kill_after:
+            for entry in entries:
+                host = entry["host"]
+                if self._kill_after == f"{entry['event']}:{entry['step']}" + (f"@{host}" if host else ""):
+                    import signal
+
+                    os.kill(os.getpid(), signal.SIGKILL)
+        return self.seq
 
     # ------------------------------------------------------------ the store gone
 

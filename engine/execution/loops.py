@@ -36,7 +36,7 @@ from ..format import expressions as ex
 from ..format.loops import EXCLUDE, ForeachHosts, axes, combinations, labels, loop_name
 from . import events as ev
 from .results import FAILED, StepResult, recorded_result
-from .step import error_text, now_iso
+from .step import NOT_STARTED, error_text, now_iso
 from .when import judge_when
 
 if TYPE_CHECKING:
@@ -176,7 +176,9 @@ def run_loop(run: Run, stepper: StepRunner, step: Step, sr: StepResult) -> None:
         sr.notes.append("no items: nothing to loop over")
         sr.fields["results"] = []
         return
-    run.journal.step_started(step.id, sr.phase, None)
+    if not run.journal.step_started(step.id, sr.phase, None):
+        sr.status, sr.error = "cancelled", NOT_STARTED
+        return
     # `runproc resume`: iterations an earlier run finished are not run again
     done_before = (getattr(run, "completed_hosts", None) or {}).get(step.id) or {}
     for i, label in enumerate(names):

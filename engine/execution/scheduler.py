@@ -42,7 +42,7 @@ from .options import RunOptions
 from .outcome import Outcome
 from .resources import Resources
 from .results import DONE, FAILED, RunResult, StepResult, recorded_result
-from .step import StepRunner, now_iso
+from .step import NOT_STARTED, StepRunner, now_iso
 from .store import StateStore, StoreOpener, user_name
 from .taint import Taint
 from .when import judge_when
@@ -414,35 +414,42 @@ class Run(Admission, Outcome, ChildProcedures):
         # coordinator runs them itself, in the order they start, as threads would finish them.
         workers: list[threading.Thread] = []
         started: deque[str] = deque()  # offline: started, not yet run
-        while ready or running:
-            while ready and len(running) < limit and not self._stopping():
-                _, sid = heapq.heappop(ready)
-                running.add(sid)
-                if self.offline:
-                    started.append(sid)
-                    continue
-                if not ready and len(running) == 1:
-                    # the only step that can run now: nothing else can become ready
-                    # before it ends, so run it here rather than pay two thread hand-offs
+        try:
+            while ready or running:
+                while ready and len(running) < limit and not self._stopping():
+                    _, sid = heapq.heappop(ready)
+                    running.add(sid)
+                    if self.offline:
+                        started.append(sid)
+                        continue
+                    if not ready and len(running) == 1:
+                        # the only step that can run now: nothing else can become ready
+                        # before it ends, so run it here rather than pay two thread hand-offs.
+                        # Its end is journaled with whatever this loop starts next (one commit
+                        # a step), or flushed below when the loop waits or ends instead.
+                        self._step_job(stepper, steps[sid], hold_finish=True)
+                        finished(sid)
+                        continue
+                    self.journal.flush()
+                    worker = threading.Thread(target=self._step_job, args=(stepper, steps[sid], done),
+                                              name=f"step-{sid}", daemon=True)
+                    worker.start()
+                    workers.append(worker)
+                if not running:
+                    break
+                if started:
+                    sid = started.popleft()
                     self._step_job(stepper, steps[sid])
                     finished(sid)
                     continue
-                worker = threading.Thread(target=self._step_job, args=(stepper, steps[sid], done),
-                                          name=f"step-{sid}", daemon=True)
-                worker.start()
-                workers.append(worker)
-            if not running:
-                break
-            if started:
-                sid = started.popleft()
-                self._step_job(stepper, steps[sid])
-                finished(sid)
-                continue
-            finished(done.get())  # every job puts its id, whatever happens to it
+                self.journal.flush()
+                finished(done.get())  # every job puts its id, whatever happens to it
+        finally:
+            self.journal.flush()
         for worker in workers:
             worker.join()  # each has put its id: this only waits for the thread to exit
         reason = (f"not started: {self.root_cause} {self.results[self.root_cause].status}"
-                  if self.root_cause else "not started: the state store stopped answering"
+                  if self.root_cause else NOT_STARTED
                   if self.state_lost and not self.interrupted else f"not started: {self._top().lock_lost}"
                   if self._top().lock_lost and not self.interrupted else "not started: the run was interrupted")
         for sid in steps:
@@ -501,7 +508,8 @@ class Run(Admission, Outcome, ChildProcedures):
         self.state_lost = f"the state store stopped answering ({reason}); {kept}"
         self.emit(ev.Note("warning", self.state_lost))
 
-    def _step_job(self, stepper: StepRunner, step: Step, done: queue.SimpleQueue[str] | None = None) -> None:
+    def _step_job(self, stepper: StepRunner, step: Step, done: queue.SimpleQueue[str] | None = None, *,
+                  hold_finish: bool = False) -> None:
         sr = self.results[step.id]
         done_before = step.id in self.completed and sr.phase == "step"
         try:
@@ -511,6 +519,10 @@ class Run(Admission, Outcome, ChildProcedures):
             sr.status, sr.error = "failed", f"internal error: {type(exc).__name__}: {exc}"
         finally:
             try:
+                # a step whose start found the state store gone did not start: like the steps
+                # after it, it has no end to journal and no place in the completion order
+                if sr.status == "cancelled" and sr.error == NOT_STARTED:
+                    done_before = True
                 if not done_before:  # a resumed step keeps its place in the old completion order
                     sr.completed_at = time.monotonic()
                 if sr.error:
@@ -520,7 +532,8 @@ class Run(Admission, Outcome, ChildProcedures):
                 self.views[step.id] = (ex.Unknown(f"steps.{step.id}") if step.id in self.unknown
                                        else sr.as_fields())
                 if not done_before:
-                    self.journal.step_finished(sr)  # committed before any step that needs it starts
+                    # committed before any step that needs it starts
+                    self.journal.step_finished(sr, hold=hold_finish)
                 self.emit(ev.StepFinished(step.id, sr.phase, sr))
             finally:
                 if done is not None:
@@ -554,7 +567,9 @@ class Run(Admission, Outcome, ChildProcedures):
             if hosts is not None:
                 from .fanout import run_fanout
 
-                self.journal.step_started(step.id, sr.phase, None)
+                if not self.journal.step_started(step.id, sr.phase, None):
+                    sr.status, sr.error = "cancelled", NOT_STARTED
+                    return
                 run_fanout(self, stepper, step, ns, sr, hosts)
             else:
                 stepper.execute(step, ns, sr)

@@ -26,6 +26,10 @@ if TYPE_CHECKING:
     from .context import RunContext as Run
 
 
+# a step that did not start because the journal's write before it found the state store gone
+NOT_STARTED = "not started: the state store stopped answering"
+
+
 def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
@@ -117,7 +121,7 @@ class StepRunner:
 
     def attempt(self, step_id: str, body: Body, ns: dict[str, Any], *, host: Any = None,
                 readonly: bool = False, rollback: bool = False, until: str | None = None,
-                rehearse: bool = False, on_start: Callable[[str], None] | None = None
+                rehearse: bool = False, on_start: Callable[[str], bool] | None = None
                 ) -> tuple[Result, int, str]:
         """Execute a body's action with its retry policy; return (result, attempts, description).
         ``on_start`` hears the rendered action before it first runs (the journal commits it).
@@ -141,7 +145,11 @@ class StepRunner:
             if n == 1:
                 description = self.describe(executor, options, ctx)
                 if on_start is not None:
-                    on_start(description)
+                    if on_start(description) is False:  # the journal found the store gone
+                        return Result(False, {}, NOT_STARTED, cancelled=True), 0, description
+                else:
+                    # a check or an undo: the previous step's end, if held, is on disk first
+                    self.run.journal.flush()
             try:
                 with ex.executing():
                     if rehearse:
@@ -270,11 +278,11 @@ class StepRunner:
         journal = run.journal
         host_name = getattr(host, "name", None)
 
-        def started(action: str) -> None:
+        def started(action: str) -> bool:
             if host_name is None:
-                journal.step_started(step.id, sr.phase, action)
-            else:
-                journal.host_started(step.id, host_name, action)
+                return journal.step_started(step.id, sr.phase, action)
+            journal.host_started(step.id, host_name, action)
+            return True
 
         res, attempts, description = self.attempt(step.id, step, ns, host=host, readonly=step.readonly,
                                                   rehearse=rehearse, on_start=started if journal.active else None)

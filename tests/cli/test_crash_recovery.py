@@ -184,6 +184,32 @@ def test_the_journal_is_written_before_each_side_effect(tmp_path: Path) -> None:
     assert shown["user"] and shown["host"] and shown["pid"]
 
 
+def test_a_step_end_is_on_disk_before_the_next_step_checks_anything(tmp_path: Path) -> None:
+    """A step's end is committed with the next step's start (one commit a step); a precondition
+    runs before that start, so the end is flushed first: the runner killed inside s3's check
+    leaves s2 finished and nothing in flight."""
+    path = write(tmp_path, """\
+        procedure: checked
+        steps:
+          - id: s1
+            shell: echo s1 >> effects
+          - id: s2
+            shell: echo s2 >> effects
+            needs: [s1]
+          - id: s3
+            needs: [s2]
+            preconditions:
+              - shell: kill -9 $PPID
+            shell: echo s3 >> effects
+    """)
+    run_id = _crash(tmp_path, path, None)
+    shown = json.loads(runproc(tmp_path, "show", run_id, "--output", "json", "--state",
+                               f"sqlite:///{tmp_path}/state.db").stdout)
+    assert shown["in_flight"] == []
+    assert [s["status"] for s in shown["steps"]] == ["ok", "ok", "cancelled"]
+    assert _effects(tmp_path) == ["s1", "s2"]
+
+
 def test_runs_lists_a_resume_and_a_rollback_by_their_kind(tmp_path: Path) -> None:
     run_id = _crash(tmp_path, _procedure(tmp_path), "step_finished:s2")
     assert runproc(tmp_path, "resume", run_id).rc == 0

@@ -305,7 +305,9 @@ def test_list_is_capped_by_max_keys(tmp_path: Path, s3_server: S3Server, s3_buck
     assert result.steps["all"].fields["count"] == 5 and result.steps["all"].fields["size"] == 10
 
 
-def test_bucket_from_the_step_and_an_unreachable_endpoint(tmp_path: Path) -> None:
+def test_bucket_from_the_step_and_an_unreachable_endpoint(tmp_path: Path, aws_env: dict[str, str]) -> None:
+    """Credentials are there (aws_env; not left to whichever test this worker ran before): what
+    fails is reaching the endpoint, an environment failure, in runproc's words first."""
     path = tmp_path / "p.yml"
     path.write_text(textwrap.dedent("""
         procedure: unreachable
@@ -322,7 +324,9 @@ def test_bucket_from_the_step_and_an_unreachable_endpoint(tmp_path: Path) -> Non
     result = engine.run(path, state=f"sqlite:///{tmp_path}/state.db")
     assert "no bucket" in (result.steps["nobucket"].error or "")
     assert result.steps["list"].status == "failed"
-    assert "Could not connect" in (result.steps["list"].error or "")
+    failed = result.steps["list"]
+    assert failed.error_kind == "environment", failed.error
+    assert (failed.error or "").startswith("s3 list s3://somewhere/: "), failed.error
 
 
 def test_a_transfer_past_its_deadline_is_aborted(tmp_path: Path, s3_server: S3Server, s3_bucket: str) -> None:
