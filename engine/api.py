@@ -316,7 +316,7 @@ def run_on_engine(procedure: Procedure | str | Path, params: dict[str, Any] | No
     from .distributed import require_temporalio
     from .distributed.client import parse_engine, submit_and_follow
     from .distributed.plan import DEFAULT_QUEUE, build
-    from .execution.step import now_iso
+    from .execution.journal import now_iso
     from .format.params import resolve_params
 
     target = parse_engine(engine)
@@ -368,7 +368,7 @@ def resume_on_engine(run_id: str, *, engine: str, yes: bool = False, ignore_wind
     from .distributed import require_temporalio
     from .distributed.client import parse_engine, recorded_run, submit_and_follow
     from .distributed.replay import check_resumable, in_doubt, resume_input
-    from .execution.step import now_iso
+    from .execution.journal import now_iso
     from .state.replay import InFlight
 
     target = parse_engine(engine)
@@ -402,7 +402,7 @@ def rollback_on_engine(run_id: str, *, engine: str, confirm: Asker | None = None
     from .distributed import require_temporalio
     from .distributed.client import parse_engine, recorded_run, submit_and_follow
     from .distributed.replay import in_doubt, rollback_input
-    from .execution.step import now_iso
+    from .execution.journal import now_iso
     from .state.replay import InFlight
 
     target = parse_engine(engine)

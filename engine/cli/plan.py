@@ -75,7 +75,7 @@ def _apply(argv: list[str]) -> int:
 
 def _refuse_apply(ns: argparse.Namespace, plan: dict[str, Any], changes: list[Any]) -> int:
     """Exit 3 before anything ran, naming every difference (as text, or as the one JSON document)."""
-    from ..execution.step import now_iso
+    from ..execution.journal import now_iso
 
     proc = plan["procedure"]
     error = f"the plan no longer matches: {len(changes)} difference(s) since it was saved"

@@ -26,6 +26,7 @@ class RunContext(Protocol):
     """The run as its parts see it."""
 
     proc: Procedure
+    references: dict[str, set[str]]  # proc's: what each step's templates read
     workdir: Path
     dry_run: bool
     offline: bool

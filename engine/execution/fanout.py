@@ -36,8 +36,9 @@ from ..executors.base import environment_error
 from ..format import expressions as ex
 from . import events as ev
 from .batches import batch_sizes, stop_reason, summarise, too_many_failures
+from .journal import now_iso
 from .results import FAILED, StepResult, recorded_result
-from .step import error_text, now_iso
+from .step import error_text
 
 if TYPE_CHECKING:
     from ..format.model import Step

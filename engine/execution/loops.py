@@ -35,8 +35,9 @@ from ..executors.base import environment_error
 from ..format import expressions as ex
 from ..format.loops import EXCLUDE, ForeachHosts, axes, combinations, labels, loop_name
 from . import events as ev
+from .journal import now_iso
 from .results import FAILED, StepResult, recorded_result
-from .step import NOT_STARTED, error_text, now_iso
+from .step import NOT_STARTED, error_text
 from .when import judge_when
 
 if TYPE_CHECKING:
@@ -189,7 +190,7 @@ def run_loop(run: Run, stepper: StepRunner, step: Step, sr: StepResult) -> None:
     todo = [(i, label, item) for i, (label, item) in enumerate(zip(names, items, strict=True))
             if label not in done_before]
     # a dry run: a result the body reads was only planned upstream; each iteration is shown
-    unknown = (sorted(r for r in run.proc._references.get(step.id, ()) if r in run.unknown)
+    unknown = (sorted(r for r in run.references.get(step.id, ()) if r in run.unknown)
                if run.dry_run else [])
     progress = _Progress(run, step.id, len(names), len(names) - len(todo))
 

@@ -89,6 +89,7 @@ class _PortableRun:
 
     def __init__(self, inputs: StepInputs, proc: Any, on_event: Any = None) -> None:
         self.proc = proc
+        self.references: dict[str, set[str]] = proc._references
         self.workdir = Path(inputs.workdir).resolve()
         self.dry_run = inputs.dry_run or inputs.offline
         self.offline = inputs.offline

@@ -9,8 +9,9 @@ from ..format import expressions as ex
 from ..format.model import Step
 from . import events as ev
 from .dryrun import changes_things
+from .journal import now_iso
 from .results import FAILED, StepResult
-from .step import StepRunner, now_iso
+from .step import StepRunner
 
 if TYPE_CHECKING:
     from .context import RunContext as Run

@@ -37,12 +37,12 @@ from . import events as ev
 from . import saga as rollback
 from .admission import Admission
 from .children import ChildProcedures
-from .journal import Journal, NullJournal, _without_password
+from .journal import Journal, NullJournal, _without_password, now_iso
 from .options import RunOptions
 from .outcome import Outcome
 from .resources import Resources
 from .results import DONE, FAILED, RunResult, StepResult, recorded_result
-from .step import NOT_STARTED, StepRunner, now_iso
+from .step import NOT_STARTED, StepRunner
 from .store import StateStore, StoreOpener, user_name
 from .taint import Taint
 from .when import judge_when
@@ -105,6 +105,8 @@ class Run(Admission, Outcome, ChildProcedures):
         # what the store keeps to resume or roll back this run (engine/state/replay.py captures it)
         self.journal_inputs: dict[str, Any] | None = None
         self.workdir = proc.workdir
+        # what each step's templates read (a pydantic private attribute: slow to reach per step)
+        self.references: dict[str, set[str]] = proc._references
         self.run_id = os.urandom(6).hex()  # as uuid4().hex[:12], without importing uuid
         self.started_at = now_iso()
         self.stop = threading.Event()  # first interrupt: start nothing, kill running steps
@@ -553,7 +555,7 @@ class Run(Admission, Outcome, ChildProcedures):
                 run_loop(self, stepper, step, sr)
                 return
             ns = self.namespace()
-            unknown = sorted(r for r in self.proc._references.get(step.id, ()) if r in self.unknown)
+            unknown = sorted(r for r in self.references.get(step.id, ()) if r in self.unknown)
             go, undecided = judge_when(step.when, ns, sr, self.redactor, "step")
             if not go:
                 return

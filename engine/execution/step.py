@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from ..errors import RunprocError
@@ -28,10 +27,6 @@ if TYPE_CHECKING:
 
 # a step that did not start because the journal's write before it found the state store gone
 NOT_STARTED = "not started: the state store stopped answering"
-
-
-def now_iso() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def error_text(exc: BaseException) -> str:

@@ -91,6 +91,12 @@ _ASSIGNMENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*=")
 
 def simple_argv(cmd: str) -> list[str] | None:
     """The argv of a command the shell would run as is, or None when it needs the shell."""
+    words = _simple_words(cmd)
+    return list(words) if words is not None else None
+
+
+@lru_cache(maxsize=1024)  # asked at every run of a step: a procedure repeats its commands
+def _simple_words(cmd: str) -> tuple[str, ...] | None:
     text = cmd.strip()
     if not text or not _PLAIN.fullmatch(text):
         return None
@@ -98,7 +104,7 @@ def simple_argv(cmd: str) -> list[str] | None:
     first = words[0]
     if first in _SHELL_WORDS or _ASSIGNMENT.match(first):
         return None  # a built-in, or an assignment (NAME=value cmd)
-    return words
+    return tuple(words)
 
 
 class ShellExecutor(Executor):

@@ -252,7 +252,7 @@ def expected_actions(plan: Mapping[str, Any]) -> dict[str, str | None]:
 def build(run: Run, result: RunResult, *, inventory: str | None, files: dict[str, dict[str, Any]],
           warnings: list[str], cwd: str) -> dict[str, Any]:
     """The plan document for a finished dry run (``result``) of ``run``."""
-    from ..execution.step import now_iso
+    from ..execution.journal import now_iso
     from ..execution.store import user_name
 
     proc = run.proc

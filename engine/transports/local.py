@@ -49,21 +49,30 @@ _tokens = itertools.count(1)
 _live_roots: set[int] = set()  # the command processes running now (parallel steps): not leftovers
 _roots_lock = threading.Lock()
 _subreaper: bool | None = None
+_subreaper_lock = threading.Lock()
 
 
 def become_subreaper() -> bool:
-    """Make runproc the reaper of its orphaned descendants (Linux >= 3.4); once per process."""
-    global _subreaper
-    if _subreaper is None:
-        _subreaper = False
-        if sys.platform.startswith("linux"):
-            try:
-                import ctypes
+    """Make runproc the reaper of its orphaned descendants (Linux >= 3.4); once per process.
 
-                libc = ctypes.CDLL(None, use_errno=True)
-                _subreaper = libc.prctl(36, 1, 0, 0, 0) == 0  # PR_SET_CHILD_SUBREAPER
-            except (OSError, AttributeError):
-                _subreaper = False
+    Under a lock: the first commands of a run may start together (parallel steps), and one
+    that went on before the other had made runproc the reaper would neither be answered
+    truly nor have its orphans come back to runproc."""
+    global _subreaper
+    if _subreaper is not None:
+        return _subreaper
+    with _subreaper_lock:
+        if _subreaper is None:
+            reaper = False
+            if sys.platform.startswith("linux"):
+                try:
+                    import ctypes
+
+                    libc = ctypes.CDLL(None, use_errno=True)
+                    reaper = libc.prctl(36, 1, 0, 0, 0) == 0  # PR_SET_CHILD_SUBREAPER
+                except (OSError, AttributeError):
+                    reaper = False
+            _subreaper = reaper
     return _subreaper
 
 
@@ -87,6 +96,20 @@ def _inherited() -> dict[bytes, bytes]:
         if current != _environ_copy:
             _environ_copy = dict(current)
         return _environ_copy
+
+
+def _after_fork_in_child() -> None:
+    """A forked runproc (the warm start's child) starts afresh: PR_SET_CHILD_SUBREAPER is not
+    inherited, its parent's running commands are not its own, and a lock another thread of
+    the parent held at the fork would never be released."""
+    global _subreaper, _subreaper_lock, _roots_lock, _environ_lock, _live_roots
+    _subreaper = None
+    _subreaper_lock, _roots_lock, _environ_lock = threading.Lock(), threading.Lock(), threading.Lock()
+    _live_roots = set()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def run_local(argv: list[str], *, cwd: Path | None, env: dict[str, str], deadline: float | None,
@@ -247,29 +270,53 @@ def _live_members(pgid: int) -> int:
 
 
 def _children_of_runproc() -> set[int]:
-    """runproc's child processes: with the subreaper, every orphaned descendant is one."""
-    pids: set[int] = set()
-    try:
-        tasks = os.listdir("/proc/self/task")
-    except OSError:
-        return pids
-    for task in tasks:
-        # os.open/os.read, not open(): this runs after every local command, and a buffered
-        # text file costs ~10 us more per thread of runproc
+    """runproc's child processes: with the subreaper, every orphaned descendant is one.
+
+    An orphan goes to the subreaper's first thread that is not exiting, its main thread
+    (Linux >= 3.19, ``find_alive_thread``), whichever thread started its parent: while the
+    main thread lives, its list is the only one to read (one file, not one per thread: this
+    runs after every local command). The direct children of other threads are the commands
+    running now, which are not leftovers.
+    """
+    if _ORPHANS_TO_MAIN and threading.main_thread().is_alive():
+        tasks = [str(os.getpid())]
+    else:
         try:
-            fd = os.open(f"/proc/self/task/{task}/children", os.O_RDONLY | os.O_CLOEXEC)
+            tasks = os.listdir("/proc/self/task")
         except OSError:
-            continue
-        try:
-            listing = b""
-            while chunk := os.read(fd, 65536):
-                listing += chunk
-            pids.update(int(p) for p in listing.split())
-        except (OSError, ValueError):
-            continue
-        finally:
-            os.close(fd)
+            return set()
+    pids: set[int] = set()
+    for task in tasks:
+        pids.update(_task_children(task))
     return pids
+
+
+def _task_children(task: str) -> list[int]:
+    # os.open/os.read, not open(): a buffered text file costs ~10 us more each time
+    try:
+        fd = os.open(f"/proc/self/task/{task}/children", os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return []
+    try:
+        listing = b""
+        while chunk := os.read(fd, 65536):
+            listing += chunk
+        return [int(p) for p in listing.split()]
+    except (OSError, ValueError):
+        return []
+    finally:
+        os.close(fd)
+
+
+def _kernel_at_least(major: int, minor: int) -> bool:
+    try:
+        parts = os.uname().release.split(".")
+        return (int(parts[0]), int(parts[1].split("-")[0])) >= (major, minor)
+    except (AttributeError, ValueError, IndexError):
+        return False
+
+
+_ORPHANS_TO_MAIN = sys.platform.startswith("linux") and _kernel_at_least(3, 19)
 
 
 def _carries(pid: int, token: str) -> bool:

@@ -78,6 +78,31 @@ def test_the_end_of_a_step_kills_what_it_left_running(tmp_path: Path, reap_stray
     assert _wait_for(lambda: not _alive(pid)), f"grandchild {pid} outlived its step"
 
 
+def test_a_parallel_step_end_kills_what_it_left_running_while_the_run_goes_on(tmp_path: Path,
+                                                                              reap_strays: list[int]) -> None:
+    """Started by a step's own thread, the orphan is runproc's main thread's child: found there
+    at the step's end, not at the run's."""
+    write(tmp_path, f"""
+        procedure: tree
+        steps:
+          - id: a
+            needs: []
+            shell: "{ESCAPE} true"
+          - id: b
+            needs: []
+            shell: sleep 4
+    """)
+    proc = popen(tmp_path, "proc.yml")
+    try:
+        pid = _grandchild(tmp_path)
+        reap_strays.append(pid)
+        assert _wait_for(lambda: not _alive(pid), timeout=3), f"grandchild {pid} outlived its step"
+        assert proc.poll() is None, "the run ended first: this proves nothing"
+    finally:
+        proc.communicate(timeout=30)
+    assert proc.returncode == 0
+
+
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_a_signal_to_runproc_kills_the_whole_tree(tmp_path: Path, reap_strays: list[int], sig: int) -> None:
     write(tmp_path, f"""
