@@ -251,7 +251,7 @@ def _spawn(argv: list[str], cwd: Path | None, env: dict[bytes, bytes], with_stdi
     SIGXFSZ back to their defaults, no descriptor but 0-2), by ``os.posix_spawn``: about 60 us
     less of runproc's CPU a command than Popen, whose environment is encoded in Python
     (docs/performance.md). None when posix_spawn cannot do it as Popen would, and Popen runs
-    the command: a folder to change to (posix_spawn has no chdir before Python 3.13?), a
+    the command: a folder to change to (os.posix_spawn has no chdir action), a
     program not found on the command's PATH (Popen says so in its words), a platform without
     posix_spawn, or runproc's own 0-2 closed."""
     if not _SPAWN:

@@ -7,7 +7,10 @@ run shows on the runs page."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import signal
 import threading
 import time
 from collections.abc import Iterator
@@ -239,6 +242,18 @@ alertmanager:
 """
 
 
+@contextlib.contextmanager
+def _stopped_at_the_end(history: History) -> Iterator[None]:
+    """incident-triage waits hours for an acknowledgement: its run is stopped (SIGTERM, as a
+    Ctrl-C) when the test ends, not left running after the suite."""
+    try:
+        yield
+    finally:
+        for (pid,) in history.sql("SELECT pid FROM runs WHERE status = 'running'"):
+            with contextlib.suppress(ProcessLookupError, TypeError):
+                os.kill(int(pid), signal.SIGTERM)  # type: ignore[arg-type]
+
+
 def test_an_alertmanager_payload_starts_the_incident_procedure_exactly_once(
         browser: Browser, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
     import httpx
@@ -249,8 +264,9 @@ def test_an_alertmanager_payload_starts_the_incident_procedure_exactly_once(
     token = tokens.add_token(file, "alertmanager", "operator")
     viewer = tokens.add_token(file, "oncall", "viewer")
     body = payload(key='{}:{severity="critical"}', platform="systemd", deployment="unjucks-api")
-    with serving(History(tmp_path, ROOT / "procedures"), "--tokens", file, "--triggers", str(rules),
-                 "--no-scheduler") as base:
+    history = History(tmp_path, ROOT / "procedures")
+    with serving(history, "--tokens", file, "--triggers", str(rules), "--no-scheduler") as base, \
+            _stopped_at_the_end(history):
         answers = [httpx.post(f"{base}/api/v1/alertmanager", json=body, timeout=60,
                               headers={"authorization": f"Bearer {token}"}) for _ in range(2)]
         assert [a.status_code for a in answers] == [201, 200], [a.text for a in answers]
