@@ -254,6 +254,7 @@ def _spawn(argv: list[str], cwd: Path | None, env: dict[bytes, bytes], with_stdi
     the command: a folder to change to (os.posix_spawn has no chdir action), a
     program not found on the command's PATH (Popen says so in its words), a platform without
     posix_spawn, or runproc's own 0-2 closed."""
+    global _SPAWN
     if not _SPAWN:
         return None
     if cwd is not None and os.fspath(cwd) != _cwd():
@@ -279,10 +280,13 @@ def _spawn(argv: list[str], cwd: Path | None, env: dict[bytes, bytes], with_stdi
     try:
         pid = os.posix_spawn(program, argv, env, file_actions=actions, setsid=True,
                              setsigdef=(signal.SIGPIPE, signal.SIGXFSZ))
-    except BaseException:
+    except BaseException as exc:
         for fd in (out_r, err_r, in_w):
             if fd >= 0:
                 os.close(fd)
+        if isinstance(exc, NotImplementedError):  # a C library without POSIX_SPAWN_SETSID
+            _SPAWN = False
+            return None
         raise
     finally:
         for fd in (out_w, err_w, in_r):

@@ -106,3 +106,19 @@ def test_another_folder_is_left_to_popen(tmp_path: Path, monkeypatch: pytest.Mon
     assert local._spawn(["/bin/true"], other, {}, False) is None
     res = local.run_local(["/bin/pwd"], cwd=other, env={}, deadline=None, cancel=threading.Event())
     assert res.stdout.text().strip() == str(other)
+
+
+def test_a_c_library_without_setsid_for_posix_spawn_falls_back_to_popen(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(local, "_SPAWN", True)
+
+    def unsupported(*args: Any, **kwargs: Any) -> int:
+        raise NotImplementedError("setsid is not supported")
+
+    monkeypatch.setattr(local.os, "posix_spawn", unsupported)
+    before = len(os.listdir("/proc/self/fd"))
+    res = _run(["/bin/sh", "-c", "echo $$"])
+    assert res.rc == 0 and res.stdout.text().strip().isdigit()
+    assert local._SPAWN is False  # asked once, not at every command
+    assert len(os.listdir("/proc/self/fd")) == before  # the spawn's pipes were closed
