@@ -43,9 +43,10 @@ def now_iso() -> str:
     global _second
     now = time.time()
     whole = int(now)
-    if whole != _second[0]:
-        _second = (whole, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole)))
-    return f"{_second[1]}.{int((now - whole) * 1000):03d}Z"
+    cached = _second  # read once: another thread may replace it meanwhile
+    if whole != cached[0]:
+        cached = _second = (whole, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole)))
+    return f"{cached[1]}.{int((now - whole) * 1000):03d}Z"
 
 
 def spool_dir() -> Path:
@@ -357,12 +358,16 @@ class Journal(NullJournal):
     # ------------------------------------------------------------ transitions
 
     def step_started(self, step_id: str, phase: str, action: str | None) -> bool:
-        """Record that the step starts; False when this very write found the store gone: the
-        step must not start then (the run stops at its first failed write, and a held end of
-        the previous step is what failed), and its start is not recorded."""
+        """Record that the step starts. False when this very write found the store gone and
+        the step is one of the run's steps: it must not start then (the run starts nothing
+        once the store is gone, and a held end of the previous step is what failed); the
+        caller journals its end, ``cancelled``, not started. A ``finally`` or ``on_failure``
+        step runs whatever the store does (docs/state-outage.md)."""
         data = self.run.redactor.deep({"phase": phase, **({"action": action} if action else {})})
         with self._lock:
-            return self._commit_locked([("step_started", step_id, None, data, None)], starts=True) > 0
+            was_up = self.lost is None
+            self._commit_locked([("step_started", step_id, None, data, None)])
+            return not (was_up and self.lost is not None and phase == "step")
 
     def host_started(self, step_id: str, host: str, action: str | None) -> None:
         self._write("host_started", step_id, host, {"action": action} if action else None)
@@ -457,15 +462,12 @@ class Journal(NullJournal):
         with self._lock:
             return self._commit_locked([(event, step, host, data, None)])
 
-    def _commit_locked(self, items: list[_Item], *, starts: bool = False) -> int:
+    def _commit_locked(self, items: list[_Item]) -> int:
         """Commit held step ends and ``items`` (redacted already) in one transaction, or spool
-        them once the store is gone (the lock is held); the last one's seq. ``starts``: the
-        last item is a step's start, which is dropped (0 returned) when this commit is the one
-        that finds the store gone."""
+        them once the store is gone (the lock is held); the last one's seq."""
         if self._held:
             items = [*self._held, *items]
             self._held = []
-        was_up = self.lost is None
         entries = []
         for event, step, host, data, at in items:
             self.seq += 1
@@ -477,13 +479,8 @@ class Journal(NullJournal):
             except Exception as exc:  # noqa: BLE001 - the store is gone: spool, and stop the run
                 self._lose(exc)
         if self.lost is not None:
-            if was_up and starts:
-                entries.pop()
-                self.seq -= 1
             for entry in entries:
                 self._spool({"type": "entry", **entry})
-            if was_up and starts:
-                return 0
         if self._kill_after:
             for entry in entries:
                 host = entry["host"]

@@ -521,11 +521,11 @@ class Run(Admission, Outcome, ChildProcedures):
             sr.status, sr.error = "failed", f"internal error: {type(exc).__name__}: {exc}"
         finally:
             try:
-                # a step whose start found the state store gone did not start: like the steps
-                # after it, it has no end to journal and no place in the completion order
-                if sr.status == "cancelled" and sr.error == NOT_STARTED:
-                    done_before = True
-                if not done_before:  # a resumed step keeps its place in the old completion order
+                # a step whose start found the state store gone did not start: its end says
+                # so (cancelled, whatever became of the start's write), and it has no place
+                # in the completion order
+                never_started = sr.status == "cancelled" and sr.error == NOT_STARTED
+                if not done_before and not never_started:  # a resumed step keeps its old place
                     sr.completed_at = time.monotonic()
                 if sr.error:
                     sr.error = self.redactor(sr.error)

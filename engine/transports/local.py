@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from .output import LineStream, OutputBuffer
 
@@ -214,7 +214,7 @@ def run_local(argv: list[str], *, cwd: Path | None, env: dict[str, str], deadlin
 class _Spawned:
     """A command started by ``os.posix_spawn``: what run_local and kill_group use of a Popen."""
 
-    def __init__(self, pid: int, stdin: io.FileIO | None, stdout: io.FileIO, stderr: io.FileIO) -> None:
+    def __init__(self, pid: int, stdin: BinaryIO | None, stdout: io.FileIO, stderr: io.FileIO) -> None:
         self.pid = pid
         self.stdin, self.stdout, self.stderr = stdin, stdout, stderr
         self.returncode: int | None = None
@@ -292,7 +292,9 @@ def _spawn(argv: list[str], cwd: Path | None, env: dict[bytes, bytes], with_stdi
         for fd in (out_w, err_w, in_r):
             if fd >= 0:
                 os.close(fd)
-    return _Spawned(pid, io.FileIO(in_w, "wb") if with_stdin else None, io.FileIO(out_r, "rb"), io.FileIO(err_r, "rb"))
+    # stdin buffered, as Popen's: its write() goes on until all is sent (a raw one may stop
+    # short when a signal interrupts it, and _feed would close the pipe on a truncated input)
+    return _Spawned(pid, open(in_w, "wb") if with_stdin else None, io.FileIO(out_r, "rb"), io.FileIO(err_r, "rb"))
 
 
 _SPAWN = sys.platform.startswith("linux") and hasattr(os, "posix_spawn") and hasattr(os, "POSIX_SPAWN_DUP2")

@@ -26,6 +26,7 @@ import pytest
 
 from engine.state import spool
 from engine.state.postgres import PostgresStore
+from engine.state.recovery import in_flight
 from engine.state.sqlite import SqliteStore
 from tests.helpers.cli import RUNPROC, child_env, write
 from tests.servers.postgres import PostgresServer, _as_pg_user, _clean_env, start_postgres, stop_postgres
@@ -166,7 +167,7 @@ def _outage(tmp: Path, pg: PostgresServer, url: str, *, first: str, output: str)
     return Ran(run.returncode, out, err)
 
 
-def _check_the_run(tmp: Path, run: Ran, *, output: str, shown: str) -> str:
+def _check_the_run(tmp: Path, run: Ran, *, output: str, shown: str, first: str) -> str:
     """What the run did and said; its spool file. Returns the run id."""
     out, err = run.out, run.err
     assert "Traceback" not in out + err, out + err
@@ -196,9 +197,17 @@ def _check_the_run(tmp: Path, run: Ran, *, output: str, shown: str) -> str:
     assert lines[0]["header"]["run_id"] == run_id
     entries = [(ln["event"], ln["step"]) for ln in lines[1:-1]]
     assert all(ln["type"] == "entry" for ln in lines[1:-1])
-    # from the write that failed (s2's end) on
-    assert entries == [("step_finished", "s2"), ("rollback_started", "s2"), ("rollback_finished", "s2"),
-                       ("rollback_started", "s1"), ("rollback_finished", "s1")]
+    undo = [("rollback_started", "s2"), ("rollback_finished", "s2"), ("rollback_started", "s1"),
+            ("rollback_finished", "s1")]
+    if first == "heartbeat":  # noticed while s2 ran: its end is the first entry the store missed
+        assert entries == [("step_finished", "s2"), *undo]
+    else:
+        # the write that failed carried s2's end and s3's start (one commit a step,
+        # docs/state.md): s3 did not start, and its end, right after, says so
+        assert entries == [("step_finished", "s2"), ("step_started", "s3"), ("step_finished", "s3"), *undo]
+        s3_end = lines[3]["data"]
+        assert s3_end["entry"]["status"] == "cancelled" and s3_end["completed"] is False
+        assert s3_end["entry"]["error"] == "not started: the state store stopped answering"
     assert lines[-1]["type"] == "report" and lines[-1]["report"]["status"] == "failed"
     return str(run_id)
 
@@ -216,8 +225,10 @@ def _check_uploaded(url: str, run_id: str, spooled: Path) -> list[dict[str, Any]
         assert steps[:4] == [("step_started", "s1"), ("step_finished", "s1"), ("step_started", "s2"),
                              ("step_finished", "s2")]
         assert steps[-1] == ("rollback_finished", "s1")
+        assert in_flight(journal) == {}  # s3, whose start the failed write carried, is not in flight
+        spooled_entries = sum(1 for ln in spooled.read_text().splitlines() if json.loads(ln)["type"] == "entry")
         again = spool.upload(store, spooled)  # a copy of the spool file, uploaded again
-        assert again["run_id"] == run_id and again["entries"] == 0 and again["skipped"] == 5
+        assert again["run_id"] == run_id and again["entries"] == 0 and again["skipped"] == spooled_entries
         assert store.journal(run_id) == journal
         assert store.show(run_id) == report
         assert not spooled.exists()
@@ -234,7 +245,7 @@ def test_state_store_stopped_mid_run(tmp_path: Path, server: PostgresServer, fir
     url = server.dsn_for("outage").replace(f"{server.user}@", f"{server.user}:{PASSWORD}@")
     shown = server.dsn_for("outage")  # as the spool file and the messages say it
     run = _outage(tmp_path, server, url, first=first, output=output)
-    run_id = _check_the_run(tmp_path, run, output=output, shown=shown)
+    run_id = _check_the_run(tmp_path, run, output=output, shown=shown, first=first)
     (path,) = _spool_files(tmp_path)
     copy = tmp_path / "copy.jsonl"
     shutil.copy(path, copy)

@@ -114,3 +114,60 @@ def test_a_command_sees_the_environment_as_it_is_when_it_starts(tmp_path: Path,
     assert printed({"RP_B": "é"}) == f"|é|{os.environ.get('HOME', 'none')}"
     # replace_env: only what was given (and the step's token)
     assert printed({"RP_A": "only"}, replace_env=True) == "only||none"
+
+
+def _failing_from(url: str, nth: int) -> SqliteStore:
+    """A real SQLite store whose journal writes fail from the ``nth`` on (the store gone)."""
+    store = SqliteStore(url)
+    append = store.append
+    calls = [0]
+
+    def flaky(run_id: str, entries: list[dict[str, Any]]) -> None:
+        calls[0] += 1
+        if calls[0] >= nth:
+            raise ConnectionError("the state store went away")
+        append(run_id, entries)
+
+    store.append = flaky  # type: ignore[method-assign]
+    return store
+
+
+def _spooled(folder: Path) -> list[dict[str, Any]]:
+    import json
+
+    (path,) = folder.glob("*.jsonl")
+    return [e for e in map(json.loads, path.read_text().splitlines()) if e["type"] == "entry"]
+
+
+def test_a_step_whose_start_finds_the_store_gone_does_not_run_and_its_end_says_so(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RUNPROC_SPOOL_DIR", str(tmp_path / "spool"))
+    path = _chain(tmp_path, 3)
+    store = _failing_from(f"sqlite:///{tmp_path}/state.db", 2)  # the commit of s0's end and s1's start
+    try:
+        result = engine.run(path, store=store)
+    finally:
+        store.close()
+    assert (tmp_path / "effects").read_text().split() == ["s0"]
+    assert result.steps["s1"].status == "cancelled"
+    assert result.steps["s1"].error == "not started: the state store stopped answering"
+    entries = _spooled(tmp_path / "spool")
+    # every seq once, in order (an upload skips what the store has by seq): s1's start, then
+    # its end saying it did not start, whatever became of the write that failed
+    assert [e["seq"] for e in entries] == list(range(2, 2 + len(entries)))
+    assert [(e["event"], e["step"]) for e in entries][:3] == [("step_finished", "s0"), ("step_started", "s1"),
+                                                             ("step_finished", "s1")]
+    assert entries[2]["data"]["entry"]["status"] == "cancelled" and entries[2]["data"]["completed"] is False
+
+
+def test_a_finally_step_runs_though_its_start_finds_the_store_gone(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RUNPROC_SPOOL_DIR", str(tmp_path / "spool"))
+    path = _chain(tmp_path, 1, extra=f"finally:\n  - id: cleanup\n    shell: echo cleanup >> {tmp_path}/effects\n")
+    store = _failing_from(f"sqlite:///{tmp_path}/state.db", 3)  # the cleanup's start
+    try:
+        result = engine.run(path, store=store)
+    finally:
+        store.close()
+    assert (tmp_path / "effects").read_text().split() == ["s0", "cleanup"]
+    assert result.steps["cleanup"].status == "ok"

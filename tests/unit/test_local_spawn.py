@@ -122,3 +122,31 @@ def test_a_c_library_without_setsid_for_posix_spawn_falls_back_to_popen(
     assert res.rc == 0 and res.stdout.text().strip().isdigit()
     assert local._SPAWN is False  # asked once, not at every command
     assert len(os.listdir("/proc/self/fd")) == before  # the spawn's pipes were closed
+
+
+def test_stdin_is_fed_whole_when_a_signal_interrupts_the_feeder(how: str) -> None:
+    """The feeder thread blocks on a full pipe while the command sleeps; a signal runproc
+    handles (SIGINT, SIGTERM, SIGHUP in a run) interrupts its write. The rest is still sent."""
+    import signal
+    import time
+
+    data = b"x" * (1 << 20)
+    previous = signal.signal(signal.SIGUSR1, lambda *_: None)
+    done: dict[str, Any] = {}
+    try:
+        runner = threading.Thread(target=lambda: done.setdefault("res", _run(
+            ["/bin/sh", "-c", "sleep 0.5; wc -c"], stdin=data)))
+        runner.start()
+        feeder = None
+        for _ in range(200):
+            feeder = next((t for t in threading.enumerate() if "_feed" in t.name), None)
+            if feeder is not None:
+                break
+            time.sleep(0.005)
+        assert feeder is not None and feeder.ident is not None
+        time.sleep(0.1)  # it has filled the pipe and waits in write()
+        signal.pthread_kill(feeder.ident, signal.SIGUSR1)
+        runner.join(timeout=30)
+    finally:
+        signal.signal(signal.SIGUSR1, previous)
+    assert done["res"].stdout.text().strip() == str(len(data))
