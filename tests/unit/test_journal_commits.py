@@ -29,6 +29,16 @@ def _counting_store(url: str, commits: list[list[str]]) -> SqliteStore:
     return store
 
 
+def _run_counting(tmp: Path, path: Path) -> tuple[Any, list[list[str]]]:
+    """Run ``path`` against a counting store in ``tmp``: its result and its journal commits."""
+    commits: list[list[str]] = []
+    store = _counting_store(f"sqlite:///{tmp}/state.db", commits)
+    try:
+        return engine.run(path, store=store), commits
+    finally:
+        store.close()
+
+
 def _chain(tmp: Path, n: int, extra: str = "") -> Path:
     lines = ["procedure: chain", "steps:"]
     for i in range(n):
@@ -68,12 +78,7 @@ def test_a_skipped_step_end_waits_for_the_next_commit_too(tmp_path: Path) -> Non
                     "  - id: a\n    shell: 'true'\n"
                     "  - id: b\n    when: 'false'\n    shell: 'true'\n"
                     "  - id: c\n    shell: 'true'\n")
-    commits: list[list[str]] = []
-    store = _counting_store(f"sqlite:///{tmp_path}/state.db", commits)
-    try:
-        result = engine.run(path, store=store)
-    finally:
-        store.close()
+    result, commits = _run_counting(tmp_path, path)
     assert result.status == "ok"
     assert commits == [["step_started:a"], ["step_finished:a", "step_finished:b", "step_started:c"],
                        ["step_finished:c"]]
@@ -85,12 +90,7 @@ def test_parallel_steps_commit_each_end_at_once(tmp_path: Path) -> None:
     path.write_text("procedure: wide\nsteps:\n"
                     "  - id: a\n    needs: []\n    shell: sleep 0.2\n"
                     "  - id: b\n    needs: []\n    shell: sleep 0.4\n")
-    commits: list[list[str]] = []
-    store = _counting_store(f"sqlite:///{tmp_path}/state.db", commits)
-    try:
-        result = engine.run(path, store=store)
-    finally:
-        store.close()
+    result, commits = _run_counting(tmp_path, path)
     assert result.status == "ok"
     assert all(len(c) == 1 for c in commits), commits
     assert sorted(e for c in commits for e in c) == ["step_finished:a", "step_finished:b",
