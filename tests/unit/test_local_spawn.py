@@ -139,7 +139,8 @@ def test_stdin_is_fed_whole_when_a_signal_interrupts_the_feeder(how: str) -> Non
         runner.start()
         feeder = None
         for _ in range(200):
-            feeder = next((t for t in threading.enumerate() if "_feed" in t.name), None)
+            # listed as soon as it is created; its ident once it runs
+            feeder = next((t for t in threading.enumerate() if "_feed" in t.name and t.ident is not None), None)
             if feeder is not None:
                 break
             time.sleep(0.005)
