@@ -207,7 +207,6 @@ class PostgresStore(SqlStore):
         self.conninfo = _conninfo(url, self.target)
         self._pool_obj: ConnectionPool | None = None
         self._pool_lock = threading.Lock()
-        self._local = threading.local()  # per thread: is this transaction one statement (append)?
         # the first connection checks the server, the login and the database, and migrates;
         # the pool opens on first use after that
         self._setup: psycopg.Connection[Any] | None = self._connect_checked()
@@ -291,10 +290,6 @@ class PostgresStore(SqlStore):
 
     @contextmanager
     def _tx(self) -> Iterator[Exec]:
-        if getattr(self._local, "one_statement", False):
-            with self._connection() as conn:
-                yield _OneStatement(conn)
-            return
         with self._connection() as conn, conn.transaction():
             def run(sql: str, params: Sequence[Any]) -> Any:
                 return conn.execute(_pg(sql), tuple(params))
@@ -304,6 +299,11 @@ class PostgresStore(SqlStore):
     def _read(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         with self._connection() as conn:
             return conn.execute(_pg(sql), tuple(params)).fetchall()
+
+    def _statement(self, sql: str, params: Sequence[Any]) -> None:
+        # autocommit: committed when execute returns, in one round trip
+        with self._connection() as conn:
+            conn.execute(_pg(sql), tuple(params))
 
     def _serialise_migrations(self, run: Exec) -> None:
         # held until the transaction ends: a concurrent first use waits, then finds it migrated
@@ -316,22 +316,6 @@ class PostgresStore(SqlStore):
     def _before_v2(self, run: Exec) -> None:
         run("ALTER TABLE locks ADD COLUMN IF NOT EXISTS pid_start TEXT", ())
 
-    # ------------------------------------------------------------ the journal's hot path
-
-    def append(self, run_id: str, entries: list[dict[str, Any]]) -> None:
-        """SqlStore's append. One entry (each step's start and end: the hot path) is one INSERT,
-        sent without BEGIN and COMMIT around it: in autocommit it is a transaction by itself,
-        committed when execute returns (before the run's next side effect), in one round trip
-        instead of three."""
-        if len(entries) != 1:
-            super().append(run_id, entries)
-            return
-        self._local.one_statement = True
-        try:
-            super().append(run_id, entries)
-        finally:
-            self._local.one_statement = False
-
     # ------------------------------------------------------------ the rest
 
     def logs_dir(self) -> Path:
@@ -342,22 +326,6 @@ class PostgresStore(SqlStore):
             pool, self._pool_obj = self._pool_obj, None
         if pool is not None:
             pool.close(timeout=2)
-
-
-class _OneStatement:
-    """What ``_tx`` runs statements with when the transaction is one statement: that one, in
-    autocommit. A second would not be atomic with the first: it is refused before it runs
-    (SqlStore's append changed; PostgresStore.append must follow)."""
-
-    def __init__(self, conn: psycopg.Connection[Any]) -> None:
-        self.conn = conn
-        self.ran = False
-
-    def __call__(self, sql: str, params: Sequence[Any]) -> Any:
-        if self.ran:
-            raise RuntimeError("PostgresStore: a second statement in a one-statement transaction")
-        self.ran = True
-        return self.conn.execute(_pg(sql), tuple(params))
 
 
 def _one_line(exc: BaseException, url: str) -> str:

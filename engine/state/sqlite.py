@@ -62,6 +62,12 @@ class SqliteStore(SqlStore):
         with self._mutex:
             return self.db.execute(sql, params).fetchall()
 
+    def _statement(self, sql: str, params: Sequence[Any]) -> None:
+        # isolation_level=None: the statement is its own transaction. It takes the write lock
+        # before it reads a page (no stale snapshot to upgrade) and waits busy_timeout for it
+        with self._mutex:
+            self.db.execute(sql, params)
+
     def _serialise_migrations(self, run: Exec) -> None:
         pass  # BEGIN IMMEDIATE already holds the file's write lock
 

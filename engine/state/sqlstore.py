@@ -16,6 +16,7 @@ Whether a holder (of a lock, or of a run that has not ended) is alive:
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import socket
@@ -69,6 +70,10 @@ def now_iso() -> str:
 
 _LOCK_COLUMNS = 'name, run_id, "procedure", pid, host, "user", acquired_at, pid_start, heartbeat_at, lease'
 
+# journal rows in one INSERT: 7 parameters a row stays far below SQLite's 32,766 and
+# PostgreSQL's 65,535 parameters a statement
+JOURNAL_ROWS_A_STATEMENT = 200
+
 
 class SqlStore(ScheduleRows, StateStore):
     """Runs, journal and locks in a SQL database; see the module docstring."""
@@ -93,6 +98,11 @@ class SqlStore(ScheduleRows, StateStore):
     @abstractmethod
     def _read(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         """The rows of one query, outside any transaction."""
+
+    @abstractmethod
+    def _statement(self, sql: str, params: Sequence[Any]) -> None:
+        """Run one writing statement as a transaction of its own (autocommit), committed
+        when this returns; other writers are waited for as ``_tx`` waits for them."""
 
     @abstractmethod
     def _serialise_migrations(self, run: Exec) -> None:
@@ -291,14 +301,27 @@ class SqlStore(ScheduleRows, StateStore):
                 self._put_inputs(run, header["run_id"], inputs)
 
     def append(self, run_id: str, entries: list[dict[str, Any]]) -> None:
+        """Commit journal entries, all or none. Up to JOURNAL_ROWS_A_STATEMENT of them (a step's
+        start with the previous step's end: the hot path) are one multi-row INSERT sent on its
+        own: in autocommit a statement is a transaction by itself, committed when it returns
+        (before the run's next side effect), without BEGIN and COMMIT around it (SQLite: one
+        statement instead of four, ~40 us a step; PostgreSQL: one round trip instead of three)."""
         from .retention import stored_entries
 
         entries = stored_entries(entries)  # a step's output as the state keeps it: capped
+        rows = [(run_id, e["seq"], e["at"], e["event"], e.get("step"), e.get("host"),
+                 json.dumps(e.get("data"), default=str) if e.get("data") is not None else None)
+                for e in entries]
+        if not rows:
+            return
+        if len(rows) <= JOURNAL_ROWS_A_STATEMENT:
+            with self._mutex:
+                self._statement(_journal_insert(len(rows)), [value for row in rows for value in row])
+            return
         with self._mutex, self._tx() as run:
-            for e in entries:
-                run("INSERT INTO journal (run_id, seq, at, event, step, host, data) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (run_id, e["seq"], e["at"], e["event"], e.get("step"), e.get("host"),
-                     json.dumps(e.get("data"), default=str) if e.get("data") is not None else None))
+            for start in range(0, len(rows), JOURNAL_ROWS_A_STATEMENT):
+                chunk = rows[start:start + JOURNAL_ROWS_A_STATEMENT]
+                run(_journal_insert(len(chunk)), [value for row in chunk for value in row])
 
     def journal(self, run_id: str) -> list[dict[str, Any]]:
         rows = self._read("SELECT seq, at, event, step, host, data FROM journal WHERE run_id = ? ORDER BY seq",
@@ -667,3 +690,11 @@ def pid_alive(pid: int, pid_start: str | None = None) -> bool:
         return False  # killed, not yet reaped by its parent: it will never renew anything
     # a different start time: the pid was reused by a process that is not the holder
     return pid_start is None or fields is None or len(fields) <= 19 or fields[19] == pid_start
+
+
+@functools.lru_cache(maxsize=16)
+def _journal_insert(rows: int) -> str:
+    """The INSERT of ``rows`` journal entries (the same text each time: the driver's cached
+    statement)."""
+    values = ", ".join(["(?, ?, ?, ?, ?, ?, ?)"] * rows)
+    return f"INSERT INTO journal (run_id, seq, at, event, step, host, data) VALUES {values}"

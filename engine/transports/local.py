@@ -142,7 +142,8 @@ def run_local(argv: list[str], *, cwd: Path | None, env: dict[str, str], deadlin
         threading.Thread(target=_feed, args=(proc.stdin, stdin), daemon=True).start()
     assert proc.stdout is not None and proc.stderr is not None
     fds = {proc.stdout.fileno(): out, proc.stderr.fileno(): err}
-    lines = {fd: LineStream(buf.name, on_output) for fd, buf in fds.items()} if on_output else {}
+    # made for a stream when it first prints: most commands print nothing on one of the two
+    lines: dict[int, LineStream] = {}
     poller = select.poll()
     for fd in fds:
         poller.register(fd, select.POLLIN)
@@ -190,8 +191,11 @@ def run_local(argv: list[str], *, cwd: Path | None, env: dict[str, str], deadlin
                     fds.pop(fd)
                     continue
                 fds[fd].write(chunk)
-                if lines:
-                    lines[fd].feed(chunk)
+                if on_output is not None:
+                    stream = lines.get(fd)
+                    if stream is None:
+                        stream = lines[fd] = LineStream(fds[fd].name, on_output)
+                    stream.feed(chunk)
         if timed_out or cancelled:
             kill_group(proc)
         rc = proc.wait()
@@ -476,6 +480,8 @@ def _descendants(roots: set[int]) -> list[int]:
 def kill_leftovers(token: str) -> list[int]:
     """Kill what a finished command left running (re-parented to runproc, carrying ``token``),
     with everything below it; reap them. Returns the pids that were signalled."""
+    if not _has_children():
+        return []
     with _roots_lock:
         candidates = _children_of_runproc() - _live_roots
     mine = {pid for pid in candidates if _carries(pid, token)}
@@ -495,6 +501,21 @@ def kill_leftovers(token: str) -> list[int]:
             break
     _reap(mine)
     return victims
+
+
+def _has_children() -> bool:
+    """Whether runproc has any child process (running or exited), one system call: a
+    leftover is re-parented to runproc, so with no child at all there is none to look for.
+    After a sequential step's command is reaped this is the usual answer, and it spares
+    reading /proc after every command (W1, docs/performance.md). Linux's wait sees the
+    children of every thread of the process; WNOWAIT leaves an exited one to its waiter."""
+    try:
+        os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+    except ChildProcessError:
+        return False
+    except (AttributeError, OSError):  # no waitid here: look in /proc
+        return True
+    return True
 
 
 def _reap(pids: set[int]) -> None:

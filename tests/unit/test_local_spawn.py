@@ -151,3 +151,40 @@ def test_stdin_is_fed_whole_when_a_signal_interrupts_the_feeder(how: str) -> Non
     finally:
         signal.signal(signal.SIGUSR1, previous)
     assert done["res"].stdout.text().strip() == str(len(data))
+
+
+def test_whole_lines_reach_on_output_from_each_stream_that_prints(how: str) -> None:
+    heard: list[tuple[str, str]] = []
+    res = _run(["/bin/sh", "-c", "printf 'a\\nb'; printf 'e\\n' >&2"], on_output=lambda s, t: heard.append((s, t)))
+    assert res.rc == 0
+    assert sorted(heard) == [("stderr", "e\n"), ("stdout", "a\n"), ("stdout", "b")]
+    heard.clear()
+    _run(["/bin/true"], on_output=lambda s, t: heard.append((s, t)))
+    assert heard == []
+
+
+def test_the_leftover_check_reads_proc_only_when_runproc_has_a_child(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without any child process there can be no leftover (it would be re-parented to runproc):
+    one waitid answers, /proc is not read. With a child, the scan runs as before."""
+    import subprocess
+
+    scans: list[int] = []
+    real = local._children_of_runproc
+
+    def scanning() -> set[int]:
+        scans.append(1)
+        return real()
+
+    monkeypatch.setattr(local, "_children_of_runproc", scanning)
+    if not local._has_children():  # another test's child may still be about
+        assert local.kill_leftovers("no-such-token") == []
+        assert scans == []
+    child = subprocess.Popen(["sleep", "30"])
+    try:
+        assert local._has_children()
+        assert local.kill_leftovers("no-such-token") == []  # not carrying the token: not ours
+        assert scans == [1]
+        assert child.poll() is None
+    finally:
+        child.kill()
+        child.wait()
