@@ -34,7 +34,8 @@ import tempfile
 import time
 from pathlib import Path
 
-TARGETS = {"W1": 0.002, "W2": 0.6, "W3": 0.35}
+# W1: issue 14's per-step overhead over the exec itself (an older target allowed 2 ms)
+TARGETS = {"W1": 0.0003, "W2": 0.6, "W3": 0.35}
 
 
 def runproc_script() -> str:
@@ -180,7 +181,7 @@ def main() -> int:
             ("W1", "runproc, 100 sequential steps", f"{w1 * 1000:.0f} ms",
              f"{(w1 - w1_one) / 99 * 1000:.2f} ms/step"),
             ("W1", "overhead per step above the floor", f"{over * 1000:.2f} ms",
-             _verdict(over <= TARGETS["W1"], "<= 2 ms")),
+             _verdict(over <= TARGETS["W1"], "<= 0.3 ms")),
             ("W1", "  same, from the run's own duration", f"{inrun * 1000:.2f} ms", "(no start-up in it)"),
         ]
 
