@@ -41,19 +41,30 @@ def parse_engine(url: str) -> Engine:
     return Engine(address, namespace.strip("/") or "default")
 
 
-async def connect(engine: Engine, timeout: float = 10.0, *, quiet: bool = False) -> Any:
+# how long the SDK retries a call to a server that does not answer (its RetryConfig default)
+SDK_RETRY_SECONDS = 10.0
+
+
+async def connect(engine: Engine, timeout: float = 10.0, *, quiet: bool = False,
+                  patience: float | None = None) -> Any:
     """A client, or one line saying why not (unreachable, unknown namespace). ``quiet``: the SDK's
     core does not log (its warnings, e.g. each retried call while the server is down, go to
-    stdout: they would break a controller's console and ``--output json``; a worker keeps them)."""
+    stdout: they would break a controller's console and ``--output json``; a worker keeps them).
+    ``patience``: a follower's RUNPROC_ENGINE_TIMEOUT. The SDK retries a call for ~10 s before
+    it fails, and the follower can only give up once a call has failed: below 10 s, calls
+    give up after ``patience`` seconds instead, so that a short timeout is kept."""
     require_temporalio()
-    from temporalio.client import Client
+    from temporalio.client import Client, RetryConfig
     from temporalio.service import RPCError
 
     runtime = _quiet_runtime() if quiet else None
     tls, api_key = security()
+    retry = None
+    if patience and patience < SDK_RETRY_SECONDS:
+        retry = RetryConfig(max_elapsed_time_millis=max(1, int(patience * 1000)))
     try:
         client = await asyncio.wait_for(Client.connect(engine.address, namespace=engine.namespace, runtime=runtime,
-                                                       tls=tls, api_key=api_key), timeout)
+                                                       tls=tls, api_key=api_key, retry_config=retry), timeout)
     except TimeoutError:
         raise InvalidInputError(f"--engine {engine}: no Temporal server answered within {timeout:g}s") from None
     except (RuntimeError, RPCError, OSError) as exc:
@@ -158,8 +169,8 @@ async def _submit_and_follow(plan: dict[str, Any], engine: Engine, on_event: Any
 
     from .workflow import SA_PROCEDURE, SA_STATUS, WORKFLOW_NAME
 
-    engine_timeout()  # a bad RUNPROC_ENGINE_TIMEOUT is said before the run starts
-    client = await connect(engine, quiet=True)
+    patience = engine_timeout()  # a bad RUNPROC_ENGINE_TIMEOUT is said before the run starts
+    client = await connect(engine, quiet=True, patience=patience)
     run_id = plan["run"]["id"]
     attributes = TypedSearchAttributes([SearchAttributePair(SA_PROCEDURE, plan["procedure"]),
                                         SearchAttributePair(SA_STATUS, "running")])

@@ -252,3 +252,26 @@ def _wait_for_file(path: Path, timeout: float = 60) -> None:
     while not path.exists():
         assert time.monotonic() < deadline, f"{path.name} never appeared"
         time.sleep(0.05)
+
+
+def test_a_follower_keeps_a_short_engine_timeout_rather_than_the_sdks_own_retries(
+        temporal_server: TemporalServer) -> None:
+    """The follower can give up only once a call has failed, and the SDK retries a call ~10 s:
+    with RUNPROC_ENGINE_TIMEOUT below that, its calls give up after the timeout instead (it
+    took 6-9 s to give up with RUNPROC_ENGINE_TIMEOUT=1, and the crash test above, whose server
+    is away that long, then met docs/distributed.md's known limitation)."""
+    import asyncio
+
+    from engine.distributed.client import SDK_RETRY_SECONDS, connect, parse_engine
+
+    engine = parse_engine(temporal_server.engine_url)
+
+    def retry_seconds(patience: float | None) -> float | None:
+        client = asyncio.run(connect(engine, quiet=True, patience=patience))
+        config = client.service_client.config.retry_config
+        return None if config is None or config.max_elapsed_time_millis is None else config.max_elapsed_time_millis / 1000
+
+    assert retry_seconds(1.0) == 1.0
+    assert retry_seconds(2.5) == 2.5
+    default = retry_seconds(60.0)  # the default timeout: the SDK's own retries
+    assert default is None or default >= SDK_RETRY_SECONDS
