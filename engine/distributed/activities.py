@@ -16,12 +16,17 @@ import os
 import subprocess
 import sys
 import threading
+import time
+from collections.abc import Callable
 from typing import Any
 
 from ..errors import RunprocError
 
 
-def make_step_activity(worker_name: str) -> Any:
+def make_step_activity(worker_name: str, server_answers: Callable[[], bool] | None = None) -> Any:
+    """The step activity. ``server_answers``: whether the Temporal server answers a call now
+    (asked from the activity's thread); a step that ends while the server is away waits for
+    it before it returns (see _await_server)."""
     from temporalio import activity
 
     guard_steps()
@@ -36,6 +41,8 @@ def make_step_activity(worker_name: str) -> Any:
         beat = _heartbeat(stop, cancel)
         try:
             out = _run(payload, cancel)
+            if server_answers is not None:
+                _await_server(server_answers)
         finally:
             stop.set()
             beat.join(timeout=5)
@@ -45,6 +52,22 @@ def make_step_activity(worker_name: str) -> Any:
         return out
 
     return run
+
+
+def _await_server(server_answers: Callable[[], bool]) -> None:
+    """Return once the server answers, or when waiting longer is pointless. The SDK reports a
+    step's result for only ~10 s of a server away, then drops it (the step would wait for its
+    heartbeat timeout and be in doubt): returning when the server has just answered keeps the
+    result. Heartbeats go on meanwhile; past the heartbeat timeout the step is in doubt on the
+    server anyway, and a worker shutting down does not wait."""
+    from temporalio import activity
+
+    timeout = activity.info().heartbeat_timeout
+    end = time.monotonic() + (timeout.total_seconds() if timeout else 60.0)
+    while not server_answers():
+        if time.monotonic() >= end or activity.is_worker_shutdown():
+            return
+        time.sleep(0.5)
 
 
 def _has_executor(payload: dict[str, Any], worker_name: str) -> None:

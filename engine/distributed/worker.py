@@ -32,11 +32,24 @@ async def _serve(engine: Engine, queue: str, concurrency: int, name: str, workfl
     from .workflow import ProcedureWorkflow
 
     client = await connect(engine)
+    loop = asyncio.get_running_loop()
+
+    def server_answers() -> bool:
+        """From a step's thread: does the server answer a call now (within ~10 s of retries)?"""
+        from temporalio.api.workflowservice.v1 import GetSystemInfoRequest
+
+        call = client.workflow_service.get_system_info(GetSystemInfoRequest())
+        try:
+            asyncio.run_coroutine_threadsafe(call, loop).result(timeout=15)
+        except Exception:  # noqa: BLE001 - away (or anything else): not answering now
+            return False
+        return True
+
     # runproc's own modules are passed through the sandbox: imported once, not per workflow run
     runner = SandboxedWorkflowRunner(restrictions=SandboxRestrictions.default.with_passthrough_modules("engine"))
     executor = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="runproc-step")
     worker = Worker(client, task_queue=queue, workflows=[ProcedureWorkflow] if workflows else [],
-                    activities=[make_step_activity(name)], activity_executor=executor,
+                    activities=[make_step_activity(name, server_answers)], activity_executor=executor,
                     max_concurrent_activities=concurrency, workflow_runner=runner, identity=name)
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()

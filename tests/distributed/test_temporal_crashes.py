@@ -254,6 +254,23 @@ def _wait_for_file(path: Path, timeout: float = 60) -> None:
         time.sleep(0.05)
 
 
+def test_a_step_that_ends_while_the_server_is_away_longer_than_the_sdks_retries_keeps_its_result(
+        temporal_server_fresh: TemporalServer, worker: WorkerProcess, queue: str, tmp_path: Path) -> None:
+    """Step two ends ~2 s into an outage of 25 s: the SDK alone would retry reporting its
+    result for ~10 s, drop it, and leave the step to its heartbeat timeout (300 s here), then
+    in doubt. The activity waits for the server to answer before it returns."""
+    path = write(tmp_path, LASTING.format(name="away"))
+    cli = _start(tmp_path, path, temporal_server_fresh, queue, {"RUNPROC_HEARTBEAT_TIMEOUT": "300"})
+    _wait_for_file(tmp_path / "two.started")
+    temporal_server_fresh.restart(crash=True, downtime=25.0)
+    out, err = cli.communicate(timeout=180)
+    assert cli.returncode == 0, err
+    report = json.loads(out)
+    assert report["status"] == "ok" and [s["status"] for s in report["steps"]] == ["ok"] * 4
+    assert _lines(tmp_path) == EXACTLY_ONCE
+    assert worker.poll() is None
+
+
 def test_a_follower_keeps_a_short_engine_timeout_rather_than_the_sdks_own_retries(
         temporal_server: TemporalServer) -> None:
     """The follower can give up only once a call has failed, and the SDK retries a call ~10 s:
