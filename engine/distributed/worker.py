@@ -52,7 +52,6 @@ async def _serve(engine: Engine, queue: str, concurrency: int, name: str, workfl
                     activities=[make_step_activity(name, server_answers)], activity_executor=executor,
                     max_concurrent_activities=concurrency, workflow_runner=runner, identity=name)
     stopping = asyncio.Event()
-    loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stopping.set)
     print(f"runproc worker {name}: serving queue {queue!r} on {engine}"
