@@ -77,7 +77,7 @@ def open_client(settings: SshSettings, *, resources: Any = None, notify: Notify 
         sock = _connect_literal(s.address, s.port, s.timeout, s.label)
 
     def transport(sock_: Any, disabled_algorithms: Any = None) -> paramiko.Transport:
-        t = paramiko.Transport(sock_, disabled_algorithms=disabled_algorithms)
+        t = paramiko.Transport(_low_latency(sock_), disabled_algorithms=disabled_algorithms)
         opts = t.get_security_options()
         # AES-GCM first when the server offers it (OpenSSH does): an AEAD cipher needs no MAC
         # check, which paramiko does byte by byte in Python on every packet it reads
@@ -155,6 +155,51 @@ def _connect_literal(address: str, port: int, timeout: float, label: str) -> Any
         sock.close()
         raise SshError(f"{label}: unreachable: {exc or type(exc).__name__}") from exc
     return sock
+
+
+def _low_latency(sock: Any) -> Any:
+    """A TCP socket that neither holds back a small packet nor delays its acknowledgements.
+
+    SSH's handshake is a string of small request/answer packets. With Nagle's algorithm on our
+    side and delayed ACKs on ours (the server's answer held back by its own Nagle until we ACK
+    its previous packet), a connection stalled ~40 ms three times: 107-160 ms to connect and run
+    ``true`` on a loopback sshd, 23 ms without (measured with paramiko against OpenSSH 9.2).
+    OpenSSH's client sets TCP_NODELAY too; TCP_QUICKACK lasts until the kernel next chooses to
+    delay, so it is set again before each read. Anything but a plain TCP socket (a jump host's
+    channel, a ProxyCommand) is returned as it is.
+    """
+    import socket
+
+    if type(sock) is not socket.socket or sock.family not in (socket.AF_INET, socket.AF_INET6):
+        return sock
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    if not hasattr(socket, "TCP_QUICKACK"):  # Linux only
+        return sock
+    timeout = sock.gettimeout()
+    quick = _quick_ack_class()(sock.family, sock.type, sock.proto, fileno=sock.detach())
+    quick.settimeout(timeout)
+    return quick
+
+
+_QuickAck: Any = None
+
+
+def _quick_ack_class() -> Any:
+    """socket.socket whose every read first asks the kernel to acknowledge at once (defined on
+    first use: ``socket`` is not imported for runs without SSH)."""
+    global _QuickAck
+    if _QuickAck is None:
+        import socket
+
+        class QuickAckSocket(socket.socket):
+            __slots__ = ()
+
+            def recv(self, bufsize: int, flags: int = 0) -> bytes:
+                self.setsockopt(socket.IPPROTO_TCP, socket.TCP_QUICKACK, 1)
+                return super().recv(bufsize, flags)
+
+        _QuickAck = QuickAckSocket
+    return _QuickAck
 
 
 # key file -> (its bytes, the key): a 50-host fan-out with one identity parsed the same file 150
