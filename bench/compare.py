@@ -29,9 +29,15 @@ sleeps, ``python -c pass``), runproc cold, then runproc and each peer alternatel
 go-task, runproc, ansible, runproc, pyinfra), so a burst of load from elsewhere on the machine
 hits both sides of a comparison; the table gives the median and min-max over the rounds, and
 runproc's median over the best peer's. One untimed warm-up run of every command comes first
-(page cache, bytecode, and the warm server's start), except with --quick. runproc is the
-console script next to this interpreter (not a pyenv shim), with bytecode caching on, its
-state and logs in the temporary folder. "runproc" is runproc as a user gets it: a command
+(page cache, bytecode, and the warm server's start), except with --quick. runproc is this
+checkout installed as a user installs it: built into a wheel and installed (not editable) into
+a venv of its own beside the peers' (``$XDG_CACHE_HOME/runproc-bench/runproc``, reinstalled
+when engine/, pyproject.toml or setup.py change), with bytecode caching on, its state and logs
+in the temporary folder; ``--runproc SCRIPT`` measures another one (``--runproc
+"$(python3 -c 'import sys; print(sys.prefix)')/bin/runproc"`` for a development install). A
+venv, as for the peers: the .pth files of the interpreter's own site-packages (an editable
+install's import hook, whatever the machine added) are run by every Python start there, not
+in a venv (docs/performance.md, "Where runproc is installed"). "runproc" is runproc as a user gets it: a command
 handed to the warm server that the first command started (docs/performance.md#warm-start;
 the bench's own, in the temporary folder, stopped at the end); "runproc cold" is the same
 command with RUNPROC_WARM=0, importing everything itself.
@@ -271,6 +277,82 @@ def ensure_peers(folder: Path, upgrade: bool = False) -> Path:
     return bin_dir
 
 
+# --- runproc's own venv ----------------------------------------------------------------------
+# What a wheel of this checkout is built from (MANIFEST.in and setup.py decide what goes in it)
+SOURCES = ("pyproject.toml", "setup.py", "MANIFEST.in", "README.md", "engine")
+
+
+def default_runproc_dir() -> Path:
+    return default_peers_dir().parent / "runproc"
+
+
+def source_fingerprint(root: Path = ROOT) -> tuple[str, str]:
+    """(the dependencies' fingerprint, the code's): hashes of pyproject.toml, and of every file
+    a wheel is built from (bytecode caches aside), so an edit not yet committed is measured too."""
+    import hashlib
+
+    deps = hashlib.sha256((root / "pyproject.toml").read_bytes()).hexdigest()[:16]
+    code = hashlib.sha256()
+    for name in SOURCES:
+        top = root / name
+        files = [top] if top.is_file() else sorted(f for f in top.rglob("*")
+                                                     if f.is_file() and "__pycache__" not in f.parts)
+        for f in files:
+            code.update(f.relative_to(root).as_posix().encode() + b"\0" + f.read_bytes() + b"\0")
+    return deps, code.hexdigest()[:16]
+
+
+def ensure_runproc(folder: Path) -> str:
+    """This checkout installed as a user installs it, into a venv of its own; its console script.
+
+    The venv and runproc's dependencies are made once (again when pyproject.toml changes); the
+    wheel of runproc itself is rebuilt whenever its sources differ from the one installed. It
+    is built from a copy of the sources, not in the checkout (an in-tree build/ folder can keep
+    a module deleted since).
+    """
+    script = folder / "bin" / "runproc"
+    marker = folder / ".runproc-bench"
+    deps, code = source_fingerprint()
+    have = marker.read_text().split() if marker.exists() else []
+    if script.exists() and have == [deps, code]:
+        return str(script)
+    env = _clean_env()
+    python = folder / "bin" / "python"
+    if not python.exists():
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        subprocess.run([sys.executable, "-m", "venv", str(folder)], check=True, env=env)
+    with_deps = not have or have[0] != deps
+    print(f"installing this checkout into {folder}{' with its dependencies' if with_deps else ''} "
+          "(again only when its sources change)", file=sys.stderr)
+    with tempfile.TemporaryDirectory(prefix="runproc-src-") as d:
+        src = Path(d) / "src"
+        for name in SOURCES:
+            if (ROOT / name).is_dir():
+                shutil.copytree(ROOT / name, src / name, ignore=shutil.ignore_patterns("__pycache__"))
+            elif (ROOT / name).exists():
+                src.mkdir(exist_ok=True)
+                shutil.copy2(ROOT / name, src / name)
+        pip = [str(python), "-m", "pip", "install", "--quiet", "--force-reinstall",
+               *([] if with_deps else ["--no-deps"]), str(src)]
+        done = subprocess.run(pip, env=env)
+    if done.returncode != 0 or not script.exists():
+        sys.exit(f"bench/run: could not install runproc into {folder} (pip exit {done.returncode})")
+    marker.write_text(f"{deps} {code}\n")
+    return str(script)
+
+
+def interpreter_of(script: str) -> str:
+    """The Python a console script runs on (its #! line), for the floor ``python -c pass``."""
+    try:
+        with open(script, "rb") as f:
+            first = f.readline().decode(errors="replace").strip()
+    except OSError:
+        return sys.executable
+    if first.startswith("#!") and " " not in first[2:].strip() and os.path.isabs(first[2:].strip()):
+        return first[2:].strip()
+    return sys.executable
+
+
 # --- measuring ---------------------------------------------------------------------------------
 
 @dataclass
@@ -342,7 +424,8 @@ def peer_environment(tmp: Path, bin_dir: Path) -> dict[str, str]:
 def build(keys: list[str], sizes: Sizes, tmp: Path, bin_dir: Path, rp: str,
           hosts: fanout.Hosts | None) -> list[Workload]:
     """Every workload's floor, runproc and peer commands, their files written into ``tmp``."""
-    env = runner.bench_env(tmp)
+    # nothing that would point runproc's python at other modules than its own install
+    env = {k: v for k, v in runner.bench_env(tmp).items() if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")}
     env["XDG_STATE_HOME"] = str(tmp / "xdg-state")  # runproc's logs stay in the temporary folder
     # the warm server of these runs (engine/cli/warm.py) is the bench's own, stopped at the end
     (tmp / "run").mkdir(mode=0o700, exist_ok=True)
@@ -361,7 +444,7 @@ def build(keys: list[str], sizes: Sizes, tmp: Path, bin_dir: Path, rp: str,
     def peer(argv: list[str]) -> Command:
         return cmd(argv, peer_env)
 
-    pass_ = cmd([sys.executable, "-c", "pass"])
+    pass_ = cmd([interpreter_of(rp), "-c", "pass"])  # the interpreter runproc starts, with its site
     out: list[Workload] = []
     for key in keys:
         title = f"{key}: {WORKLOADS[key].format(**sizes.__dict__)}"
@@ -477,7 +560,9 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--peers-dir", type=Path, default=None,
                         help="the peers' venv (default $XDG_CACHE_HOME/runproc-bench/peers)")
     parser.add_argument("--upgrade-peers", action="store_true", help="upgrade the peers in their venv first")
-    parser.add_argument("--runproc", default=None, help="the runproc script (default: next to this python)")
+    parser.add_argument("--runproc", default=None, metavar="SCRIPT",
+                        help="the runproc script to measure (default: this checkout, installed into a venv of "
+                             "its own, $XDG_CACHE_HOME/runproc-bench/runproc)")
     ns = parser.parse_args(argv)
     keys = [k.strip() for k in ns.workloads.split(",") if k.strip()]
     unknown = [k for k in keys if k not in WORKLOADS]
@@ -494,8 +579,10 @@ def main(argv: list[str] | None = None) -> int:
     base = QUICK if ns.quick else Sizes()
     sizes = Sizes(base.steps, base.sleeps, base.seconds, ns.hosts if ns.hosts is not None else base.hosts)
     rounds = ns.rounds or (1 if ns.quick else 5)
-    rp = ns.runproc or runner.runproc_script()
     bin_dir = ensure_peers(ns.peers_dir or default_peers_dir(), ns.upgrade_peers)
+    rp = ns.runproc or ensure_runproc(default_runproc_dir())
+    installed = ("installed from this checkout into the bench's venv" if ns.runproc is None
+                 else f"the script {ns.runproc}")
     keys = list(ns.keys)
     skipped: list[str] = []
     if "fanout" in keys and (sizes.hosts < 1 or not Path(fanout.SSHD).exists() or not shutil.which("ssh-keygen")):
@@ -534,13 +621,15 @@ def main(argv: list[str] | None = None) -> int:
         command += f" --workloads {ns.workloads}"
     if ns.hosts is not None:
         command += f" --hosts {ns.hosts}"
+    if ns.runproc is not None:
+        command += f" --runproc {ns.runproc}"
     head = [
         f"runproc beside its peers: wall time of the whole command in seconds, median (min–max) of "
         f"{rounds} alternating round{'s' if rounds > 1 else ''}",
         f"date {datetime.now(UTC):%Y-%m-%d %H:%M} UTC; command: `{command}` ({time.perf_counter() - started:.0f} s)",
         f"machine: {runner.machine().split(', Python')[0]}; 1-minute load average {_load(loads)}",
-        f"Python {sys.version.split()[0]} (runproc's; the peers' venv uses the same interpreter); "
-        f"runproc {versions['runproc']} (checkout {_checkout()}), "
+        f"Python {sys.version.split()[0]} (the peers' venv and runproc's use the same interpreter); "
+        f"runproc {versions['runproc']} (checkout {_checkout()}; {installed}), "
         + ", ".join(f"{p} {versions[p]}" for p in PEERS),
     ]
     table = rows(workloads)

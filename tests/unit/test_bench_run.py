@@ -203,3 +203,59 @@ def test_an_installed_venv_is_reused_without_calling_pip(tmp_path: Path, monkeyp
 def test_the_peers_default_folder_follows_xdg_cache_home(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     assert compare.default_peers_dir() == tmp_path / "runproc-bench" / "peers"
+
+
+def _tree(root: Path) -> Path:
+    (root / "engine" / "__pycache__").mkdir(parents=True)
+    (root / "engine" / "a.py").write_text("A = 1\n")
+    (root / "engine" / "__pycache__" / "a.cpython-311.pyc").write_bytes(b"old")
+    for name in ("pyproject.toml", "setup.py", "MANIFEST.in", "README.md"):
+        (root / name).write_text(f"{name}\n")
+    return root
+
+
+def test_runprocs_fingerprint_follows_its_sources_not_its_bytecode(tmp_path: Path) -> None:
+    root = _tree(tmp_path)
+    deps, code = compare.source_fingerprint(root)
+    (root / "engine" / "__pycache__" / "a.cpython-311.pyc").write_bytes(b"new")
+    assert compare.source_fingerprint(root) == (deps, code)
+    (root / "engine" / "a.py").write_text("A = 2\n")  # an edit not committed is measured
+    assert compare.source_fingerprint(root) == (deps, compare.source_fingerprint(root)[1])
+    assert compare.source_fingerprint(root)[1] != code
+    (root / "engine" / "b.py").write_text("")  # a new module too
+    assert compare.source_fingerprint(root)[1] != code
+    (root / "pyproject.toml").write_text("dependencies changed\n")
+    assert compare.source_fingerprint(root)[0] != deps
+
+
+def test_runprocs_venv_is_reused_while_its_sources_are_unchanged(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    folder = tmp_path / "runproc"
+    (folder / "bin").mkdir(parents=True)
+    (folder / "bin" / "runproc").write_text("")
+    (folder / "bin" / "python").write_text("")
+    deps, code = compare.source_fingerprint()
+    (folder / ".runproc-bench").write_text(f"{deps} {code}\n")
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError(f"ran {args}")
+
+    monkeypatch.setattr(compare.subprocess, "run", refuse)
+    assert compare.ensure_runproc(folder) == str(folder / "bin" / "runproc")
+    (folder / ".runproc-bench").write_text(f"{deps} an-older-build\n")
+    with pytest.raises(AssertionError, match="pip"):  # sources changed: it reinstalls
+        compare.ensure_runproc(folder)
+
+
+def test_the_python_floor_is_the_interpreter_runproc_starts(tmp_path: Path) -> None:
+    script = tmp_path / "runproc"
+    script.write_text("#!/opt/venv/bin/python3.11\nimport sys\n")
+    assert compare.interpreter_of(str(script)) == "/opt/venv/bin/python3.11"
+    script.write_text("#!/usr/bin/env python3\n")  # not a path to an interpreter: this one
+    assert compare.interpreter_of(str(script)) == sys.executable
+    assert compare.interpreter_of(str(tmp_path / "missing")) == sys.executable
+
+
+def test_runprocs_default_folder_sits_beside_the_peers(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    assert compare.default_runproc_dir() == tmp_path / "runproc-bench" / "runproc"
