@@ -160,10 +160,12 @@ def _connect_literal(address: str, port: int, timeout: float, label: str) -> Any
 def _low_latency(sock: Any) -> Any:
     """A TCP socket that neither holds back a small packet nor delays its acknowledgements.
 
-    SSH's handshake is a string of small request/answer packets. With Nagle's algorithm on our
-    side and delayed ACKs on ours (the server's answer held back by its own Nagle until we ACK
-    its previous packet), a connection stalled ~40 ms three times: 107-160 ms to connect and run
-    ``true`` on a loopback sshd, 23 ms without (measured with paramiko against OpenSSH 9.2).
+    SSH's handshake is a string of small request/answer packets. Nagle's algorithm holds a small
+    packet back until the previous one is acknowledged, and Linux delays an ACK up to 40 ms:
+    our packets waited on the server's ACKs, and the server's answers (OpenSSH sets no
+    TCP_NODELAY for a session without a terminal) on ours. A connection stalled ~40 ms three
+    times, and each command's channel open once more: 107-160 ms to connect and run ``true``
+    on a loopback sshd, 23 ms without (measured with paramiko against OpenSSH 9.2).
     OpenSSH's client sets TCP_NODELAY too; TCP_QUICKACK lasts until the kernel next chooses to
     delay, so it is set again before each read. Anything but a plain TCP socket (a jump host's
     channel, a ProxyCommand) is returned as it is.
