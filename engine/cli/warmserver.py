@@ -33,6 +33,7 @@ def _preload() -> None:
     # console's terminal checks; paramiko's import alone is ~170 ms of a fan-out over SSH
     import ctypes  # noqa: F401
     import getpass  # noqa: F401
+    import pwd  # noqa: F401 - getpass.getuser's, on every run
     import tempfile
     import termios  # noqa: F401
 
@@ -43,7 +44,7 @@ def _preload() -> None:
     from ..executors import assertion, secretstores, shell, wait  # noqa: F401
     from ..state import fingerprints, plans, replay, retention, spool, sqlite, sqlstore  # noqa: F401
     from ..transports import local, output, ssh  # noqa: F401
-    from ..ui import console, logs  # noqa: F401
+    from ..ui import console, logs, report  # noqa: F401 - report: --output json's
     from . import app, common, history, inspect  # noqa: F401
     from . import replay as replay_commands  # noqa: F401
 
