@@ -32,8 +32,9 @@ def _preload() -> None:
     # what a run imports as it goes: the local transport's prctl, the user's name, the
     # console's terminal checks; paramiko's import alone is ~170 ms of a fan-out over SSH
     import ctypes  # noqa: F401
+    import encodings.unicode_escape  # noqa: F401 - Jinja2's lexer decodes a string literal with it
     import getpass  # noqa: F401
-    import pwd  # noqa: F401 - getpass.getuser's, on every run
+    import pwd  # noqa: F401 - getpass.getuser's when no LOGNAME, USER, LNAME or USERNAME says
     import tempfile
     import termios  # noqa: F401
 

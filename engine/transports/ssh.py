@@ -13,6 +13,7 @@ connection per host for a run, and runs commands over it.
 from __future__ import annotations
 
 import shlex
+import socket
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -162,46 +163,48 @@ def _low_latency(sock: Any) -> Any:
 
     SSH's handshake is a string of small request/answer packets. Nagle's algorithm holds a small
     packet back until the previous one is acknowledged, and Linux delays an ACK up to 40 ms:
-    our packets waited on the server's ACKs, and the server's answers (OpenSSH sets no
-    TCP_NODELAY for a session without a terminal) on ours. A connection stalled ~40 ms three
-    times, and each command's channel open once more: 107-160 ms to connect and run ``true``
-    on a loopback sshd, 23 ms without (measured with paramiko against OpenSSH 9.2).
-    OpenSSH's client sets TCP_NODELAY too; TCP_QUICKACK lasts until the kernel next chooses to
-    delay, so it is set again before each read. Anything but a plain TCP socket (a jump host's
-    channel, a ProxyCommand) is returned as it is.
+    our packets waited on the server's ACKs, and the server's answers on ours (OpenSSH sets
+    TCP_NODELAY on its side only once a session starts, after the key exchange and the
+    authentication). A connection stalled ~40 ms three times, and each command's channel open
+    once more: 107-160 ms to connect and run ``true`` on a loopback sshd, 23 ms without
+    (measured with paramiko against OpenSSH 9.2). TCP_QUICKACK lasts until the kernel next
+    chooses to delay, so it is asked for again before each read (one more system call a read,
+    and more ACKs on bulk output). Anything but a plain TCP socket (a jump host's channel, a
+    ProxyCommand's pipe) is returned as it is, and so is a socket that refuses the options: a
+    speed-up, never a reason to fail a connection.
     """
-    import socket
-
     if type(sock) is not socket.socket or sock.family not in (socket.AF_INET, socket.AF_INET6):
         return sock
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    if not hasattr(socket, "TCP_QUICKACK"):  # Linux only
+    try:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    except OSError:
+        return sock
+    if _QUICKACK is None:
+        return sock
+    try:
+        sock.setsockopt(socket.IPPROTO_TCP, _QUICKACK, 1)
+    except OSError:  # a kernel (or an emulation of one) without it
         return sock
     timeout = sock.gettimeout()
-    quick = _quick_ack_class()(sock.family, sock.type, sock.proto, fileno=sock.detach())
+    quick = QuickAckSocket(sock.family, sock.type, sock.proto, fileno=sock.detach())
     quick.settimeout(timeout)
     return quick
 
 
-_QuickAck: Any = None
+_QUICKACK: int | None = getattr(socket, "TCP_QUICKACK", None)
 
 
-def _quick_ack_class() -> Any:
-    """socket.socket whose every read first asks the kernel to acknowledge at once (defined on
-    first use: ``socket`` is not imported for runs without SSH)."""
-    global _QuickAck
-    if _QuickAck is None:
-        import socket
+class QuickAckSocket(socket.socket):
+    """A TCP socket whose every read first asks the kernel to acknowledge at once."""
 
-        class QuickAckSocket(socket.socket):
-            __slots__ = ()
+    __slots__ = ()
 
-            def recv(self, bufsize: int, flags: int = 0) -> bytes:
-                self.setsockopt(socket.IPPROTO_TCP, socket.TCP_QUICKACK, 1)
-                return super().recv(bufsize, flags)
-
-        _QuickAck = QuickAckSocket
-    return _QuickAck
+    def recv(self, bufsize: int, flags: int = 0) -> bytes:
+        try:  # noqa: SIM105 - every read of a connection: no context manager's cost
+            self.setsockopt(socket.IPPROTO_TCP, _QUICKACK, 1)  # type: ignore[arg-type]
+        except OSError:  # closed: the read below says so, as a plain socket's would
+            pass
+        return super().recv(bufsize, flags)
 
 
 # key file -> (its bytes, the key): a 50-host fan-out with one identity parsed the same file 150

@@ -54,12 +54,14 @@ def test_commands_served_warm_import_nothing_the_server_lacks(tmp_path: Path) ->
           word: hello
         steps:
           - id: say
-            shell: echo {{ vars.word }}
+            shell: echo {{ vars.word }} {{ 'a string' }}
           - id: check
             needs: [say]
             assert: steps.say.stdout != ''
         """))
     state = f"sqlite:///{tmp_path}/state.db"
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
     commands = [[str(proc), "--state", state],
                 [str(proc), "--state", state, "--output", "json"],
                 [str(proc), "--state", state, "--dry-run"],
@@ -68,7 +70,9 @@ def test_commands_served_warm_import_nothing_the_server_lacks(tmp_path: Path) ->
     done = subprocess.run([sys.executable, "-c", SCRIPT, json.dumps(commands)], cwd=tmp_path,
                           capture_output=True, text=True, timeout=120,
                           env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "XDG_STATE_HOME": str(tmp_path / "xdg"),
-                               "PYTHONPATH": str(Path(__file__).resolve().parents[2])})
+                               # templates compiled afresh (no bytecode cached by earlier runs):
+                               # the most a command imports, whatever ran before this test
+                               "TMPDIR": str(tmp), "PYTHONPATH": str(Path(__file__).resolve().parents[2])})
     assert done.returncode == 0, done.stderr
     found = json.loads(done.stdout)
     assert len(found) == len(commands)

@@ -15,11 +15,12 @@ from pathlib import Path
 
 import pytest
 
-from engine.transports.ssh import _low_latency, open_client
+from engine.transports import ssh
+from engine.transports.ssh import QuickAckSocket, _low_latency, open_client
 from engine.transports.sshconfig import settings_for
 from tests.servers.sshd import SshHost
 
-pytestmark = pytest.mark.skipif(not hasattr(socket, "TCP_QUICKACK"), reason="TCP_QUICKACK is Linux's")
+quick_ack = pytest.mark.skipif(not hasattr(socket, "TCP_QUICKACK"), reason="no TCP_QUICKACK on this platform")
 
 
 def host_vars(host: SshHost, known_hosts: Path, extra_args: str = "") -> dict[str, str]:
@@ -29,8 +30,7 @@ def host_vars(host: SshHost, known_hosts: Path, extra_args: str = "") -> dict[st
 
 
 def is_low_latency(sock: socket.socket) -> bool:
-    return (sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
-            and type(sock).recv is not socket.socket.recv)
+    return sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0 and isinstance(sock, QuickAckSocket)
 
 
 def run_over(client: object, command: str) -> tuple[int, bytes]:
@@ -38,6 +38,7 @@ def run_over(client: object, command: str) -> tuple[int, bytes]:
     return out.channel.recv_exit_status(), out.read()
 
 
+@quick_ack
 def test_a_direct_connection_sets_nodelay_and_quick_acks(sshd_hosts: list[SshHost], known_hosts_file: Path,
                                                           monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("HOME", str(tmp_path))
@@ -53,23 +54,27 @@ def test_a_direct_connection_sets_nodelay_and_quick_acks(sshd_hosts: list[SshHos
         client.close()
 
 
+@quick_ack
 def test_a_jump_hosts_channel_is_left_alone_and_the_jump_connection_is_tuned(
         sshd_hosts: list[SshHost], known_hosts_file: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("HOME", str(tmp_path))
     bastion, target = sshd_hosts[0], sshd_hosts[1]
     jump = f"-o ProxyJump={shlex.quote(f'{bastion.user}@{bastion.address}:{bastion.port}')}"
     client = open_client(settings_for("behind", host_vars(target, known_hosts_file, jump)))
+    transport = client.get_transport()
+    assert transport is not None
+    channel = transport.sock  # the tunnel through the bastion: a paramiko Channel, not a socket
+    to_bastion = channel.get_transport()  # opened without a run's resources: ours to close
     try:
-        transport = client.get_transport()
-        assert transport is not None
-        channel = transport.sock  # the tunnel through the bastion: a paramiko Channel, not a socket
         assert not isinstance(channel, socket.socket)
-        assert is_low_latency(channel.get_transport().sock)
+        assert is_low_latency(to_bastion.sock)
         assert run_over(client, "echo $RUNPROC_NODE") == (0, b"node2\n")
     finally:
         client.close()
+        to_bastion.close()
 
 
+@quick_ack
 def test_low_latency_keeps_the_timeout_and_passes_other_objects_through() -> None:
     with socket.create_server(("127.0.0.1", 0)) as server:
         plain = socket.create_connection(server.getsockname(), timeout=7.5)
@@ -87,3 +92,21 @@ def test_low_latency_keeps_the_timeout_and_passes_other_objects_through() -> Non
         assert _low_latency(unix) is unix  # not TCP: as it is
     marker = object()
     assert _low_latency(marker) is marker  # a ProxyCommand or any socket-like object
+
+
+def test_a_socket_that_refuses_quick_acks_is_kept_as_it_is(monkeypatch: pytest.MonkeyPatch) -> None:
+    # an option number no kernel knows: setsockopt fails as on a kernel without TCP_QUICKACK,
+    # and the connection goes on with TCP_NODELAY alone rather than failing
+    monkeypatch.setattr(ssh, "_QUICKACK", 0x7FFF)
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        plain = socket.create_connection(server.getsockname(), timeout=5)
+        peer, _ = server.accept()
+        try:
+            kept = _low_latency(plain)
+            assert kept is plain
+            assert kept.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+            peer.sendall(b"ok")
+            assert kept.recv(2) == b"ok"
+        finally:
+            plain.close()
+            peer.close()
