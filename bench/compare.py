@@ -287,11 +287,16 @@ def default_runproc_dir() -> Path:
 
 
 def source_fingerprint(root: Path = ROOT) -> tuple[str, str]:
-    """(the dependencies' fingerprint, the code's): hashes of pyproject.toml, and of every file
-    a wheel is built from (bytecode caches aside), so an edit not yet committed is measured too."""
+    """(the dependencies' fingerprint, the code's): a hash of what pyproject.toml requires
+    (its dependencies and Python), and one of every file a wheel is built from (bytecode
+    caches aside), so an edit not yet committed is measured too."""
     import hashlib
+    import json
+    import tomllib
 
-    deps = hashlib.sha256((root / "pyproject.toml").read_bytes()).hexdigest()[:16]
+    project = tomllib.loads((root / "pyproject.toml").read_text()).get("project", {})
+    wanted = {k: project.get(k) for k in ("dependencies", "requires-python")}
+    deps = hashlib.sha256(json.dumps(wanted, sort_keys=True).encode()).hexdigest()[:16]
     code = hashlib.sha256()
     for name in SOURCES:
         top = root / name
@@ -305,10 +310,12 @@ def source_fingerprint(root: Path = ROOT) -> tuple[str, str]:
 def ensure_runproc(folder: Path) -> str:
     """This checkout installed as a user installs it, into a venv of its own; its console script.
 
-    The venv and runproc's dependencies are made once (again when pyproject.toml changes); the
-    wheel of runproc itself is rebuilt whenever its sources differ from the one installed. It
-    is built from a copy of the sources, not in the checkout (an in-tree build/ folder can keep
-    a module deleted since).
+    The venv, runproc's dependencies and the build tools are installed once (again when
+    pyproject.toml's requirements change); the wheel of runproc itself is rebuilt, offline
+    (``--no-build-isolation``, with the venv's setuptools), whenever its sources differ from
+    the installed one's. It is built from a copy of the sources, not in the checkout (an
+    in-tree build/ folder can keep a module deleted since), with the checkout's commit written
+    in as setup.py would from a checkout, so its ``--version`` names the commit.
     """
     script = folder / "bin" / "runproc"
     marker = folder / ".runproc-bench"
@@ -321,6 +328,7 @@ def ensure_runproc(folder: Path) -> str:
     if not python.exists():
         folder.parent.mkdir(parents=True, exist_ok=True)
         subprocess.run([sys.executable, "-m", "venv", str(folder)], check=True, env=env)
+    pip = [str(python), "-m", "pip", "install", "--quiet"]
     with_deps = not have or have[0] != deps
     print(f"installing this checkout into {folder}{' with its dependencies' if with_deps else ''} "
           "(again only when its sources change)", file=sys.stderr)
@@ -328,13 +336,21 @@ def ensure_runproc(folder: Path) -> str:
         src = Path(d) / "src"
         for name in SOURCES:
             if (ROOT / name).is_dir():
-                shutil.copytree(ROOT / name, src / name, ignore=shutil.ignore_patterns("__pycache__"))
+                shutil.copytree(ROOT / name, src / name, ignore=shutil.ignore_patterns("__pycache__", "_build.py"))
             elif (ROOT / name).exists():
                 src.mkdir(exist_ok=True)
                 shutil.copy2(ROOT / name, src / name)
-        pip = [str(python), "-m", "pip", "install", "--quiet", "--force-reinstall",
-               *([] if with_deps else ["--no-deps"]), str(src)]
-        done = subprocess.run(pip, env=env)
+        sys.path.insert(0, str(ROOT))
+        from engine.version import checkout_commit
+
+        commit = checkout_commit(str(ROOT))
+        if commit:  # what setup.py writes from a checkout (there is no .git in the copy)
+            (src / "engine" / "_build.py").write_text(
+                f'"""Written by bench/compare.py for this build."""\n\nCOMMIT = "{commit}"\n')
+        done = subprocess.run([*pip, "setuptools>=61", "wheel", str(src)], env=env) if with_deps else None
+        if done is None or done.returncode == 0:
+            done = subprocess.run([*pip, "--no-deps", "--force-reinstall", "--no-build-isolation", str(src)],
+                                  env=env)
     if done.returncode != 0 or not script.exists():
         sys.exit(f"bench/run: could not install runproc into {folder} (pip exit {done.returncode})")
     marker.write_text(f"{deps} {code}\n")
@@ -342,14 +358,21 @@ def ensure_runproc(folder: Path) -> str:
 
 
 def interpreter_of(script: str) -> str:
-    """The Python a console script runs on (its #! line), for the floor ``python -c pass``."""
+    """The Python a console script runs on, for the floor ``python -c pass``: the ``python``
+    beside it in a venv, else its #! line when that names a Python, else this interpreter
+    (pip writes a ``/bin/sh`` preamble when the path is long or has a space)."""
+    beside = Path(script).parent / "python"
+    if beside.exists():
+        return str(beside)
     try:
         with open(script, "rb") as f:
             first = f.readline().decode(errors="replace").strip()
     except OSError:
         return sys.executable
-    if first.startswith("#!") and " " not in first[2:].strip() and os.path.isabs(first[2:].strip()):
-        return first[2:].strip()
+    named = first[2:].strip()
+    if first.startswith("#!") and os.path.isabs(named) and " " not in named \
+            and os.path.basename(named).startswith("python"):
+        return named
     return sys.executable
 
 
@@ -421,15 +444,21 @@ def peer_environment(tmp: Path, bin_dir: Path) -> dict[str, str]:
                                            "ANSIBLE_RETRY_FILES_ENABLED": "False"}
 
 
-def build(keys: list[str], sizes: Sizes, tmp: Path, bin_dir: Path, rp: str,
-          hosts: fanout.Hosts | None) -> list[Workload]:
-    """Every workload's floor, runproc and peer commands, their files written into ``tmp``."""
+def runproc_environment(tmp: Path) -> dict[str, str]:
+    """runproc's environment: its state, logs and warm server in ``tmp``."""
     # nothing that would point runproc's python at other modules than its own install
     env = {k: v for k, v in runner.bench_env(tmp).items() if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")}
     env["XDG_STATE_HOME"] = str(tmp / "xdg-state")  # runproc's logs stay in the temporary folder
     # the warm server of these runs (engine/cli/warm.py) is the bench's own, stopped at the end
     (tmp / "run").mkdir(mode=0o700, exist_ok=True)
     env["XDG_RUNTIME_DIR"] = str(tmp / "run")
+    return env
+
+
+def build(keys: list[str], sizes: Sizes, tmp: Path, bin_dir: Path, rp: str,
+          hosts: fanout.Hosts | None) -> list[Workload]:
+    """Every workload's floor, runproc and peer commands, their files written into ``tmp``."""
+    env = runproc_environment(tmp)
     peer_env = peer_environment(tmp, bin_dir)
     files = runner.procedures(tmp, steps=sizes.steps, sleeps=sizes.sleeps, seconds=sizes.seconds)
     task, play, pyinfra = (str(bin_dir / EXECUTABLES[p]) for p in PEERS)
@@ -583,6 +612,7 @@ def main(argv: list[str] | None = None) -> int:
     rp = ns.runproc or ensure_runproc(default_runproc_dir())
     installed = ("installed from this checkout into the bench's venv" if ns.runproc is None
                  else f"the script {ns.runproc}")
+    venvs = "the peers' venv and runproc's" if ns.runproc is None else "the peers' venv"
     keys = list(ns.keys)
     skipped: list[str] = []
     if "fanout" in keys and (sizes.hosts < 1 or not Path(fanout.SSHD).exists() or not shutil.which("ssh-keygen")):
@@ -601,7 +631,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             workloads = build(keys, sizes, tmp, bin_dir, rp, hosts)
             peer_env = peer_environment(tmp, bin_dir)
-            versions = {"runproc": _version([rp, "--version"], runner.bench_env(tmp)),
+            versions = {"runproc": _version([rp, "--version"], runproc_environment(tmp)),
                         "go-task": _version([str(bin_dir / "task"), "--version"], peer_env),
                         "ansible-core": _version([str(bin_dir / "ansible"), "--version"], peer_env),
                         "pyinfra": _version([str(bin_dir / "pyinfra"), "--version"], peer_env)}
@@ -628,7 +658,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{rounds} alternating round{'s' if rounds > 1 else ''}",
         f"date {datetime.now(UTC):%Y-%m-%d %H:%M} UTC; command: `{command}` ({time.perf_counter() - started:.0f} s)",
         f"machine: {runner.machine().split(', Python')[0]}; 1-minute load average {_load(loads)}",
-        f"Python {sys.version.split()[0]} (the peers' venv and runproc's use the same interpreter); "
+        f"Python {sys.version.split()[0]} ({venvs} made from this interpreter); "
         f"runproc {versions['runproc']} (checkout {_checkout()}; {installed}), "
         + ", ".join(f"{p} {versions[p]}" for p in PEERS),
     ]

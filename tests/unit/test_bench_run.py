@@ -209,7 +209,8 @@ def _tree(root: Path) -> Path:
     (root / "engine" / "__pycache__").mkdir(parents=True)
     (root / "engine" / "a.py").write_text("A = 1\n")
     (root / "engine" / "__pycache__" / "a.cpython-311.pyc").write_bytes(b"old")
-    for name in ("pyproject.toml", "setup.py", "MANIFEST.in", "README.md"):
+    (root / "pyproject.toml").write_text('[project]\ndependencies = ["pydantic"]\n[tool.ruff]\nline-length = 120\n')
+    for name in ("setup.py", "MANIFEST.in", "README.md"):
         (root / name).write_text(f"{name}\n")
     return root
 
@@ -220,11 +221,20 @@ def test_runprocs_fingerprint_follows_its_sources_not_its_bytecode(tmp_path: Pat
     (root / "engine" / "__pycache__" / "a.cpython-311.pyc").write_bytes(b"new")
     assert compare.source_fingerprint(root) == (deps, code)
     (root / "engine" / "a.py").write_text("A = 2\n")  # an edit not committed is measured
-    assert compare.source_fingerprint(root) == (deps, compare.source_fingerprint(root)[1])
-    assert compare.source_fingerprint(root)[1] != code
+    deps_after, edited = compare.source_fingerprint(root)
+    assert deps_after == deps and edited != code
     (root / "engine" / "b.py").write_text("")  # a new module too
-    assert compare.source_fingerprint(root)[1] != code
-    (root / "pyproject.toml").write_text("dependencies changed\n")
+    assert compare.source_fingerprint(root) == (deps, compare.source_fingerprint(root)[1])
+    assert compare.source_fingerprint(root)[1] != edited
+
+
+def test_runprocs_dependencies_fingerprint_is_what_pyproject_requires(tmp_path: Path) -> None:
+    root = _tree(tmp_path)
+    deps, _ = compare.source_fingerprint(root)
+    # a linter's setting changes the code's fingerprint (pyproject.toml is built from), not the deps'
+    (root / "pyproject.toml").write_text('[project]\ndependencies = ["pydantic"]\n[tool.ruff]\nline-length = 99\n')
+    assert compare.source_fingerprint(root)[0] == deps
+    (root / "pyproject.toml").write_text('[project]\ndependencies = ["pydantic", "httpx"]\n')
     assert compare.source_fingerprint(root)[0] != deps
 
 
@@ -253,7 +263,11 @@ def test_the_python_floor_is_the_interpreter_runproc_starts(tmp_path: Path) -> N
     assert compare.interpreter_of(str(script)) == "/opt/venv/bin/python3.11"
     script.write_text("#!/usr/bin/env python3\n")  # not a path to an interpreter: this one
     assert compare.interpreter_of(str(script)) == sys.executable
+    script.write_text("#!/bin/sh\n'''exec' '/a path/python3' \"$0\" \"$@\"\n")  # pip's long-path preamble
+    assert compare.interpreter_of(str(script)) == sys.executable
     assert compare.interpreter_of(str(tmp_path / "missing")) == sys.executable
+    (tmp_path / "python").write_text("")  # a venv's bin/: the python beside the script
+    assert compare.interpreter_of(str(script)) == str(tmp_path / "python")
 
 
 def test_runprocs_default_folder_sits_beside_the_peers(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
