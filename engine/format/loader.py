@@ -10,6 +10,7 @@ Validation happens in passes that each collect problems rather than stopping at 
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -28,10 +29,68 @@ _BODY_KINDS: dict[str, type[Body]] = {"step": Step, "check": Check, "rollback": 
 
 def load(path: str | Path) -> Procedure:
     """Load and validate a procedure file; raise ProcedureError listing every problem."""
-    source = read_file(path, keep_going=True)
-    proc = from_source(source)
+    try:
+        source = read_file(path, keep_going=True)
+    except ProcedureError as exc:
+        ini = _ini_inventory(path, exc)
+        if ini is not None:
+            raise ProcedureError(ini) from None
+        raise
+    try:
+        proc = from_source(source)
+    except ProcedureError as exc:
+        # an INI file can read as YAML too (a string, when a comment comes first)
+        inventory = _ini_inventory(path, exc) or _yaml_inventory(path, source)
+        if inventory is not None:
+            raise ProcedureError(inventory) from None
+        raise
     proc._path = Path(path).resolve()
     return proc
+
+
+# An Ansible inventory given where the procedure goes (``runproc validate inventory.yml``, or
+# the two swapped): one problem saying so, rather than the procedure's missing keys or an INI
+# file's YAML syntax error.
+_INI_SECTION = re.compile(r"^\[[A-Za-z0-9_.:-]+\]\s*(?:[#;].*)?$")
+_INVENTORY_GROUP_KEYS = frozenset({"hosts", "children", "vars"})
+
+
+def _inventory_problem(path: str | Path, file: str, line: int, col: int, kind: str) -> Problem:
+    return Problem(file, line, col, f"this is {kind}, not a procedure",
+                   f"a procedure names its inventory with 'inventory: {Path(path).name}', "
+                   f"or give it on the command line: runproc PROCEDURE -i {path}")
+
+
+def _ini_inventory(path: str | Path, error: ProcedureError) -> Problem | None:
+    """The file YAML could not read starts, after its comments, with an INI ``[group]``."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(64 * 1024).decode("utf-8", errors="replace")
+    except OSError:
+        return None
+    for number, line in enumerate(head.splitlines(), 1):
+        text = line.strip()
+        if not text or text.startswith(("#", ";")):
+            continue
+        if not _INI_SECTION.match(text):
+            return None
+        file = error.problems[0].file if error.problems else str(path)
+        return _inventory_problem(path, file, number, 1, "an INI Ansible inventory")
+    return None
+
+
+def _yaml_inventory(path: str | Path, source: Source) -> Problem | None:
+    """The document is a mapping of Ansible groups (``all:``, or groups of hosts, children
+    and vars) with neither ``procedure:`` nor ``steps:``."""
+    data = source.data
+    if not isinstance(data, dict) or not data or "procedure" in data or "steps" in data:
+        return None
+    groups = [v for v in data.values() if isinstance(v, dict)]
+    if not (isinstance(data.get("all"), dict)
+            or (len(groups) == len(data) and all(set(g) & _INVENTORY_GROUP_KEYS for g in groups))):
+        return None
+    first = source.problem((next(iter(data)),), "", key=True)
+    return _inventory_problem(path, first.file, first.line, first.col, "a YAML Ansible inventory")
 
 
 def from_source(source: Source) -> Procedure:

@@ -826,3 +826,54 @@ def test_a_bad_window_in_a_list_of_windows_points_at_that_window(tmp_path: Path,
     """)
     assert len(lines) == 1, lines
     assert lines[0].startswith("procedures/x.yml:4:5:") and "cannot read window 'fist Sun" in lines[0]
+
+
+# ---------------------------------------------------------------- an inventory where the procedure goes
+
+INVENTORY_YML = """
+    # the staging hosts
+    all:
+      children:
+        web:
+          hosts:
+            web1: {ansible_host: 127.0.0.2}
+"""
+INVENTORY_INI = """
+    ; the staging hosts
+    [web]
+    web1 ansible_host=127.0.0.2
+
+    [web:vars]
+    ansible_user=deploy
+"""
+
+
+@pytest.mark.parametrize(("text", "name", "kind", "line"), [
+    (INVENTORY_YML, "inventory/staging.yml", "a YAML Ansible inventory", 2),
+    (INVENTORY_INI, "inventory/staging.ini", "an INI Ansible inventory", 2),
+    ("web:\n  hosts:\n    web1:\ndb:\n  children: {}\n", "hosts.yml", "a YAML Ansible inventory", 1),
+])
+def test_an_inventory_given_as_the_procedure_says_so(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                     text: str, name: str, kind: str, line: int) -> None:
+    path = write(tmp_path, text, name)
+    for argv in (["validate", path], [path, "--dry-run", "--offline"]):
+        done = cli(capsys, *argv)
+        assert done.rc == 2, done.err
+        assert done.lines == [f"{path}:{line}:1: this is {kind}, not a procedure (hint: a procedure names "
+                              f"its inventory with 'inventory: {Path(name).name}', or give it on the command "
+                              f"line: runproc PROCEDURE -i {path})"]
+
+
+def test_a_procedure_missing_its_keys_is_not_taken_for_an_inventory(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    lines = problems(capsys, tmp_path, """
+        vars:
+          hosts: web
+        steps:
+          - id: a
+            shell: echo hi
+    """)
+    assert any("missing required key 'procedure'" in line for line in lines)
+    assert not any("inventory" in line for line in lines)
+    lines = problems(capsys, tmp_path, "vars:\n  web: {hosts: [a]}\n")
+    assert not any("Ansible inventory" in line for line in lines)
