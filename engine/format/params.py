@@ -52,6 +52,16 @@ def _where(proc: Procedure, name: str) -> tuple[str, int, int]:
     return file, line, col
 
 
+def _declarations(proc: Procedure) -> tuple[str, int, int]:
+    """The procedure's ``params:`` key, or its ``procedure:`` key when it declares none."""
+    src = proc._source
+    if src is None:
+        return "<params>", 0, 0
+    key = "params" if isinstance(src.data, dict) and "params" in src.data else "procedure"
+    line, col = src.where((key,), key=True)
+    return src.file, line, col
+
+
 def coerce(name: str, spec: Param, value: Any, *, from_text: bool) -> Any:
     """Convert and check one value; raise ValueError with what was expected."""
     t = spec.type
@@ -117,9 +127,10 @@ def resolve_params(proc: Procedure, cli: dict[str, str] | None = None,
         if name not in proc.params:
             suggestion = did_you_mean(name, proc.params)
             file, line, col, how = origin(name, key=True)
+            if how:  # from -p, so in no file: where the procedure declares its params (or would)
+                file, line, col = _declarations(proc)
             declared = ", ".join(proc.params) or "none"
-            problems.append(Problem(file, line if not how else 0, col if not how else 0,
-                                    f"unknown param {name!r}{how}{suggestion}",
+            problems.append(Problem(file, line, col, f"unknown param {name!r}{how}{suggestion}",
                                     None if suggestion else f"this procedure declares: {declared}"))
     for name, spec in proc.params.items():
         if name in given:

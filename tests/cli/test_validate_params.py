@@ -72,8 +72,9 @@ def test_missing_required(proc: str, tmp_path: Path, capsys: pytest.CaptureFixtu
     ("ratio=1.5", "deploy.yml:5:3: param 'ratio' (from -p): 1.5 is above the maximum 1"),
     ("apply=maybe", "deploy.yml:6:3: param 'apply' (from -p): expected true or false, got 'maybe'"),
     ("region=asia", "deploy.yml:7:3: param 'region' (from -p): 'asia' is not one of 'eu', 'us'"),
-    ("regoin=eu", "deploy.yml: unknown param 'regoin' (from -p) (did you mean 'region'?)"),
-    ("nothing=1", "deploy.yml: unknown param 'nothing' (from -p) (hint: this procedure declares: version, "
+    # from -p, so in no file: located at the procedure's params, where it would be declared
+    ("regoin=eu", "deploy.yml:2:1: unknown param 'regoin' (from -p) (did you mean 'region'?)"),
+    ("nothing=1", "deploy.yml:2:1: unknown param 'nothing' (from -p) (hint: this procedure declares: version, "
                   "replicas, ratio, apply, region, hosts)"),
 ])
 def test_bad_cli_value(proc: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], arg: str,
@@ -176,3 +177,18 @@ def test_offline_dry_run_does_not_need_secrets(tmp_path: Path, capsys: pytest.Ca
     done = dry(capsys, tmp_path, "secretive.yml")
     assert done.rc == 0, done.err
     assert not (tmp_path / "touched").exists()
+
+
+def test_an_unknown_p_on_a_procedure_without_params_points_at_its_top(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.chdir(tmp_path)
+    name = write(tmp_path, """
+        # no params here
+        procedure: plain
+        steps:
+          - id: a
+            shell: 'true'
+    """, "plain.yml")
+    done = dry(capsys, tmp_path, name, "-p", "x=1")
+    assert (done.rc, done.out) == (2, "")
+    assert done.lines == ["plain.yml:2:1: unknown param 'x' (from -p) (hint: this procedure declares: none)"]
