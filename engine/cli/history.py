@@ -234,29 +234,11 @@ def _show(argv: list[str]) -> int:
 
 
 def enrich(store: Any, report: dict[str, Any]) -> dict[str, Any]:
-    """The report with what the state knows beside it: who, where (pid), what kind of run, the
-    params (a secret one only as ``***``: its value was never stored), the approvals and the
-    journal in order."""
-    run_id = str(report.get("run_id") or "")
-    meta = store.run_meta(run_id) or {}
-    journal = store.journal(run_id)
-    out = dict(report)
-    for key in ("user", "host", "pid", "kind", "of_run", "ended_at"):
-        if out.get(key) is None and meta.get(key) is not None:
-            out[key] = meta[key]
-    out.setdefault("kind", "run")
-    inputs = store.inputs(run_id) or {}
-    params = out.get("params")
-    if params is None and isinstance(inputs.get("params"), dict):
-        params = inputs["params"]
-    if params is not None or inputs.get("secret_params"):
-        shown = dict(params or {})
-        for name, hashed in (inputs.get("secret_params") or {}).items():
-            shown[name] = "***" if hashed is not None else None
-        out["params"] = shown
-    if "approvals" not in out:
-        out["approvals"] = [{"step": e.get("step"), "at": e.get("at"), **(e.get("data") or {})}
-                            for e in journal if e.get("event") == "approval"]
+    """The report with what the state knows beside it (engine/state/records.py: who, where,
+    what kind of run, the params, the approvals) and the journal in order."""
+    from ..state.records import with_records
+
+    out, journal, _ = with_records(store, report)
     out["journal"] = journal
     return out
 

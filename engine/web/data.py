@@ -20,6 +20,7 @@ from ..errors import InvalidInputError
 from ..execution.approvals import pending
 from ..execution.results import RUN_STATUSES
 from ..execution.store import RunFilter
+from ..state.records import with_records
 
 if TYPE_CHECKING:
     from .catalogue import Catalogue
@@ -194,27 +195,9 @@ def run_detail(store: Any, run_id: str, catalogue: Catalogue | None = None) -> d
         live_seq = int(entries[-1]["seq"]) if entries else 0
     report = find_report(store, run_id)
     rid = str(report.get("run_id") or run_id)
-    meta = store.run_meta(rid) or {}
-    journal = store.journal(rid)
-    out = dict(report)
-    for key in ("user", "host", "pid", "kind", "of_run", "ended_at"):
-        if out.get(key) is None and meta.get(key) is not None:
-            out[key] = meta[key]
-    out["kind"] = out.get("kind") or "run"
-    inputs = store.inputs(rid) or {}
-    params = out.get("params")
-    if params is None and isinstance(inputs.get("params"), dict):
-        params = inputs["params"]
-    if params is not None or inputs.get("secret_params"):
-        shown = dict(params or {})
-        for name, hashed in (inputs.get("secret_params") or {}).items():
-            shown[name] = "***" if hashed is not None else None  # the value was never stored
-        out["params"] = shown
-    else:
-        out["params"] = None  # a dry run records no params
-    if "approvals" not in out:
-        out["approvals"] = [{"step": e.get("step"), "at": e.get("at"), **(e.get("data") or {})}
-                            for e in journal if e.get("event") == "approval"]
+    # who, where, the kind, the params and approvals: as runproc show says them
+    out, journal, inputs = with_records(store, report, rid)
+    out.setdefault("params", None)  # a dry run records no params
     # every key a page reads, whatever runproc (or engine) recorded the report
     for key in _RUN_KEYS:
         out.setdefault(key, None)
