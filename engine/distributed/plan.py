@@ -176,28 +176,11 @@ class _Hosts:
             self.problem(where, f"step {step.id}: on: {exc} (with --engine the hosts are chosen when the run is "
                                 "submitted: from params and vars only)")
             return {"hosts": []}
-        optional = pattern.startswith("?")
-        pattern = pattern.removeprefix("?").strip()
         try:
-            matched = inventory.match(pattern)
-            selected = matched
-            if self.limit:
-                limited = inventory.limit(self.limit)
-                if not limited.hosts:
-                    self.problem(where, f"step {step.id}: --limit {self.limit!r} matches no host in the inventory")
-                    return {"hosts": []}
-                selected = limited.match(pattern)
+            selected, note = inventory.targets(pattern, self.limit)  # as a run here chooses them
         except InventoryError as exc:
             self.problem(where, f"step {step.id}: {exc}")
             return {"hosts": []}
-        note = None
-        if not matched:
-            if not optional:
-                self.problem(where, f"step {step.id}: no host in the inventory matches {pattern!r} "
-                                    f"(write on: \"?{pattern}\" if that may be normal)")
-            note = f"no host matches the optional pattern {pattern!r}"
-        elif not selected:
-            note = f"--limit {self.limit!r} leaves none of the {len(matched)} host(s) of {pattern!r}"
         hosts = []
         for h in selected:
             secret = sorted(name for name in SECRET_VARS if h.vars.get(name) is not None)

@@ -128,27 +128,13 @@ def select_hosts(run: Run, step: Step) -> list[Host]:
         pattern = str(ex.render_value(step.on, run.namespace()))
     except ex.ExpressionError as exc:
         raise _problem(run, step, "on", f"on: {exc}") from None
-    optional = pattern.startswith("?")
-    pattern = pattern.removeprefix("?").strip()
     try:
-        matched = inventory.match(pattern)
-        selected = matched
-        if run.limit:
-            limited = inventory.limit(run.limit)
-            if not limited.hosts:
-                raise _problem(run, step, "on", f"--limit {run.limit!r} matches no host in the inventory")
-            selected = limited.match(pattern)
+        selected, note = inventory.targets(pattern, run.limit)
     except InventoryError as exc:
         raise _problem(run, step, "on", str(exc)) from None
     hosts = HostList(selected)
     hosts.inventory = inventory
-    if not matched:
-        if not optional:
-            raise _problem(run, step, "on", f"no host in the inventory matches {pattern!r} "
-                                            f"(write on: \"?{pattern}\" if that may be normal)")
-        hosts.note = f"no host matches the optional pattern {pattern!r}"
-    elif not selected:
-        hosts.note = f"--limit {run.limit!r} leaves none of the {len(matched)} host(s) of {pattern!r}"
+    hosts.note = note
     from ..transports.ssh import SECRET_VARS
 
     for host in hosts:  # an inventory password must never appear in output or the journal

@@ -74,6 +74,32 @@ class Inventory:
                 return self._subset(set())
         return self._subset({h.name for h in self.match(pattern)})
 
+    def targets(self, on: str, limit: str | None = None) -> tuple[list[Host], str | None]:
+        """The hosts a step's ``on:`` pattern (rendered) picks, narrowed by ``--limit``, and a
+        note when none is left: an optional pattern (``?web``) that matches nothing, or a
+        limit that leaves none of its hosts. A run and a plan sent to Temporal choose alike.
+
+        Raises InventoryError for a pattern that matches nothing (unless optional), a limit
+        that matches no host of the inventory, or a pattern the inventory cannot read.
+        """
+        optional = on.startswith("?")
+        pattern = on.removeprefix("?").strip()
+        matched = self.match(pattern)
+        selected = matched
+        if limit:
+            limited = self.limit(limit)
+            if not limited.hosts:
+                raise InventoryError(f"--limit {limit!r} matches no host in the inventory")
+            selected = limited.match(pattern)
+        if not matched:
+            if not optional:
+                raise InventoryError(f"no host in the inventory matches {pattern!r} "
+                                     f"(write on: \"?{pattern}\" if that may be normal)")
+            return [], f"no host matches the optional pattern {pattern!r}"
+        if not selected:
+            return [], f"--limit {limit!r} leaves none of the {len(matched)} host(s) of {pattern!r}"
+        return selected, None
+
     def _subset(self, keep: set[str]) -> Inventory:
         """A copy with only ``keep``; hosts and groups are copied so the original never changes."""
         hosts = {

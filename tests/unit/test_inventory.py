@@ -409,3 +409,27 @@ def test_production_example_shape() -> None:
     assert app[0].vars["k8s_namespace"] == "unjucks-prod" and app[0].user == "deploy"
     primary = inv.match("db_primary")
     assert len(primary) == 1 and primary[0].vars["pg_version"] == 15
+
+
+def _targets_inventory(tmp_path: Path) -> Inventory:
+    path = tmp_path / "hosts.ini"
+    path.write_text("[web]\nweb1\nweb2\n\n[db]\ndb1\n")
+    return load_inventory(path)
+
+
+def test_targets_pick_the_pattern_narrowed_by_limit(tmp_path: Path) -> None:
+    inv = _targets_inventory(tmp_path)
+    assert [h.name for h in inv.targets("web")[0]] == ["web1", "web2"]
+    assert inv.targets("web")[1] is None
+    hosts, note = inv.targets("web", "web2:db1")
+    assert ([h.name for h in hosts], note) == (["web2"], None)
+
+
+def test_targets_say_why_none_is_left_or_refuse(tmp_path: Path) -> None:
+    inv = _targets_inventory(tmp_path)
+    assert inv.targets("?cache") == ([], "no host matches the optional pattern 'cache'")
+    assert inv.targets("web", "db1") == ([], "--limit 'db1' leaves none of the 2 host(s) of 'web'")
+    with pytest.raises(InventoryError, match=r"no host in the inventory matches 'cache' \(write on: \"\?cache\""):
+        inv.targets("cache")
+    with pytest.raises(InventoryError, match="--limit 'nosuch' matches no host in the inventory"):
+        inv.targets("?cache", "nosuch")
