@@ -340,8 +340,7 @@ def ensure_runproc(folder: Path) -> str:
             elif (ROOT / name).exists():
                 src.mkdir(exist_ok=True)
                 shutil.copy2(ROOT / name, src / name)
-        sys.path.insert(0, str(ROOT))
-        from engine.version import checkout_commit
+        from engine.version import checkout_commit  # the checkout is on the path (bench/run puts it there)
 
         commit = checkout_commit(str(ROOT))
         if commit:  # what setup.py writes from a checkout (there is no .git in the copy)

@@ -89,8 +89,8 @@ def _yaml_inventory(path: str | Path, source: Source) -> Problem | None:
     if not (isinstance(data.get("all"), dict)
             or (len(groups) == len(data) and all(set(g) & _INVENTORY_GROUP_KEYS for g in groups))):
         return None
-    first = source.problem((next(iter(data)),), "", key=True)
-    return _inventory_problem(path, first.file, first.line, first.col, "a YAML Ansible inventory")
+    line, col = source.where((next(iter(data)),), key=True)
+    return _inventory_problem(path, source.file, line, col, "a YAML Ansible inventory")
 
 
 def from_source(source: Source) -> Procedure:
